@@ -1,0 +1,32 @@
+# One-command entry points. Every target that needs the environment runs `setup` first,
+# which is idempotent and silent when nothing is missing.
+VENV   := .venv
+CRS    := $(VENV)/bin/crs
+PYTEST := $(VENV)/bin/python -m pytest
+
+.PHONY: setup demo test unit integration bench clean-net check
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	@$(CRS) demo
+
+test: setup
+	@$(PYTEST) tests
+
+unit: setup
+	@$(PYTEST) tests/unit
+
+integration: setup
+	@$(PYTEST) tests/integration
+
+bench: setup
+	@$(CRS) bench all
+
+check: setup
+	@$(CRS) check
+
+# Removes only networks that `crs net up` recorded as its own.
+clean-net: setup
+	@$(CRS) net down --all

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Idempotent set-up: Debian packages, .venv with pinned dependencies, the project in
+# editable mode, and a running Open vSwitch. Prints nothing when there is nothing to do.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup needs root (Open vSwitch, Mininet, apt): run it with sudo, e.g. 'sudo make test'" >&2
+  exit 1
+fi
+
+PACKAGES=(openvswitch-switch mininet iperf3 ethtool iputils-ping tcpdump wpasupplicant hostapd
+          python3-venv python3-dev)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# hostapd and wpa_supplicant are run by tests on demand; their packaged services must not
+# grab interfaces on their own.
+for svc in hostapd wpa_supplicant; do
+  if systemctl is-enabled "$svc" >/dev/null 2>&1; then systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
+done
+
+VENV=.venv
+PY=/usr/bin/python3        # Debian's interpreter: Mininet lives in its dist-packages
+STAMP=$VENV/.crs-setup-stamp
+want=$(cat requirements/constraints.txt setup.cfg pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  echo "setup: building $VENV (pinned dependencies from requirements/constraints.txt)"
+  [ -x "$VENV/bin/python" ] || "$PY" -m venv --system-site-packages "$VENV"
+  pip=("$VENV/bin/pip" install -q --disable-pip-version-check -c requirements/constraints.txt)
+  # Ryu 4.34's setup hooks need setuptools < 68 and no build isolation (RUNBOOK).
+  "${pip[@]}" setuptools wheel pbr 2>&1 | grep -v '^WARNING: Location' || true
+  "${pip[@]}" --no-build-isolation ryu eventlet dnspython scapy cryptography pyOpenSSL PyYAML \
+      pytest pytest-timeout hypothesis matplotlib numpy 2>&1 | grep -v '^WARNING: Location' || true
+  "${pip[@]}" --no-build-isolation --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
+  "$VENV/bin/python" -c 'import ryu, eventlet, scapy, cryptography, yaml, mininet.net, controller' \
+    || { echo "setup: the venv does not import its dependencies" >&2; exit 1; }
+  echo "$want" > "$STAMP"
+fi
+
+# Open vSwitch: userspace datapath only (no kernel module here); nothing starts it for us.
+if ! ovs-vsctl --timeout=3 show >/dev/null 2>&1; then
+  echo "setup: starting Open vSwitch"
+  /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >/dev/null 2>&1 || true
+  ovs-vsctl --timeout=10 show >/dev/null || { echo "setup: Open vSwitch did not start" >&2; exit 1; }
+fi
