@@ -1,0 +1,201 @@
+"""`crs`: one command for the controller, emulated networks, experiments and operators.
+
+Subcommands import what they need lazily: the controller process must never import
+Mininet and the network process must never import Ryu (RUNBOOK).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from typing import Callable
+
+EXIT_CONFIG = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    return args.func(args) or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crs", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(title="commands", metavar="COMMAND")
+
+    c = sub.add_parser("controller", help="run the Ryu OpenFlow 1.3 controller")
+    c.add_argument("--ofp-port", type=int, default=6653, help="OpenFlow listen port")
+    c.add_argument("--rest-port", type=int, default=8080, help="REST API port")
+    c.add_argument("--rest-host", default="0.0.0.0", help="REST API address")
+    c.add_argument("--config", help="controller configuration file (YAML)")
+    c.add_argument("--topology", help="topology file (cells, servers, inter-switch ports)")
+    c.add_argument("--db", default="var/crs.db", help="SQLite database path")
+    c.add_argument("--log-level", default="INFO",
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    c.add_argument("--admission", choices=["open", "authenticate"],
+                   help="override the configured admission mode")
+    c.set_defaults(func=cmd_controller)
+
+    n = sub.add_parser("net", help="bring an emulated network up or down")
+    nsub = n.add_subparsers(title="net commands", metavar="ACTION")
+    up = nsub.add_parser("up", help="build TOPOLOGY in Mininet and keep it up until stopped")
+    up.add_argument("topology", help="topology file, e.g. topologies/mobile_core.yaml")
+    up.add_argument("--controller", default="127.0.0.1:6653", help="HOST:PORT")
+    up.add_argument("--cli", action="store_true", help="open the Mininet CLI")
+    up.add_argument("--terminals-per-cell", type=int)
+    up.add_argument("--no-shaping", action="store_true", help="ignore link bw/delay")
+    up.set_defaults(func=cmd_net_up)
+    down = nsub.add_parser("down", help="remove networks 'net up' created")
+    down.add_argument("name", nargs="?", help="network name (default: all of ours)")
+    down.add_argument("--all", action="store_true")
+    down.set_defaults(func=cmd_net_down)
+    st = nsub.add_parser("status", help="list networks 'net up' created")
+    st.set_defaults(func=cmd_net_status)
+
+    ck = sub.add_parser("check", help="validate configuration files offline")
+    ck.add_argument("files", nargs="*", help="files to check (default: the shipped ones)")
+    ck.set_defaults(func=cmd_check)
+
+    d = sub.add_parser("demo", help="the default demonstration (what 'make demo' runs)")
+    d.add_argument("--out", default="results/demo")
+    d.add_argument("--topology", default="topologies/mobile_core.yaml")
+    d.set_defaults(func=cmd_demo)
+
+    b = sub.add_parser("bench", help="benchmarks writing results/bench/<name>.json")
+    b.add_argument("name", choices=["forwarding", "all"])
+    b.add_argument("--out", default="results/bench")
+    b.add_argument("--repeat", type=int, default=3)
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+# --- commands ----------------------------------------------------------------------------
+
+def cmd_controller(a: argparse.Namespace) -> int:
+    from controller import launcher
+    from controller.config import ConfigError
+    from controller.settings import load_settings
+    try:
+        s = load_settings(a.config, ofp_port=a.ofp_port, rest_port=a.rest_port,
+                          rest_host=a.rest_host, db_path=a.db, log_level=a.log_level,
+                          topology_file=a.topology, admission_mode=a.admission)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    return launcher.run(s)
+
+
+def _load_topology(path: str, tpc: int | None = None):
+    from controller import topology
+    from controller.config import ConfigError
+    try:
+        return topology.load(path, terminals_per_cell=tpc)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG)
+
+
+def cmd_net_up(a: argparse.Namespace) -> int:
+    topo = _load_topology(a.topology, a.terminals_per_cell)
+    from controller.emulation.net import Emulation, EmulationError, Options
+    host, _, port = a.controller.rpartition(":")
+    opts = Options(controller_ip=host or "127.0.0.1", controller_port=int(port),
+                   shaping=not a.no_shaping)
+    emu = Emulation(topo, opts)
+    stop = {"now": False}
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        stop["now"] = True
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        t0 = time.time()
+        emu.start()
+        print(f"{topo.name}: {len(topo.switches)} switches, {len(topo.hosts)} hosts up in "
+              f"{time.time() - t0:.1f} s; controller {a.controller}")
+        try:
+            emu.wait_connected()
+            print("all switches connected")
+        except EmulationError as exc:
+            print(f"warning: {exc}", file=sys.stderr)
+        if a.cli:
+            from mininet.cli import CLI
+            CLI(emu.net)
+        else:
+            print("running; Ctrl-C or 'crs net down' to remove it")
+            while not stop["now"]:
+                time.sleep(0.2)
+    except EmulationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        emu.stop()
+        print(f"{topo.name}: removed")
+    return 0
+
+
+def cmd_net_down(a: argparse.Namespace) -> int:
+    from controller.emulation.record import records, teardown
+    found = [r for r in records() if a.all or a.name is None or r.name == a.name]
+    if not found:
+        print("no network recorded as ours")
+        return 0
+    for rec in found:
+        teardown(rec)
+        print(f"{rec.name}: removed")
+    return 0
+
+
+def cmd_net_status(a: argparse.Namespace) -> int:  # noqa: ARG001
+    from controller.emulation.record import alive, records
+    for r in records():
+        state = "running" if alive(r.launcher_pid) else "launcher gone (run 'crs net down')"
+        print(f"{r.name}: {len(r.bridges)} bridges, {len(r.pids)} processes, {state}")
+    return 0
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    import glob
+    from controller.config import ConfigError
+    files = a.files or sorted(glob.glob("topologies/*.yaml"))
+    checkers = _checkers()
+    bad = 0
+    for f in files:
+        kind = _kind_of(f)
+        try:
+            checkers[kind](f)
+            print(f"{f}: ok ({kind})")
+        except ConfigError as exc:
+            bad += 1
+            print(exc)
+    return EXIT_CONFIG if bad else 0
+
+
+def _kind_of(path: str) -> str:
+    return "topology" if "topolog" in path else "controller"
+
+
+def _checkers() -> dict[str, Callable[[str], object]]:
+    from controller import settings, topology
+    return {"topology": topology.load, "controller": settings.load_settings}
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from controller.experiment_demo import run_demo
+    return run_demo(a.topology, a.out)
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from controller.bench import forwarding
+    result = forwarding.run(out_dir=a.out, repeat=a.repeat)
+    print(json.dumps(result["ratio"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Mininet side: builds and removes emulated networks (runs in its own process, never with Ryu)."""

@@ -1,0 +1,190 @@
+"""Build a topology file into a Mininet network on userspace Open vSwitch, and remove it.
+
+Switches: OVS with the userspace datapath (no kernel module here), OpenFlow 1.3,
+fail-mode secure (no controller, no forwarding beyond the flows it holds). Hosts: one per
+terminal and server, addresses and MACs from the topology, checksum offloads off (TCP
+through the userspace datapath needs it), IPv6 off. The controller's service address is a
+root-namespace node on its switch, so terminals reach the controller's HTTP services over
+the emulated network. Everything created is written to a `Record` first.
+
+Imports Mininet: never import this module in a process that imported Ryu.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from mininet.link import Link, TCLink
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+from mininet.node import Host, OVSSwitch, RemoteController
+
+from controller.emulation.record import Record, existing_bridges, records, teardown
+from controller.topology import Topology
+
+SERVICE_NODE = "crssvc"
+
+
+class EmulationError(RuntimeError):
+    pass
+
+
+@dataclass
+class Options:
+    controller_ip: str = "127.0.0.1"
+    controller_port: int = 6653
+    shaping: bool = True          # apply link bw/delay from the topology (tc)
+    connect_timeout_s: float = 60.0
+
+
+class Emulation:
+    """One emulated network built from a `Topology`."""
+
+    def __init__(self, topo: Topology, options: Options | None = None):
+        self.topo = topo
+        self.opts = options or Options()
+        self.net: Mininet | None = None
+        self.record = Record(name=topo.name, launcher_pid=os.getpid())
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> "Emulation":
+        self._refuse_clobbering()
+        setLogLevel(os.environ.get("CRS_MININET_LOG", "warning"))
+        self.record.bridges = [s.name for s in self.topo.switches]
+        self.record.save()  # intent first: a crash from here on is still cleaned up
+        try:
+            self._build()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.net is not None:
+            try:
+                self.net.stop()
+            except Exception:  # fall through to the record-based teardown
+                pass
+            self.net = None
+        teardown(self.record)
+
+    def __enter__(self) -> "Emulation":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # --- use ---------------------------------------------------------------------------
+
+    def host(self, name: str) -> Host:
+        assert self.net is not None
+        return self.net.get(name)
+
+    def hosts(self) -> list[Host]:
+        assert self.net is not None
+        return [self.net.get(h.name) for h in self.topo.hosts]
+
+    def popen(self, host: str, cmd: list[str] | str, **kw: Any) -> subprocess.Popen:
+        """Start a program on a host; its PID is recorded so `net down` can end it."""
+        args = shlex.split(cmd) if isinstance(cmd, str) else cmd
+        proc = self.host(host).popen(args, **kw)
+        self.record.pids.append(proc.pid)
+        self.record.save()
+        return proc
+
+    def wait_connected(self, timeout_s: float | None = None) -> None:
+        assert self.net is not None
+        deadline = time.time() + (timeout_s or self.opts.connect_timeout_s)
+        pending = list(self.net.switches)
+        while pending and time.time() < deadline:
+            pending = [s for s in pending if not s.connected()]
+            if pending:
+                time.sleep(0.2)
+        if pending:
+            names = ", ".join(s.name for s in pending)
+            raise EmulationError(f"switches not connected to the controller "
+                                 f"{self.opts.controller_ip}:{self.opts.controller_port} "
+                                 f"after {timeout_s or self.opts.connect_timeout_s:.0f} s: {names}")
+
+    # --- internals ---------------------------------------------------------------------
+
+    def _refuse_clobbering(self) -> None:
+        mine = {r.name for r in records()}
+        if self.topo.name in mine:
+            raise EmulationError(f"a network named {self.topo.name!r} is already up "
+                                 "(run 'crs net down' first)")
+        taken = existing_bridges() & {s.name for s in self.topo.switches}
+        if taken:
+            raise EmulationError(f"bridges already exist and are not ours: {sorted(taken)}; "
+                                 "refusing to replace them")
+        if os.path.exists(f"/sys/class/net/{SERVICE_NODE}-eth0"):
+            raise EmulationError(f"interface {SERVICE_NODE}-eth0 exists: another network "
+                                 "holds the controller service address")
+
+    def _build(self) -> None:
+        topo, opts = self.topo, self.opts
+        net = Mininet(topo=None, build=False, autoSetMacs=False, controller=None,
+                      waitConnected=False)
+        self.net = net
+        net.addController("c0", controller=RemoteController, ip=opts.controller_ip,
+                          port=opts.controller_port)
+        for s in topo.switches:
+            net.addSwitch(s.name, cls=OVSSwitch, dpid=f"{s.dpid:016x}", datapath="user",
+                          failMode="secure", protocols="OpenFlow13")
+        prefix = topo.prefixlen
+
+        def link(a: str, b: str, pa: int | None, pb: int | None,
+                 bw: float | None, delay: float | None) -> None:
+            params: dict[str, Any] = {}
+            if opts.shaping and (bw or delay):
+                params = {"cls": TCLink}
+                if bw:
+                    params["bw"] = bw
+                if delay:
+                    params["delay"] = f"{delay}ms"
+            else:
+                params = {"cls": Link}
+            net.addLink(a, b, port1=pa, port2=pb, **params)
+
+        for lk in topo.links:
+            link(lk.a, lk.b, lk.a_port, lk.b_port, lk.bw_mbps, lk.delay_ms)
+        for h in topo.hosts:
+            net.addHost(h.name, ip=f"{h.ip}/{prefix}", mac=h.mac)
+            link(h.name, h.switch, None, h.port, h.bw_mbps, h.delay_ms)
+        net.addHost(SERVICE_NODE, inNamespace=False, ip=f"{topo.service_ip}/{prefix}",
+                    mac=topo.service_mac)
+        link(SERVICE_NODE, topo.service_switch, None, topo.service_port, None, None)
+
+        self.record.interfaces = sorted(
+            {i.name for s in topo.switches for i in net.get(s.name).intfList()
+             if i.name != "lo"} | {f"{SERVICE_NODE}-eth0"})
+        self.record.save()
+        net.build()
+        self.record.pids = [net.get(h.name).pid for h in topo.hosts]
+        self.record.save()
+        net.start()
+        for node in [net.get(h.name) for h in topo.hosts]:
+            node.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 "
+                     "net.ipv6.conf.default.disable_ipv6=1")
+            for intf in node.intfList():
+                if intf.name != "lo":
+                    node.cmd(f"ethtool -K {intf.name} tx off rx off >/dev/null 2>&1")
+        svc_intf = f"{SERVICE_NODE}-eth0"
+        subprocess.run(["ethtool", "-K", svc_intf, "tx", "off", "rx", "off"],
+                       capture_output=True, check=False)
+        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{svc_intf}.disable_ipv6=1"],
+                       capture_output=True, check=False)
+
+
+def down(name: str | None = None) -> list[str]:
+    """Remove recorded networks (one by name, or all). Returns what was done."""
+    done = []
+    for rec in records():
+        if name is None or rec.name == name:
+            done += [f"{rec.name}: {line}" for line in teardown(rec)]
+    return done

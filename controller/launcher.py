@@ -1,0 +1,43 @@
+"""Start the Ryu controller: the only place with the eventlet shim and ryu.cmd.manager.
+
+Ryu 4.34 imports `eventlet.wsgi.ALREADY_HANDLED`, which eventlet >= 0.30.3 dropped; the shim
+restores the name before Ryu is imported. Keeping it here (and Ryu imports behind
+`controller.ryu_shell`) keeps a later move to os-ken small.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from controller import settings as settings_mod
+from controller import topology
+from controller.config import ConfigError
+
+
+def run(settings: settings_mod.Settings) -> int:
+    # Validate everything before Ryu starts: a bad file is exit status 2, not a traceback.
+    try:
+        if settings.topology_file:
+            topology.load(settings.topology_file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    os.makedirs(os.path.dirname(os.path.abspath(settings.db_path)), exist_ok=True)
+    settings_mod.CURRENT = settings
+    # Ryu installs the log handler; only our own loggers' level is set here.
+    logging.getLogger("crs").setLevel(settings.log_level.upper())
+
+    import eventlet.wsgi
+    if not hasattr(eventlet.wsgi, "ALREADY_HANDLED"):
+        eventlet.wsgi.ALREADY_HANDLED = object()
+    from ryu.cmd import manager
+
+    args = [
+        "--ofp-tcp-listen-port", str(settings.ofp_port),
+        "--wsapi-host", settings.rest_host,
+        "--wsapi-port", str(settings.rest_port),
+        "controller.ryu_shell.app",
+    ]
+    manager.main(args=args, prog="crs controller")
+    return 0

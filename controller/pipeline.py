@@ -1,0 +1,53 @@
+"""Base flows of the admission and security tables, installed on every switch at connect.
+
+Table 0 (admission) is default deny: its table-miss drops. Above that, in bands: LLDP and
+EAPOL to the controller (EAPOL through a packets-per-second meter), inter-switch ports
+straight on (their traffic was admitted at its own edge), and, while authentication is
+disabled by configuration, an "allow all" flow. Table 1 (security control) passes everything
+on to forwarding unless the reacting system has put a terminal's flows above its miss flow.
+
+Re-installing is safe at any time: table 0 is rebuilt (deleting admission flows only ever
+blocks), table 1's restrictions are never deleted here (only their owner removes them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controller.openflow.ofmsg import (
+    ETH_TYPE_EAPOL, ETH_TYPE_LLDP, OFPP_CONTROLLER, Apply, Goto, Message, Meter, MeterMod,
+    Output,
+)
+from controller.openflow.tables import ADMISSION, SECURITY, Priority
+
+EAPOL_METER_ID = 1
+
+
+@dataclass(frozen=True)
+class AdmissionMode:
+    open: bool = True              # allow all (no authentication) - the foundation default
+    eapol_pps: int = 200           # punt rate for EAPOL per switch
+
+
+def admission_base(mode: AdmissionMode, infra_ports: set[int]) -> list[Message]:
+    msgs: list[Message] = [
+        ADMISSION.delete_all(),
+        MeterMod(EAPOL_METER_ID, "delete"),  # a reconnecting switch may still hold it
+        MeterMod(EAPOL_METER_ID, "add", rate=mode.eapol_pps, burst=max(10, mode.eapol_pps // 10),
+                 pps=True),
+        ADMISSION.flow(Priority.ADM_CONTROL, {"eth_type": ETH_TYPE_LLDP}, []),
+        ADMISSION.flow(Priority.ADM_CONTROL, {"eth_type": ETH_TYPE_EAPOL},
+                       [Meter(EAPOL_METER_ID), Apply((Output(OFPP_CONTROLLER),))]),
+    ]
+    msgs += [ADMISSION.flow(Priority.ADM_INFRA, {"in_port": p}, [Goto(SECURITY.table_id)])
+             for p in sorted(infra_ports)]
+    if mode.open:
+        msgs.append(ADMISSION.flow(Priority.ADM_OPEN, {}, [Goto(SECURITY.table_id)]))
+    return msgs
+
+
+def security_base() -> list[Message]:
+    return [SECURITY.flow(Priority.MISS, {}, [Goto(2)])]
+
+
+def infra_port_flow(port: int) -> Message:
+    return ADMISSION.flow(Priority.ADM_INFRA, {"in_port": port}, [Goto(SECURITY.table_id)])

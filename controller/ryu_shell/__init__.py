@@ -1,0 +1,1 @@
+"""The Ryu seam: with controller.launcher, the only code that imports Ryu."""
