@@ -54,6 +54,8 @@ def records() -> list[Record]:
 
 
 def alive(pid: int) -> bool:
+    if pid <= 1:   # 0 and -1 would address process groups, 1 is init: never ours
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -1,0 +1,147 @@
+"""The pipeline builders, checked by running packets through the simulated flow table."""
+import pytest
+
+from controller.core import Core
+from controller.forwarding import Forwarding
+from controller.openflow.flowsim import FlowSim
+from controller.openflow.ofmsg import (
+    OFPP_CONTROLLER, OFPP_FLOOD, Apply, Goto, Output, PacketOut,
+)
+from controller.openflow.tables import ADMISSION, FORWARDING, SECURITY, PipelineError, Priority
+from controller.pipeline import AdmissionMode, admission_base, security_base
+from controller.settings import Settings
+
+H1, H2 = "02:00:0a:00:01:01", "02:00:0a:00:01:02"
+BCAST = "ff:ff:ff:ff:ff:ff"
+
+
+def frame(dst, src, eth_type=0x88B5):
+    return bytes.fromhex(dst.replace(":", "") + src.replace(":", "")) + \
+        eth_type.to_bytes(2, "big") + bytes(46)
+
+
+def switch(mode=AdmissionMode(open=True), infra=()):
+    sim = FlowSim()
+    sim.apply(admission_base(mode, set(infra)) + security_base())
+    sim.apply(Forwarding().switch_up(1))
+    return sim
+
+
+def test_open_admission_passes_every_table_to_the_controller_until_learned():
+    sim = switch()
+    r = sim.process({"eth_src": H1, "eth_dst": H2, "eth_type": 0x0800}, in_port=1)
+    assert r.tables() == [0, 1, 2] and r.to_controller and not r.outputs
+
+
+def test_default_deny_when_authentication_is_required():
+    sim = switch(AdmissionMode(open=False), infra=[5])
+    r = sim.process({"eth_src": H1, "eth_dst": H2, "eth_type": 0x0800}, in_port=1)
+    assert r.dropped and r.tables() == []
+    # EAPOL still reaches the controller, through the punt meter
+    r = sim.process({"eth_src": H1, "eth_dst": "01:80:c2:00:00:03", "eth_type": 0x888E}, 1)
+    assert r.to_controller and r.meters == [1]
+    # an inter-switch port is admitted (its traffic was admitted at its own edge)
+    r = sim.process({"eth_src": H1, "eth_dst": H2, "eth_type": 0x0800}, in_port=5)
+    assert r.tables() == [0, 1, 2]
+
+
+def test_lldp_never_leaves_table_zero():
+    r = switch().process({"eth_src": H1, "eth_dst": "01:80:c2:00:00:0e",
+                          "eth_type": 0x88CC}, 1)
+    assert r.dropped
+
+
+def test_learning_installs_pair_flows_both_ways_and_floods_unknown():
+    fwd, sim = Forwarding(), switch()
+    out = fwd.packet_in(1, 1, H1, BCAST, frame(BCAST, H1))
+    sim.apply(out)
+    assert [m.actions for m in out if isinstance(m, PacketOut)] == [(Output(OFPP_FLOOD),)]
+    # the reply from H2 still reaches the controller, which learns H2 and installs both ways
+    r = sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, in_port=2)
+    assert r.to_controller and not r.outputs
+    out = fwd.packet_in(1, 2, H2, H1, frame(H1, H2))
+    sim.apply(out)
+    assert [m.actions for m in out if isinstance(m, PacketOut)] == [(Output(1),)]
+    assert sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, 2).ports == [1]
+    assert sim.process({"eth_src": H1, "eth_dst": H2, "eth_type": 0x0800}, 1).ports == [2]
+    # a third host talking to H1 is a new pair: the controller sees it and learns it
+    h3 = "02:00:0a:00:01:03"
+    assert sim.process({"eth_src": h3, "eth_dst": H1, "eth_type": 0x0800}, 3).to_controller
+    sim.apply(fwd.packet_in(1, 3, h3, H1, frame(H1, h3)))
+    assert fwd.macs[1][h3] == 3
+    assert sim.process({"eth_src": H1, "eth_dst": h3, "eth_type": 0x0800}, 1).ports == [3]
+
+
+def test_host_move_replaces_its_flows():
+    fwd, sim = Forwarding(), switch()
+    sim.apply(fwd.packet_in(1, 1, H1, BCAST, frame(BCAST, H1)))
+    sim.apply(fwd.packet_in(1, 2, H2, H1, frame(H1, H2)))
+    assert sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, 2).ports == [1]
+    sim.apply(fwd.packet_in(1, 3, H1, BCAST, frame(BCAST, H1)))   # H1 now on port 3
+    assert sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, 2).to_controller
+    sim.apply(fwd.packet_in(1, 2, H2, H1, frame(H1, H2)))
+    assert sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, 2).ports == [3]
+
+
+def test_port_down_forgets_hosts_behind_it():
+    fwd, sim = Forwarding(), switch()
+    sim.apply(fwd.packet_in(1, 1, H1, BCAST, frame(BCAST, H1)))
+    sim.apply(fwd.packet_in(1, 2, H2, H1, frame(H1, H2)))
+    sim.apply(fwd.port_down(1, 1))
+    r = sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, in_port=2)
+    assert r.to_controller and not r.outputs
+
+
+def test_reconnect_rebuilds_without_duplicates_and_keeps_security_flows():
+    core = Core(Settings())
+    sim = FlowSim()
+    sim.apply(m for _, m in core.switch_up(1, set()))
+    quarantine = SECURITY.flow(Priority.SEC_DENY, {"in_port": 1}, [], sub=7)
+    sim.apply([quarantine])
+    sim.apply(m for _, m in core.switch_up(1, set()))
+    assert len(sim.table(0)) == len({(f.priority, tuple(sorted(f.match.items())))
+                                     for f in sim.table(0)})
+    r = sim.process({"eth_src": H1, "eth_dst": H2, "eth_type": 0x0800}, in_port=1)
+    assert r.dropped and r.tables() == [0, 1]      # quarantine survived the reconnect
+
+
+def test_core_counts_and_survives_malformed_frames():
+    core = Core(Settings())
+    core.switch_up(1, set())
+    assert core.packet_in(1, 1, 2, b"\x01\x02") == []
+    assert core.counters["bad_frames"] == 1
+    out = core.packet_in(1, 1, 2, frame(BCAST, H1))
+    assert any(isinstance(m, PacketOut) for _, m in out)
+
+
+def test_tables_reject_undeclared_fields_and_bad_gotos():
+    with pytest.raises(PipelineError):
+        FORWARDING.flow(10, {"ipv4_dst": "10.0.0.1", "eth_type": 0x800})
+    with pytest.raises(PipelineError):
+        ADMISSION.flow(10, {}, [Goto(2)])
+    with pytest.raises(PipelineError, match="needs ip_proto"):
+        SECURITY.flow(10, {"eth_type": 0x800, "tcp_dst": 25})
+
+
+def test_delete_by_cookie_touches_only_one_owner_value():
+    sim = FlowSim()
+    a = SECURITY.flow(100, {"in_port": 1}, [], sub=1)
+    b = SECURITY.flow(100, {"in_port": 2}, [], sub=2)
+    sim.apply([a, b, SECURITY.delete_sub(1)])
+    assert [f.match for f in sim.table(1)] == [{"in_port": 2}]
+    sim.apply([FORWARDING.flow(5, {"eth_dst": H1}, [Apply((Output(1),))]),
+               SECURITY.delete_all()])
+    assert sim.table(1) == [] and len(sim.table(2)) == 1
+
+
+def test_flowsim_priority_and_masked_match():
+    sim = FlowSim()
+    sim.apply([
+        SECURITY.flow(10, {"eth_type": 0x800, "ipv4_dst": ("10.0.1.0", "255.255.255.0")}, []),
+        SECURITY.flow(20, {"eth_type": 0x800, "ipv4_dst": "10.0.1.9"}, [Goto(2)]),
+    ])
+    sim.apply([ADMISSION.flow(0, {}, [Goto(1)]),
+               FORWARDING.flow(0, {}, [Apply((Output(OFPP_CONTROLLER),))])])
+    assert sim.process({"eth_type": 0x800, "ipv4_dst": "10.0.1.9"}, 1).to_controller
+    assert sim.process({"eth_type": 0x800, "ipv4_dst": "10.0.1.8"}, 1).dropped
+    assert sim.process({"eth_type": 0x800, "ipv4_dst": "10.0.2.8"}, 1).dropped
