@@ -28,16 +28,21 @@ def run(settings: settings_mod.Settings) -> int:
     # Ryu installs the log handler; only our own loggers' level is set here.
     logging.getLogger("crs").setLevel(settings.log_level.upper())
 
+    return _ryu_main(["controller.ryu_shell.app"], settings.ofp_port, settings.rest_host,
+                     settings.rest_port)
+
+
+def _ryu_main(apps: list[str], ofp_port: int, rest_host: str, rest_port: int) -> int:
     import eventlet.wsgi
     if not hasattr(eventlet.wsgi, "ALREADY_HANDLED"):
         eventlet.wsgi.ALREADY_HANDLED = object()
     from ryu.cmd import manager
 
-    args = [
-        "--ofp-tcp-listen-port", str(settings.ofp_port),
-        "--wsapi-host", settings.rest_host,
-        "--wsapi-port", str(settings.rest_port),
-        "controller.ryu_shell.app",
-    ]
-    manager.main(args=args, prog="crs controller")
+    manager.main(args=["--ofp-tcp-listen-port", str(ofp_port), "--wsapi-host", rest_host,
+                       "--wsapi-port", str(rest_port), *apps], prog="crs controller")
     return 0
+
+
+if __name__ == "__main__":
+    # Reference Ryu apps for benchmarks: python -m controller.launcher APP OFP_PORT REST_PORT
+    sys.exit(_ryu_main([sys.argv[1]], int(sys.argv[2]), "127.0.0.1", int(sys.argv[3])))

@@ -5,19 +5,12 @@ network, and removes exactly those afterwards: by PID, and by the network's reco
 """
 from __future__ import annotations
 
-import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from controller.emulation.processes import ROOT, ControllerProcess, wait_until  # noqa: F401
 
 
 def pytest_collection_modifyitems(items):
@@ -32,64 +25,6 @@ def _needs_root_and_ovs():
         pytest.exit("integration tests need root (run 'sudo make test')", returncode=1)
     if subprocess.run(["ovs-vsctl", "--timeout=5", "show"], capture_output=True).returncode:
         pytest.exit("Open vSwitch is not running (run 'sudo make setup')", returncode=1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(cond, timeout: float, what: str, interval: float = 0.1):
-    """Poll `cond` until it returns something truthy; fail naming `what` at the deadline."""
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = cond()
-        except Exception as exc:  # the condition may raise while things come up
-            last = exc
-        if last and not isinstance(last, Exception):
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
-
-
-class ControllerProcess:
-    """A real `crs controller` (ryu-manager) process."""
-
-    def __init__(self, workdir: Path, extra: list[str] | None = None):
-        self.workdir = workdir
-        self.ofp_port = free_port()
-        self.rest_port = free_port()
-        self.extra = extra or []
-        self.proc: subprocess.Popen | None = None
-        self.log = workdir / "controller.log"
-
-    def start(self) -> "ControllerProcess":
-        cmd = [sys.executable, "-m", "controller.cli", "controller",
-               "--ofp-port", str(self.ofp_port), "--rest-port", str(self.rest_port),
-               "--db", str(self.workdir / "crs.db"), *self.extra]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=open(self.log, "ab"),
-                                     stderr=subprocess.STDOUT)
-        wait_until(self.status, 30, f"controller REST on port {self.rest_port}")
-        return self
-
-    def status(self) -> dict:
-        return self.get("/crs/v1/status")
-
-    def get(self, path: str) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.rest_port}{path}",
-                                    timeout=5) as r:
-            return json.loads(r.read())
-
-    def kill(self, sig=signal.SIGKILL) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=20)
-
-    def stop(self) -> None:
-        self.kill(signal.SIGTERM)
 
 
 @pytest.fixture

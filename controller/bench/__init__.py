@@ -1,0 +1,1 @@
+"""Benchmarks: each writes results/bench/<name>.json and prints a table."""
