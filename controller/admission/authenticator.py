@@ -1,0 +1,389 @@
+"""The IEEE 802.1X authenticator + EAP server for many (dpid, port, mac) at once, pure.
+
+The Ryu shell feeds it packet-in bytes, port events and a clock; it returns effects
+(frames to send, admit/revoke decisions, counters, log lines). It never sends anything
+itself, so every behaviour (retransmission, hold-off, re-authentication) is a unit test.
+
+Re-authentication runs while the current session stays admitted: access is revoked only
+when the new exchange fails or the old session expires first.
+"""
+from __future__ import annotations
+
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+from .eap_md5 import Md5Server
+from .eap_psk import PskServer
+from .eapol import (PAE_GROUP_ADDR, Eap, EapCode, EapolType, EapType, MalformedFrame,
+                    build_eap, build_eap_frame, parse_frame)
+from .keys import isr_id as derive_isr_id
+
+Key = tuple[int, int, str]   # (dpid, port, mac)
+
+
+@dataclass(frozen=True)
+class Timers:
+    """Protocol timers (seconds). Defaults suit an emulated network, not 802.1X's 30 s."""
+
+    retransmit_s: float = 1.0
+    max_retransmits: int = 3
+    session_s: float = 3600.0
+    reauth_margin_s: float = 60.0     # start re-authentication this long before expiry
+    reauth_retry_s: float = 10.0      # after a re-authentication that got no answer
+    holdoff_base_s: float = 1.0       # after the n-th failure: base * 2**(n-1), capped
+    holdoff_max_s: float = 60.0
+    start_burst: int = 3              # EAPOL-Start token bucket per port
+    start_rate_per_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class Session:
+    identity: str
+    group: str
+    isr_id: str
+    msk: bytes
+    emsk: bytes
+    start: float
+    expires: float
+    method: str
+
+
+@dataclass(frozen=True)
+class SendFrame:
+    dpid: int
+    port: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Admit:
+    dpid: int
+    port: int
+    mac: str
+    identity: str
+    session: Session
+
+
+@dataclass(frozen=True)
+class Revoke:
+    dpid: int
+    port: int
+    mac: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Count:
+    name: str
+
+
+@dataclass(frozen=True)
+class Log:
+    level: str
+    text: str
+
+
+Effect = Union[SendFrame, Admit, Revoke, Count, Log]
+
+
+@dataclass
+class _Conv:
+    """One station's authenticator state."""
+
+    identifier: int
+    state: str = "idle"                  # idle | identity | method
+    request: bytes = b""                 # last request (EAP bytes), resent on timeout
+    sent_at: float = 0.0
+    retries: int = 0
+    used_ids: deque = field(default_factory=lambda: deque(maxlen=16))
+    identity: str = ""
+    method: object | None = None
+    method_name: str = ""
+    nak_done: bool = False
+    session: Session | None = None
+    reauth: bool = False                 # the running exchange is a re-authentication
+    next_reauth: float = 0.0
+
+
+@dataclass
+class _Port:
+    up: bool = True
+    failures: int = 0
+    hold_until: float = 0.0
+    tokens: float = 0.0
+    token_time: float = 0.0
+
+
+class Authenticator:
+    """Per-station 802.1X authenticator state machines (see module doc)."""
+
+    def __init__(self, credentials, controller_mac: str, timers: Timers | None = None,
+                 rng: Callable[[int], bytes] = os.urandom):
+        self.creds = credentials
+        self.mac = controller_mac.lower()
+        self.timers = timers or Timers()
+        self.rng = rng
+        self.convs: dict[Key, _Conv] = {}
+        self.ports: dict[tuple[int, int], _Port] = {}
+
+    # --- public events ----------------------------------------------------------------
+
+    def port_up(self, dpid: int, port: int, now: float) -> list[Effect]:
+        """A port came up: fresh port state (no hold-off carried over)."""
+        self.ports[(dpid, port)] = self._new_port(now)
+        return [Log("debug", f"dot1x port up {dpid}:{port}")]
+
+    def port_down(self, dpid: int, port: int, now: float) -> list[Effect]:
+        """A port went down: every station on it loses access and state."""
+        out: list[Effect] = []
+        for key in [k for k in self.convs if k[:2] == (dpid, port)]:
+            conv = self.convs.pop(key)
+            if conv.session is not None:
+                out.append(Revoke(dpid, port, key[2], "port down"))
+        self.ports.pop((dpid, port), None)
+        return out
+
+    def new_station(self, dpid: int, port: int, mac: str, now: float) -> list[Effect]:
+        """Unknown MAC seen on an edge port: ask for its identity now, skipping the
+        supplicant's own start delay. No-op if it is authenticated or mid-exchange."""
+        mac = mac.lower()
+        conv = self.convs.get((dpid, port, mac))
+        if conv is not None and (conv.session is not None or conv.state != "idle"):
+            return []
+        if self._held(dpid, port, now):
+            return [Count("dot1x_holdoff_drop")]
+        return self._start(dpid, port, mac, now)
+
+    def handle_frame(self, dpid: int, port: int, frame: bytes, now: float) -> list[Effect]:
+        """One EAPOL packet-in from (dpid, port)."""
+        try:
+            f = parse_frame(frame)
+        except MalformedFrame as exc:
+            return [Count("dot1x_malformed"), Log("debug", f"dot1x {dpid}:{port} malformed: {exc.reason}")]
+        if f.dst not in (PAE_GROUP_ADDR, self.mac):
+            return [Count("dot1x_wrong_destination")]
+        mac = f.src
+        if f.type == EapolType.LOGOFF:
+            return self._logoff(dpid, port, mac)
+        if self._held(dpid, port, now):
+            return [Count("dot1x_holdoff_drop")]
+        if f.type == EapolType.START:
+            if not self._take_start_token(dpid, port, now):
+                return [Count("dot1x_start_ratelimited")]
+            out: list[Effect] = [Count("dot1x_start")]
+            conv = self.convs.get((dpid, port, mac))
+            if conv is not None and conv.state != "idle":
+                # A Start mid-exchange: the peer restarted; begin again with a new identifier.
+                conv.state = "idle"
+            return out + self._start(dpid, port, mac, now)
+        if f.type == EapolType.KEY:
+            return [Count("dot1x_key_ignored")]
+        assert f.eap is not None
+        return self._on_eap(dpid, port, mac, f.eap, f.body, now)
+
+    def tick(self, now: float) -> list[Effect]:
+        """Timers: retransmissions, give-ups, session expiry and re-authentication."""
+        out: list[Effect] = []
+        t = self.timers
+        for key, conv in list(self.convs.items()):
+            dpid, port, mac = key
+            s = conv.session
+            if s is not None and now >= s.expires:
+                out += [Revoke(dpid, port, mac, "session expired"), Count("dot1x_session_expired")]
+                conv.session = None
+                conv.state = "idle"
+                conv.reauth = False
+                self.convs.pop(key, None)
+                continue
+            if conv.state != "idle":
+                if now - conv.sent_at < t.retransmit_s:
+                    continue
+                if conv.retries < t.max_retransmits:
+                    conv.retries += 1
+                    conv.sent_at = now
+                    out += [SendFrame(dpid, port, build_eap_frame(mac, self.mac, conv.request)),
+                            Count("dot1x_retransmit")]
+                    continue
+                out += [Count("dot1x_timeout"), Log("info", f"dot1x {mac} on {dpid}:{port}: no answer")]
+                if conv.reauth and s is not None:
+                    conv.state, conv.reauth = "idle", False
+                    conv.next_reauth = now + t.reauth_retry_s
+                else:
+                    out.append(self._send(dpid, port, mac, build_eap(EapCode.FAILURE, conv.identifier)))
+                    self.convs.pop(key, None)
+                continue
+            if s is not None and now >= conv.next_reauth:
+                out += [Count("dot1x_reauth"), Log("info", f"dot1x re-authenticating {s.identity}")]
+                out += self._start(dpid, port, mac, now, reauth=True)
+        return out
+
+    def session(self, dpid: int, port: int, mac: str) -> Session | None:
+        conv = self.convs.get((dpid, port, mac.lower()))
+        return conv.session if conv else None
+
+    # --- internals --------------------------------------------------------------------
+
+    def _new_port(self, now: float) -> _Port:
+        return _Port(tokens=float(self.timers.start_burst), token_time=now)
+
+    def _port(self, dpid: int, port: int, now: float) -> _Port:
+        p = self.ports.get((dpid, port))
+        if p is None:
+            p = self.ports[(dpid, port)] = self._new_port(now)
+        return p
+
+    def _held(self, dpid: int, port: int, now: float) -> bool:
+        return now < self._port(dpid, port, now).hold_until
+
+    def _take_start_token(self, dpid: int, port: int, now: float) -> bool:
+        p = self._port(dpid, port, now)
+        t = self.timers
+        p.tokens = min(float(t.start_burst), p.tokens + (now - p.token_time) * t.start_rate_per_s)
+        p.token_time = now
+        if p.tokens < 1.0:
+            return False
+        p.tokens -= 1.0
+        return True
+
+    def _send(self, dpid: int, port: int, mac: str, eap: bytes) -> SendFrame:
+        return SendFrame(dpid, port, build_eap_frame(mac, self.mac, eap))
+
+    def _request(self, dpid: int, port: int, mac: str, conv: _Conv, eap: bytes, now: float) -> Effect:
+        conv.request, conv.sent_at, conv.retries = eap, now, 0
+        return self._send(dpid, port, mac, eap)
+
+    def _next_id(self, conv: _Conv) -> int:
+        conv.used_ids.append(conv.identifier)
+        conv.identifier = (conv.identifier + 1) & 0xFF
+        return conv.identifier
+
+    def _start(self, dpid: int, port: int, mac: str, now: float, reauth: bool = False) -> list[Effect]:
+        key = (dpid, port, mac)
+        conv = self.convs.get(key)
+        if conv is None:
+            conv = self.convs[key] = _Conv(identifier=self.rng(1)[0])
+        ident = self._next_id(conv)
+        conv.state, conv.method, conv.method_name, conv.nak_done = "identity", None, "", False
+        conv.reauth = reauth or conv.session is not None
+        return [self._request(dpid, port, mac, conv,
+                              build_eap(EapCode.REQUEST, ident, EapType.IDENTITY), now)]
+
+    def _logoff(self, dpid: int, port: int, mac: str) -> list[Effect]:
+        conv = self.convs.pop((dpid, port, mac), None)
+        out: list[Effect] = [Count("dot1x_logoff")]
+        if conv is not None and conv.session is not None:
+            out.append(Revoke(dpid, port, mac, "logoff"))
+        return out
+
+    def _on_eap(self, dpid: int, port: int, mac: str, eap: Eap, raw: bytes, now: float) -> list[Effect]:
+        conv = self.convs.get((dpid, port, mac))
+        if eap.code != EapCode.RESPONSE:
+            return [Count("dot1x_eap_unexpected_code")]
+        if conv is None or conv.state == "idle":
+            return [Count("dot1x_eap_unsolicited")]
+        if eap.identifier != conv.identifier:
+            if eap.identifier in conv.used_ids:
+                return [Count("dot1x_eap_replay"),
+                        Log("debug", f"dot1x {mac}: old response id {eap.identifier} dropped")]
+            return [Count("dot1x_eap_out_of_sequence")]
+        if conv.state == "identity":
+            if eap.type != EapType.IDENTITY:
+                return [Count("dot1x_eap_unexpected_type")]
+            return self._on_identity(dpid, port, mac, conv, eap, now)
+        if eap.type == EapType.NAK:
+            return self._on_nak(dpid, port, mac, conv, eap, now)
+        if eap.type == EapType.PSK and conv.method_name == "psk":
+            return self._on_psk(dpid, port, mac, conv, raw, now)
+        if eap.type == EapType.MD5_CHALLENGE and conv.method_name == "md5":
+            return self._on_md5(dpid, port, mac, conv, raw, now)
+        return [Count("dot1x_eap_unexpected_type")]
+
+    def _on_identity(self, dpid, port, mac, conv: _Conv, eap: Eap, now: float) -> list[Effect]:
+        try:
+            identity = eap.data.rstrip(b"\x00").decode()
+        except UnicodeDecodeError:
+            return self._fail(dpid, port, mac, conv, now, "identity is not UTF-8")
+        if conv.reauth and conv.session is not None and identity != conv.session.identity:
+            return self._fail(dpid, port, mac, conv, now,
+                              f"re-authentication as {identity!r}, session is {conv.session.identity!r}")
+        conv.identity = identity
+        sub = self.creds.subscriber(identity)
+        if sub is None:
+            return self._fail(dpid, port, mac, conv, now, f"unknown identity {identity!r}")
+        if sub.method == "md5" and sub.legacy:
+            return self._begin_md5(dpid, port, mac, conv, now)
+        return self._begin_psk(dpid, port, mac, conv, now)
+
+    def _begin_psk(self, dpid, port, mac, conv: _Conv, now: float) -> list[Effect]:
+        conv.state, conv.method_name = "method", "psk"
+        conv.method = PskServer(self.creds.server_identity.encode(), self.creds.psk_keys, rng=self.rng)
+        return [self._request(dpid, port, mac, conv, conv.method.first(self._next_id(conv)), now)]
+
+    def _begin_md5(self, dpid, port, mac, conv: _Conv, now: float) -> list[Effect]:
+        conv.state, conv.method_name = "method", "md5"
+        conv.method = Md5Server(self.creds.md5_secret(conv.identity), rng=self.rng)
+        return [self._request(dpid, port, mac, conv, conv.method.first(self._next_id(conv)), now)]
+
+    def _on_nak(self, dpid, port, mac, conv: _Conv, eap: Eap, now: float) -> list[Effect]:
+        wanted = list(eap.data)
+        sub = self.creds.subscriber(conv.identity)
+        if (not conv.nak_done and conv.method_name == "psk" and EapType.MD5_CHALLENGE in wanted
+                and sub is not None and sub.legacy and self.creds.md5_secret(conv.identity)):
+            conv.nak_done = True
+            return [Count("dot1x_nak_to_md5")] + self._begin_md5(dpid, port, mac, conv, now)
+        return self._fail(dpid, port, mac, conv, now, f"peer Nak, proposes {wanted}; none acceptable")
+
+    def _on_psk(self, dpid, port, mac, conv: _Conv, raw: bytes, now: float) -> list[Effect]:
+        res = conv.method.process(raw, (conv.identifier + 1) & 0xFF)
+        if res.reply is not None and not res.done:
+            self._next_id(conv)
+            return [self._request(dpid, port, mac, conv, res.reply, now)]
+        if not res.done:
+            return [Count("dot1x_eap_method_drop"), Log("debug", f"dot1x {mac}: {res.reason}")]
+        if not res.success:
+            return self._fail(dpid, port, mac, conv, now, f"EAP-PSK: {res.reason}")
+        identity = res.id_p.decode(errors="replace")
+        if identity != conv.identity:
+            return self._fail(dpid, port, mac, conv, now,
+                              f"EAP-PSK ID_P {identity!r} differs from identity {conv.identity!r}")
+        return self._succeed(dpid, port, mac, conv, now, res.msk, res.emsk, "psk")
+
+    def _on_md5(self, dpid, port, mac, conv: _Conv, raw: bytes, now: float) -> list[Effect]:
+        res = conv.method.process(raw)
+        if not res.done:
+            return [Count("dot1x_eap_method_drop"), Log("debug", f"dot1x {mac}: {res.reason}")]
+        if not res.success:
+            return self._fail(dpid, port, mac, conv, now, f"EAP-MD5: {res.reason}")
+        return self._succeed(dpid, port, mac, conv, now, b"", b"", "md5")
+
+    def _succeed(self, dpid, port, mac, conv: _Conv, now: float, msk: bytes, emsk: bytes,
+                 method: str) -> list[Effect]:
+        sub = self.creds.subscriber(conv.identity)
+        t = self.timers
+        isr = derive_isr_id(emsk) if emsk else ""
+        session = Session(conv.identity, sub.group, isr, msk, emsk, now, now + t.session_s, method)
+        p = self._port(dpid, port, now)
+        p.failures, p.hold_until = 0, 0.0
+        conv.state, conv.method, conv.reauth, conv.session = "idle", None, False, session
+        conv.next_reauth = max(now, session.expires - t.reauth_margin_s)
+        return [self._send(dpid, port, mac, build_eap(EapCode.SUCCESS, conv.identifier)),
+                Admit(dpid, port, mac, conv.identity, session),
+                Count("dot1x_success"),
+                Log("info", f"dot1x {conv.identity} ({mac}) authenticated on {dpid}:{port} by {method}")]
+
+    def _fail(self, dpid, port, mac, conv: _Conv, now: float, reason: str) -> list[Effect]:
+        p = self._port(dpid, port, now)
+        p.failures += 1
+        t = self.timers
+        hold = min(t.holdoff_base_s * 2 ** (p.failures - 1), t.holdoff_max_s)
+        p.hold_until = now + hold
+        out: list[Effect] = [self._send(dpid, port, mac, build_eap(EapCode.FAILURE, conv.identifier)),
+                             Count("dot1x_failure"),
+                             Log("warning", f"dot1x {mac} on {dpid}:{port} failed ({reason}); "
+                                 f"failure {p.failures}, hold-off {hold:g} s")]
+        if conv.session is not None:
+            out.append(Revoke(dpid, port, mac, f"re-authentication failed: {reason}"))
+        self.convs.pop((dpid, port, mac), None)
+        return out

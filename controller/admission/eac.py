@@ -1,0 +1,223 @@
+"""The EAC (X.1124 §8.2-8.5): SS sessions by ISR-ID, SP logins by IAC-ID, key inquiry.
+
+Pure: time is a parameter and state lives behind the ``SessionStore`` protocol (in memory
+here, SQLite in the controller). The EAC keeps per SS session only the "sp-root" key
+derived from the EMSK, never the EMSK itself, and hands an SP only the key for one
+(ISR-ID, SP, service), after checking in the order of §8.4: IAC-ID valid, SP entitled to
+the service, ISR-ID valid, SS entitled to the service.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .authenticator import Session
+from .authorization import Authorization
+from .keys import purpose_key, sp_service_key_from_root
+
+REASONS = ("unknown_isr_id", "expired_isr_id", "unknown_iac_id", "expired_iac_id",
+           "sp_not_entitled", "ss_not_entitled", "unknown_sp", "bad_sp_proof",
+           "unknown_challenge", "no_keys")
+NONCE_LEN = 16
+
+
+@dataclass(frozen=True)
+class SsRecord:
+    isr_id: str
+    identity: str
+    group: str
+    sp_root: bytes
+    expires: float
+
+
+@dataclass(frozen=True)
+class SpRecord:
+    iac_id: str
+    sp_name: str
+    session_key: bytes      # SP-EAC key of this login: protects inquiry answers
+    expires: float
+
+
+class SessionStore(Protocol):
+    def put_ss(self, rec: SsRecord) -> None: ...
+    def get_ss(self, isr_id: str) -> SsRecord | None: ...
+    def drop_ss(self, isr_id: str) -> None: ...
+    def put_sp(self, rec: SpRecord) -> None: ...
+    def get_sp(self, iac_id: str) -> SpRecord | None: ...
+    def purge(self, now: float) -> int: ...
+
+
+@dataclass
+class MemoryStore:
+    """In-memory SessionStore (tests, and the reference for the SQLite one)."""
+
+    ss: dict[str, SsRecord] = field(default_factory=dict)
+    sp: dict[str, SpRecord] = field(default_factory=dict)
+
+    def put_ss(self, rec: SsRecord) -> None:
+        self.ss[rec.isr_id] = rec
+
+    def get_ss(self, isr_id: str) -> SsRecord | None:
+        return self.ss.get(isr_id)
+
+    def drop_ss(self, isr_id: str) -> None:
+        self.ss.pop(isr_id, None)
+
+    def put_sp(self, rec: SpRecord) -> None:
+        self.sp[rec.iac_id] = rec
+
+    def get_sp(self, iac_id: str) -> SpRecord | None:
+        return self.sp.get(iac_id)
+
+    def purge(self, now: float) -> int:
+        """Forget records expired for good (kept a while so refusals can say "expired")."""
+        old_ss = [k for k, r in self.ss.items() if r.expires + 3600 < now]
+        old_sp = [k for k, r in self.sp.items() if r.expires + 3600 < now]
+        for k in old_ss:
+            del self.ss[k]
+        for k in old_sp:
+            del self.sp[k]
+        return len(old_ss) + len(old_sp)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str          # one of REASONS
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SpLogin:
+    iac_id: str
+    expires: float
+    eac_proof: bytes     # the EAC's proof to the SP (mutual)
+    session_key: bytes   # what the SP derives too (sp_session_key); returned for tests
+
+
+@dataclass(frozen=True)
+class Grant:
+    key: bytes
+    expires: float
+    isr_id: str
+    identity: str
+    group: str
+    sp_name: str
+    service: str
+
+
+def sp_proof(sp_key: bytes, role: str, sp_name: str, nonce_eac: bytes, nonce_sp: bytes) -> bytes:
+    """SP<->EAC login proof; role "sp" (SP proves) or "eac" (EAC proves back)."""
+    msg = b"\x00".join([b"x1124-sp-login-v1", role.encode(), sp_name.encode(), nonce_eac, nonce_sp])
+    return hmac.new(sp_key, msg, hashlib.sha256).digest()
+
+
+def sp_session_key(sp_key: bytes, sp_name: str, nonce_eac: bytes, nonce_sp: bytes) -> bytes:
+    """SP-EAC key of one login (both sides compute it; it seals inquiry answers)."""
+    return sp_proof(sp_key, "session-key", sp_name, nonce_eac, nonce_sp)
+
+
+def seal_grant(session_key: bytes, iac_id: str, grant: Grant) -> bytes:
+    """AES-GCM-protect the derived key for transport to the SP (nonce || ciphertext)."""
+    nonce = os.urandom(12)
+    return nonce + AESGCM(session_key).encrypt(nonce, grant.key, _grant_ad(iac_id, grant))
+
+
+def open_grant(session_key: bytes, iac_id: str, grant_meta: Grant, sealed: bytes) -> bytes | None:
+    """SP side: recover the derived key; None if it was tampered with or is for another login."""
+    try:
+        return AESGCM(session_key).decrypt(sealed[:12], sealed[12:], _grant_ad(iac_id, grant_meta))
+    except (InvalidTag, ValueError):
+        return None
+
+
+def _grant_ad(iac_id: str, g: Grant) -> bytes:
+    return "\x00".join([iac_id, g.isr_id, g.sp_name, g.service, repr(g.expires)]).encode()
+
+
+class Eac:
+    """Entity authentication centre (see module doc)."""
+
+    def __init__(self, store: SessionStore, credentials, authorization: Authorization,
+                 iac_lifetime_s: float = 3600.0, challenge_lifetime_s: float = 30.0,
+                 rng: Callable[[int], bytes] = os.urandom):
+        self.store = store
+        self.creds = credentials
+        self.authz = authorization
+        self.iac_lifetime_s = iac_lifetime_s
+        self.challenge_lifetime_s = challenge_lifetime_s
+        self.rng = rng
+        self._challenges: dict[bytes, tuple[str, float]] = {}
+
+    # --- SS side (8.2 / 8.3) ------------------------------------------------------------
+
+    def register(self, session: Session) -> SsRecord | Refusal:
+        """Record an SS session after EAP success (Admit). Re-authentication registers the
+        new ISR-ID; the caller drops the old one with ``revoke``. MD5 sessions have no keys."""
+        if not session.emsk or not session.isr_id:
+            return Refusal("no_keys", f"{session.identity} authenticated by {session.method}: no EMSK")
+        rec = SsRecord(session.isr_id, session.identity, session.group,
+                       purpose_key(session.emsk, "sp-root"), session.expires)
+        self.store.put_ss(rec)
+        return rec
+
+    def revoke(self, isr_id: str) -> None:
+        self.store.drop_ss(isr_id)
+
+    # --- SP side (8.2) -------------------------------------------------------------------
+
+    def sp_challenge(self, sp_name: str, now: float) -> bytes | Refusal:
+        """Step 1 of SP login: a one-time EAC nonce."""
+        if sp_name not in self.creds.service_providers:
+            return Refusal("unknown_sp", sp_name)
+        self._challenges = {n: v for n, v in self._challenges.items() if v[1] > now}
+        nonce = self.rng(NONCE_LEN)
+        self._challenges[nonce] = (sp_name, now + self.challenge_lifetime_s)
+        return nonce
+
+    def sp_authenticate(self, sp_name: str, nonce_eac: bytes, nonce_sp: bytes, proof: bytes,
+                        now: float) -> SpLogin | Refusal:
+        """Step 2: check the SP's proof over both nonces; issue an IAC-ID with a lifetime."""
+        sp = self.creds.service_providers.get(sp_name)
+        if sp is None:
+            return Refusal("unknown_sp", sp_name)
+        pending = self._challenges.pop(nonce_eac, None)
+        if pending is None or pending[0] != sp_name or pending[1] <= now:
+            return Refusal("unknown_challenge", "challenge unknown, used, expired or for another SP")
+        if len(nonce_sp) < NONCE_LEN or nonce_sp == nonce_eac:
+            return Refusal("bad_sp_proof", "SP nonce too short or reflected")
+        if not hmac.compare_digest(proof, sp_proof(sp.key, "sp", sp_name, nonce_eac, nonce_sp)):
+            return Refusal("bad_sp_proof", sp_name)
+        iac = "iac-" + self.rng(12).hex()
+        key = sp_session_key(sp.key, sp_name, nonce_eac, nonce_sp)
+        rec = SpRecord(iac, sp_name, key, now + self.iac_lifetime_s)
+        self.store.put_sp(rec)
+        return SpLogin(iac, rec.expires, sp_proof(sp.key, "eac", sp_name, nonce_eac, nonce_sp), key)
+
+    # --- 8.4 authentication inquiry ----------------------------------------------------------
+
+    def inquire(self, iac_id: str, isr_id: str, service: str, now: float) -> Grant | Refusal:
+        """Derived key for (ISR-ID, SP, service) with its lifetime, or a refusal reason."""
+        sp_rec = self.store.get_sp(iac_id)
+        if sp_rec is None:
+            return Refusal("unknown_iac_id")
+        if now >= sp_rec.expires:
+            return Refusal("expired_iac_id")
+        sp = self.creds.service_providers.get(sp_rec.sp_name)
+        if sp is None or service not in sp.services:
+            return Refusal("sp_not_entitled", f"{sp_rec.sp_name} does not offer {service!r}")
+        ss = self.store.get_ss(isr_id)
+        if ss is None:
+            return Refusal("unknown_isr_id")
+        if now >= ss.expires:
+            return Refusal("expired_isr_id")
+        if not self.authz.entitled(ss.group, sp_rec.sp_name, service):
+            return Refusal("ss_not_entitled", f"group {ss.group} may not use {sp_rec.sp_name}/{service}")
+        key = sp_service_key_from_root(ss.sp_root, isr_id, sp_rec.sp_name, service)
+        return Grant(key, min(ss.expires, sp_rec.expires), isr_id, ss.identity, ss.group,
+                     sp_rec.sp_name, service)

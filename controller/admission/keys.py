@@ -1,0 +1,46 @@
+"""Per-purpose keys from the EAP EMSK (HKDF-SHA256), shared by our supplicant and the EAC.
+
+The EMSK never leaves the EAC/terminal pair; each use gets its own key so that a key handed
+to a service provider or used for CRS reports reveals nothing about the others.
+"""
+from __future__ import annotations
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+PURPOSES = ("crs-report", "sp-root", "isr-id")
+_SALT = b"crs-x1124-emsk-v1"
+
+
+def _hkdf(ikm: bytes, info: bytes, length: int) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=_SALT, info=info).derive(ikm)
+
+
+def purpose_key(emsk: bytes, purpose: str, length: int = 32) -> bytes:
+    """Key for one named purpose ("crs-report", "sp-root", ...) from the EMSK."""
+    if len(emsk) < 32:
+        raise ValueError("EMSK too short (need at least 32 bytes)")
+    if not purpose or not 1 <= length <= 255 * 32:
+        raise ValueError("purpose must be non-empty and length 1..8160")
+    return _hkdf(emsk, b"purpose:" + purpose.encode(), length)
+
+
+def isr_id(emsk: bytes) -> str:
+    """The ISR-ID both the terminal and the EAC compute, so it is never sent in clear
+    during authentication. 96 bits, hex."""
+    return "isr-" + purpose_key(emsk, "isr-id", 12).hex()
+
+
+def sp_service_key_from_root(sp_root: bytes, isr: str, sp_name: str, service: str,
+                             length: int = 32) -> bytes:
+    """The SS-SP derived key from the "sp-root" key (what the EAC stores)."""
+    if not sp_name or not service:
+        raise ValueError("SP name and service must be non-empty")
+    info = b"sp-service\x00" + b"\x00".join(x.encode() for x in (isr, sp_name, service))
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=b"crs-x1124-sp-v1",
+                info=info).derive(sp_root)
+
+
+def sp_service_key(emsk: bytes, isr: str, sp_name: str, service: str) -> bytes:
+    """Derived key for one (SS session, SP, service): differs per SP and per service."""
+    return sp_service_key_from_root(purpose_key(emsk, "sp-root"), isr, sp_name, service)
