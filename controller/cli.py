@@ -186,7 +186,7 @@ def _checkers() -> dict[str, Callable[[str], object]]:
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
-    from controller.experiment_demo import run_demo
+    from controller.demo import run_demo
     return run_demo(a.topology, a.out)
 
 
