@@ -1,0 +1,1 @@
+"""Pure parts of the worm-containment experiments: scenarios, models, results, plots."""

@@ -1,0 +1,1 @@
+"""Harmless emulated worm for containment experiments (runs on Mininet hosts)."""
