@@ -33,6 +33,22 @@ class EmulationError(RuntimeError):
     pass
 
 
+_NETEM: bool | None = None
+
+
+def netem_available() -> bool:
+    """Whether the kernel has sch_netem (link delay). Probed once on a dummy link of ours."""
+    global _NETEM
+    if _NETEM is None:
+        probe = "crsnetemprobe"
+        subprocess.run(["ip", "link", "add", probe, "type", "dummy"], capture_output=True)
+        res = subprocess.run(["tc", "qdisc", "add", "dev", probe, "root", "netem", "delay",
+                              "1ms"], capture_output=True)
+        subprocess.run(["ip", "link", "del", probe], capture_output=True)
+        _NETEM = res.returncode == 0
+    return _NETEM
+
+
 @dataclass
 class Options:
     controller_ip: str = "127.0.0.1"
@@ -137,6 +153,10 @@ class Emulation:
             net.addSwitch(s.name, cls=OVSSwitch, dpid=f"{s.dpid:016x}", datapath="user",
                           failMode="secure", protocols="OpenFlow13")
         prefix = topo.prefixlen
+        delays = opts.shaping and netem_available()
+        if opts.shaping and not delays and any(lk.delay_ms for lk in topo.links):
+            print("note: this kernel has no sch_netem; link delays are not emulated "
+                  "(bandwidth limits are)", flush=True)
 
         def link(a: str, b: str, pa: int | None, pb: int | None,
                  bw: float | None, delay: float | None) -> None:
@@ -145,7 +165,7 @@ class Emulation:
                 params = {"cls": TCLink}
                 if bw:
                     params["bw"] = bw
-                if delay:
+                if delay and delays:
                     params["delay"] = f"{delay}ms"
             else:
                 params = {"cls": Link}

@@ -1,0 +1,186 @@
+"""NAC/ASC enforcement: a Decision + where the terminal is -> table-1 (SECURITY) messages.
+
+Every flow is built with `SECURITY.flow(...)` and carries the terminal's number as cookie
+value, so `SECURITY.delete_sub(number)` removes all of them; each rebuild starts with that
+delete, so the returned list *replaces* whatever held before. Per-terminal flows match the
+edge `in_port` only (never the MAC or IP the terminal claims): a quarantined terminal that
+changes its MAC or IP stays caught. Bands (tables.Priority), highest first:
+
+- SEC_ALLOW     ARP, the controller service address, the update server: always reachable.
+- SEC_REDIRECT  web redirection (see below).
+- SEC_DENY+200  restricted applications (ASC), e.g. tcp/25: dropped.
+- SEC_DENY+100  scope "group": destinations in the group -> forwarding (metered if limited).
+- SEC_DENY      everything else from the port: dropped (isolate, scope none/group), or
+                metered when the group is sealed in "meter" mode.
+- SEC_METER     rate limit: everything from the port through the terminal's meter.
+- SEC_GROUP     group seal for terminals without flows of their own (`group_seal_flows`).
+
+Web redirection. Rewriting tcp/80 to the update server's portal (port 8080) is easy in one
+direction; the replies must get the original address back, which a stateless rule cannot
+know. So the SEC_REDIRECT rule sends the first packet of each web connection to the
+controller (packet-in); the shell then calls `redirect_connection_flows` with the original
+destination and the client port, which installs a forward rewrite (dst -> portal) and a
+reverse rewrite (portal -> original src address/port) for that connection with an idle
+timeout, and re-injects the packet. The reverse rule matches the portal's reply wherever it
+crosses a table 1; install it on every switch on the path (it is idempotent: once rewritten
+the reply no longer matches). The terminal must be able to ARP the original destination (or
+its gateway), as for any web request.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from controller.crs.decision import Decision, Location
+from controller.openflow.ofmsg import (
+    ETH_TYPE_ARP, ETH_TYPE_IP, IPPROTO_TCP, IPPROTO_UDP, OFPP_CONTROLLER, Apply, FlowMod,
+    Goto, Message, Meter, MeterMod, Output, SetField,
+)
+from controller.openflow.tables import FORWARDING, SECURITY, Priority
+
+GROUP_SUB_BASE = 1 << 40          # cookie values of group seals, above any terminal number
+GROUP_METER_BASE = 0x00F00000
+REDIRECT_IDLE_S = 60
+
+
+@dataclass(frozen=True)
+class ServiceAddresses:
+    """What a restricted terminal may always reach."""
+
+    controller_ip: str
+    update_ip: str
+    update_mac: str
+    portal_port: int = 8080
+
+
+def rate_meter_id(number: int) -> int:
+    return 2 * number + 1
+
+
+def outside_meter_id(number: int) -> int:
+    return 2 * number + 2
+
+
+def _goto() -> Goto:
+    return Goto(FORWARDING.table_id)
+
+
+def _dst_match(dst: str) -> dict:
+    """A peer as an exact address or a subnet (masked match)."""
+    net = ipaddress.IPv4Network(dst, strict=False)
+    if net.prefixlen == 32:
+        return {"ipv4_dst": str(net.network_address)}
+    return {"ipv4_dst": (str(net.network_address), str(net.netmask))}
+
+
+def base_flows() -> list[Message]:
+    """Table-1 miss: what no CRS rule restricts goes on to forwarding."""
+    return [SECURITY.flow(Priority.MISS, {}, [_goto()])]
+
+
+def release_flows(number: int) -> list[Message]:
+    """Remove everything one terminal had in table 1 (leave / release)."""
+    return [SECURITY.delete_sub(number), MeterMod(rate_meter_id(number), "delete"),
+            MeterMod(outside_meter_id(number), "delete")]
+
+
+def _allow_services(sub: int, prio: int, port: int, svc: ServiceAddresses) -> list[FlowMod]:
+    base = {"in_port": port}
+    return [
+        SECURITY.flow(prio, {**base, "eth_type": ETH_TYPE_ARP}, [_goto()], sub=sub),
+        SECURITY.flow(prio, {**base, "eth_type": ETH_TYPE_IP, "ipv4_dst": svc.controller_ip},
+                      [_goto()], sub=sub),
+        SECURITY.flow(prio, {**base, "eth_type": ETH_TYPE_IP, "ipv4_dst": svc.update_ip},
+                      [_goto()], sub=sub),
+    ]
+
+
+def terminal_flows(decision: Decision, loc: Location, svc: ServiceAddresses,
+                   peers: Sequence[str] = ()) -> list[Message]:
+    """The messages that make table 1 hold `decision` for the terminal at `loc`.
+
+    `peers`: the terminal's group as addresses or subnets (for scope "group"); the
+    terminal's own address need not be in it."""
+    n, port = loc.number, loc.port
+    msgs: list[Message] = release_flows(n)
+    if decision.unrestricted:
+        return msgs
+    msgs += _allow_services(n, Priority.SEC_ALLOW, port, svc)
+    rate = decision.meter_kbps
+    if rate is not None:
+        msgs.append(MeterMod(rate_meter_id(n), "add", rate=rate))
+    fwd = ([Meter(rate_meter_id(n))] if rate is not None else []) + [_goto()]
+    if decision.redirect_web:
+        msgs.append(SECURITY.flow(
+            Priority.SEC_REDIRECT,
+            {"in_port": port, "eth_type": ETH_TYPE_IP, "ip_proto": IPPROTO_TCP, "tcp_dst": 80},
+            [Apply((Output(OFPP_CONTROLLER),))], sub=n))
+    for s in decision.restricted:
+        proto, key = (IPPROTO_TCP, "tcp_dst") if s.proto == "tcp" else (IPPROTO_UDP, "udp_dst")
+        msgs.append(SECURITY.flow(Priority.SEC_DENY + 200, {
+            "in_port": port, "eth_type": ETH_TYPE_IP, "ip_proto": proto, key: s.port}, [],
+            sub=n))
+    if decision.isolate or decision.scope != "all":
+        if decision.scope == "group" and not decision.isolate:
+            for peer in peers:
+                msgs.append(SECURITY.flow(Priority.SEC_DENY + 100, {
+                    "in_port": port, "eth_type": ETH_TYPE_IP, **_dst_match(peer)}, fwd, sub=n))
+        if decision.outside_kbps is not None and not decision.isolate:
+            msgs.append(MeterMod(outside_meter_id(n), "add", rate=decision.outside_kbps))
+            msgs.append(SECURITY.flow(Priority.SEC_DENY, {"in_port": port},
+                                      [Meter(outside_meter_id(n)), _goto()], sub=n))
+        else:
+            msgs.append(SECURITY.flow(Priority.SEC_DENY, {"in_port": port}, [], sub=n))
+    elif rate is not None:
+        msgs.append(SECURITY.flow(Priority.SEC_METER, {"in_port": port}, fwd, sub=n))
+    return msgs
+
+
+def redirect_connection_flows(loc: Location, svc: ServiceAddresses, orig_ip: str,
+                              client_port: int, orig_mac: str | None = None) -> list[Message]:
+    """Per-connection rewrite of one web connection to the update server's portal."""
+    n = loc.number
+    forward = SECURITY.flow(Priority.SEC_REDIRECT + 10, {
+        "in_port": loc.port, "eth_type": ETH_TYPE_IP, "ip_proto": IPPROTO_TCP,
+        "ipv4_dst": orig_ip, "tcp_src": client_port, "tcp_dst": 80},
+        [Apply((SetField("eth_dst", svc.update_mac), SetField("ipv4_dst", svc.update_ip),
+                SetField("tcp_dst", svc.portal_port))), _goto()],
+        sub=n, idle_timeout=REDIRECT_IDLE_S)
+    back = [SetField("ipv4_src", orig_ip), SetField("tcp_src", 80)]
+    if orig_mac:
+        back.insert(0, SetField("eth_src", orig_mac))
+    reverse = SECURITY.flow(Priority.SEC_REDIRECT + 10, {
+        "eth_type": ETH_TYPE_IP, "ip_proto": IPPROTO_TCP, "ipv4_src": svc.update_ip,
+        "tcp_src": svc.portal_port, "ipv4_dst": loc.ip, "tcp_dst": client_port},
+        [Apply(tuple(back)), _goto()], sub=n, idle_timeout=REDIRECT_IDLE_S)
+    return [forward, reverse]
+
+
+def group_seal_flows(group_index: int, ports: Iterable[int], peers: Sequence[str],
+                     svc: ServiceAddresses, mode: str = "drop",
+                     kbps: int | None = None) -> list[Message]:
+    """Seal a group on one switch: from the group's edge `ports`, destinations outside
+    `peers` are dropped (or metered in "meter" mode); ARP, controller and update server stay
+    reachable. Unseal with `group_unseal_flows(group_index)`."""
+    sub = GROUP_SUB_BASE + group_index
+    msgs: list[Message] = group_unseal_flows(group_index)
+    meter = GROUP_METER_BASE + group_index
+    if mode == "meter":
+        if not kbps:
+            raise ValueError("meter mode needs a rate in kbps")
+        msgs.append(MeterMod(meter, "add", rate=kbps))
+    for port in ports:
+        msgs += _allow_services(sub, Priority.SEC_GROUP + 200, port, svc)
+        for peer in peers:
+            msgs.append(SECURITY.flow(Priority.SEC_GROUP + 100, {
+                "in_port": port, "eth_type": ETH_TYPE_IP, **_dst_match(peer)}, [_goto()],
+                sub=sub))
+        rest = [Meter(meter), _goto()] if mode == "meter" else []
+        msgs.append(SECURITY.flow(Priority.SEC_GROUP, {"in_port": port}, rest, sub=sub))
+    return msgs
+
+
+def group_unseal_flows(group_index: int) -> list[Message]:
+    return [SECURITY.delete_sub(GROUP_SUB_BASE + group_index),
+            MeterMod(GROUP_METER_BASE + group_index, "delete")]

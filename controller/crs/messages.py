@@ -1,0 +1,314 @@
+"""CRSAP messages (X.1125 clause 9, Annex A element names) in one JSON encoding.
+
+The Recommendation's Annex A schema was not available (see the spec notes), so this module
+keeps its element names and defines the fields itself. One envelope carries every message:
+
+    {"crsap": "1.0", "type": "SCIReport", "sender": "h1", "key_id": "<isr-id>",
+     "seq": 1764300000123, "ts": 1764300000.12, "body": {...}, "mac": "<64 hex>"}
+
+`mac` is HMAC-SHA256, under the terminal's crs-report key (X.1124 purpose key), over the
+canonical JSON (sorted keys, no spaces) of the envelope without `mac`: body, sequence number
+and timestamp are all covered. The SCS signs its replies with the same per-terminal key.
+
+Parsing is strict because the SCS takes input from terminals it does not trust: a size limit,
+no duplicate keys, no NaN/Infinity, every object checked against the schema below (required
+and typed fields, unknown keys rejected, bounded lists and strings). Anything else raises
+`BadMessage(reason)`; nothing here raises another exception type on bad input.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+VERSION = "1.0"
+MAX_SIZE = 16 * 1024          # bytes of one encoded message
+MAX_STR = 256                 # characters of any string field
+MAX_LIST = 64                 # elements of any list field
+MAX_INT = 2 ** 63 - 1
+DEFAULT_SKEW_S = 30.0         # accepted clock difference, both directions
+HTTP_PATH = "/crsap/v1/messages"
+
+
+class BadMessage(Exception):
+    """A message that must be ignored; `reason` says why (for the counter and the log)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+# --- schema as data --------------------------------------------------------------------
+# A spec is a dict: {"t": "str"|"int"|"num"|"bool"|"list"|"obj", ...options}.
+# obj: "f": {name: (spec, required)}; list: "of": spec, "max": n;
+# str: "re" (a regex the whole value must match) or "ipv4": True, "enum": [...];
+# int/num: "min"/"max".
+
+def _s(**kw: Any) -> dict[str, Any]:
+    return {"t": "str", **kw}
+
+
+def _i(lo: int = 0, hi: int = MAX_INT) -> dict[str, Any]:
+    return {"t": "int", "min": lo, "max": hi}
+
+
+def _n(lo: float = 0.0, hi: float = 1e12) -> dict[str, Any]:
+    return {"t": "num", "min": lo, "max": hi}
+
+
+def _b() -> dict[str, Any]:
+    return {"t": "bool"}
+
+
+def _obj(**fields: tuple[dict[str, Any], bool]) -> dict[str, Any]:
+    return {"t": "obj", "f": fields}
+
+
+def _list(of: dict[str, Any], hi: int = MAX_LIST) -> dict[str, Any]:
+    return {"t": "list", "of": of, "max": hi}
+
+
+REQ, OPT = True, False
+ID_RE = r"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}"
+LEVELS = ["COMPLIANT", "VULNERABLE", "INFECTED", "UNKNOWN"]
+
+SCI = _obj(
+    os=(_obj(name=(_s(), REQ), patch_level=(_i(), REQ)), REQ),
+    antivirus=(_obj(engine=(_s(), REQ), signature_version=(_i(), REQ)), REQ),
+    agent_version=(_s(re=r"\d{1,6}(\.\d{1,6}){0,3}"), REQ),
+    firewall=(_b(), REQ),
+    threats=(_list(_obj(name=(_s(), REQ), count=(_i(), REQ), cleaned=(_b(), REQ),
+                        detected_at=(_n(), OPT))), REQ),
+    attackers=(_list(_obj(source=(_s(ipv4=True), REQ), threat=(_s(), OPT),
+                          count=(_i(), OPT), last_seen=(_n(), OPT))), REQ),
+)
+
+INSTALL = _obj(patch_level=(_i(), OPT), signature_version=(_i(), OPT),
+               agent_version=(_s(re=r"\d{1,6}(\.\d{1,6}){0,3}"), OPT), clean=(_b(), OPT),
+               firewall=(_b(), OPT))
+
+UPDATE = _obj(id=(_s(re=ID_RE), REQ), item=(_s(re=ID_RE), REQ), url=(_s(re=r"https?://\S+"), REQ),
+              install=(INSTALL, REQ))
+
+BODIES: dict[str, dict[str, Any]] = {
+    # SCS/NAC -> SCA: discovery (11.1); the agent answers with SCAProbeResponse.
+    "SCAProbeRequest": _obj(scs_url=(_s(re=r"https?://\S+"), OPT),
+                            report_interval_s=(_n(0.1, 86400), OPT),
+                            nonce=(_s(re=r"[0-9A-Za-z_-]{1,64}"), REQ)),
+    "SCAProbeResponse": _obj(ms_id=(_s(re=ID_RE), REQ), sca_version=(_s(), REQ),
+                             nonce=(_s(re=r"[0-9A-Za-z_-]{1,64}"), REQ)),
+    # MS attach (11.2 step 1); sent by the SCA at start (the NAC's report is `SCS.connect`).
+    "MSConnectReport": _obj(ms_id=(_s(re=ID_RE), REQ), ip=(_s(ipv4=True), OPT),
+                            mac=(_s(re=r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}"), OPT),
+                            sca_version=(_s(), OPT)),
+    "SCIReport": _obj(ms_id=(_s(re=ID_RE), REQ), sci=(SCI, REQ)),
+    "SCIResponse": _obj(ms_id=(_s(re=ID_RE), REQ), level=(_s(enum=LEVELS), REQ),
+                        actions=(_list(_s(re=r"[a-z_]{1,32}")), REQ),
+                        scope=(_s(enum=["none", "group", "all"]), OPT),
+                        reason=(_s(), OPT), policy_version=(_i(), REQ),
+                        report_interval_s=(_n(0.1, 86400), OPT), update=(UPDATE, OPT)),
+    # SCS -> NAC/ASC control delivery (11.4) and its acknowledgement.
+    "Control": _obj(ms_id=(_s(re=ID_RE), REQ), policy_version=(_i(), REQ),
+                    level=(_s(enum=LEVELS), REQ), actions=(_list(_s(re=r"[a-z_]{1,32}")), REQ)),
+    "ControlAck": _obj(ms_id=(_s(re=ID_RE), REQ), policy_version=(_i(), REQ),
+                       result=(_s(enum=["ok", "failed"]), REQ)),
+    "UpdateCommand": _obj(ms_id=(_s(re=ID_RE), REQ), update=(UPDATE, REQ)),
+    "Leave": _obj(ms_id=(_s(re=ID_RE), REQ), reason=(_s(), OPT)),
+}
+
+ENVELOPE = _obj(
+    crsap=(_s(enum=[VERSION]), REQ),
+    type=(_s(enum=sorted(BODIES)), REQ),
+    sender=(_s(re=ID_RE), REQ),
+    key_id=(_s(re=ID_RE), OPT),
+    seq=(_i(), REQ),
+    ts=(_n(), REQ),
+    body=({"t": "any_obj"}, REQ),
+    mac=(_s(re=r"[0-9a-f]{64}"), REQ),
+)
+
+
+def check(value: Any, spec: dict[str, Any], where: str = "") -> None:
+    """Raise BadMessage unless `value` fits `spec`; `where` names the path in the reason."""
+    t = spec["t"]
+    name = where or "<message>"
+    if t in ("obj", "any_obj"):
+        if not isinstance(value, dict):
+            raise BadMessage(f"{name}: expected an object")
+        if t == "any_obj":
+            return
+        fields = spec["f"]
+        for k in value:
+            if k not in fields:
+                raise BadMessage(f"{_join(where, str(k))}: unknown key")
+        for k, (sub, required) in fields.items():
+            if k not in value:
+                if required:
+                    raise BadMessage(f"{_join(where, k)}: missing")
+                continue
+            check(value[k], sub, _join(where, k))
+    elif t == "list":
+        if not isinstance(value, list):
+            raise BadMessage(f"{name}: expected a list")
+        if len(value) > spec["max"]:
+            raise BadMessage(f"{name}: more than {spec['max']} elements")
+        for i, v in enumerate(value):
+            check(v, spec["of"], f"{name}[{i}]")
+    elif t == "str":
+        if not isinstance(value, str):
+            raise BadMessage(f"{name}: expected a string")
+        if len(value) > MAX_STR:
+            raise BadMessage(f"{name}: longer than {MAX_STR} characters")
+        if "enum" in spec and value not in spec["enum"]:
+            raise BadMessage(f"{name}: {value[:40]!r} not one of {', '.join(spec['enum'])}")
+        if "re" in spec and not re.fullmatch(spec["re"], value):
+            raise BadMessage(f"{name}: {value[:40]!r} has a bad format")
+        if spec.get("ipv4"):
+            try:
+                ipaddress.IPv4Address(value)
+            except ValueError:
+                raise BadMessage(f"{name}: {value[:40]!r} is not an IPv4 address") from None
+    elif t == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadMessage(f"{name}: expected an integer")
+        if not spec["min"] <= value <= spec["max"]:
+            raise BadMessage(f"{name}: {value} out of range")
+    elif t == "num":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise BadMessage(f"{name}: expected a number")
+        if not math.isfinite(value) or not spec["min"] <= value <= spec["max"]:
+            raise BadMessage(f"{name}: {value} out of range")
+    elif t == "bool":
+        if not isinstance(value, bool):
+            raise BadMessage(f"{name}: expected true or false")
+    else:  # pragma: no cover - a bug in the schema itself
+        raise AssertionError(f"unknown spec type {t}")
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+# --- the message -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Message:
+    """A decoded, schema-valid CRSAP message (not yet authenticated: see `verify`)."""
+
+    type: str
+    sender: str
+    seq: int
+    ts: float
+    body: dict[str, Any]
+    mac: str = ""
+    key_id: str | None = None
+    version: str = VERSION
+
+    def signed_part(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"crsap": self.version, "type": self.type, "sender": self.sender,
+                               "seq": self.seq, "ts": self.ts, "body": self.body}
+        if self.key_id is not None:
+            out["key_id"] = self.key_id
+        return out
+
+
+def canonical(obj: Any) -> bytes:
+    """The byte string that is signed: sorted keys, no whitespace, ASCII only."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False).encode("ascii")
+
+
+def compute_mac(msg: Message, key: bytes) -> str:
+    return hmac.new(key, canonical(msg.signed_part()), hashlib.sha256).hexdigest()
+
+
+def encode(type_: str, sender: str, seq: int, ts: float, body: dict[str, Any], key: bytes,
+           key_id: str | None = None) -> bytes:
+    """Build, check and sign one message. Raises BadMessage if our own data is malformed."""
+    msg = Message(type=type_, sender=sender, seq=seq, ts=ts, body=body, key_id=key_id)
+    _check_message(msg.signed_part() | {"mac": "0" * 64})
+    raw = canonical(msg.signed_part() | {"mac": compute_mac(msg, key)})
+    if len(raw) > MAX_SIZE:
+        raise BadMessage(f"message is {len(raw)} bytes, limit {MAX_SIZE}")
+    return raw
+
+
+def decode(raw: bytes) -> Message:
+    """Parse and schema-check one message. Raises BadMessage(reason) on any problem."""
+    if not isinstance(raw, (bytes, bytearray)):
+        raise BadMessage("not bytes")
+    if len(raw) > MAX_SIZE:
+        raise BadMessage(f"message is {len(raw)} bytes, limit {MAX_SIZE}")
+    try:
+        text = bytes(raw).decode("utf-8")
+        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except BadMessage:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BadMessage(f"not JSON: {str(exc)[:80]}") from None
+    _check_message(data)
+    return Message(type=data["type"], sender=data["sender"], seq=data["seq"],
+                   ts=data["ts"], body=data["body"], mac=data["mac"],
+                   key_id=data.get("key_id"), version=data["crsap"])
+
+
+def _check_message(data: Any) -> None:
+    check(data, ENVELOPE)
+    check(data["body"], BODIES[data["type"]], "body")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise BadMessage(f"duplicate key {k[:40]!r}")
+        out[k] = v
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise BadMessage(f"{name} is not allowed")
+
+
+# --- authentication and replay ---------------------------------------------------------
+
+@dataclass
+class ReplayState:
+    """Highest accepted sequence number per sender: each new message must exceed it.
+
+    Senders use a time-based counter (milliseconds since the epoch, and +1 if that does not
+    advance), so numbers keep increasing across restarts without stored state."""
+
+    last_seq: dict[str, int] = field(default_factory=dict)
+
+    def forget(self, sender: str) -> None:
+        self.last_seq.pop(sender, None)
+
+
+def verify(msg: Message, key: bytes | None, replay: ReplayState, now: float,
+           skew_s: float = DEFAULT_SKEW_S) -> None:
+    """Authenticate `msg`, then record its sequence number. Raises BadMessage (and records
+    nothing) on an unknown key, a bad MAC, a replayed/old sequence number or a timestamp
+    more than `skew_s` away from `now` (stale or from the future)."""
+    if not key:
+        raise BadMessage(f"no key for sender {msg.sender!r}")
+    if not hmac.compare_digest(compute_mac(msg, key), msg.mac):
+        raise BadMessage("bad MAC")
+    if msg.ts < now - skew_s:
+        raise BadMessage(f"stale timestamp ({now - msg.ts:.1f} s old)")
+    if msg.ts > now + skew_s:
+        raise BadMessage(f"timestamp {msg.ts - now:.1f} s in the future")
+    last = replay.last_seq.get(msg.sender)
+    if last is not None and msg.seq <= last:
+        raise BadMessage(f"replayed or old sequence number {msg.seq} (last {last})")
+    replay.last_seq[msg.sender] = msg.seq
+
+
+def next_seq(last: int | None, now: float) -> int:
+    """A sequence number above `last`, based on the clock so that restarts keep it rising."""
+    return max((last or 0) + 1, int(now * 1000))

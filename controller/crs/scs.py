@@ -1,0 +1,449 @@
+"""The SCS (security correlative server, X.1125 clause 11) as a pure state machine.
+
+Inputs are calls with the current time; outputs are effect values the Ryu shell carries out
+(install flows, answer HTTP, push update commands, write the audit log, bump counters).
+Nothing here sends, sleeps or reads the clock, so every procedure is a unit test.
+
+Procedures: MS connect (11.2 step 1, from the NAC) -> UNKNOWN until a report is evaluated;
+SCI report -> authenticate, evaluate (8.1), correlate, decide (8.2/8.3), reply (SCIResponse,
+signed with the terminal's key); staleness -> UNKNOWN; leave (11.6); large-scale updating
+(12.1): a reload re-evaluates everyone against the stored SCI and update commands are paced
+(at most `max_concurrent` in progress, at most `per_second` started per second).
+Rejected input changes nothing and yields Count + Log.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from controller.crs import messages as crsap
+from controller.crs.control import Override, decide
+from controller.crs.correlation import Correlator
+from controller.crs.decision import Decision, Level, Location
+from controller.crs.evaluation import evaluate
+from controller.crs.policy import Policy
+
+SCS_SENDER = "scs"
+ELIGIBLE_ACCUSER_LEVELS = (Level.COMPLIANT, Level.VULNERABLE)
+
+
+# --- effects ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Enforce:
+    """Make table 1 hold `decision` for the terminal at `location` (replace its flows)."""
+
+    terminal_id: str
+    decision: Decision
+    location: Location
+
+
+@dataclass(frozen=True)
+class Remove:
+    """The terminal left: delete its table-1 flows (SECURITY.delete_sub(location.number))."""
+
+    terminal_id: str
+    location: Location
+
+
+@dataclass(frozen=True)
+class SealGroup:
+    group: str
+    sealed: bool
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The HTTP answer to the message being handled (a signed CRSAP message)."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class SendUpdate:
+    """Push a signed UpdateCommand to the terminal's agent (POST to ip:7125 HTTP_PATH)."""
+
+    terminal_id: str
+    item: str
+    url: str
+    payload: bytes
+    ip: str
+
+
+@dataclass(frozen=True)
+class Audit:
+    record: dict
+
+
+@dataclass(frozen=True)
+class Count:
+    name: str
+
+
+@dataclass(frozen=True)
+class Log:
+    level: int
+    text: str
+
+
+Effect = Enforce | Remove | SealGroup | Reply | SendUpdate | Audit | Count | Log
+
+
+# --- state -----------------------------------------------------------------------------
+
+@dataclass
+class Terminal:
+    tid: str
+    number: int
+    group: str | None
+    ip: str
+    mac: str
+    dpid: int
+    port: int
+    online: bool = True
+    own_level: Level = Level.UNKNOWN
+    own_reason: str = "no SCI reported"
+    last_report: float | None = None
+    last_sci: dict[str, Any] | None = None
+    decision: Decision | None = None
+    override: Override | None = None
+    sca_seen: bool = False
+    out_seq: int | None = None
+    update_id: int = 0
+    granted: tuple[str, str, float] | None = None   # (update id, item, at)
+
+    @property
+    def location(self) -> Location:
+        return Location(self.number, self.dpid, self.port, self.mac, self.ip, self.group)
+
+    def status(self) -> dict[str, Any]:
+        d = self.decision
+        return {"id": self.tid, "number": self.number, "group": self.group, "ip": self.ip,
+                "mac": self.mac, "dpid": self.dpid, "port": self.port, "online": self.online,
+                "level": d.level.value if d else self.own_level.value,
+                "last_report": self.last_report,
+                "policy_version": d.policy_version if d else None,
+                "decision": d.summary() if d else None}
+
+
+KeyLookup = Callable[[str], "bytes | None"]
+
+
+class SCS:
+    """Terminals, policy, correlation and update pacing of one CRS domain."""
+
+    def __init__(self, policy: Policy, key_lookup: KeyLookup,
+                 skew_s: float = crsap.DEFAULT_SKEW_S):
+        self.policy = policy
+        self.key_lookup = key_lookup
+        self.skew_s = skew_s
+        self.terminals: dict[str, Terminal] = {}
+        self.replay = crsap.ReplayState()
+        self.corr = Correlator(policy.correlation)
+        self.queue: deque[str] = deque()
+        self.tokens = 0.0
+        self.tokens_at: float | None = None
+        self._numbers = 0
+
+    # --- NAC / lifecycle ----------------------------------------------------------------
+
+    def connect(self, terminal_id: str, group: str | None, ip: str, mac: str, dpid: int,
+                port: int, now: float) -> list[Effect]:
+        """MS connect report from the NAC (attach, re-attach or move within the domain).
+
+        A terminal whose stored report is still fresh keeps its level (roaming inside one
+        CRS network, 13.2); otherwise it starts at UNKNOWN until it reports."""
+        t = self.terminals.get(terminal_id)
+        if t is None:
+            self._numbers += 1
+            t = Terminal(terminal_id, self._numbers, group, ip, mac, dpid, port)
+            self.terminals[terminal_id] = t
+        else:
+            t.group, t.ip, t.mac, t.dpid, t.port, t.online = group, ip, mac, dpid, port, True
+            t.decision = None  # flows must be (re)installed at the new location
+        if not self._fresh(t, now):
+            t.own_level, t.own_reason = Level.UNKNOWN, "no fresh SCI report"
+        out: list[Effect] = [Audit({"event": "connect", "terminal": terminal_id, "ip": ip,
+                                    "mac": mac, "dpid": dpid, "port": port, "group": group,
+                                    "at": now}), Count("crs_connect")]
+        return out + self._recompute(now)
+
+    def leave(self, terminal_id: str, now: float, reason: str = "nac") -> list[Effect]:
+        """The terminal left (11.6): flows removed, kept offline with its history."""
+        t = self.terminals.get(terminal_id)
+        if t is None or not t.online:
+            return [Count("crs_leave_unknown"),
+                    Log(logging.INFO, f"leave for unknown or offline terminal {terminal_id}")]
+        t.online, t.decision, t.granted = False, None, None
+        if terminal_id in self.queue:
+            self.queue.remove(terminal_id)
+        out: list[Effect] = [Remove(terminal_id, t.location), Count("crs_leave"),
+                             Audit({"event": "leave", "terminal": terminal_id,
+                                    "reason": reason, "at": now})]
+        return out + self._recompute(now)
+
+    # --- SCA messages ---------------------------------------------------------------------
+
+    def handle(self, terminal_id: str | None, raw: bytes, now: float) -> list[Effect]:
+        """One CRSAP message from a terminal. `terminal_id` is who the transport says sent
+        it (None: trust the authenticated sender field)."""
+        try:
+            msg = crsap.decode(raw)
+        except crsap.BadMessage as exc:
+            return self._reject("malformed", exc.reason, terminal_id)
+        sender = msg.sender
+        if terminal_id is not None and sender != terminal_id:
+            return self._reject("sender_mismatch",
+                                f"sender {sender!r} arrived as {terminal_id!r}", terminal_id)
+        t = self.terminals.get(sender)
+        if t is None or not t.online:
+            return self._reject("unknown_terminal", f"{sender!r} is not connected", sender)
+        if msg.type not in ("SCIReport", "MSConnectReport", "SCAProbeResponse", "Leave"):
+            return self._reject("unexpected_type", f"{msg.type} is not sent by an SCA", sender)
+        if msg.body.get("ms_id") != sender:
+            return self._reject("other_terminal", f"{sender!r} reported about "
+                                f"{msg.body.get('ms_id')!r}", sender)
+        try:
+            key = self.key_lookup(sender)
+        except Exception as exc:  # a broken key store must not crash the SCS
+            return self._reject("no_key", f"key lookup failed: {exc}", sender)
+        try:
+            crsap.verify(msg, key, self.replay, now, self.skew_s)
+        except crsap.BadMessage as exc:
+            return self._reject("unauthenticated", exc.reason, sender)
+        out: list[Effect] = [Count(f"crs_msg_{msg.type}")]
+        if msg.type == "Leave":
+            return out + self.leave(sender, now, reason=str(msg.body.get("reason", "agent")))
+        t.sca_seen = True
+        if msg.type == "SCAProbeResponse":
+            return out + [Audit({"event": "probe_response", "terminal": sender, "at": now,
+                                 "sca_version": msg.body.get("sca_version")})]
+        if msg.type == "SCIReport":
+            out += self._report(t, msg, now)
+        out += self._recompute(now)
+        granted = self._grant(now)
+        update = None
+        for tid in granted:
+            if tid == sender:
+                update = self._update_body(t)
+            else:
+                out += self._push_update(tid, now)
+        out.append(Reply(self._response(t, key, now, update)))
+        return out
+
+    def _report(self, t: Terminal, msg: crsap.Message, now: float) -> list[Effect]:
+        sci = msg.body["sci"]
+        t.last_sci, t.last_report = sci, now
+        t.own_level, t.own_reason = evaluate(sci, self.policy)
+        if t.granted is not None:
+            t.granted = None  # the report after an update closes the update's slot
+        for a in sci.get("attackers", ()):
+            if a["source"] != t.ip:
+                self.corr.accuse(t.tid, a["source"], a.get("last_seen"), now)
+        return [Audit({"event": "sci_report", "terminal": t.tid, "seq": msg.seq, "at": now,
+                       "level": t.own_level.value, "reason": t.own_reason, "sci": sci})]
+
+    # --- time, policy, operator ---------------------------------------------------------
+
+    def tick(self, now: float) -> list[Effect]:
+        """Periodic work: staleness, expiry of evidence, update timeouts, paced updates."""
+        self.corr.expire(now)
+        out: list[Effect] = []
+        for t in self.terminals.values():
+            if not t.online:
+                continue
+            if t.own_level is not Level.UNKNOWN and not self._fresh(t, now):
+                t.own_level, t.own_reason = Level.UNKNOWN, \
+                    f"no report for {self.policy.stale_after_s:g} s"
+                out.append(Count("crs_stale"))
+            if t.granted and now - t.granted[2] > self.policy.update_timeout_s:
+                out += [Count("crs_update_timeout"),
+                        Log(logging.WARNING, f"update {t.granted[1]} of {t.tid} timed out")]
+                t.granted = None
+        out += self._recompute(now)
+        for tid in self._grant(now):
+            out += self._push_update(tid, now)
+        return out
+
+    def reload(self, policy: Policy, now: float) -> list[Effect]:
+        """Install a new policy: re-evaluate every terminal against its stored SCI (12.1)."""
+        old = self.policy.version
+        self.policy = policy
+        if policy.correlation != self.corr.params:
+            fresh = Correlator(policy.correlation)
+            fresh.accusations, fresh.scan_until = self.corr.accusations, self.corr.scan_until
+            fresh.scan_reason, fresh.sealed = self.corr.scan_reason, self.corr.sealed
+            self.corr = fresh
+        for t in self.terminals.values():
+            if t.last_sci is not None and self._fresh(t, now):
+                t.own_level, t.own_reason = evaluate(t.last_sci, policy)
+        out: list[Effect] = [Audit({"event": "policy", "from": old, "to": policy.version,
+                                    "source": policy.source, "at": now}),
+                             Count("crs_policy_reload")]
+        out += self._recompute(now)
+        for tid in self._grant(now):
+            out += self._push_update(tid, now)
+        return out
+
+    def quarantine(self, terminal_id: str, now: float) -> list[Effect]:
+        return self._operator(terminal_id, Override("quarantine"), now)
+
+    def rate_limit(self, terminal_id: str, kbps: int, now: float) -> list[Effect]:
+        if not isinstance(kbps, int) or isinstance(kbps, bool) or not 8 <= kbps <= 10_000_000:
+            return [Count("crs_operator_rejected"),
+                    Log(logging.WARNING, f"rate limit {kbps!r} kbps out of 8..10000000")]
+        return self._operator(terminal_id, Override("rate_limit", kbps), now)
+
+    def release(self, terminal_id: str, now: float) -> list[Effect]:
+        return self._operator(terminal_id, None, now)
+
+    def observe_first_contact(self, src_ip: str, dst_ip: str, success: bool,
+                              now: float) -> list[Effect]:
+        """Network evidence (from the NAC): one first contact of src_ip."""
+        if not self.corr.observe_first_contact(src_ip, dst_ip, success, now):
+            return []
+        reason = self.corr.scan_reason.get(src_ip, "scan")
+        return [Count("crs_scan_flagged"), Log(logging.WARNING, f"{src_ip} flagged: {reason}"),
+                Audit({"event": "scan_flagged", "source": src_ip, "reason": reason,
+                       "at": now})] + self._recompute(now)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Introspection for the REST API: every terminal's level, group and decision."""
+        return [t.status() for t in sorted(self.terminals.values(), key=lambda t: t.number)]
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _operator(self, terminal_id: str, override: Override | None,
+                  now: float) -> list[Effect]:
+        t = self.terminals.get(terminal_id)
+        if t is None:
+            return [Count("crs_operator_rejected"),
+                    Log(logging.WARNING, f"operator action on unknown terminal {terminal_id}")]
+        t.override = override
+        kind = override.kind if override else "release"
+        return [Audit({"event": "operator", "action": kind, "terminal": terminal_id,
+                       "kbps": override.kbps if override else None, "at": now}),
+                Count(f"crs_operator_{kind}")] + self._recompute(now)
+
+    def _fresh(self, t: Terminal, now: float) -> bool:
+        return t.last_report is not None and now - t.last_report <= self.policy.stale_after_s
+
+    def _eligible(self, tid: str) -> bool:
+        t = self.terminals.get(tid)
+        return (t is not None and t.online and t.own_level in ELIGIBLE_ACCUSER_LEVELS
+                and not (t.override and t.override.kind == "quarantine")
+                and not (t.decision and t.decision.accusers))
+
+    def _recompute(self, now: float) -> list[Effect]:
+        """Bring every online terminal's decision, group seals and update queue up to date."""
+        out: list[Effect] = []
+        online = [t for t in self.terminals.values() if t.online]
+        levels: dict[str, tuple[Level, str, tuple[str, ...]]] = {}
+        for t in online:
+            level, reason = t.own_level, t.own_reason
+            accusers = self.corr.acted_on(t.ip, now, self._eligible)
+            if accusers:
+                accused = self.policy.correlation.accused_level
+                if accused.severity > level.severity:
+                    level = accused
+                reason = f"{reason}; accused by {', '.join(accusers)}"
+            levels[t.tid] = (level, reason, accusers)
+        groups = sorted({t.group for t in online if t.group} | set(self.corr.sealed))
+        for g in groups:
+            n = sum(1 for t in online if t.group == g and levels[t.tid][0] is Level.INFECTED)
+            change = self.corr.seal_update(g, n)
+            if change is not None:
+                out += [SealGroup(g, change), Count("crs_group_seal" if change
+                                                   else "crs_group_unseal"),
+                        Audit({"event": "group_seal", "group": g, "sealed": change,
+                               "infected": n, "at": now})]
+        for t in online:
+            level, reason, accusers = levels[t.tid]
+            d = decide(level, t.group, self.policy, reason, sealed=t.group in self.corr.sealed,
+                       override=t.override, accusers=accusers)
+            if d != t.decision:
+                t.decision = d
+                out += [Enforce(t.tid, d, t.location),
+                        Audit({"event": "decision", "terminal": t.tid, "at": now,
+                               **d.summary()})]
+            needs = d.update is not None
+            if needs and t.granted is None and t.tid not in self.queue:
+                self.queue.append(t.tid)
+            elif not needs and t.tid in self.queue:
+                self.queue.remove(t.tid)
+        return out
+
+    def _grant(self, now: float) -> list[str]:
+        """Start queued updates within the pacing limits; returns the terminals granted."""
+        granted: list[str] = []
+        in_flight = sum(1 for t in self.terminals.values() if t.online and t.granted)
+        # token bucket: per_second on average, bursts of at most max(1, per_second)
+        rate = self.policy.update_per_second
+        cap = max(1.0, rate)
+        if self.tokens_at is None:
+            self.tokens = cap
+        else:
+            self.tokens = min(cap, self.tokens + max(0.0, now - self.tokens_at) * rate)
+        self.tokens_at = now
+        while self.queue and in_flight < self.policy.update_max_concurrent \
+                and self.tokens >= 1.0:
+            tid = self.queue.popleft()
+            t = self.terminals[tid]
+            if not t.online or t.decision is None or t.decision.update is None:
+                continue
+            t.update_id += 1
+            t.granted = (f"{t.number}-{t.update_id}", t.decision.update, now)
+            granted.append(tid)
+            in_flight += 1
+            self.tokens -= 1.0
+        return granted
+
+    def _update_body(self, t: Terminal) -> dict[str, Any]:
+        assert t.granted is not None
+        uid, item, _ = t.granted
+        return {"id": uid, "item": item, "url": self.policy.update_url(item),
+                "install": dict(self.policy.items.get(item, {}))}
+
+    def _push_update(self, tid: str, now: float) -> list[Effect]:
+        t = self.terminals[tid]
+        try:
+            key = self.key_lookup(tid)
+        except Exception:
+            key = None
+        if not key:
+            t.granted = None
+            self.queue.append(tid)
+            return [Count("crs_update_no_key"),
+                    Log(logging.WARNING, f"no key to sign an update for {tid}")]
+        body = self._update_body(t)
+        t.out_seq = crsap.next_seq(t.out_seq, now)
+        payload = crsap.encode("UpdateCommand", SCS_SENDER, t.out_seq, now,
+                               {"ms_id": tid, "update": body}, key)
+        return [SendUpdate(tid, body["item"], body["url"], payload, t.ip),
+                Count("crs_update_sent"),
+                Audit({"event": "update", "terminal": tid, "item": body["item"], "at": now})]
+
+    def _response(self, t: Terminal, key: bytes, now: float,
+                  update: dict[str, Any] | None) -> bytes:
+        d = t.decision
+        assert d is not None
+        body: dict[str, Any] = {"ms_id": t.tid, "level": d.level.value,
+                                "actions": list(d.actions), "scope": d.scope,
+                                "reason": d.reason[:crsap.MAX_STR],
+                                "policy_version": d.policy_version,
+                                "report_interval_s": self.policy.report_interval_s}
+        if update is not None:
+            body["update"] = update
+        t.out_seq = crsap.next_seq(t.out_seq, now)
+        return crsap.encode("SCIResponse", SCS_SENDER, t.out_seq, now, body, key)
+
+    def _reject(self, kind: str, reason: str, who: str | None) -> list[Effect]:
+        return [Count(f"crs_rejected_{kind}"),
+                Log(logging.WARNING, f"CRSAP message from {who or '?'} rejected: {reason}")]
+
+
+def effects_of(effects: Iterable[Effect], kind: type) -> list:
+    """The effects of one kind (a helper for the shell and for tests)."""
+    return [e for e in effects if isinstance(e, kind)]
