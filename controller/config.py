@@ -72,6 +72,8 @@ class Validator:
                 if spec.required:
                     self.problem(sub, "missing required key")
                 out[name] = _copy_default(spec.default)
+                if isinstance(spec.items, dict) and out[name] == {}:
+                    out[name] = _defaults(spec.items)   # an absent section: its defaults
                 continue
             out[name] = self.value(data[name], spec, sub)
         return out
@@ -171,6 +173,16 @@ def one_of(*choices: str) -> Check:
             return f"{value!r} is not one of {', '.join(choices)}"
         return None
     return check
+
+
+def _defaults(schema: Schema) -> dict[str, Any]:
+    out = {}
+    for name, spec in schema.items():
+        value = _copy_default(spec.default)
+        if isinstance(spec.items, dict) and value == {}:
+            value = _defaults(spec.items)
+        out[name] = value
+    return out
 
 
 def _join(key: str, name: str) -> str:

@@ -1,19 +1,36 @@
-"""The controller's pure core: switch and packet events in, OpenFlow messages (per dpid) out.
+"""The controller's pure core: events in, OpenFlow messages (per dpid) out.
 
 The Ryu shell (`controller.ryu_shell.app`) calls these methods and sends what they return;
 nothing here imports Ryu, so every behaviour is testable against `openflow.flowsim`.
+It wires the owners of the three tables together:
+
+- admission (table 0): the 802.1X authenticator and the EAC (X.1124);
+- security control (table 1): the SCS and its NAC/ASC enforcement (X.1125);
+- forwarding (table 2).
+
+State that must survive the controller (sessions, bindings, decisions, seals, replay
+counters) is committed to the store before the flows that depend on it are returned, and
+every switch's flows are rebuilt from the store when it connects.
 """
 from __future__ import annotations
 
+import json
 import logging
+import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from controller import packet
+from controller.audit import AuditLog
 from controller.forwarding import Forwarding
-from controller.openflow.ofmsg import ETH_TYPE_LLDP, Message
-from controller.pipeline import AdmissionMode, admission_base, security_base
+from controller.openflow.ofmsg import (
+    ETH_TYPE_EAPOL, ETH_TYPE_LLDP, OFPP_TABLE, Message, Output, PacketOut,
+)
+from controller.pipeline import AdmissionMode, admission_base
 from controller.settings import Settings
+from controller.store import Store
 from controller.topology import Topology
 
 log = logging.getLogger("crs.core")
@@ -25,48 +42,141 @@ Out = list[tuple[int, Message]]
 class SwitchState:
     dpid: int
     ports: set[int] = field(default_factory=set)
+    meters: set[int] = field(default_factory=set)
+
+
+@dataclass
+class HttpPost:
+    """An HTTP request the shell must make without blocking (e.g. an update command)."""
+
+    url: str
+    body: bytes
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, **extra: Any):
+        super().__init__(reason)
+        self.status, self.reason, self.extra = status, reason, extra
 
 
 class Core:
-    def __init__(self, settings: Settings, topology: Topology | None = None):
+    def __init__(self, settings: Settings, topology: Topology | None = None,
+                 now: float | None = None):
+        now = self._now = time.time() if now is None else now
         self.settings = settings
         self.topology = topology
+        self.store = Store(settings.db_path)
+        self.audit = AuditLog(settings.audit_log)
         self.forwarding = Forwarding(idle_timeout=settings.idle_timeout_s)
         self.mode = AdmissionMode(open=settings.admission_mode == "open",
                                   eapol_pps=settings.eapol_pps)
         self.switches: dict[int, SwitchState] = {}
         self.counters: Counter[str] = Counter()
-        self._infra = topology.infra_ports() if topology else {}
+        self.http_out: list[HttpPost] = []
+        self._trusted = self._trusted_ports()
+        self._last_purge = now
+        self.auth = self.eac = self.scs = None
+        self.authz = None
+        self._gens: dict[str, int] = {}     # cookie generation per terminal (table 1)
+        if not self.mode.open:
+            self._init_admission()
+        if settings.crs_enabled:
+            self._init_crs(now)
+
+    # --- set-up ------------------------------------------------------------------------
+
+    def _trusted_ports(self) -> dict[int, set[int]]:
+        """Ports whose traffic is admitted without 802.1X: inter-switch links, servers and
+        the controller's service address (all from the topology file)."""
+        t = self.topology
+        if t is None:
+            return {}
+        ports = t.infra_ports()
+        for h in t.servers():
+            ports.setdefault(t.switch(h.switch).dpid, set()).add(h.port)
+        ports.setdefault(t.switch(t.service_switch).dpid, set()).add(t.service_port)
+        return ports
+
+    def _init_admission(self) -> None:
+        from controller.admission.authenticator import Authenticator, Timers
+        from controller.admission.authorization import load_authorization
+        from controller.admission.credentials import load_credentials
+        from controller.admission.eac import Eac
+        s = self.settings
+        creds = load_credentials(s.credentials_file)
+        self.authz = load_authorization(s.authorization_file)
+        self.auth = Authenticator(creds, self.controller_mac, Timers(session_s=s.session_s))
+        self.eac = Eac(self.store, creds, self.authz)
+
+    def _init_crs(self, now: float) -> None:
+        from controller.crs.enforcement import ServiceAddresses
+        from controller.crs.policy import load_policy
+        from controller.crs.scs import SCS
+        t = self.topology
+        if t is None:
+            raise ValueError("the reacting system needs a topology file (servers, cells)")
+        update = next((h for h in t.hosts if h.role == "update"), None)
+        if update is None:
+            raise ValueError(f"{t.file}: the reacting system needs a host with role: update")
+        self.svc = ServiceAddresses(t.service_ip, update.ip, update.mac)
+        policy = load_policy(self.settings.crs_policy_file)
+        self.store.add_policy(policy.version, str(policy.source))
+        self.scs = SCS(policy, self._report_key)
+        self._restore_scs()
+
+    @property
+    def controller_mac(self) -> str:
+        return self.topology.service_mac if self.topology else "02:00:00:00:ff:fe"
 
     # --- switch lifecycle --------------------------------------------------------------
 
-    def switch_up(self, dpid: int, ports: set[int]) -> Out:
-        """A switch connected (first time or again): (re)build its whole pipeline."""
-        self.switches[dpid] = SwitchState(dpid, set(ports))
+    def switch_up(self, dpid: int, ports: set[int], now: float | None = None) -> Out:
+        """A switch connected (first time or again): rebuild its pipeline from the store."""
+        now = self._now = time.time() if now is None else now
+        sw = SwitchState(dpid, set(ports))
+        self.switches[dpid] = sw
         self.counters["switch_connects"] += 1
         msgs: list[Message] = []
-        msgs += admission_base(self.mode, self._infra.get(dpid, set()))
-        msgs += security_base()
+        msgs += admission_base(self.mode, self._trusted.get(dpid, set()))
+        if self.auth is not None:
+            from controller.admission.binding import preauth_flows
+            if self.settings.preauth_arp_to_service and self.topology:
+                msgs += preauth_flows(self.topology.service_ip)
+            for b in self.store.bindings(now):
+                if b["dpid"] == dpid:
+                    msgs += self._binding_flows(b)
+        msgs += self._security_rebuild(dpid, sw)
         msgs += self.forwarding.switch_up(dpid)
+        self.audit.write({"event": "switch_up", "dpid": dpid, "flows": len(msgs)})
         return [(dpid, m) for m in msgs]
 
     def switch_down(self, dpid: int) -> None:
         self.switches.pop(dpid, None)
         self.forwarding.switch_down(dpid)
+        self.audit.write({"event": "switch_down", "dpid": dpid})
 
-    def port_status(self, dpid: int, port: int, up: bool) -> Out:
+    def port_status(self, dpid: int, port: int, up: bool, now: float | None = None) -> Out:
+        now = self._now = time.time() if now is None else now
         sw = self.switches.get(dpid)
         if sw is None:
             return []
+        out: Out = []
         if up:
             sw.ports.add(port)
-            return []
+            if self.auth is not None:
+                out += self._auth_effects(self.auth.port_up(dpid, port, now), now)
+            return out
         sw.ports.discard(port)
-        return [(dpid, m) for m in self.forwarding.port_down(dpid, port)]
+        out += [(dpid, m) for m in self.forwarding.port_down(dpid, port)]
+        if self.auth is not None:
+            out += self._auth_effects(self.auth.port_down(dpid, port, now), now)
+        return out
 
     # --- packets -----------------------------------------------------------------------
 
-    def packet_in(self, dpid: int, in_port: int, table_id: int, data: bytes) -> Out:
+    def packet_in(self, dpid: int, in_port: int, table_id: int, data: bytes,
+                  now: float | None = None) -> Out:
+        now = self._now = time.time() if now is None else now
         self.counters["packet_ins"] += 1
         try:
             frame = packet.parse(data)
@@ -76,16 +186,410 @@ class Core:
             return []
         if frame.eth_type == ETH_TYPE_LLDP:
             return []
+        if frame.eth_type == ETH_TYPE_EAPOL:
+            if self.auth is None:
+                self.counters["eapol_ignored_open_mode"] += 1
+                return []
+            return self._auth_effects(self.auth.handle_frame(dpid, in_port, data, now), now)
+        if table_id == 1 and self.scs is not None:
+            return self._redirect(dpid, in_port, frame, data)
         if table_id == 2:
+            self._learn_ip(dpid, in_port, frame)
             return [(dpid, m) for m in self.forwarding.packet_in(
                 dpid, in_port, frame.src, frame.dst, data)]
         self.counters["unexpected_packet_ins"] += 1
         return []
 
-    def status(self) -> dict:
+    def tick(self, now: float | None = None) -> Out:
+        now = self._now = time.time() if now is None else now
+        out: Out = []
+        if self.auth is not None:
+            out += self._auth_effects(self.auth.tick(now), now)
+            if now - self._last_purge > 60:
+                self._last_purge = now
+                self.store.purge(now)
+        if self.scs is not None:
+            out += self._scs_effects(self.scs.tick(now), now)
+        return out
+
+    def take_http(self) -> list[HttpPost]:
+        out, self.http_out = self.http_out, []
+        return out
+
+    # --- admission (X.1124) ------------------------------------------------------------
+
+    def _servers(self):
+        from controller.admission.binding import Server
+        return [Server(h.name, h.ip) for h in self.topology.servers()] if self.topology else []
+
+    def _binding_flows(self, b: dict) -> list[Message]:
+        from controller.admission.binding import binding_flows
+        return binding_flows(b["number"], b["port"], b["mac"], b["group"], self.authz,
+                             self._servers())
+
+    def _auth_effects(self, effects, now: float) -> Out:
+        from controller.admission import authenticator as a
+        from controller.admission.binding import revoke_flows
+        from controller.admission.keys import purpose_key
+        out: Out = []
+        for e in effects:
+            if isinstance(e, a.SendFrame):
+                out.append((e.dpid, PacketOut(e.data, (Output(e.port),))))
+            elif isinstance(e, a.Count):
+                self.counters[e.name] += 1
+            elif isinstance(e, a.Log):
+                log.log(logging.getLevelName(e.level.upper()) if isinstance(e.level, str)
+                        else e.level, "%s", e.text)
+            elif isinstance(e, a.Admit):
+                s = e.session
+                prev = next((b for b in self.store.bindings(now)
+                             if b["identity"] == s.identity), None)
+                crs_key = purpose_key(s.emsk, "crs-report") if s.emsk else None
+                number = self.store.put_binding(
+                    s.identity, grp=s.group, dpid=e.dpid, port=e.port, mac=e.mac,
+                    isr_id=s.isr_id, crs_key=crs_key, method=s.method, start=s.start,
+                    expires=s.expires)
+                if prev and prev["isr_id"] and prev["isr_id"] != s.isr_id:
+                    self.eac.revoke(prev["isr_id"])
+                if prev and (prev["dpid"], prev["port"], prev["mac"]) != (e.dpid, e.port, e.mac):
+                    out += [(prev["dpid"], m) for m in revoke_flows(prev["number"])]
+                self.eac.register(s)
+                self.counters["dot1x_admitted"] += 1
+                self.audit.write({"event": "authenticated", "identity": s.identity,
+                                  "group": s.group, "dpid": e.dpid, "port": e.port,
+                                  "mac": e.mac, "isr_id": s.isr_id, "method": s.method,
+                                  "expires": s.expires, "reauth": prev is not None})
+                b = {"number": number, "port": e.port, "mac": e.mac, "group": s.group}
+                out += [(e.dpid, m) for m in self._binding_flows(b)]
+                moved = prev is None or (prev["dpid"], prev["port"], prev["mac"]) != \
+                    (e.dpid, e.port, e.mac)
+                if self.scs is not None and (moved or s.identity not in self.scs.terminals):
+                    ip = self._ip_of(e.mac)
+                    out += self._scs_effects(self.scs.connect(
+                        s.identity, s.group, ip, e.mac, e.dpid, e.port, now), now)
+            elif isinstance(e, a.Revoke):
+                out += self._revoke(e.dpid, e.port, e.mac, e.reason, now)
+        return out
+
+    def _revoke(self, dpid: int, port: int, mac: str, reason: str, now: float) -> Out:
+        from controller.admission.binding import revoke_flows
+        out: Out = []
+        for b in list(self.store.bindings(now - 10 ** 9)):
+            if (b["dpid"], b["port"], b["mac"]) != (dpid, port, mac):
+                continue
+            out += [(dpid, m) for m in revoke_flows(b["number"])]
+            out += self.forwarding.forget(mac)
+            if b["isr_id"]:
+                self.eac.revoke(b["isr_id"])
+            self.store.drop_binding(b["identity"])
+            self.counters["dot1x_revoked"] += 1
+            self.audit.write({"event": "revoked", "identity": b["identity"], "dpid": dpid,
+                              "port": port, "mac": mac, "reason": reason})
+            if self.scs is not None and b["identity"] in self.scs.terminals:
+                out += self._scs_effects(self.scs.leave(b["identity"], now, reason), now)
+        return out
+
+    def _ip_of(self, mac: str) -> str:
+        if self.topology:
+            for h in self.topology.hosts:
+                if h.mac == mac:
+                    return h.ip
+        return ""
+
+    def _learn_ip(self, dpid: int, in_port: int, frame: packet.Frame) -> None:
+        """A terminal's address as seen in its own ARP/IP (for terminals not in the file)."""
+        if self.scs is None:
+            return
+        ip = frame.ipv4_src or frame.arp_spa
+        if not ip or ip == "0.0.0.0":
+            return
+        for t in self.scs.terminals.values():
+            if t.mac == frame.src and t.dpid == dpid and t.port == in_port and t.ip != ip:
+                t.ip = ip
+                self._persist(t.tid)
+
+    # --- reacting system (X.1125) -----------------------------------------------------
+
+    def _report_key(self, tid: str) -> bytes | None:
+        for b in self.store.bindings(self._now):
+            if b["identity"] == tid:
+                return b["crs_key"]
+        return None
+
+    def crsap_message(self, raw: bytes, now: float | None = None) -> tuple[int, bytes, Out]:
+        """POST /crsap/v1/messages from an agent: (HTTP status, body, flows)."""
+        from controller.crs.scs import Reply
+        now = self._now = time.time() if now is None else now
+        if self.scs is None:
+            return 503, b'{"error": "the reacting system is not enabled"}', []
+        before = dict(self.scs.replay.last_seq)
+        effects = self.scs.handle(None, raw, now)
+        for sender, seq in self.scs.replay.last_seq.items():
+            if before.get(sender) != seq:
+                self.store.put_replay(sender, seq)
+        reply = next((e for e in effects if isinstance(e, Reply)), None)
+        out = self._scs_effects(effects, now)
+        if reply is not None:
+            return 200, reply.payload, out
+        if any(getattr(e, "name", "").startswith("crs_rejected") for e in effects):
+            return 403, b'{"error": "rejected"}', out
+        return 204, b"", out
+
+    def _scs_effects(self, effects, now: float) -> Out:
+        from controller.crs import nac
+        from controller.crs import scs as s
+        out: Out = []
+        for e in effects:
+            if isinstance(e, s.Enforce):
+                self._persist(e.terminal_id)       # committed before the flows exist
+                out += self._enforce(e.terminal_id)
+            elif isinstance(e, s.Remove):
+                self._persist(e.terminal_id)
+                sw = self.switches.get(e.location.dpid)
+                out += [(e.location.dpid, m) for m in
+                        nac.release(e.location, sw.meters if sw else set())]
+            elif isinstance(e, s.SealGroup):
+                self.store.put_seal(e.group, e.sealed)
+                out += self._seal(e.group, e.sealed)
+            elif isinstance(e, s.SendUpdate):
+                if e.ip:
+                    self.http_out.append(HttpPost(f"http://{e.ip}:7125/crsap/v1/messages",
+                                                  e.payload))
+            elif isinstance(e, s.Audit):
+                rec = dict(e.record)
+                if rec.get("event") == "sci_report":
+                    self.store.add_sci(rec["terminal"], now, rec.get("sci", {}))
+                    self._persist(rec["terminal"])
+                self.audit.write(rec)
+            elif isinstance(e, s.Count):
+                self.counters[e.name] += 1
+            elif isinstance(e, s.Log):
+                log.log(e.level if isinstance(e.level, int) else logging.INFO, "%s", e.text)
+        return out
+
+    def _peers(self, group: str | None) -> list[str]:
+        if self.topology and group:
+            for c in self.topology.cells:
+                if c.name == group:
+                    return [c.subnet]
+        return [t.ip for t in self.scs.terminals.values() if t.group == group and t.ip]
+
+    def _enforce(self, tid: str) -> Out:
+        from controller.crs import nac
+        t = self.scs.terminals[tid]
+        if t.decision is None or t.dpid not in self.switches:
+            return []
+        gen = self._gens.get(tid, 0) + 1
+        self._gens[tid] = gen
+        sw = self.switches[t.dpid]
+        msgs = nac.hold(t.decision, t.location, self.svc, self._peers(t.group), gen, sw.meters)
+        self.audit.write({"event": "flows", "terminal": tid, "dpid": t.dpid, "port": t.port,
+                          "generation": gen, "messages": len(msgs),
+                          "level": t.decision.level.value})
+        return [(t.dpid, m) for m in msgs]
+
+    def _group_index(self, group: str) -> int:
+        if self.topology:
+            for i, c in enumerate(self.topology.cells):
+                if c.name == group:
+                    return i + 1
+        return 1000 + zlib.crc32(group.encode()) % 100000
+
+    def _seal(self, group: str, sealed: bool, only_dpid: int | None = None) -> Out:
+        from controller.crs import nac
+        from controller.crs.enforcement import group_seal_flows, group_unseal_flows
+        idx = self._group_index(group)
+        members = [t.location for t in self.scs.terminals.values()
+                   if t.group == group and t.online]
+        per_switch = nac.group_ports(members)
+        if self.topology:   # a cell's switch is sealed even before its terminals attach
+            for c in self.topology.cells:
+                if c.name == group:
+                    sw = self.topology.switch(c.switch)
+                    ports = [self.topology.host(n).port for n in c.terminals]
+                    per_switch[sw.dpid] = sorted(set(per_switch.get(sw.dpid, [])) | set(ports))
+        pol = self.scs.policy.correlation
+        out: Out = []
+        for dpid, ports in per_switch.items():
+            if dpid not in self.switches or (only_dpid is not None and dpid != only_dpid):
+                continue
+            if sealed:
+                msgs = group_seal_flows(idx, ports, self._peers(group), self.svc,
+                                        mode=pol.seal_mode,
+                                        kbps=pol.seal_meter_kbps)
+            else:
+                msgs = group_unseal_flows(idx)
+            out += [(dpid, m) for m in msgs]
+        self.audit.write({"event": "seal_flows", "group": group, "sealed": sealed,
+                          "switches": sorted(per_switch)})
+        return out
+
+    def _security_rebuild(self, dpid: int, sw: SwitchState) -> list[Message]:
+        """Table 1 on (re)connect: base flow, then every stored decision and seal, added
+        without deleting first (deleting a restriction would open access)."""
+        from controller.crs import enforcement, nac
+        msgs: list[Message] = list(enforcement.base_flows())
+        if self.scs is None:
+            return msgs
+        for mid in list(sw.meters):
+            sw.meters.discard(mid)
+        for t in self.scs.terminals.values():
+            if t.dpid != dpid or t.decision is None or not t.online:
+                continue
+            for meter_id in (enforcement.rate_meter_id(t.number),
+                             enforcement.outside_meter_id(t.number)):
+                msgs.append(_meter_delete(meter_id))   # meters may survive on the switch
+            gen = self._gens.get(t.tid, 0)
+            msgs += nac.hold(t.decision, t.location, self.svc, self._peers(t.group), gen,
+                             sw.meters)
+        for group in self.store.sealed_groups():
+            msgs += [m for _, m in self._seal(group, True, only_dpid=dpid)]
+        return msgs
+
+    # --- SCS persistence ----------------------------------------------------------------
+
+    def _persist(self, tid: str) -> None:
+        from controller.crs import nac
+        t = self.scs.terminals.get(tid)
+        if t is None:
+            return
+        state = {"group": t.group, "ip": t.ip, "mac": t.mac, "dpid": t.dpid, "port": t.port,
+                 "online": t.online, "own_level": t.own_level.value,
+                 "own_reason": t.own_reason, "last_report": t.last_report,
+                 "last_sci": t.last_sci, "gen": self._gens.get(tid, 0),
+                 "override": [t.override.kind, t.override.kbps] if t.override else None}
+        self.store.put_terminal(tid, t.number, state,
+                                nac.decision_to_dict(t.decision) if t.decision else None)
+
+    def _restore_scs(self) -> None:
+        """After a restart: terminals, decisions, overrides, seals and replay counters."""
+        from controller.crs import nac
+        from controller.crs.control import Override
+        from controller.crs.decision import Level
+        from controller.crs.scs import Terminal
+        for tid, number, st, dec in self.store.terminals():
+            t = Terminal(tid, number, st["group"], st["ip"], st["mac"], st["dpid"], st["port"],
+                         online=st["online"], own_level=Level(st["own_level"]),
+                         own_reason=st["own_reason"], last_report=st["last_report"],
+                         last_sci=st["last_sci"])
+            if st.get("override"):
+                t.override = Override(st["override"][0], st["override"][1])
+            t.decision = nac.decision_from_dict(dec) if dec else None
+            self.scs.terminals[tid] = t
+            self._gens[tid] = st.get("gen", 0)
+            self.scs._numbers = max(self.scs._numbers, number)
+        self.scs.replay.last_seq.update(self.store.replay())
+        self.scs.corr.sealed.update(self.store.sealed_groups())
+
+    # --- operator API ------------------------------------------------------------------
+
+    def terminals(self) -> list[dict[str, Any]]:
+        sessions = {b["identity"]: b for b in self.store.bindings(self._now)}
+        rows: dict[str, dict[str, Any]] = {}
+        if self.scs is not None:
+            for st in self.scs.status():
+                rows[st["id"]] = {**st, "identity": st["id"]}
+        for ident, b in sessions.items():
+            row = rows.setdefault(ident, {"id": ident, "identity": ident, "dpid": b["dpid"],
+                                          "port": b["port"], "mac": b["mac"],
+                                          "ip": self._ip_of(b["mac"]), "level": None})
+            row.update({"authenticated": True, "isr_id": b["isr_id"], "method": b["method"],
+                        "session_expires": b["expires"], "group": b["group"]})
+        for row in rows.values():
+            row.setdefault("authenticated", False)
+            row["name"] = row["identity"].split("@")[0]
+        return sorted(rows.values(), key=lambda r: r["identity"])
+
+    def resolve(self, who: str) -> str:
+        """A terminal by identity, name (identity's local part), IP or MAC."""
+        who = who.lower()
+        for row in self.terminals():
+            if who in (row["identity"].lower(), row["name"].lower(),
+                       str(row.get("ip") or "").lower(), str(row.get("mac") or "").lower()):
+                return row["identity"]
+        raise ApiError(404, f"no terminal {who!r} (give its name, identity, IP or MAC)")
+
+    def operator(self, action: str, who: str, body: dict[str, Any] | None = None,
+                 now: float | None = None) -> tuple[dict[str, Any], Out]:
+        now = self._now = time.time() if now is None else now
+        if self.scs is None:
+            raise ApiError(409, "the reacting system is not enabled (crs.enabled: false)")
+        tid = self.resolve(who)
+        if tid not in self.scs.terminals:
+            raise ApiError(409, f"{tid} is authenticated but has not connected to the SCS")
+        if action == "quarantine":
+            effects = self.scs.quarantine(tid, now)
+        elif action == "release":
+            effects = self.scs.release(tid, now)
+        elif action == "rate-limit":
+            kbps = (body or {}).get("kbps")
+            if not isinstance(kbps, int) or isinstance(kbps, bool) or not 8 <= kbps <= 10**7:
+                raise ApiError(400, "rate-limit needs {\"kbps\": integer 8..10000000}")
+            effects = self.scs.rate_limit(tid, kbps, now)
+        else:
+            raise ApiError(404, f"unknown action {action!r}")
+        out = self._scs_effects(effects, now)
+        self._persist(tid)
+        row = next(r for r in self.terminals() if r["identity"] == tid)
+        return row, out
+
+    def policy_show(self) -> dict[str, Any]:
+        if self.scs is None:
+            raise ApiError(409, "the reacting system is not enabled")
+        p = self.scs.policy
+        return {"version": p.version, "source": str(p.source),
+                "file": self.settings.crs_policy_file}
+
+    def policy_reload(self, now: float | None = None) -> tuple[dict[str, Any], Out]:
+        from controller.config import ConfigError
+        from controller.crs.policy import reload
+        now = self._now = time.time() if now is None else now
+        if self.scs is None:
+            raise ApiError(409, "the reacting system is not enabled")
+        new = reload(self.settings.crs_policy_file)
+        if isinstance(new, ConfigError):
+            raise ApiError(400, "policy not reloaded; the old one stays in force",
+                           problems=str(new).splitlines())
+        self.store.add_policy(new.version, str(new.source))
+        out = self._scs_effects(self.scs.reload(new, now), now)
+        return self.policy_show(), out
+
+    def eac_request(self, method: str, path: str, body: bytes,
+                    now: float | None = None) -> tuple[int, dict[str, Any]]:
+        from controller.admission import eac_rest
+        now = self._now = time.time() if now is None else now
+        if self.eac is None:
+            return 409, {"error": "authentication is not enabled (admission.mode: open)"}
+        return eac_rest.handle(method, path, body, now, self.eac)
+
+    def _redirect(self, dpid: int, in_port: int, frame: packet.Frame, data: bytes) -> Out:
+        """First packet of a redirected web connection: rewrite it to the update portal."""
+        from controller.crs.enforcement import redirect_connection_flows
+        t = next((t for t in self.scs.terminals.values()
+                  if t.dpid == dpid and t.port == in_port and t.online), None)
+        if t is None or frame.ipv4_dst is None or frame.l4_src is None:
+            self.counters["redirect_unknown"] += 1
+            return []
+        flows = redirect_connection_flows(t.location, self.svc, frame.ipv4_dst, frame.l4_src,
+                                          frame.dst)
+        self.counters["redirected_connections"] += 1
+        return [(dpid, m) for m in flows] + [(dpid, PacketOut(data, (Output(OFPP_TABLE),),
+                                                               in_port))]
+
+    def status(self) -> dict[str, Any]:
         return {
             "switches": sorted(self.switches),
             "admission": "open" if self.mode.open else "authenticate",
+            "crs": self.scs is not None,
             "counters": dict(self.counters),
             "hosts_learned": {f"{d:016x}": len(t) for d, t in self.forwarding.macs.items()},
         }
+
+
+def _meter_delete(meter_id: int) -> Message:
+    from controller.openflow.ofmsg import MeterMod
+    return MeterMod(meter_id, "delete")
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, default=str).encode()

@@ -15,11 +15,26 @@ from controller import topology
 from controller.config import ConfigError
 
 
+def check(settings: settings_mod.Settings) -> None:
+    """Load every file the settings name, so problems surface before Ryu starts."""
+    topo = topology.load(settings.topology_file) if settings.topology_file else None
+    if settings.admission_mode == "authenticate":
+        from controller.admission.authorization import load_authorization
+        from controller.admission.credentials import load_credentials
+        load_credentials(settings.credentials_file)
+        load_authorization(settings.authorization_file)
+    if settings.crs_enabled:
+        from controller.crs.policy import load_policy
+        load_policy(settings.crs_policy_file)
+        if topo is None:
+            raise ConfigError([(settings.config_file or "<command line>", "topology",
+                                "the reacting system needs a topology file")])
+
+
 def run(settings: settings_mod.Settings) -> int:
     # Validate everything before Ryu starts: a bad file is exit status 2, not a traceback.
     try:
-        if settings.topology_file:
-            topology.load(settings.topology_file)
+        check(settings)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2

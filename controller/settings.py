@@ -9,19 +9,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.config import Field, Validator, in_range, load_yaml, one_of
+from controller.config import ConfigError, Field, Validator, in_range, load_yaml, one_of
 
 SCHEMA = {
     "admission": Field(dict, default={}, items={
         "mode": Field(str, default="open", check=one_of("open", "authenticate"),
                       doc="open: allow all (no authentication); authenticate: X.1124 802.1X"),
         "eapol_pps": Field(int, default=200, check=in_range(1, 100000)),
+        "credentials": Field(str, default="credentials.yaml",
+                             doc="X.1124 subscribers and service providers"),
+        "authorization": Field(str, default="authorization.yaml",
+                               doc="which groups may reach which servers and services"),
+        "session_s": Field(int, default=3600, check=in_range(10, 86400 * 7)),
+        "preauth_arp_to_service": Field(bool, default=True),
+    }),
+    "crs": Field(dict, default={}, items={
+        "enabled": Field(bool, default=False,
+                         doc="X.1125 reacting system (needs admission mode authenticate)"),
+        "policy": Field(str, default="crs_policy.yaml"),
+    }),
+    "throttle": Field(dict, default={}, items={
+        "enabled": Field(bool, default=False, doc="Williamson virus throttle per terminal"),
+        "working_set": Field(int, default=5, check=in_range(1, 1000)),
+        "new_dest_per_s": Field(float, default=1.0, check=in_range(0.01, 1000)),
     }),
     "forwarding": Field(dict, default={}, items={
         "idle_timeout_s": Field(int, default=300, check=in_range(0, 86400)),
     }),
     "topology": Field(str, doc="topology file: cells, servers and inter-switch ports"),
-    "audit_log": Field(str, default="var/audit.jsonl"),
+    "audit_log": Field(str, default="../var/audit.jsonl"),
 }
 
 
@@ -38,6 +54,15 @@ class Settings:
     eapol_pps: int = 200
     idle_timeout_s: int = 300
     audit_log: str = "var/audit.jsonl"
+    credentials_file: str = "config/credentials.yaml"
+    authorization_file: str = "config/authorization.yaml"
+    session_s: int = 3600
+    preauth_arp_to_service: bool = True
+    crs_enabled: bool = False
+    crs_policy_file: str = "config/crs_policy.yaml"
+    throttle_enabled: bool = False
+    throttle_working_set: int = 5
+    throttle_new_dest_per_s: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -48,15 +73,30 @@ def load_settings(config_file: str | None, **overrides: Any) -> Settings:
         v = Validator(str(config_file))
         doc = v.mapping(load_yaml(config_file), SCHEMA)
         v.raise_if_any()
-        s.admission_mode = doc["admission"]["mode"]
-        s.eapol_pps = doc["admission"]["eapol_pps"]
+        base = Path(config_file).parent
+
+        def rel(p: str) -> str:
+            return str(p if Path(p).is_absolute() else base / p)
+        adm, crs, thr = doc["admission"], doc["crs"], doc["throttle"]
+        s.admission_mode = adm["mode"]
+        s.eapol_pps = adm["eapol_pps"]
+        s.credentials_file = rel(adm["credentials"])
+        s.authorization_file = rel(adm["authorization"])
+        s.session_s = adm["session_s"]
+        s.preauth_arp_to_service = adm["preauth_arp_to_service"]
+        s.crs_enabled = crs["enabled"]
+        s.crs_policy_file = rel(crs["policy"])
+        s.throttle_enabled = thr["enabled"]
+        s.throttle_working_set = thr["working_set"]
+        s.throttle_new_dest_per_s = thr["new_dest_per_s"]
         s.idle_timeout_s = doc["forwarding"]["idle_timeout_s"]
-        s.audit_log = doc["audit_log"]
+        s.audit_log = rel(doc["audit_log"])
         if doc["topology"]:
-            topo = Path(doc["topology"])
-            if not topo.is_absolute():
-                topo = Path(config_file).parent / topo
-            s.topology_file = str(topo)
+            s.topology_file = rel(doc["topology"])
+        if s.crs_enabled and s.admission_mode != "authenticate":
+            raise ConfigError([(str(config_file), "crs.enabled",
+                                "the reacting system needs admission.mode: authenticate "
+                                "(reports are signed with keys from X.1124 sessions)")])
     for key, value in overrides.items():
         if value is not None:
             setattr(s, key, value)

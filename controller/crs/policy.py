@@ -81,7 +81,7 @@ SCHEMA: dict[str, Field] = {
         "groups": Field(dict, default={}, items=Field(dict)),
     }),
     "updates": Field(dict, default={}, items={
-        "server_url": Field(str, default="http://10.0.100.1:8080/updates", check=_is_url),
+        "server_url": Field(str, default="http://10.0.100.20/updates", check=_is_url),
         "items": Field(dict, default={}, items=Field(dict, items={
             "patch_level": Field(int, check=in_range(0, 2 ** 31)),
             "signature_version": Field(int, check=in_range(0, 2 ** 31)),
@@ -177,7 +177,7 @@ class Policy:
     levels: dict[Level, LevelControl]
     groups: dict[str, dict[Level, LevelControl]] = field(default_factory=dict)
     items: dict[str, dict[str, Any]] = field(default_factory=dict)
-    update_server_url: str = "http://10.0.100.1:8080/updates"
+    update_server_url: str = "http://10.0.100.20/updates"
     update_max_concurrent: int = 5
     update_per_second: float = 2.0
     update_timeout_s: float = 60.0

@@ -11,6 +11,7 @@ from typing import Any, Union
 
 # Reserved ports (OF1.3 §7.2.1)
 OFPP_IN_PORT = 0xFFFFFFF8
+OFPP_TABLE = 0xFFFFFFF9      # packet-out only: run the packet through the pipeline
 OFPP_FLOOD = 0xFFFFFFFB
 OFPP_ALL = 0xFFFFFFFC
 OFPP_CONTROLLER = 0xFFFFFFFD

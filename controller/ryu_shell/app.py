@@ -1,14 +1,16 @@
 """The Ryu application: a thin adapter between Ryu events and the pure core.
 
 It receives OpenFlow events, hands them to `controller.core.Core`, converts what the core
-returns with `ofconv` and sends it. It also serves the REST API through Ryu's WSGI server.
-No decision is made here.
+returns with `ofconv` and sends it; it serves the REST API through Ryu's WSGI server and
+makes the core's outgoing HTTP requests in green threads. No decision is made here.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import time
+import urllib.request
 
 from ryu.app.wsgi import ControllerBase, Response, WSGIApplication, route
 from ryu.base import app_manager
@@ -21,12 +23,13 @@ from ryu.ofproto import ofproto_v1_3
 
 from controller import settings as settings_mod
 from controller import topology as topology_mod
-from controller.core import Core
+from controller.core import ApiError, Core
 from controller.ryu_shell.ofconv import to_ryu
 
 log = logging.getLogger("crs.app")
 API = "crs_api"
 TICK_S = 0.1
+MAX_BODY = 64 * 1024
 
 
 class CrsController(app_manager.RyuApp):
@@ -41,7 +44,8 @@ class CrsController(app_manager.RyuApp):
         self.datapaths: dict[int, object] = {}
         kwargs["wsgi"].register(RestApi, {API: self})
         self._ticker = hub.spawn(self._tick_loop)
-        log.info("controller up: admission %s, topology %s", settings.admission_mode,
+        log.info("controller up: admission %s, crs %s, topology %s", settings.admission_mode,
+                 "on" if settings.crs_enabled else "off",
                  topo.name if topo else "none (learning only)")
 
     # --- sending -----------------------------------------------------------------------
@@ -49,9 +53,10 @@ class CrsController(app_manager.RyuApp):
     def send(self, out) -> None:
         for dpid, msg in out:
             dp = self.datapaths.get(dpid)
-            if dp is None:
-                continue
-            dp.send_msg(to_ryu(dp, msg))
+            if dp is not None:
+                dp.send_msg(to_ryu(dp, msg))
+        for post in self.core.take_http():
+            hub.spawn(_post, post.url, post.body)
 
     # --- OpenFlow events ---------------------------------------------------------------
 
@@ -61,6 +66,16 @@ class CrsController(app_manager.RyuApp):
         self.datapaths[dp.id] = dp
         log.info("switch %016x connected", dp.id)
         self.send(self.core.switch_up(dp.id, set()))
+        dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
+    def _port_desc(self, ev):
+        dp = ev.msg.datapath
+        ofp = dp.ofproto
+        for p in ev.msg.body:
+            if p.port_no < ofp.OFPP_MAX:
+                self.send(self.core.port_status(dp.id, p.port_no,
+                                                not p.state & ofp.OFPPS_LINK_DOWN))
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def _state(self, ev):
@@ -74,9 +89,8 @@ class CrsController(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, ev):
         msg = ev.msg
-        try:
-            in_port = msg.match["in_port"]
-        except KeyError:
+        in_port = msg.match.get("in_port")
+        if in_port is None:
             return
         self.send(self.core.packet_in(msg.datapath.id, in_port, msg.table_id, msg.data))
 
@@ -99,16 +113,68 @@ class CrsController(app_manager.RyuApp):
         while True:
             hub.sleep(TICK_S)
             try:
-                tick = getattr(self.core, "tick", None)
-                if tick is not None:
-                    self.send(tick(time.time()))
+                self.send(self.core.tick(time.time()))
             except Exception:  # a bug in one tick must not stop the controller
                 log.exception("tick failed")
 
 
+def _post(url: str, body: bytes) -> None:
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            r.read()
+    except Exception as exc:  # the agent may be gone; the SCS times the update out
+        log.info("POST %s failed: %s", url, exc)
+
+
 def _json(body, status: int = 200) -> Response:
-    return Response(status=status, content_type="application/json",
-                    body=json.dumps(body, sort_keys=True).encode())
+    return Response(status=status, content_type="application/json", charset="utf-8",
+                    body=json.dumps(body, sort_keys=True, default=str).encode())
+
+
+def _error(status: int, reason: str, **extra) -> Response:
+    return _json({"error": reason, **extra}, status)
+
+
+def _local(req) -> bool:
+    try:
+        return ipaddress.ip_address(req.remote_addr or "0.0.0.0").is_loopback
+    except ValueError:
+        return False
+
+
+def operator_only(fn):
+    """Operator endpoints answer only on loopback: terminals reach the same port over the
+    emulated network and must not quarantine or release anyone."""
+    def wrapper(self, req, **kw):
+        if not _local(req):
+            return _error(403, "operator API is only served on loopback")
+        try:
+            return fn(self, req, **kw)
+        except ApiError as exc:
+            return _error(exc.status, exc.reason, **exc.extra)
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+def _body(req) -> bytes:
+    if req.content_length and req.content_length > MAX_BODY:
+        raise ApiError(413, f"body larger than {MAX_BODY} bytes")
+    return req.body or b""
+
+
+def _json_body(req) -> dict:
+    raw = _body(req)
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "body must be a JSON object")
+    return data
 
 
 class RestApi(ControllerBase):
@@ -116,6 +182,64 @@ class RestApi(ControllerBase):
         super().__init__(req, link, data, **config)
         self.app: CrsController = data[API]
 
+    @property
+    def core(self) -> Core:
+        return self.app.core
+
+    # operators (loopback) ---------------------------------------------------------------
+
     @route("crs", "/crs/v1/status", methods=["GET"])
+    @operator_only
     def status(self, req, **_):
-        return _json(self.app.core.status())
+        return _json(self.core.status())
+
+    @route("crs", "/crs/v1/terminals", methods=["GET"])
+    @operator_only
+    def terminals(self, req, **_):
+        return _json(self.core.terminals())
+
+    @route("crs", "/crs/v1/terminals/{who}", methods=["GET"])
+    @operator_only
+    def terminal(self, req, who, **_):
+        tid = self.core.resolve(who)
+        return _json(next(r for r in self.core.terminals() if r["identity"] == tid))
+
+    @route("crs", "/crs/v1/terminals/{who}/{action}", methods=["POST"])
+    @operator_only
+    def terminal_action(self, req, who, action, **_):
+        row, out = self.core.operator(action, who, _json_body(req))
+        self.app.send(out)
+        return _json(row)
+
+    @route("crs", "/crs/v1/policy", methods=["GET"])
+    @operator_only
+    def policy(self, req, **_):
+        return _json(self.core.policy_show())
+
+    @route("crs", "/crs/v1/policy/reload", methods=["POST"])
+    @operator_only
+    def policy_reload(self, req, **_):
+        shown, out = self.core.policy_reload()
+        self.app.send(out)
+        return _json(shown)
+
+    # terminals (SCA) and service providers, over the emulated network ---------------------
+
+    @route("crsap", "/crsap/v1/messages", methods=["POST"])
+    def crsap(self, req, **_):
+        try:
+            raw = _body(req)
+        except ApiError as exc:
+            return _error(exc.status, exc.reason)
+        status, body, out = self.core.crsap_message(raw)
+        self.app.send(out)
+        return Response(status=status, content_type="application/json", body=body)
+
+    @route("eac", "/eac/v1/{path:.*}", methods=["POST", "GET"])
+    def eac(self, req, path, **_):
+        try:
+            raw = _body(req)
+        except ApiError as exc:
+            return _error(exc.status, exc.reason)
+        status, body = self.core.eac_request(req.method, f"/eac/v1/{path}", raw)
+        return _json(body, status)

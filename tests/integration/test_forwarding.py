@@ -47,7 +47,7 @@ def test_mobile_core_all_pairs_and_tcp(controller, network):
 def test_controller_killed_and_restarted_forwarding_recovers(controller, network, tmp_path):
     ctl = controller()
     emu = network("topologies/minimal.yaml", ctl)
-    a, b, web = emu.host("c1t1"), emu.host("c1t2"), emu.host("web")
+    a, b, web = emu.host("c1t1"), emu.host("c1t2"), emu.host("update")
     assert ping(a, b.IP()) and ping(a, web.IP())
     ctl.kill(signal.SIGKILL)
     # fail-mode secure: installed flows keep working while the controller is gone

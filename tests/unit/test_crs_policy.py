@@ -45,7 +45,7 @@ def test_shipped_policy_loads(policy):
     assert policy.control_for(Level.VULNERABLE, "ops").scope == "all"
     assert policy.control_for(Level.VULNERABLE, "staff") == vul
     assert policy.correlation.accusers_k == 2 and policy.correlation.seal_release_below == 2
-    assert policy.update_url("clean") == "http://10.0.100.1:8080/updates/clean"
+    assert policy.update_url("clean") == "http://10.0.100.20/updates/clean"
 
 
 @pytest.mark.parametrize("edit,key,problem", [

@@ -106,7 +106,7 @@ def test_infected_report_isolates_and_grants_update_in_reply():
     assert enf.decision.isolate and enf.decision.level is Level.INFECTED
     body = reply_body(effects, "h1")
     assert body["update"]["item"] == "clean"
-    assert body["update"]["url"] == "http://10.0.100.1:8080/updates/clean"
+    assert body["update"]["url"] == "http://10.0.100.20/updates/clean"
     assert body["update"]["install"]["clean"] is True
     # the agent installs and reports clean: restrictions lifted
     effects = net.report("h1", threats=[dict(WORM, cleaned=True)])

@@ -1,0 +1,150 @@
+"""SQLite store: sessions, terminals, decisions, seals, SCI history, replay state.
+
+The controller commits a decision here before it sends the decision's flows, and rebuilds
+every switch's admission and security flows from here on (re)connect and after a restart,
+so containment survives a killed controller. It also implements the EAC's `SessionStore`.
+Secrets (session keys) are stored because the EAC must answer key inquiries after a
+restart; the database file is created with mode 0600.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator
+
+from controller.admission.eac import SpRecord, SsRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS ss_sessions (
+    isr_id TEXT PRIMARY KEY, identity TEXT, grp TEXT, sp_root BLOB, expires REAL);
+CREATE TABLE IF NOT EXISTS sp_sessions (
+    iac_id TEXT PRIMARY KEY, sp_name TEXT, session_key BLOB, expires REAL);
+CREATE TABLE IF NOT EXISTS bindings (              -- admission (table 0)
+    identity TEXT PRIMARY KEY, number INTEGER UNIQUE, grp TEXT, dpid INTEGER, port INTEGER,
+    mac TEXT, isr_id TEXT, crs_key BLOB, method TEXT, start REAL, expires REAL);
+CREATE TABLE IF NOT EXISTS terminals (             -- SCS state (table 1)
+    tid TEXT PRIMARY KEY, number INTEGER UNIQUE, state TEXT, decision TEXT, updated REAL);
+CREATE TABLE IF NOT EXISTS seals (grp TEXT PRIMARY KEY, sealed INTEGER, updated REAL);
+CREATE TABLE IF NOT EXISTS sci (tid TEXT, at REAL, body TEXT);
+CREATE TABLE IF NOT EXISTS replay (sender TEXT PRIMARY KEY, seq INTEGER);
+CREATE TABLE IF NOT EXISTS policies (version INTEGER, source TEXT, loaded REAL);
+"""
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            if not os.path.exists(self.path):
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")   # a decision is on disk before its flows
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- EAC SessionStore protocol ----------------------------------------------------
+
+    def put_ss(self, rec: SsRecord) -> None:
+        self.db.execute("REPLACE INTO ss_sessions VALUES (?,?,?,?,?)",
+                        (rec.isr_id, rec.identity, rec.group, rec.sp_root, rec.expires))
+
+    def get_ss(self, isr_id: str) -> SsRecord | None:
+        row = self.db.execute("SELECT * FROM ss_sessions WHERE isr_id=?", (isr_id,)).fetchone()
+        return SsRecord(*row) if row else None
+
+    def drop_ss(self, isr_id: str) -> None:
+        self.db.execute("DELETE FROM ss_sessions WHERE isr_id=?", (isr_id,))
+
+    def put_sp(self, rec: SpRecord) -> None:
+        self.db.execute("REPLACE INTO sp_sessions VALUES (?,?,?,?)",
+                        (rec.iac_id, rec.sp_name, rec.session_key, rec.expires))
+
+    def get_sp(self, iac_id: str) -> SpRecord | None:
+        row = self.db.execute("SELECT * FROM sp_sessions WHERE iac_id=?", (iac_id,)).fetchone()
+        return SpRecord(*row) if row else None
+
+    def purge(self, now: float) -> int:
+        """Forget records expired for an hour (kept so refusals can say 'expired')."""
+        n = self.db.execute("DELETE FROM ss_sessions WHERE expires + 3600 < ?", (now,)).rowcount
+        n += self.db.execute("DELETE FROM sp_sessions WHERE expires + 3600 < ?", (now,)).rowcount
+        return n
+
+    # --- admission bindings -------------------------------------------------------------
+
+    def binding_number(self, identity: str) -> int:
+        """A stable small number per identity: the cookie value of its table-0 flows."""
+        row = self.db.execute("SELECT number FROM bindings WHERE identity=?",
+                              (identity,)).fetchone()
+        if row:
+            return row[0]
+        row = self.db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM bindings").fetchone()
+        self.db.execute("INSERT INTO bindings (identity, number) VALUES (?, ?)",
+                        (identity, row[0]))
+        return row[0]
+
+    def put_binding(self, identity: str, **fields: Any) -> int:
+        number = self.binding_number(identity)
+        cols = ", ".join(f"{k}=?" for k in fields)
+        self.db.execute(f"UPDATE bindings SET {cols} WHERE identity=?",
+                        (*fields.values(), identity))
+        return number
+
+    def drop_binding(self, identity: str) -> None:
+        """The session ended: keep the number (stable cookies), forget the rest."""
+        self.db.execute("UPDATE bindings SET dpid=NULL, port=NULL, mac=NULL, isr_id=NULL, "
+                        "crs_key=NULL, expires=NULL WHERE identity=?", (identity,))
+
+    def bindings(self, now: float | None = None) -> Iterator[dict[str, Any]]:
+        """Active bindings (unexpired sessions) with their location."""
+        now = time.time() if now is None else now
+        cur = self.db.execute("SELECT identity, number, grp, dpid, port, mac, isr_id, crs_key, "
+                              "method, start, expires FROM bindings WHERE dpid IS NOT NULL "
+                              "AND expires > ?", (now,))
+        keys = ["identity", "number", "group", "dpid", "port", "mac", "isr_id", "crs_key",
+                "method", "start", "expires"]
+        for row in cur.fetchall():
+            yield dict(zip(keys, row))
+
+    # --- SCS terminals and decisions -----------------------------------------------------
+
+    def put_terminal(self, tid: str, number: int, state: dict[str, Any],
+                     decision: dict[str, Any] | None) -> None:
+        """Commit a terminal's SCS state and current decision (before its flows are sent)."""
+        self.db.execute("REPLACE INTO terminals VALUES (?,?,?,?,?)",
+                        (tid, number, json.dumps(state), json.dumps(decision), time.time()))
+
+    def terminals(self) -> list[tuple[str, int, dict[str, Any], dict[str, Any] | None]]:
+        rows = self.db.execute("SELECT tid, number, state, decision FROM terminals "
+                               "ORDER BY number").fetchall()
+        return [(t, n, json.loads(s), json.loads(d)) for t, n, s, d in rows]
+
+    def put_seal(self, group: str, sealed: bool) -> None:
+        self.db.execute("REPLACE INTO seals VALUES (?,?,?)", (group, int(sealed), time.time()))
+
+    def sealed_groups(self) -> list[str]:
+        return [g for (g,) in self.db.execute("SELECT grp FROM seals WHERE sealed=1")]
+
+    def add_sci(self, tid: str, at: float, body: dict[str, Any]) -> None:
+        self.db.execute("INSERT INTO sci VALUES (?,?,?)", (tid, at, json.dumps(body)))
+
+    def put_replay(self, sender: str, seq: int) -> None:
+        self.db.execute("REPLACE INTO replay VALUES (?,?)", (sender, seq))
+
+    def replay(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT sender, seq FROM replay").fetchall())
+
+    def add_policy(self, version: int, source: str) -> None:
+        self.db.execute("INSERT INTO policies VALUES (?,?,?)", (version, source, time.time()))
+
+
+def record_dict(obj: Any) -> dict[str, Any]:
+    return asdict(obj)
