@@ -66,15 +66,96 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--topology", default="topologies/mobile_core.yaml")
     d.set_defaults(func=cmd_demo)
 
+    # programs that run on terminals and servers (their own options: crs <program> --help)
+    for name, module, text in PROGRAMS:
+        q = sub.add_parser(name, help=text, add_help=False)
+        q.add_argument("args", nargs=argparse.REMAINDER)
+        q.set_defaults(func=_program(module))
+
+    x = sub.add_parser("experiment", help="containment experiments (crs experiment run ...)",
+                       add_help=False)
+    x.add_argument("args", nargs=argparse.REMAINDER)
+    x.set_defaults(func=_program("controller.experiment.runner"))
+
+    # operator commands against the REST API (loopback)
+    api = argparse.ArgumentParser(add_help=False)
+    api.add_argument("--api", default="http://127.0.0.1:8080", help="controller REST URL")
+    t = sub.add_parser("terminals", parents=[api], help="list terminals: level, group, session")
+    t.set_defaults(func=lambda a: _api(a, "GET", "/crs/v1/terminals"))
+    t1 = sub.add_parser("terminal", parents=[api], help="show one terminal (name, IP or MAC)")
+    t1.add_argument("who")
+    t1.set_defaults(func=lambda a: _api(a, "GET", f"/crs/v1/terminals/{a.who}"))
+    for action in ("quarantine", "release"):
+        q = sub.add_parser(action, parents=[api], help=f"{action} a terminal (name, IP or MAC)")
+        q.add_argument("who")
+        q.set_defaults(func=lambda a, act=action: _api(a, "POST",
+                                                       f"/crs/v1/terminals/{a.who}/{act}"))
+    r = sub.add_parser("rate-limit", parents=[api], help="rate-limit a terminal (kbit/s)")
+    r.add_argument("who")
+    r.add_argument("kbps", type=int)
+    r.set_defaults(func=lambda a: _api(a, "POST", f"/crs/v1/terminals/{a.who}/rate-limit",
+                                       {"kbps": a.kbps}))
+    pol = sub.add_parser("policy", parents=[api], help="show or reload the CRS policy")
+    pol.add_argument("action", choices=["show", "reload"])
+    pol.set_defaults(func=lambda a: _api(a, "GET" if a.action == "show" else "POST",
+                                         "/crs/v1/policy" + ("" if a.action == "show"
+                                                             else "/reload")))
+    st = sub.add_parser("status", parents=[api], help="controller status and counters")
+    st.set_defaults(func=lambda a: _api(a, "GET", "/crs/v1/status"))
+    hp = sub.add_parser("hash-psk", help="AK and KDK to store for an EAP-PSK subscriber")
+    hp.add_argument("psk_hex")
+    hp.set_defaults(func=cmd_hash_psk)
+
     b = sub.add_parser("bench", help="benchmarks writing results/bench/<name>.json")
-    b.add_argument("name", choices=["forwarding", "all"])
+    b.add_argument("name", choices=["forwarding", "auth", "reaction", "reports", "all"])
     b.add_argument("--out", default="results/bench")
     b.add_argument("--repeat", type=int, default=3)
     b.set_defaults(func=cmd_bench)
     return p
 
 
+PROGRAMS = [
+    ("supplicant", "controller.admission.supplicant_main", "our 802.1X supplicant (terminal)"),
+    ("agent", "controller.crs.agent", "the X.1125 security correlative agent (terminal)"),
+    ("worm", "controller.worm.host", "the emulated, harmless worm (terminal)"),
+    ("sp", "controller.admission.sp_demo", "demo application server and client (X.1124 SP/SS)"),
+]
+
+
 # --- commands ----------------------------------------------------------------------------
+
+def _program(module: str) -> Callable[[argparse.Namespace], int]:
+    def run(a: argparse.Namespace) -> int:
+        import importlib
+        return importlib.import_module(module).main(a.args)
+    return run
+
+
+def _api(a: argparse.Namespace, method: str, path: str, body: dict | None = None) -> int:
+    """Call the REST API and print its JSON; errors come back as JSON with a reason."""
+    import urllib.error
+    import urllib.request
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(a.api.rstrip("/") + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            print(json.dumps(json.loads(r.read() or b"null"), indent=1, sort_keys=True))
+            return 0
+    except urllib.error.HTTPError as exc:
+        print(exc.read().decode(errors="replace"), file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: cannot reach the controller at {a.api}: {exc}", file=sys.stderr)
+        return 1
+
+
+def cmd_hash_psk(a: argparse.Namespace) -> int:
+    from controller.admission.credentials import hash_psk
+    ak, kdk = hash_psk(a.psk_hex)
+    print(f"ak: {ak}\nkdk: {kdk}")
+    return 0
+
 
 def cmd_controller(a: argparse.Namespace) -> int:
     from controller import launcher
@@ -162,7 +243,8 @@ def cmd_net_status(a: argparse.Namespace) -> int:  # noqa: ARG001
 def cmd_check(a: argparse.Namespace) -> int:
     import glob
     from controller.config import ConfigError
-    files = a.files or sorted(glob.glob("topologies/*.yaml"))
+    files = a.files or sorted(glob.glob("topologies/*.yaml") + glob.glob("config/*.yaml") +
+                              glob.glob("scenarios/*.yaml"))
     checkers = _checkers()
     bad = 0
     for f in files:
@@ -177,12 +259,24 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def _kind_of(path: str) -> str:
-    return "topology" if "topolog" in path else "controller"
+    name = path.replace("\\", "/").lower()
+    for needle, kind in (("credential", "credentials"), ("authorization", "authorization"),
+                         ("scenario", "scenario"), ("topolog", "topology"),
+                         ("polic", "policy"), ("defence", "policy")):
+        if needle in name:
+            return kind
+    return "controller"
 
 
 def _checkers() -> dict[str, Callable[[str], object]]:
     from controller import settings, topology
-    return {"topology": topology.load, "controller": settings.load_settings}
+    from controller.admission.authorization import load_authorization
+    from controller.admission.credentials import load_credentials
+    from controller.crs.policy import load_policy
+    from controller.experiment.scenario import load_scenario
+    return {"topology": topology.load, "controller": settings.load_settings,
+            "credentials": load_credentials, "authorization": load_authorization,
+            "policy": load_policy, "scenario": load_scenario}
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
