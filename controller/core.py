@@ -105,7 +105,8 @@ class Core:
         s = self.settings
         creds = load_credentials(s.credentials_file)
         self.authz = load_authorization(s.authorization_file)
-        self.auth = Authenticator(creds, self.controller_mac, Timers(session_s=s.session_s))
+        self.auth = Authenticator(creds, self.controller_mac, Timers(
+            session_s=s.session_s, reauth_margin_s=min(60.0, s.session_s / 3)))
         self.eac = Eac(self.store, creds, self.authz)
 
     def _init_crs(self, now: float) -> None:

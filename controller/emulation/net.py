@@ -11,6 +11,7 @@ Imports Mininet: never import this module in a process that imported Ryu.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import subprocess
@@ -27,6 +28,7 @@ from controller.emulation.record import Record, existing_bridges, records, teard
 from controller.topology import Topology
 
 SERVICE_NODE = "crssvc"
+LOCK_FILE = "/run/lock/crs-emulation.lock"
 
 
 class EmulationError(RuntimeError):
@@ -55,6 +57,7 @@ class Options:
     controller_port: int = 6653
     shaping: bool = True          # apply link bw/delay from the topology (tc)
     connect_timeout_s: float = 60.0
+    lock_timeout_s: float = 1800.0  # wait this long for another emulated network to finish
 
 
 class Emulation:
@@ -69,7 +72,12 @@ class Emulation:
     # --- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> "Emulation":
-        self._refuse_clobbering()
+        self._lock()
+        try:
+            self._refuse_clobbering()
+        except BaseException:
+            self._unlock()
+            raise
         setLogLevel(os.environ.get("CRS_MININET_LOG", "warning"))
         self.record.bridges = [s.name for s in self.topo.switches]
         self.record.save()  # intent first: a crash from here on is still cleaned up
@@ -88,12 +96,14 @@ class Emulation:
                 pass
             self.net = None
         teardown(self.record)
+        self._unlock()
 
-    def __enter__(self) -> "Emulation":
-        return self.start()
+    def _lock(self) -> None:
+        self._lock_fd = acquire_lock(self.opts.lock_timeout_s)
 
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+    def _unlock(self) -> None:
+        release_lock(getattr(self, "_lock_fd", None))
+        self._lock_fd = None
 
     # --- use ---------------------------------------------------------------------------
 
@@ -199,6 +209,34 @@ class Emulation:
                        capture_output=True, check=False)
         subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{svc_intf}.disable_ipv6=1"],
                        capture_output=True, check=False)
+
+
+def acquire_lock(timeout_s: float = 1800.0) -> int:
+    """One emulated network at a time on a machine: they share the service address (one
+    root-namespace route) and switch names. A second one waits its turn."""
+    os.makedirs(os.path.dirname(LOCK_FILE), exist_ok=True)
+    fd = os.open(LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+    deadline = time.time() + timeout_s
+    told = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.time() > deadline:
+                os.close(fd)
+                raise EmulationError(f"another emulated network is still up (lock {LOCK_FILE});"
+                                     " gave up waiting") from None
+            if not told:
+                print("waiting for another emulated network to finish...", flush=True)
+                told = True
+            time.sleep(0.5)
+
+
+def release_lock(fd: int | None) -> None:
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def down(name: str | None = None) -> list[str]:

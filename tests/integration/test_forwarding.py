@@ -73,8 +73,10 @@ def test_users_own_mininet_tree(controller):
     from mininet.net import Mininet
     from mininet.node import OVSSwitch, RemoteController
     from mininet.topolib import TreeTopo
+    from controller.emulation.net import acquire_lock, release_lock
     from controller.emulation.record import Record, existing_bridges, teardown
     ctl = controller()
+    lock = acquire_lock()
     topo = TreeTopo(depth=2, fanout=3)
     assert not existing_bridges() & set(topo.switches()), "tree bridge names already in use"
     switch = partial(OVSSwitch, datapath="user", failMode="secure", protocols="OpenFlow13")
@@ -92,3 +94,4 @@ def test_users_own_mininet_tree(controller):
     finally:
         net.stop()
         teardown(rec)
+        release_lock(lock)

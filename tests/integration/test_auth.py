@@ -1,0 +1,178 @@
+"""X.1124 through the controller on Mininet: real wpa_supplicant and our supplicant get in with
+the right key, stay out with a wrong one, and nothing reaches a server before success."""
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import ROOT, ping, wait_until
+from controller.admission.credentials import load_credentials
+
+CREDS = load_credentials(ROOT / "config/credentials.yaml")
+
+
+def auth_config(tmp_path, topo="topologies/minimal.yaml", crs=False, session_s=3600):
+    cfg = tmp_path / "controller.yaml"
+    cfg.write_text(f"""
+admission: {{mode: authenticate, credentials: {ROOT}/config/credentials.yaml,
+            authorization: {ROOT}/config/authorization.yaml, session_s: {session_s}}}
+crs: {{enabled: {str(crs).lower()}, policy: {ROOT}/config/crs_policy.yaml}}
+topology: {ROOT}/{topo}
+audit_log: {tmp_path}/audit.jsonl
+""")
+    return ["--config", str(cfg)]
+
+
+def wpa_conf(tmp_path, host, password=None):
+    ident = f"{host}@crs.example"
+    psk = password or CREDS.demo_psk(ident).hex()
+    conf = tmp_path / f"wpa-{host}.conf"
+    conf.write_text(f"""ap_scan=0
+network={{
+    key_mgmt=IEEE8021X
+    eap=PSK
+    identity="{ident}"
+    password="{psk}"
+    eapol_flags=0
+}}
+""")
+    return conf
+
+
+def start_wpa(emu, tmp_path, host, password=None):
+    log = tmp_path / f"wpa-{host}.log"
+    conf = wpa_conf(tmp_path, host, password)
+    emu.popen(host, ["wpa_supplicant", "-D", "wired", "-i", f"{host}-eth0", "-c", str(conf),
+                     "-t", "-f", str(log)])
+    return log
+
+
+def start_ours(emu, tmp_path, host):
+    keys = tmp_path / f"keys-{host}.json"
+    ident = f"{host}@crs.example"
+    proc = emu.popen(host, [str(ROOT / ".venv/bin/python"), "-m",
+                            "controller.admission.supplicant_main",
+                            "--interface", f"{host}-eth0", "--identity", ident,
+                            "--psk", CREDS.demo_psk(ident).hex(), "--keys-out", str(keys)],
+                     stdout=open(tmp_path / f"sup-{host}.log", "wb"), stderr=subprocess.STDOUT)
+    return proc, keys
+
+
+def text(path):
+    return path.read_text() if path.exists() else ""
+
+
+def terminal(ctl, name):
+    return next((t for t in ctl.get("/crs/v1/terminals") if t["name"] == name), None)
+
+
+def test_wpa_supplicant_in_with_right_key_out_with_wrong(controller, network, tmp_path):
+    ctl = controller(*auth_config(tmp_path))
+    emu = network("topologies/minimal.yaml", ctl)
+    upd = emu.host("update")
+    # a capture on the server: nothing from either terminal may arrive before success
+    cap = upd.popen(["tcpdump", "-n", "-l", "-i", "update-eth0", "src net 10.0.1.0/24"],
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    wait_until(lambda: ping(emu.host("c1t1"), "10.0.100.20") is False, 5, "ping attempt")
+    good = start_wpa(emu, tmp_path, "c1t1")
+    bad = start_wpa(emu, tmp_path, "c1t2", password="00" * 16)
+    wait_until(lambda: "CTRL-EVENT-EAP-SUCCESS" in text(good), 30, "EAP success (right key)")
+    wait_until(lambda: "CTRL-EVENT-EAP-FAILURE" in text(bad), 30, "EAP failure (wrong key)")
+    assert not ping(emu.host("c1t2"), "10.0.100.20")
+    cap.terminate()
+    seen, _ = cap.communicate(timeout=10)
+    assert "10.0.1" not in seen, f"server saw unauthenticated traffic:\n{seen}"
+    # only now: the authenticated terminal reaches the server, the other still does not
+    wait_until(lambda: ping(emu.host("c1t1"), "10.0.100.20"), 15, "authenticated ping")
+    assert not ping(emu.host("c1t2"), "10.0.100.20")
+    row = terminal(ctl, "c1t1")
+    assert row["authenticated"] and row["isr_id"] and row["group"] == "cell1"
+    assert terminal(ctl, "c1t2") is None
+    counters = ctl.status()["counters"]
+    assert counters["dot1x_failure"] >= 1 and counters["dot1x_success"] >= 1
+
+
+def test_logoff_and_port_down_revoke_within_a_second(controller, network, tmp_path):
+    ctl = controller(*auth_config(tmp_path))
+    emu = network("topologies/minimal.yaml", ctl)
+    (sup_c1t1, k1), (_, k2) = start_ours(emu, tmp_path, "c1t1"), start_ours(emu, tmp_path, "c1t2")
+    wait_until(lambda: k1.exists() and k2.exists(), 30, "both keys files")
+    keys = json.loads(k1.read_text())
+    assert keys["isr_id"] == terminal(ctl, "c1t1")["isr_id"]
+    wait_until(lambda: ping(emu.host("c1t1"), "10.0.100.20"), 15, "c1t1 in")
+    wait_until(lambda: ping(emu.host("c1t2"), "10.0.100.20"), 15, "c1t2 in")
+    # logoff: our supplicant sends EAPOL-Logoff on SIGTERM
+    sup_c1t1.send_signal(signal.SIGTERM)
+    t0 = time.time()
+    wait_until(lambda: not terminal(ctl, "c1t1"), 5, "c1t1 revoked after logoff")
+    assert time.time() - t0 < 1.5
+    assert not ping(emu.host("c1t1"), "10.0.100.20")
+    # port down
+    t0 = time.time()
+    emu.net.configLinkStatus("c1t2", "s1", "down")
+    wait_until(lambda: not terminal(ctl, "c1t2"), 5, "c1t2 revoked after port down")
+    assert time.time() - t0 < 1.5
+    emu.net.configLinkStatus("c1t2", "s1", "up")
+    assert not ping(emu.host("c1t2"), "10.0.100.20")
+
+
+def test_twenty_terminals_at_once(controller, network, tmp_path):
+    ctl = controller(*auth_config(tmp_path, "topologies/mobile_core.yaml"))
+    emu = network("topologies/mobile_core.yaml", ctl)
+    names = [h.name for h in emu.topo.terminals()][:21]
+    keys = {n: start_ours(emu, tmp_path, n)[1] for n in names}
+    wait_until(lambda: all(k.exists() for k in keys.values()), 60, "21 keys files")
+    rows = {t["name"]: t for t in ctl.get("/crs/v1/terminals")}
+    assert all(rows[n]["authenticated"] for n in names)
+    assert len({rows[n]["isr_id"] for n in names}) == len(names)
+
+
+SP_WEB_PSK = "388038f6266c50f119bc88aacc67242c"   # demo-only, listed in config/credentials.yaml
+
+
+def test_sp_inquiry_gives_the_key_the_terminal_derived(controller, network, tmp_path):
+    from controller.admission.credentials import sp_key_from_psk
+    assert CREDS.service_providers["web"].key.hex() == sp_key_from_psk(SP_WEB_PSK)
+    ctl = controller(*auth_config(tmp_path, "topologies/mobile_core.yaml"))
+    emu = network("topologies/mobile_core.yaml", ctl)
+    py = str(ROOT / ".venv/bin/python")
+    sp_log = tmp_path / "sp.log"
+    emu.popen("web", [py, "-m", "controller.admission.sp_demo", "server", "--name", "web",
+                      "--service", "http", "--eac", f"http://10.0.100.254:{ctl.rest_port}",
+                      "--sp-psk", SP_WEB_PSK, "--port", "80"],
+              stdout=open(sp_log, "wb"), stderr=subprocess.STDOUT)
+    wait_until(lambda: "SP-LISTENING" in text(sp_log), 30, "SP logged in to the EAC")
+    _, keys = start_ours(emu, tmp_path, "c1t1")
+    wait_until(keys.exists, 30, "c1t1 keys")
+
+    def client(service):
+        out = emu.host("c1t1").cmd(f"{py} -m controller.admission.sp_demo client --keys {keys} "
+                                   f"--server http://10.0.100.10:80 --sp web "
+                                   f"--service {service}; echo EXIT=$?")
+        return out
+    ok = client("http")
+    assert "EXIT=0" in ok, ok
+    result = json.loads(ok.splitlines()[0])
+    assert result["ok"] is True and result["isr_id"] == json.loads(keys.read_text())["isr_id"]
+    refused = client("imap")
+    assert "EXIT=0" not in refused and "not_entitled" in refused, refused
+
+
+def test_reauthentication_keeps_a_running_iperf_alive(controller, network, tmp_path):
+    ctl = controller(*auth_config(tmp_path, session_s=12))
+    emu = network("topologies/minimal.yaml", ctl)
+    _, keys = start_ours(emu, tmp_path, "c1t1")
+    wait_until(keys.exists, 30, "c1t1 keys")
+    first = terminal(ctl, "c1t1")["isr_id"]
+    upd, c1 = emu.host("update"), emu.host("c1t1")
+    server = emu.popen("update", ["iperf3", "-s", "-1", "-J"])
+    wait_until(lambda: ":5201" in upd.cmd("ss -ltn 'sport = :5201'"), 10, "iperf3 server")
+    out = c1.cmd("iperf3 -c 10.0.100.20 -t 16 -i 1 -b 20M -J")
+    server.wait(timeout=30)
+    data = json.loads(out)
+    per_second = [i["sum"]["bytes"] for i in data["intervals"]]
+    assert len(per_second) >= 15 and min(per_second) > 0, per_second
+    assert ctl.status()["counters"].get("dot1x_reauth", 0) >= 1
+    assert terminal(ctl, "c1t1")["isr_id"] != first
