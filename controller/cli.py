@@ -284,10 +284,21 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return run_demo(a.topology, a.out)
 
 
+BENCHES = {
+    "forwarding": ("controller.bench.forwarding", lambda a: {"repeat": a.repeat}),
+    "auth": ("controller.bench.auth", lambda a: {}),
+    "reaction": ("controller.bench.reaction", lambda a: {}),
+    "reports": ("controller.bench.reports", lambda a: {}),
+}
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
-    from controller.bench import forwarding
-    result = forwarding.run(out_dir=a.out, repeat=a.repeat)
-    print(json.dumps(result["ratio"], indent=1))
+    import importlib
+    names = list(BENCHES) if a.name == "all" else [a.name]
+    for name in names:
+        module, params = BENCHES[name]
+        print(f"== benchmark: {name}", flush=True)
+        importlib.import_module(module).run(out_dir=a.out, **params(a))
     return 0
 
 

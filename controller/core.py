@@ -312,24 +312,22 @@ class Core:
     # --- reacting system (X.1125) -----------------------------------------------------
 
     def _report_key(self, tid: str) -> bytes | None:
-        for b in self.store.bindings(self._now):
-            if b["identity"] == tid:
-                return b["crs_key"]
-        return None
+        return self.store.crs_key(tid, self._now)
 
     def crsap_message(self, raw: bytes, now: float | None = None) -> tuple[int, bytes, Out]:
         """POST /crsap/v1/messages from an agent: (HTTP status, body, flows)."""
+        from controller.crs import messages as crsap
         from controller.crs.scs import Reply
         now = self._now = time.time() if now is None else now
         if self.scs is None:
             return 503, b'{"error": "the reacting system is not enabled"}', []
-        before = dict(self.scs.replay.last_seq)
-        effects = self.scs.handle(None, raw, now)
-        for sender, seq in self.scs.replay.last_seq.items():
-            if before.get(sender) != seq:
-                self.store.put_replay(sender, seq)
-        reply = next((e for e in effects if isinstance(e, Reply)), None)
-        out = self._scs_effects(effects, now)
+        with self.store.batch():      # the decision is on disk before its flows leave
+            effects = self.scs.handle(None, raw, now)
+            reply = next((e for e in effects if isinstance(e, Reply)), None)
+            if reply is not None:
+                sender = crsap.decode(raw).sender
+                self.store.put_replay(sender, self.scs.replay.last_seq[sender])
+            out = self._scs_effects(effects, now)
         if reply is not None:
             return 200, reply.payload, out
         if any(getattr(e, "name", "").startswith("crs_rejected") for e in effects):

@@ -18,6 +18,11 @@ from controller.openflow.ofmsg import (
 from controller.openflow.tables import FORWARDING, Priority
 
 
+# Experiments give unused ("dark") addresses this MAC in the terminals' neighbour tables, so
+# a worm's probes to them are dropped in the datapath instead of flooded through the controller.
+DARK_MAC = "02:00:de:ad:be:ef"
+
+
 @dataclass
 class Forwarding:
     idle_timeout: int = 300
@@ -30,6 +35,7 @@ class Forwarding:
         return [
             FORWARDING.delete_all(),
             FORWARDING.flow(Priority.MISS, {}, [Apply((Output(OFPP_CONTROLLER),))]),
+            FORWARDING.flow(Priority.FWD_DROP, {"eth_dst": DARK_MAC}, []),
         ]
 
     def switch_down(self, dpid: int) -> None:

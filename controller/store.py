@@ -12,7 +12,6 @@ import json
 import os
 import sqlite3
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -98,6 +97,15 @@ class Store:
                         (*fields.values(), identity))
         return number
 
+    def crs_key(self, identity: str, now: float) -> bytes | None:
+        row = self.db.execute("SELECT crs_key FROM bindings WHERE identity=? AND dpid IS NOT NULL "
+                              "AND expires > ?", (identity, now)).fetchone()
+        return row[0] if row else None
+
+    def batch(self) -> "Batch":
+        """One transaction (one disk sync) for the writes of one event."""
+        return Batch(self.db)
+
     def drop_binding(self, identity: str) -> None:
         """The session ended: keep the number (stable cookies), forget the rest."""
         self.db.execute("UPDATE bindings SET dpid=NULL, port=NULL, mac=NULL, isr_id=NULL, "
@@ -146,5 +154,12 @@ class Store:
         self.db.execute("INSERT INTO policies VALUES (?,?,?)", (version, source, time.time()))
 
 
-def record_dict(obj: Any) -> dict[str, Any]:
-    return asdict(obj)
+class Batch:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN")
+
+    def __exit__(self, exc_type, *_: Any) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

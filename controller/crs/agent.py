@@ -19,6 +19,7 @@ import os
 import queue
 import re
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -381,3 +382,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, agent.stop)
     signal.signal(signal.SIGINT, agent.stop)
     return agent.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

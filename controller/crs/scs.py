@@ -146,6 +146,8 @@ class SCS:
         self.tokens = 0.0
         self.tokens_at: float | None = None
         self._numbers = 0
+        self._levels: dict[str, tuple[Level, str, tuple[str, ...]]] = {}
+        self._last_full: float | None = None
 
     # --- NAC / lifecycle ----------------------------------------------------------------
 
@@ -168,7 +170,7 @@ class SCS:
         out: list[Effect] = [Audit({"event": "connect", "terminal": terminal_id, "ip": ip,
                                     "mac": mac, "dpid": dpid, "port": port, "group": group,
                                     "at": now}), Count("crs_connect")]
-        return out + self._recompute(now)
+        return out + self._recompute(now, [terminal_id])
 
     def leave(self, terminal_id: str, now: float, reason: str = "nac") -> list[Effect]:
         """The terminal left (11.6): flows removed, kept offline with its history."""
@@ -182,7 +184,8 @@ class SCS:
         out: list[Effect] = [Remove(terminal_id, t.location), Count("crs_leave"),
                              Audit({"event": "leave", "terminal": terminal_id,
                                     "reason": reason, "at": now})]
-        return out + self._recompute(now)
+        self._levels.pop(terminal_id, None)
+        return out + self._recompute(now, [terminal_id])
 
     # --- SCA messages ---------------------------------------------------------------------
 
@@ -220,9 +223,12 @@ class SCS:
         if msg.type == "SCAProbeResponse":
             return out + [Audit({"event": "probe_response", "terminal": sender, "at": now,
                                  "sca_version": msg.body.get("sca_version")})]
+        touched = [sender]
         if msg.type == "SCIReport":
             out += self._report(t, msg, now)
-        out += self._recompute(now)
+            accused = {a.get("source") for a in msg.body["sci"].get("attackers", ())}
+            touched += [x.tid for x in self.terminals.values() if x.ip in accused]
+        out += self._recompute(now, touched)
         granted = self._grant(now)
         update = None
         for tid in granted:
@@ -249,8 +255,14 @@ class SCS:
 
     def tick(self, now: float) -> list[Effect]:
         """Periodic work: staleness, expiry of evidence, update timeouts, paced updates."""
-        self.corr.expire(now)
         out: list[Effect] = []
+        full = self._last_full is None or now - self._last_full >= 1.0
+        if not full:      # staleness and expiries are checked once a second
+            for tid in self._grant(now):
+                out += self._push_update(tid, now)
+            return out
+        self._last_full = now
+        self.corr.expire(now)
         for t in self.terminals.values():
             if not t.online:
                 continue
@@ -307,7 +319,8 @@ class SCS:
         reason = self.corr.scan_reason.get(src_ip, "scan")
         return [Count("crs_scan_flagged"), Log(logging.WARNING, f"{src_ip} flagged: {reason}"),
                 Audit({"event": "scan_flagged", "source": src_ip, "reason": reason,
-                       "at": now})] + self._recompute(now)
+                       "at": now})] + self._recompute(
+                           now, [t.tid for t in self.terminals.values() if t.ip == src_ip])
 
     def status(self) -> list[dict[str, Any]]:
         """Introspection for the REST API: every terminal's level, group and decision."""
@@ -325,7 +338,7 @@ class SCS:
         kind = override.kind if override else "release"
         return [Audit({"event": "operator", "action": kind, "terminal": terminal_id,
                        "kbps": override.kbps if override else None, "at": now}),
-                Count(f"crs_operator_{kind}")] + self._recompute(now)
+                Count(f"crs_operator_{kind}")] + self._recompute(now, [terminal_id])
 
     def _fresh(self, t: Terminal, now: float) -> bool:
         return t.last_report is not None and now - t.last_report <= self.policy.stale_after_s
@@ -336,31 +349,53 @@ class SCS:
                 and not (t.override and t.override.kind == "quarantine")
                 and not (t.decision and t.decision.accusers))
 
-    def _recompute(self, now: float) -> list[Effect]:
-        """Bring every online terminal's decision, group seals and update queue up to date."""
+    def _level_of(self, t: Terminal, now: float) -> tuple[Level, str, tuple[str, ...]]:
+        level, reason = t.own_level, t.own_reason
+        accusers = self.corr.acted_on(t.ip, now, self._eligible)
+        if accusers:
+            accused = self.policy.correlation.accused_level
+            if accused.severity > level.severity:
+                level = accused
+            reason = f"{reason}; accused by {', '.join(accusers)}"
+        self._levels[t.tid] = (level, reason, accusers)
+        return level, reason, accusers
+
+    def _recompute(self, now: float, only: Iterable[str] | None = None) -> list[Effect]:
+        """Bring decisions, group seals and the update queue up to date: for every online
+        terminal, or only for `only` (and their groups). Per-report work then costs the
+        size of the sender's group, not of the whole network; `tick` still does a full pass
+        once a second, which catches expiries that touch no report."""
         out: list[Effect] = []
-        online = [t for t in self.terminals.values() if t.online]
-        levels: dict[str, tuple[Level, str, tuple[str, ...]]] = {}
-        for t in online:
-            level, reason = t.own_level, t.own_reason
-            accusers = self.corr.acted_on(t.ip, now, self._eligible)
-            if accusers:
-                accused = self.policy.correlation.accused_level
-                if accused.severity > level.severity:
-                    level = accused
-                reason = f"{reason}; accused by {', '.join(accusers)}"
-            levels[t.tid] = (level, reason, accusers)
-        groups = sorted({t.group for t in online if t.group} | set(self.corr.sealed))
+        if only is None:
+            targets = {t.tid: t for t in self.terminals.values() if t.online}
+        else:
+            targets = {tid: self.terminals[tid] for tid in only
+                       if tid in self.terminals and self.terminals[tid].online}
+        for t in targets.values():
+            self._level_of(t, now)
+        if only is None:
+            groups = sorted({t.group for t in targets.values() if t.group} | set(self.corr.sealed))
+        else:   # also the groups of terminals that just went offline
+            groups = sorted({self.terminals[tid].group for tid in only
+                             if tid in self.terminals and self.terminals[tid].group})
         for g in groups:
-            n = sum(1 for t in online if t.group == g and levels[t.tid][0] is Level.INFECTED)
+            members = [t for t in self.terminals.values() if t.online and t.group == g]
+            n = 0
+            for t in members:
+                cached = self._levels.get(t.tid) or self._level_of(t, now)
+                n += cached[0] is Level.INFECTED
             change = self.corr.seal_update(g, n)
             if change is not None:
                 out += [SealGroup(g, change), Count("crs_group_seal" if change
                                                    else "crs_group_unseal"),
                         Audit({"event": "group_seal", "group": g, "sealed": change,
                                "infected": n, "at": now})]
-        for t in online:
-            level, reason, accusers = levels[t.tid]
+                for t in members:      # the seal changes every member's decision
+                    targets.setdefault(t.tid, t)
+                    if t.tid not in self._levels:
+                        self._level_of(t, now)
+        for t in targets.values():
+            level, reason, accusers = self._levels[t.tid]
             d = decide(level, t.group, self.policy, reason, sealed=t.group in self.corr.sealed,
                        override=t.override, accusers=accusers)
             if d != t.decision:

@@ -98,6 +98,12 @@ class Emulation:
         teardown(self.record)
         self._unlock()
 
+    def __enter__(self) -> "Emulation":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
     def _lock(self) -> None:
         self._lock_fd = acquire_lock(self.opts.lock_timeout_s)
 

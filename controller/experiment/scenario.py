@@ -28,12 +28,13 @@ DEFENCE_PARAMS: dict[str, dict[str, float]] = {
     "none": {},
     "crs_isolate": {},
     "crs_rate_limit": {"rate_kbps": 2.0},
-    "cell_seal": {"scope_cells": 1},
+    "cell_seal": {"scope_cells": 1, "seal_m": 3},
     "throttle": {"working_set": 5, "new_dest_per_s": 1.0},
 }
 COMMON_PARAMS = {"coverage_fraction": 1.0}
-INT_PARAMS = {"scope_cells", "working_set"}
-PARAM_RANGES = {"rate_kbps": (1.0, 1e7), "scope_cells": (1, 255), "working_set": (1, 1000),
+INT_PARAMS = {"scope_cells", "working_set", "seal_m"}
+PARAM_RANGES = {"rate_kbps": (1.0, 1e7), "scope_cells": (1, 255), "seal_m": (1, 100000),
+                "working_set": (1, 1000),
                 "new_dest_per_s": (0.01, 1e4), "coverage_fraction": (0.0, 1.0)}
 
 
@@ -68,6 +69,7 @@ class Scenario:
     duration_s: float
     seeds: tuple[int, ...]
     runs: int
+    shaping: bool = False           # apply the topology's link bandwidth/delay (tc)
 
     @property
     def terminals(self) -> int:
@@ -150,6 +152,8 @@ SCHEMA = {
     "space": Field((list, str), doc="scanned CIDRs (default: the first /25 of every cell)"),
     "port": Field(int, default=4444, check=in_range(1, 65535)),
     "probe_size": Field(int, default=376, check=in_range(0, 1400)),
+    "shaping": Field(bool, default=False,
+                     doc="apply the topology's link bandwidth and delay (tc); off by default"),
     "detection_delay": Field((float, list), default=1.0, check=_non_negative_numbers,
                              doc="seconds; a list is a sweep"),
     "defences": Field(list, required=True),
@@ -205,7 +209,7 @@ def parse_scenario(data: Any, file: str = "<scenario>", check_files: bool = Fals
                     local_preference=d["local_preference"], hitlist=d["hitlist"],
                     space=tuple(space), port=d["port"], probe_size=d["probe_size"],
                     detection_delay=delays, defences=defences, duration_s=d["duration_s"],
-                    seeds=tuple(seeds), runs=runs)
+                    seeds=tuple(seeds), runs=runs, shaping=d["shaping"])
 
 
 def _find(name: str, base: Path) -> Path | None:
@@ -369,7 +373,7 @@ def describe(sc: Scenario) -> dict[str, Any]:
             "local_preference_fraction": sc.local_preference, "space": list(sc.space),
             "omega": sc.omega, "detection_delay_s": list(sc.detection_delay),
             "duration_s": sc.duration_s, "runs": sc.runs, "seeds": list(sc.seeds),
-            "probe_size_bytes": sc.probe_size,
+            "probe_size_bytes": sc.probe_size, "shaping": sc.shaping,
             "defences": [{"name": d.name, "label": d.label, **d.params} for d in sc.defences]}
 
 

@@ -129,6 +129,7 @@ class Priority:
     SEC_METER = 15000      # per-terminal rate limit, then forwarding
     SEC_GROUP = 10000      # group scope (sealed cell)
     # table 2 forwarding
+    FWD_DROP = 30000       # frames to the dark-address MAC of experiments
     FWD_HOST = 20000       # known destination MAC
     FWD_FLOOD = 10000      # broadcast / multicast
     MISS = 0

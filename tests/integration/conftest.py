@@ -63,3 +63,20 @@ def network():
 def ping(host, ip: str, count: int = 1, timeout: int = 2) -> bool:
     out = host.cmd(f"ping -c {count} -W {timeout} -q {ip}")
     return f"{count} received" in out or (f" 0% packet loss" in out and count > 0)
+
+
+def tcp_ok(host, ip: str, port: int, timeout: float = 2.0) -> bool:
+    """Whether `host` completes a TCP handshake with ip:port."""
+    out = host.cmd(f"python3 -c \"import socket; socket.create_connection(('{ip}', {port}), "
+                   f"{timeout}); print('TCP-OK')\" 2>&1")
+    return "TCP-OK" in out
+
+
+def web_server(emu, host: str, port: int = 80):
+    """A static HTTP server on a host (python's http.server), started and recorded."""
+    ip = emu.host(host).IP()
+    proc = emu.popen(host, ["python3", "-m", "http.server", str(port), "--bind", ip],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: f":{port}" in emu.host(host).cmd(f"ss -ltn 'sport = :{port}'"), 10,
+               f"http server on {host}:{port}")
+    return proc

@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, ping, wait_until
+from conftest import ROOT, ping, tcp_ok, wait_until, web_server
 from controller.admission.credentials import load_credentials
+from controller.bench import wpa
 
 CREDS = load_credentials(ROOT / "config/credentials.yaml")
 
@@ -25,27 +26,14 @@ audit_log: {tmp_path}/audit.jsonl
     return ["--config", str(cfg)]
 
 
-def wpa_conf(tmp_path, host, password=None):
-    ident = f"{host}@crs.example"
-    psk = password or CREDS.demo_psk(ident).hex()
-    conf = tmp_path / f"wpa-{host}.conf"
-    conf.write_text(f"""ap_scan=0
-network={{
-    key_mgmt=IEEE8021X
-    eap=PSK
-    identity="{ident}"
-    password="{psk}"
-    eapol_flags=0
-}}
-""")
-    return conf
-
-
 def start_wpa(emu, tmp_path, host, password=None):
+    """Debian's wpa_supplicant -D wired on a terminal (EAP-PSK, the PSK as 32 hex digits)."""
+    ident = f"{host}@crs.example"
+    conf = wpa.write_supplicant_config(tmp_path / f"wpa-{host}.conf", ident,
+                                       password or CREDS.demo_psk(ident).hex())
     log = tmp_path / f"wpa-{host}.log"
-    conf = wpa_conf(tmp_path, host, password)
-    emu.popen(host, ["wpa_supplicant", "-D", "wired", "-i", f"{host}-eth0", "-c", str(conf),
-                     "-t", "-f", str(log)])
+    wpa.start_supplicant(f"{host}-eth0", conf, log, popen=lambda argv, out: emu.popen(
+        host, argv, stdout=out, stderr=subprocess.STDOUT))
     return log
 
 
@@ -72,21 +60,24 @@ def test_wpa_supplicant_in_with_right_key_out_with_wrong(controller, network, tm
     ctl = controller(*auth_config(tmp_path))
     emu = network("topologies/minimal.yaml", ctl)
     upd = emu.host("update")
+    web_server(emu, "update", 80)
     # a capture on the server: nothing from either terminal may arrive before success
     cap = upd.popen(["tcpdump", "-n", "-l", "-i", "update-eth0", "src net 10.0.1.0/24"],
                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    wait_until(lambda: ping(emu.host("c1t1"), "10.0.100.20") is False, 5, "ping attempt")
+    assert not tcp_ok(emu.host("c1t1"), "10.0.100.20", 80)
     good = start_wpa(emu, tmp_path, "c1t1")
     bad = start_wpa(emu, tmp_path, "c1t2", password="00" * 16)
     wait_until(lambda: "CTRL-EVENT-EAP-SUCCESS" in text(good), 30, "EAP success (right key)")
     wait_until(lambda: "CTRL-EVENT-EAP-FAILURE" in text(bad), 30, "EAP failure (wrong key)")
-    assert not ping(emu.host("c1t2"), "10.0.100.20")
+    assert not tcp_ok(emu.host("c1t2"), "10.0.100.20", 80)
     cap.terminate()
     seen, _ = cap.communicate(timeout=10)
     assert "10.0.1" not in seen, f"server saw unauthenticated traffic:\n{seen}"
-    # only now: the authenticated terminal reaches the server, the other still does not
-    wait_until(lambda: ping(emu.host("c1t1"), "10.0.100.20"), 15, "authenticated ping")
-    assert not ping(emu.host("c1t2"), "10.0.100.20")
+    # only now: the authenticated terminal reaches the server's entitled service (http),
+    # nothing else of the server (ping), and the other terminal still nothing
+    wait_until(lambda: tcp_ok(emu.host("c1t1"), "10.0.100.20", 80), 15, "authenticated http")
+    assert not ping(emu.host("c1t1"), "10.0.100.20")
+    assert not tcp_ok(emu.host("c1t2"), "10.0.100.20", 80)
     row = terminal(ctl, "c1t1")
     assert row["authenticated"] and row["isr_id"] and row["group"] == "cell1"
     assert terminal(ctl, "c1t2") is None
@@ -97,25 +88,26 @@ def test_wpa_supplicant_in_with_right_key_out_with_wrong(controller, network, tm
 def test_logoff_and_port_down_revoke_within_a_second(controller, network, tmp_path):
     ctl = controller(*auth_config(tmp_path))
     emu = network("topologies/minimal.yaml", ctl)
+    web_server(emu, "update", 80)
     (sup_c1t1, k1), (_, k2) = start_ours(emu, tmp_path, "c1t1"), start_ours(emu, tmp_path, "c1t2")
     wait_until(lambda: k1.exists() and k2.exists(), 30, "both keys files")
     keys = json.loads(k1.read_text())
     assert keys["isr_id"] == terminal(ctl, "c1t1")["isr_id"]
-    wait_until(lambda: ping(emu.host("c1t1"), "10.0.100.20"), 15, "c1t1 in")
-    wait_until(lambda: ping(emu.host("c1t2"), "10.0.100.20"), 15, "c1t2 in")
+    wait_until(lambda: tcp_ok(emu.host("c1t1"), "10.0.100.20", 80), 15, "c1t1 in")
+    wait_until(lambda: tcp_ok(emu.host("c1t2"), "10.0.100.20", 80), 15, "c1t2 in")
     # logoff: our supplicant sends EAPOL-Logoff on SIGTERM
     sup_c1t1.send_signal(signal.SIGTERM)
     t0 = time.time()
     wait_until(lambda: not terminal(ctl, "c1t1"), 5, "c1t1 revoked after logoff")
     assert time.time() - t0 < 1.5
-    assert not ping(emu.host("c1t1"), "10.0.100.20")
+    assert not tcp_ok(emu.host("c1t1"), "10.0.100.20", 80)
     # port down
     t0 = time.time()
     emu.net.configLinkStatus("c1t2", "s1", "down")
     wait_until(lambda: not terminal(ctl, "c1t2"), 5, "c1t2 revoked after port down")
     assert time.time() - t0 < 1.5
     emu.net.configLinkStatus("c1t2", "s1", "up")
-    assert not ping(emu.host("c1t2"), "10.0.100.20")
+    assert not tcp_ok(emu.host("c1t2"), "10.0.100.20", 80)
 
 
 def test_twenty_terminals_at_once(controller, network, tmp_path):
@@ -147,17 +139,20 @@ def test_sp_inquiry_gives_the_key_the_terminal_derived(controller, network, tmp_
     _, keys = start_ours(emu, tmp_path, "c1t1")
     wait_until(keys.exists, 30, "c1t1 keys")
 
-    def client(service):
-        out = emu.host("c1t1").cmd(f"{py} -m controller.admission.sp_demo client --keys {keys} "
-                                   f"--server http://10.0.100.10:80 --sp web "
-                                   f"--service {service}; echo EXIT=$?")
-        return out
-    ok = client("http")
-    assert "EXIT=0" in ok, ok
-    result = json.loads(ok.splitlines()[0])
-    assert result["ok"] is True and result["isr_id"] == json.loads(keys.read_text())["isr_id"]
-    refused = client("imap")
-    assert "EXIT=0" not in refused and "not_entitled" in refused, refused
+    def client(keys_file):
+        out = emu.host("c1t1").cmd(f"{py} -m controller.admission.sp_demo client --keys "
+                                   f"{keys_file} --server http://10.0.100.10:80 --sp web "
+                                   f"--service http; echo EXIT=$?")
+        return json.loads(out.splitlines()[0]), "EXIT=0" in out
+    result, ok = client(keys)
+    assert ok and result["ok"] is True
+    assert result["isr_id"] == json.loads(keys.read_text())["isr_id"]
+    # an ISR-ID the EAC never issued: the SP's inquiry is refused and so is the client
+    forged = tmp_path / "forged-keys.json"
+    real = json.loads(keys.read_text())
+    forged.write_text(json.dumps({**real, "isr_id": "ab" * (len(real["isr_id"]) // 2)}))
+    result, ok = client(forged)
+    assert not ok and result["error"] == "unknown_isr_id", result
 
 
 def test_reauthentication_keeps_a_running_iperf_alive(controller, network, tmp_path):
@@ -167,9 +162,10 @@ def test_reauthentication_keeps_a_running_iperf_alive(controller, network, tmp_p
     wait_until(keys.exists, 30, "c1t1 keys")
     first = terminal(ctl, "c1t1")["isr_id"]
     upd, c1 = emu.host("update"), emu.host("c1t1")
-    server = emu.popen("update", ["iperf3", "-s", "-1", "-J"])
-    wait_until(lambda: ":5201" in upd.cmd("ss -ltn 'sport = :5201'"), 10, "iperf3 server")
-    out = c1.cmd("iperf3 -c 10.0.100.20 -t 16 -i 1 -b 20M -J")
+    # iperf3 on the update server's portal port: a service the terminal is entitled to
+    server = emu.popen("update", ["iperf3", "-s", "-1", "-J", "-p", "8080"])
+    wait_until(lambda: ":8080" in upd.cmd("ss -ltn 'sport = :8080'"), 10, "iperf3 server")
+    out = c1.cmd("iperf3 -c 10.0.100.20 -p 8080 -t 16 -i 1 -b 20M -J")
     server.wait(timeout=30)
     data = json.loads(out)
     per_second = [i["sum"]["bytes"] for i in data["intervals"]]

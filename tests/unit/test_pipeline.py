@@ -145,3 +145,9 @@ def test_flowsim_priority_and_masked_match():
     assert sim.process({"eth_type": 0x800, "ipv4_dst": "10.0.1.9"}, 1).to_controller
     assert sim.process({"eth_type": 0x800, "ipv4_dst": "10.0.1.8"}, 1).dropped
     assert sim.process({"eth_type": 0x800, "ipv4_dst": "10.0.2.8"}, 1).dropped
+
+
+def test_dark_address_mac_is_dropped_in_the_datapath():
+    from controller.forwarding import DARK_MAC
+    r = switch().process({"eth_src": H1, "eth_dst": DARK_MAC, "eth_type": 0x0800}, 1)
+    assert r.dropped and r.tables() == [0, 1, 2]

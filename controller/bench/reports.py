@@ -1,0 +1,345 @@
+"""X.1125 report benchmark: signed SCI reports per second the SCS evaluates end to end, and
+the evaluation cost per report, with 10,000 known terminals (results/bench/reports.json).
+
+Three measurements on the same prepared population (authenticated terminals with their
+crs-report keys, each with a fresh clean report and its COMPLIANT decision):
+
+- end to end: a real controller process (no Mininet: its REST listens on 127.0.0.1) whose
+  SQLite store holds the population (bindings as `Core._auth_effects` writes them, SCS
+  terminals as `Core._persist` writes them; the controller restores them at start), and
+  `clients` load-generator processes posting signed clean reports over keep-alive HTTP to
+  /crsap/v1/messages for `duration_s` after a warm-up: accepted reports per second, latency;
+- in-process, the pure core (`Core.crsap_message` on a copy of the same store: decode,
+  key lookup, verify, evaluate, correlate, decide, SQLite commits, audit line);
+- in-process, the pure SCS (`SCS.handle`, keys from a dict): steady reports (clean ->
+  clean, no decision change) and flips (infected <-> clean, a decision and flows each time),
+  also at smaller populations to show how the cost grows with the number of terminals.
+"""
+from __future__ import annotations
+
+import http.client
+import multiprocessing as mp
+import random
+import shutil
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.crs import messages as crsap
+from controller.crs.agent import sci_from_posture
+from controller.emulation.processes import ROOT
+
+CLEAN = {"os": {"name": "bench", "patch_level": 12},
+         "antivirus": {"engine": "bench", "signature_version": 2041},
+         "agent_version": "1.0.0", "firewall": True, "threats": [], "attackers": []}
+INFECTED = {**CLEAN, "threats": [{"name": "Worm.Bench", "count": 1, "cleaned": False}]}
+TOPOLOGY = "topologies/minimal.yaml"
+
+
+@dataclass
+class BenchTerminal:
+    tid: str
+    number: int
+    group: str
+    ip: str
+    mac: str
+    dpid: int
+    port: int
+    key: bytes
+
+
+def population(n: int, groups: int, seed: int = 1) -> list[BenchTerminal]:
+    """`n` terminals in `groups` groups, 48 per (virtual) access switch, random keys."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        out.append(BenchTerminal(
+            tid=f"t{i:05d}@bench.example", number=i + 1, group=f"g{i % groups}",
+            ip=f"10.{1 + i // 65000}.{(i % 65000) // 250}.{i % 250 + 1}",
+            mac="02:10:%02x:%02x:%02x:%02x" % ((i >> 24) & 255, (i >> 16) & 255,
+                                              (i >> 8) & 255, i & 255),
+            dpid=100 + i // 48, port=1 + i % 48, key=rng.randbytes(32)))
+    return out
+
+
+def _compliant(policy: Any, group: str) -> tuple[Any, str, Any, dict[str, Any]]:
+    from controller.crs.control import decide
+    from controller.crs.evaluation import evaluate
+    sci = sci_from_posture(CLEAN)
+    level, reason = evaluate(sci, policy)
+    return level, reason, decide(level, group, policy, reason), sci
+
+
+def populate_store(db_path: Path, terms: list[BenchTerminal], policy: Any,
+                   now: float) -> None:
+    """Write bindings and SCS terminals as the controller would, in one transaction."""
+    from controller.crs import nac
+    from controller.store import Store
+    store = Store(db_path)
+    decisions: dict[str, tuple] = {}
+    store.db.execute("BEGIN")
+    for t in terms:
+        if t.group not in decisions:
+            decisions[t.group] = _compliant(policy, t.group)
+        level, reason, decision, sci = decisions[t.group]
+        store.put_binding(t.tid, grp=t.group, dpid=t.dpid, port=t.port, mac=t.mac,
+                          isr_id=f"isr-{t.number}", crs_key=t.key, method="PSK", start=now,
+                          expires=now + 86400)
+        state = {"group": t.group, "ip": t.ip, "mac": t.mac, "dpid": t.dpid, "port": t.port,
+                 "online": True, "own_level": level.value, "own_reason": reason,
+                 "last_report": now, "last_sci": sci, "gen": 0, "override": None}
+        store.put_terminal(t.tid, t.number, state, nac.decision_to_dict(decision))
+    store.db.execute("COMMIT")
+    store.close()
+
+
+def pure_scs(terms: list[BenchTerminal], policy: Any, now: float) -> Any:
+    """An SCS holding `terms`, each fresh and COMPLIANT (as restored from a store)."""
+    from controller.crs.scs import SCS, Terminal
+    keys = {t.tid: t.key for t in terms}
+    scs = SCS(policy, keys.get)
+    cache: dict[str, tuple] = {}
+    for t in terms:
+        if t.group not in cache:
+            cache[t.group] = _compliant(policy, t.group)
+        level, reason, decision, sci = cache[t.group]
+        scs.terminals[t.tid] = Terminal(t.tid, t.number, t.group, t.ip, t.mac, t.dpid, t.port,
+                                        own_level=level, own_reason=reason, last_report=now,
+                                        last_sci=sci, decision=decision)
+    scs._numbers = len(terms)
+    return scs
+
+
+def report(t: BenchTerminal, seq: int, ts: float, infected: bool = False) -> bytes:
+    body = {"ms_id": t.tid, "sci": sci_from_posture(INFECTED if infected else CLEAN)}
+    return crsap.encode("SCIReport", t.tid, seq, ts, body, t.key)
+
+
+def time_scs(terms: list[BenchTerminal], policy: Any, reports: int, max_s: float,
+             flip: bool, seed: int = 2) -> dict[str, Any]:
+    """Microseconds per `SCS.handle` call (encoding is outside the timing)."""
+    from controller.crs.scs import Reply
+    now = time.time()
+    scs = pure_scs(terms, policy, now)
+    rng = random.Random(seed)
+    us: list[float] = []
+    replies = 0
+    deadline = time.perf_counter() + max_s
+    picks = [rng.choice(terms) for _ in range(reports)]
+    for i, t in enumerate(picks):
+        ts = now + i * 1e-3
+        raws = [report(t, 2 * i + 1, ts, infected=True), report(t, 2 * i + 2, ts)] if flip \
+            else [report(t, i + 1, ts)]
+        for raw in raws:
+            t1 = time.perf_counter()
+            effects = scs.handle(None, raw, ts)
+            us.append((time.perf_counter() - t1) * 1e6)
+            replies += any(isinstance(e, Reply) for e in effects)
+        if time.perf_counter() > deadline:
+            break
+    return {"us": us, "replies": replies}
+
+
+def time_core(db_path: Path, cfg: Path, terms: list[BenchTerminal], reports: int,
+              max_s: float, seed: int = 3) -> dict[str, Any]:
+    """Microseconds per `Core.crsap_message` (the pure core with its SQLite store)."""
+    from controller import topology
+    from controller.core import Core
+    from controller.settings import load_settings
+    settings = load_settings(str(cfg), db_path=str(db_path))
+    core = Core(settings, topology.load(settings.topology_file))
+    rng = random.Random(seed)
+    us: list[float] = []
+    statuses: Counter[int] = Counter()
+    deadline = time.perf_counter() + max_s
+    for i in range(reports):
+        t = rng.choice(terms)
+        now = time.time()
+        raw = report(t, crsap.next_seq(None, now) + i, now)
+        t1 = time.perf_counter()
+        status, _, _ = core.crsap_message(raw, now)
+        us.append((time.perf_counter() - t1) * 1e6)
+        statuses[status] += 1
+        if time.perf_counter() > deadline:
+            break
+    core.store.close()
+    return {"us": us, "statuses": dict(statuses)}
+
+
+# --- load generator ----------------------------------------------------------------------
+
+def _worker(port: int, terms: list[BenchTerminal], start_at: float, warmup_s: float,
+            duration_s: float, out: Any) -> None:
+    """One client process: post signed clean reports back to back on a keep-alive
+    connection; latencies of requests that started in the measured window."""
+    def connect() -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn = connect()
+    seqs: dict[str, int] = {}
+    lat: list[float] = []
+    statuses: Counter[str] = Counter()
+    begin, end = start_at + warmup_s, start_at + warmup_s + duration_s
+    while time.time() < start_at:
+        time.sleep(0.001)
+    i = 0
+    while True:
+        now = time.time()
+        if now >= end:
+            break
+        t = terms[i % len(terms)]
+        i += 1
+        seqs[t.tid] = seq = crsap.next_seq(seqs.get(t.tid), now)
+        raw = report(t, seq, now)
+        t1 = time.perf_counter()
+        try:
+            conn.request("POST", crsap.HTTP_PATH, raw, {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            r.read()
+            status = str(r.status)
+        except (OSError, http.client.HTTPException) as exc:
+            status = f"error {type(exc).__name__}"
+            conn.close()
+            conn = connect()
+        if now >= begin:
+            lat.append((time.perf_counter() - t1) * 1e3)
+            statuses[status] += 1
+    conn.close()
+    out.put({"lat_ms": lat, "statuses": dict(statuses)})
+
+
+def load(port: int, terms: list[BenchTerminal], clients: int, warmup_s: float,
+         duration_s: float) -> dict[str, Any]:
+    """`clients` processes share the terminals (disjoint slices: per-sender sequence numbers
+    stay increasing); returns accepted reports per second and latencies."""
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    start_at = time.time() + 0.5
+    procs = [ctx.Process(target=_worker, args=(port, terms[k::clients], start_at, warmup_s,
+                                               duration_s, q), daemon=True)
+             for k in range(clients)]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=warmup_s + duration_s + 120) for _ in procs]
+    for p in procs:
+        p.join(timeout=10)
+    lat = [x for r in results for x in r["lat_ms"]]
+    statuses: Counter[str] = Counter()
+    for r in results:
+        statuses.update(r["statuses"])
+    return {"lat_ms": lat, "statuses": dict(statuses),
+            "accepted_per_s": statuses.get("200", 0) / duration_s}
+
+
+# --- the benchmark ------------------------------------------------------------------------
+
+def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 10,
+        clients: int = 4, warmup_s: float = 3.0, duration_s: float = 20.0,
+        scs_reports: int = 2000, scs_max_s: float = 20.0, core_reports: int = 500,
+        core_max_s: float = 20.0, scaling: tuple[int, ...] = (100, 1000),
+        keep_dir: str | None = None) -> dict[str, Any]:
+    """Prepare `terminals` terminals, measure the three ways, write reports.json."""
+    if min(terminals, groups, clients, scs_reports, core_reports) < 1 or duration_s <= 0 \
+            or any(n < 1 for n in scaling):
+        raise ValueError("terminals, groups, clients, report counts and scaling sizes must "
+                         "be >= 1 and duration_s > 0")
+    from controller.bench import common
+    from controller.bench.reaction import write_configs
+    from controller.crs.policy import load_policy
+    from controller.emulation.processes import ControllerProcess
+
+    tmp = tempfile.TemporaryDirectory(prefix="crs-reports-") if keep_dir is None else None
+    run_dir = Path(keep_dir or tmp.name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        cfg = write_configs(run_dir, TOPOLOGY)
+        policy = load_policy(run_dir / "crs_policy.yaml")
+        terms = population(terminals, groups)
+        t1 = time.perf_counter()
+        base_db = run_dir / "population.db"
+        populate_store(base_db, terms, policy, time.time())
+        prepare_s = time.perf_counter() - t1
+        print(f"prepared {terminals} terminals in {prepare_s:.1f} s", flush=True)
+
+        scs: dict[str, Any] = {}
+        for n in sorted({*scaling, terminals}):
+            sub = terms[:n]
+            steady = time_scs(sub, policy, scs_reports, scs_max_s, flip=False)
+            flips = time_scs(sub, policy, max(1, scs_reports // 4), scs_max_s / 2, flip=True)
+            scs[str(n)] = {"steady_us": common.summary(steady["us"]),
+                           "flip_us": common.summary(flips["us"]),
+                           "replies": steady["replies"] + flips["replies"]}
+            print(f"pure SCS, {n} terminals: steady p50 "
+                  f"{scs[str(n)]['steady_us']['p50']:.0f} us", flush=True)
+
+        core_db = run_dir / "core" / "crs.db"
+        core_db.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(base_db, core_db)
+        core = time_core(core_db, cfg, terms, core_reports, core_max_s)
+        print(f"pure core: p50 {common.percentile(core['us'], 50):.0f} us", flush=True)
+
+        ctl_dir = run_dir / "controller"
+        ctl_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(base_db, ctl_dir / "crs.db")
+        with ControllerProcess(ctl_dir, ["--config", str(cfg), "--rest-host", "127.0.0.1"]) \
+                as ctl:
+            restored = sum(1 for r in ctl.get("/crs/v1/terminals") if r.get("level"))
+            e2e = load(ctl.rest_port, terms, clients, warmup_s, duration_s)
+            counters = ctl.status()["counters"]
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    big = scs[str(terminals)]
+    result = {
+        "parameters": {"terminals": terminals, "groups": groups, "clients": clients,
+                       "warmup_s": warmup_s, "duration_s": duration_s,
+                       "scs_reports": scs_reports, "core_reports": core_reports,
+                       "report": "clean SCIReport (COMPLIANT, no decision change)",
+                       "transport": "HTTP/1.1 keep-alive on 127.0.0.1, one connection "
+                                    "per client process"},
+        "prepare_s": prepare_s,
+        "terminals_restored": restored,
+        "end_to_end": {"accepted_per_s": e2e["accepted_per_s"],
+                       "latency_ms": common.summary(e2e["lat_ms"]),
+                       "statuses": e2e["statuses"],
+                       "controller_counters": {k: v for k, v in counters.items()
+                                               if k.startswith("crs_")}},
+        "core_in_process": {"us": common.summary(core["us"]), "statuses": core["statuses"],
+                            "reports_per_s": (1e6 / common.percentile(core["us"], 50))
+                            if core["us"] else None},
+        "scs_in_process": {"steady_us": big["steady_us"], "flip_us": big["flip_us"],
+                           "reports_per_s": (1e6 / big["steady_us"]["p50"])
+                           if big["steady_us"]["p50"] else None},
+        "scs_by_terminals": scs,
+    }
+    path = common.write(out_dir, "reports", result)
+    lat = result["end_to_end"]["latency_ms"]
+    rows = [["end to end (HTTP, controller)", "reports/s", e2e["accepted_per_s"], None, None,
+             None],
+            ["", "latency ms", None, lat["p50"], lat["p99"], lat["n"]]]
+    c = result["core_in_process"]["us"]
+    rows.append(["pure core (Core.crsap_message)", "us/report", None, c["p50"], c["p99"],
+                 c["n"]])
+    for n, r in scs.items():
+        for kind in ("steady_us", "flip_us"):
+            s = r[kind]
+            rows.append([f"pure SCS.handle, {n} terminals", kind.replace("_us", "") + " us",
+                         None, s["p50"], s["p99"], s["n"]])
+    print(common.table(rows, ["measurement", "unit", "rate", "p50", "p99", "n"]))
+    print(f"written: {path}")
+    return result
+
+
+if __name__ == "__main__":
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m controller.bench.reports")
+    ap.add_argument("--out", default="results/bench")
+    ap.add_argument("--terminals", type=int, default=10_000)
+    ap.add_argument("--duration-s", type=float, default=20.0)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--keep-dir")
+    a = ap.parse_args()
+    run(a.out, terminals=a.terminals, duration_s=a.duration_s, clients=a.clients,
+        keep_dir=a.keep_dir)

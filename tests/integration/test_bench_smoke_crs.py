@@ -1,0 +1,69 @@
+"""SMOKE TESTS of the X.1125 benchmarks (reaction, reports): they run on tiny parameters and
+write well-formed result files with the expected keys. They assert no timings (a benchmark
+is not a test); the analysis of the raw records is checked on hand-made data."""
+import json
+from array import array
+
+from controller.bench import reaction, reports
+from controller.crs import messages as crsap
+
+
+def test_trial_analysis_finds_the_first_lost_datagram():
+    sent = array("d", [10.000 + i * 0.001 for i in range(20)])   # seq i sent at 10 + i ms
+    arrived = {i: sent[i] + 0.0002 for i in range(20) if i < 7 or i >= 15}
+    arrived.pop(3)                                  # one random loss before the block
+    r = reaction.analyse_trial(10.0045, 10.0145, sent, arrived)
+    assert r["valid"] and r["lost_before_block"] == 0   # seq 3 was sent before t0
+    assert abs(r["reaction_first_lost_ms"] - 2.5) < 1e-6    # seq 7: 10.007 - 10.0045
+    assert abs(r["reaction_last_arrival_ms"] - 1.7) < 1e-6  # seq 6 arrived at 10.0062
+    r = reaction.analyse_trial(10.0025, 10.0145, sent, arrived)
+    assert r["valid"] and r["lost_before_block"] == 1
+    # already blocked before the report / nothing lost before the release: invalid
+    assert not reaction.analyse_trial(10.0085, 10.0145, sent, arrived)["valid"]
+    assert not reaction.analyse_trial(10.0, 10.0055, sent, arrived)["valid"]
+
+
+def test_reports_benchmark_writes_its_file(tmp_path):
+    result = reports.run(str(tmp_path), terminals=300, groups=3, clients=2, warmup_s=0.5,
+                         duration_s=1.5, scs_reports=50, scs_max_s=2, core_reports=30,
+                         core_max_s=2, scaling=(30,))
+    data = json.loads((tmp_path / "reports.json").read_text())
+    assert data["benchmark"] == "reports" and data["parameters"]["terminals"] == 300
+    assert data["terminals_restored"] == 300
+    e2e = data["end_to_end"]
+    assert e2e["accepted_per_s"] > 0 and e2e["statuses"].get("200", 0) > 0
+    assert set(e2e["statuses"]) == {"200"}, e2e["statuses"]   # every signed report accepted
+    assert e2e["latency_ms"]["n"] > 0 and e2e["latency_ms"]["p50"] > 0
+    assert data["core_in_process"]["statuses"] == {"200": data["core_in_process"]["us"]["n"]}
+    assert set(data["scs_by_terminals"]) == {"30", "300"}
+    for r in data["scs_by_terminals"].values():
+        assert r["steady_us"]["n"] > 0 and r["flip_us"]["n"] > 0
+    assert result["scs_in_process"]["steady_us"]["p99"] >= \
+        result["scs_in_process"]["steady_us"]["p50"] > 0
+
+
+def test_reports_are_accepted_by_the_pure_scs():
+    from controller.crs.policy import load_policy
+    from controller.crs.scs import Enforce, Reply
+    policy = load_policy("config/crs_policy.yaml")
+    terms = reports.population(5, 2)
+    scs = reports.pure_scs(terms, policy, 1000.0)
+    out = scs.handle(None, reports.report(terms[0], 1, 1000.0), 1000.0)
+    reply = next(e for e in out if isinstance(e, Reply))
+    assert crsap.decode(reply.payload).body["level"] == "COMPLIANT"
+    assert not any(isinstance(e, Enforce) for e in out)     # restored decisions hold
+    out = scs.handle(None, reports.report(terms[0], 2, 1000.5, infected=True), 1000.5)
+    assert any(isinstance(e, Enforce) and e.decision.isolate for e in out)
+
+
+def test_reaction_benchmark_writes_its_file(tmp_path):
+    result = reaction.run(str(tmp_path), trials=3)
+    data = json.loads((tmp_path / "reaction.json").read_text())
+    assert data["benchmark"] == "reaction" and data["parameters"]["trials"] == 3
+    assert data["failures"] == [] and data["trials_valid"] == 3
+    for key in ("reaction_first_lost_ms", "reaction_last_arrival_ms", "report_http_ms",
+                "report_to_controller_ms", "controller_report_to_flows_ms"):
+        assert data[key]["n"] == 3 and data[key]["p50"] is not None, key
+    first, last = data["reaction_first_lost_ms"], data["reaction_last_arrival_ms"]
+    assert 0 < first["min"] <= first["max"] and 0 < last["min"]
+    assert result["datagrams_received"] < result["datagrams_sent"]
