@@ -82,6 +82,13 @@ class Core:
             self._init_admission()
         if settings.crs_enabled:
             self._init_crs(now)
+        self.throttle = None
+        if settings.throttle_enabled:
+            from controller.throttle import Throttle
+            if topology is None:
+                raise ValueError("the throttle needs a topology file (which ports are terminals)")
+            self.throttle = Throttle(settings.throttle_working_set,
+                                     settings.throttle_new_dest_per_s)
 
     # --- set-up ------------------------------------------------------------------------
 
@@ -147,6 +154,10 @@ class Core:
                 if b["dpid"] == dpid:
                     msgs += self._binding_flows(b)
         msgs += self._security_rebuild(dpid, sw)
+        if self.throttle is not None:
+            for i, h in enumerate(self.topology.terminals()):
+                if self.topology.switch(h.switch).dpid == dpid:
+                    msgs += self.throttle.base_flows(dpid, h.port, i + 1)
         msgs += self.forwarding.switch_up(dpid)
         self.audit.write({"event": "switch_up", "dpid": dpid, "flows": len(msgs)})
         return [(dpid, m) for m in msgs]
@@ -192,8 +203,15 @@ class Core:
                 self.counters["eapol_ignored_open_mode"] += 1
                 return []
             return self._auth_effects(self.auth.handle_frame(dpid, in_port, data, now), now)
-        if table_id == 1 and self.scs is not None:
-            return self._redirect(dpid, in_port, frame, data)
+        if table_id == 1:
+            if (self.throttle is not None and frame.ipv4_dst is not None
+                    and (dpid, in_port) in self.throttle.hosts
+                    and not (frame.ip_proto == 6 and frame.l4_dst == 80 and self._redirected(
+                        dpid, in_port))):
+                return [(dpid, m) for m in self.throttle.packet(dpid, in_port, frame.ipv4_dst,
+                                                                  data, now)]
+            if self.scs is not None:
+                return self._redirect(dpid, in_port, frame, data)
         if table_id == 2:
             self._learn_ip(dpid, in_port, frame)
             return [(dpid, m) for m in self.forwarding.packet_in(
@@ -211,6 +229,8 @@ class Core:
                 self.store.purge(now)
         if self.scs is not None:
             out += self._scs_effects(self.scs.tick(now), now)
+        if self.throttle is not None:
+            out += self.throttle.tick(now)
         return out
 
     def take_http(self) -> list[HttpPost]:
@@ -561,6 +581,12 @@ class Core:
             return 409, {"error": "authentication is not enabled (admission.mode: open)"}
         return eac_rest.handle(method, path, body, now, self.eac)
 
+    def _redirected(self, dpid: int, in_port: int) -> bool:
+        if self.scs is None:
+            return False
+        return any(t.dpid == dpid and t.port == in_port and t.decision is not None
+                   and t.decision.redirect_web for t in self.scs.terminals.values())
+
     def _redirect(self, dpid: int, in_port: int, frame: packet.Frame, data: bytes) -> Out:
         """First packet of a redirected web connection: rewrite it to the update portal."""
         from controller.crs.enforcement import redirect_connection_flows
@@ -580,7 +606,8 @@ class Core:
             "switches": sorted(self.switches),
             "admission": "open" if self.mode.open else "authenticate",
             "crs": self.scs is not None,
-            "counters": dict(self.counters),
+            "throttle": self.throttle is not None,
+            "counters": {**self.counters, **(self.throttle.counters if self.throttle else {})},
             "hosts_learned": {f"{d:016x}": len(t) for d, t in self.forwarding.macs.items()},
         }
 

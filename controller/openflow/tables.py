@@ -128,6 +128,7 @@ class Priority:
     SEC_DENY = 20000       # per-terminal drops (isolate, restricted applications, scope)
     SEC_METER = 15000      # per-terminal rate limit, then forwarding
     SEC_GROUP = 10000      # group scope (sealed cell)
+    SEC_THROTTLE = 5000    # virus throttle: working-set destinations on, the rest to the controller
     # table 2 forwarding
     FWD_DROP = 30000       # frames to the dark-address MAC of experiments
     FWD_HOST = 20000       # known destination MAC

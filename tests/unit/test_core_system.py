@@ -151,3 +151,25 @@ def test_forged_report_and_operator_actions(tmp_path):
     with pytest.raises(ApiError) as err:
         core.operator("quarantine", "nobody", now=T0 + 5)
     assert err.value.status == 404
+
+
+def test_throttle_mode_sends_new_destinations_through_the_controller(tmp_path):
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    s = Settings(db_path=str(tmp_path / "crs.db"), audit_log=str(tmp_path / "a.jsonl"),
+                 topology_file=TOPO, throttle_enabled=True, throttle_working_set=5,
+                 throttle_new_dest_per_s=1.0)
+    core = Core(s, topology.load(TOPO), now=T0)
+    sim = FlowSim()
+    sim.apply(m for _, m in core.switch_up(1, {1, 2, 3, 4}, T0))
+    probe = ip_pkt(C1, C2, "10.0.1.1", "10.0.1.2", 4444)
+    assert sim.process(probe, 2).to_controller and sim.process(probe, 2).tables() == [0, 1]
+    frame = bytes(Ether(src=C1, dst=C2) / IP(src="10.0.1.1", dst="10.0.1.2") /
+                  UDP(sport=1, dport=4444))
+    out = core.packet_in(1, 2, 1, frame, T0)
+    sim.apply(m for _, m in out)
+    assert any(isinstance(m, PacketOut) and m.data == frame for _, m in out)
+    assert sim.process(probe, 2).tables() == [0, 1, 2]
+    # servers are not throttled (only terminals' ports are)
+    assert sim.process({**probe, "eth_src": "02:00:0a:00:64:14"}, 4).tables() == [0, 1, 2]
+    assert core.status()["counters"]["throttle_released"] == 1
