@@ -78,6 +78,7 @@ class Core:
         self.auth = self.eac = self.scs = None
         self.authz = None
         self._gens: dict[str, int] = {}     # cookie generation per terminal (table 1)
+        self._contacts: dict[str, set[str]] = {}   # first contacts seen per source address
         if not self.mode.open:
             self._init_admission()
         if settings.crs_enabled:
@@ -214,6 +215,10 @@ class Core:
                 return self._redirect(dpid, in_port, frame, data)
         if table_id == 2:
             self._learn_ip(dpid, in_port, frame)
+            if self.scs is not None:
+                out = self._first_contact(frame, now)
+                return out + [(dpid, m) for m in self.forwarding.packet_in(
+                    dpid, in_port, frame.src, frame.dst, data)]
             return [(dpid, m) for m in self.forwarding.packet_in(
                 dpid, in_port, frame.src, frame.dst, data)]
         self.counters["unexpected_packet_ins"] += 1
@@ -316,6 +321,32 @@ class Core:
                 if h.mac == mac:
                     return h.ip
         return ""
+
+    def _first_contact(self, frame: packet.Frame, now: float) -> Out:
+        """Network evidence for the SCS: a terminal's first attempt to reach an address (an
+        ARP request, or the first packet of a new host pair, both reach the controller).
+        It succeeds when something lives at that address (a host of the topology or a
+        terminal seen before); a scanner of dark address space fails again and again."""
+        if frame.arp_op == 1:
+            src, dst = frame.arp_spa, frame.arp_tpa
+        elif frame.ipv4_src and frame.ipv4_dst:
+            src, dst = frame.ipv4_src, frame.ipv4_dst
+        else:
+            return []
+        if not src or not dst or src == dst or src == "0.0.0.0":
+            return []
+        seen = self._contacts.setdefault(src, set())
+        if dst in seen or len(seen) > 10000:
+            return []
+        seen.add(dst)
+        live = dst in self._live_ips()
+        return self._scs_effects(self.scs.observe_first_contact(src, dst, live, now), now)
+
+    def _live_ips(self) -> set[str]:
+        ips = {t.ip for t in self.scs.terminals.values() if t.ip}
+        if self.topology:
+            ips |= {h.ip for h in self.topology.hosts} | {self.topology.service_ip}
+        return ips
 
     def _learn_ip(self, dpid: int, in_port: int, frame: packet.Frame) -> None:
         """A terminal's address as seen in its own ARP/IP (for terminals not in the file)."""

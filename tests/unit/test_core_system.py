@@ -173,3 +173,20 @@ def test_throttle_mode_sends_new_destinations_through_the_controller(tmp_path):
     # servers are not throttled (only terminals' ports are)
     assert sim.process({**probe, "eth_src": "02:00:0a:00:64:14"}, 4).tables() == [0, 1, 2]
     assert core.status()["counters"]["throttle_released"] == 1
+
+
+def test_a_scanner_of_dark_addresses_is_flagged_from_its_arp_requests(tmp_path):
+    from scapy.layers.l2 import ARP, Ether
+    core, sim = boot(tmp_path, crs=True)
+    _, keys = authenticate(core, sim, 2, C1, "c1t1")
+    ident = "c1t1@crs.example"
+    sim.apply(m for _, m in core.crsap_message(report(keys, ident, 1, T0 + 1, CLEAN), T0 + 1)[2])
+    peer = ip_pkt(C1, C2, "10.0.1.1", "10.0.1.2", 5000)
+    assert not sim.process(peer, 2).dropped
+    for i in range(4):   # who-has for four addresses nobody holds
+        arp = bytes(Ether(src=C1, dst="ff:ff:ff:ff:ff:ff") /
+                    ARP(op=1, hwsrc=C1, psrc="10.0.1.1", pdst=f"10.0.1.{100 + i}"))
+        sim.apply(m for _, m in core.packet_in(1, 2, 2, arp, T0 + 2 + i))
+    assert core.counters["crs_scan_flagged"] == 1
+    # one flag counts as one accuser; k = 2, so the scanner alone is not yet isolated
+    assert not sim.process(peer, 2).dropped
