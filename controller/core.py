@@ -268,8 +268,7 @@ class Core:
                         else e.level, "%s", e.text)
             elif isinstance(e, a.Admit):
                 s = e.session
-                prev = next((b for b in self.store.bindings(now)
-                             if b["identity"] == s.identity), None)
+                prev = self.store.binding(s.identity)
                 crs_key = purpose_key(s.emsk, "crs-report") if s.emsk else None
                 number = self.store.put_binding(
                     s.identity, grp=s.group, dpid=e.dpid, port=e.port, mac=e.mac,
@@ -300,9 +299,7 @@ class Core:
     def _revoke(self, dpid: int, port: int, mac: str, reason: str, now: float) -> Out:
         from controller.admission.binding import revoke_flows
         out: Out = []
-        for b in list(self.store.bindings(now - 10 ** 9)):
-            if (b["dpid"], b["port"], b["mac"]) != (dpid, port, mac):
-                continue
+        for b in self.store.bindings_at(dpid, port, mac):
             out += [(dpid, m) for m in revoke_flows(b["number"])]
             out += self.forwarding.forget(mac)
             if b["isr_id"]:

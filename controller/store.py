@@ -111,16 +111,27 @@ class Store:
         self.db.execute("UPDATE bindings SET dpid=NULL, port=NULL, mac=NULL, isr_id=NULL, "
                         "crs_key=NULL, expires=NULL WHERE identity=?", (identity,))
 
+    _COLS = ["identity", "number", "group", "dpid", "port", "mac", "isr_id", "crs_key",
+             "method", "start", "expires"]
+    _SELECT = ("SELECT identity, number, grp, dpid, port, mac, isr_id, crs_key, method, start, "
+               "expires FROM bindings WHERE dpid IS NOT NULL")
+
     def bindings(self, now: float | None = None) -> Iterator[dict[str, Any]]:
         """Active bindings (unexpired sessions) with their location."""
         now = time.time() if now is None else now
-        cur = self.db.execute("SELECT identity, number, grp, dpid, port, mac, isr_id, crs_key, "
-                              "method, start, expires FROM bindings WHERE dpid IS NOT NULL "
-                              "AND expires > ?", (now,))
-        keys = ["identity", "number", "group", "dpid", "port", "mac", "isr_id", "crs_key",
-                "method", "start", "expires"]
-        for row in cur.fetchall():
-            yield dict(zip(keys, row))
+        for row in self.db.execute(self._SELECT + " AND expires > ?", (now,)).fetchall():
+            yield dict(zip(self._COLS, row))
+
+    def binding(self, identity: str) -> dict[str, Any] | None:
+        """One identity's binding, expired or not (None when it has none)."""
+        row = self.db.execute(self._SELECT + " AND identity=?", (identity,)).fetchone()
+        return dict(zip(self._COLS, row)) if row else None
+
+    def bindings_at(self, dpid: int, port: int, mac: str) -> list[dict[str, Any]]:
+        """Bindings of a (switch, port, MAC), expired or not: what a revocation removes."""
+        rows = self.db.execute(self._SELECT + " AND dpid=? AND port=? AND mac=?",
+                               (dpid, port, mac)).fetchall()
+        return [dict(zip(self._COLS, r)) for r in rows]
 
     # --- SCS terminals and decisions -----------------------------------------------------
 

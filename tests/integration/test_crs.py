@@ -1,0 +1,280 @@
+"""X.1125 on Mininet: reports isolate, rate-limit and restrict; correlation; release after an
+update; containment survives SIGKILL of the controller; forged and replayed reports change
+nothing. Terminals authenticate with our supplicant and run the real agent."""
+import json
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import yaml
+
+from conftest import ROOT, ControllerProcess, ping, tcp_ok, wait_until
+from controller.admission.credentials import load_credentials
+from controller.crs import messages as crsap
+from controller.crs.agent import sci_from_posture
+
+CREDS = load_credentials(ROOT / "config/credentials.yaml")
+PY = str(ROOT / ".venv/bin/python")
+CLEAN = {"os": {"name": "MobileOS", "patch_level": 12},
+         "antivirus": {"engine": "1.0", "signature_version": 2041},
+         "agent_version": "1.0.0", "firewall": True, "threats": [], "attackers": []}
+
+
+class CrsNet:
+    """Controller (authentication + CRS) and mobile_core with agents on chosen terminals."""
+
+    def __init__(self, controller, network, tmp_path, policy_edit=None):
+        self.tmp = tmp_path
+        policy = yaml.safe_load((ROOT / "config/crs_policy.yaml").read_text())
+        policy["report"] = {"interval_s": 2, "stale_after_s": 600}
+        if policy_edit:
+            policy_edit(policy)
+        (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
+        cfg = tmp_path / "controller.yaml"
+        cfg.write_text(yaml.safe_dump({
+            "admission": {"mode": "authenticate",
+                          "credentials": str(ROOT / "config/credentials.yaml"),
+                          "authorization": str(ROOT / "config/authorization.yaml")},
+            "crs": {"enabled": True, "policy": str(tmp_path / "policy.yaml")},
+            "topology": str(ROOT / "topologies/mobile_core.yaml"),
+            "audit_log": str(tmp_path / "audit.jsonl")}))
+        self.cfg = ["--config", str(cfg)]
+        self.ctl = controller(*self.cfg)
+        self.emu = network("topologies/mobile_core.yaml", self.ctl)
+        self._update_server()
+        self.servers = {}
+
+    def _update_server(self):
+        root = self.tmp / "www"
+        (root / "updates").mkdir(parents=True)
+        for item in ("baseline", "clean"):
+            (root / "updates" / item).write_text(f"update {item}\n")
+        self.update_log = self.tmp / "update-http.log"
+        self.emu.popen("update", ["python3", "-m", "http.server", "80", "--bind", "10.0.100.20",
+                                  "--directory", str(root)],
+                       stdout=open(self.update_log, "wb"), stderr=subprocess.STDOUT)
+        wait_until(lambda: ":80" in self.emu.host("update").cmd("ss -ltn 'sport = :80'"), 10,
+                   "update server")
+
+    def listen(self, host, port):
+        """A TCP listener on a host (stands for an application service)."""
+        ip = self.emu.host(host).IP()
+        self.emu.popen(host, ["python3", "-m", "http.server", str(port), "--bind", ip],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: f":{port}" in self.emu.host(host).cmd(f"ss -ltn 'sport = :{port}'"),
+                   10, f"listener {host}:{port}")
+
+    def terminal(self, host, posture=None):
+        ident = f"{host}@crs.example"
+        keys = self.tmp / f"{host}-keys.json"
+        post = self.tmp / f"{host}-posture.json"
+        post.write_text(json.dumps(posture or CLEAN))
+        self.emu.popen(host, [PY, "-m", "controller.admission.supplicant_main", "--interface",
+                              f"{host}-eth0", "--identity", ident, "--psk",
+                              CREDS.demo_psk(ident).hex(), "--keys-out", str(keys)],
+                       stdout=open(self.tmp / f"{host}-sup.log", "wb"), stderr=subprocess.STDOUT)
+        wait_until(keys.exists, 30, f"{host} authenticated")
+        self.emu.popen(host, [PY, "-m", "controller.crs.agent", "--posture", str(post),
+                              "--keys", str(keys), "--name", ident, "--interval", "2",
+                              "--scs", f"http://10.0.100.254:{self.ctl.rest_port}"],
+                       stdout=open(self.tmp / f"{host}-agent.log", "wb"),
+                       stderr=subprocess.STDOUT)
+        return post
+
+    def row(self, host):
+        return next((t for t in self.ctl.get("/crs/v1/terminals") if t["name"] == host), None)
+
+    def level(self, host):
+        row = self.row(host)
+        return row and row.get("level")
+
+    def wait_level(self, host, level, timeout=20):
+        wait_until(lambda: self.level(host) == level, timeout, f"{host} at {level}")
+
+    def set_posture(self, path, **changes):
+        data = json.loads(path.read_text())
+        data.update(changes)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(path)
+
+    def h(self, name):
+        return self.emu.host(name)
+
+
+INFECTED = [{"name": "Worm.Demo", "count": 1, "cleaned": False}]
+
+
+@pytest.fixture
+def crs(controller, network, tmp_path):
+    return lambda **kw: CrsNet(controller, network, tmp_path, **kw)
+
+
+def test_infected_report_isolates_and_a_clean_report_after_the_update_releases(crs):
+    net = crs()
+    p1 = net.terminal("c1t1")
+    net.terminal("c2t1")
+    net.wait_level("c1t1", "COMPLIANT")
+    net.wait_level("c2t1", "COMPLIANT")
+    wait_until(lambda: ping(net.h("c1t1"), "10.0.2.1"), 15, "c1t1 reaches c2t1")
+    net.set_posture(p1, threats=INFECTED)
+    # the agent reports at once; the SCS isolates and sends the "clean" update with its reply;
+    # the agent fetches it from the update server (reachable while isolated), reports clean
+    wait_until(lambda: "GET /updates/clean" in net.update_log.read_text(), 30,
+               "the isolated terminal fetched its update")
+    audit = [json.loads(l) for l in (net.tmp / "audit.jsonl").read_text().splitlines()]
+    levels = [a["level"] for a in audit if a.get("event") == "decision"
+              and a.get("terminal") == "c1t1@crs.example"]
+    assert "INFECTED" in levels and levels[levels.index("INFECTED")] == "INFECTED"
+    net.wait_level("c1t1", "COMPLIANT")
+    assert json.loads(p1.read_text())["threats"][0]["cleaned"] is True
+    wait_until(lambda: ping(net.h("c1t1"), "10.0.2.1"), 15, "released terminal reaches c2t1")
+
+
+def test_isolation_seen_in_reachability_while_update_server_stays_reachable(crs):
+    # no update item on INFECTED: the terminal stays isolated
+    def edit(p):
+        p["control"]["levels"]["INFECTED"] = {"actions": ["isolate"]}
+    net = crs(policy_edit=edit)
+    p1 = net.terminal("c1t1")
+    net.terminal("c1t2")
+    net.wait_level("c1t2", "COMPLIANT")
+    wait_until(lambda: ping(net.h("c1t1"), "10.0.1.2"), 15, "c1t1 reaches c1t2")
+    net.set_posture(p1, threats=INFECTED)
+    net.wait_level("c1t1", "INFECTED")
+    wait_until(lambda: not ping(net.h("c1t1"), "10.0.1.2", timeout=1), 5, "isolation")
+    assert not ping(net.h("c1t2"), "10.0.1.1", timeout=1)
+    assert tcp_ok(net.h("c1t1"), "10.0.100.20", 80)
+    # a new MAC or IP on the quarantined port does not get out either
+    h = net.h("c1t1")
+    h.cmd("ip addr add 10.0.1.77/16 dev c1t1-eth0")
+    assert "0 received" in h.cmd("ping -c2 -W1 -I 10.0.1.77 10.0.1.2")
+    h.cmd("ip link set c1t1-eth0 address 02:00:00:00:77:77")
+    assert not ping(h, "10.0.1.2", timeout=1)
+
+
+def test_vulnerable_terminal_rate_limited_mail_blocked_own_group_only(crs):
+    net = crs()
+    p1 = net.terminal("c1t1")
+    net.terminal("c1t2")
+    net.terminal("c2t1")
+    net.listen("mail", 25)
+    for h in ("c1t1", "c1t2", "c2t1"):
+        net.wait_level(h, "COMPLIANT")
+    assert tcp_ok(net.h("c1t1"), "10.0.100.11", 25)
+    net.set_posture(p1, firewall=False)       # VULNERABLE: restrict mail, 2000 kbps, own cell
+    net.wait_level("c1t1", "VULNERABLE")
+    wait_until(lambda: not tcp_ok(net.h("c1t1"), "10.0.100.11", 25, timeout=1), 5,
+               "mail blocked for the vulnerable terminal")
+    assert tcp_ok(net.h("c1t2"), "10.0.100.11", 25)          # others keep mail
+    assert tcp_ok(net.h("c1t1"), "10.0.100.20", 80)          # the update server stays
+    assert ping(net.h("c1t1"), "10.0.1.2")                   # own group
+    assert not ping(net.h("c1t1"), "10.0.2.1", timeout=1)    # other cell
+    # the meter: UDP offered at 10 Mbit/s arrives at about the configured 2000 kbps
+    srv = net.emu.popen("c1t2", ["iperf3", "-s", "-1", "-J"])
+    wait_until(lambda: ":5201" in net.h("c1t2").cmd("ss -ltn 'sport = :5201'"), 10, "iperf3")
+    out = json.loads(net.h("c1t1").cmd("iperf3 -c 10.0.1.2 -u -b 10M -t 5 -J"))
+    srv.wait(timeout=20)
+    received_kbps = out["end"]["sum"]["bits_per_second"] * (
+        1 - out["end"]["sum"]["lost_percent"] / 100) / 1000
+    assert 1800 <= received_kbps <= 2200, received_kbps
+
+
+def test_correlation_needs_k_distinct_reporters(crs):
+    def edit(p):
+        p["control"]["levels"]["INFECTED"] = {"actions": ["isolate"]}
+    net = crs(policy_edit=edit)
+    net.terminal("c1t3")                       # the attacker: its agent claims clean
+    v1, v2 = net.terminal("c1t1"), net.terminal("c2t1")
+    for h in ("c1t3", "c1t1", "c2t1"):
+        net.wait_level(h, "COMPLIANT")
+    seen = [{"source": "10.0.1.3", "threat": "Worm.Demo", "count": 3,
+             "last_seen": time.time()}]
+    net.set_posture(v1, attackers=seen)
+    wait_until(lambda: net.row("c1t1")["last_report"] and
+               any(a.get("event") == "sci_report" and a.get("terminal") == "c1t1@crs.example"
+                   and a["sci"].get("attackers")
+                   for a in map(json.loads, (net.tmp / "audit.jsonl").read_text().splitlines())),
+               15, "first accusation recorded")
+    assert net.level("c1t3") == "COMPLIANT", "one accuser must not be enough"
+    net.set_posture(v2, attackers=seen)
+    net.wait_level("c1t3", "INFECTED")
+    assert "c1t1@crs.example" in net.row("c1t3")["decision"]["accusers"]
+    wait_until(lambda: not ping(net.h("c1t3"), "10.0.1.1", timeout=1), 5, "attacker isolated")
+
+
+def test_quarantine_survives_sigkill_and_restart(crs, tmp_path):
+    net = crs()
+    net.terminal("c1t1")
+    net.terminal("c1t2")
+    for h in ("c1t1", "c1t2"):
+        net.wait_level(h, "COMPLIANT")
+    wait_until(lambda: ping(net.h("c1t1"), "10.0.1.2"), 15, "c1t1 reaches c1t2")
+    q = net.ctl.request("POST", "/crs/v1/terminals/c1t1/quarantine")
+    assert q["decision"]["isolate"] is True
+    wait_until(lambda: not ping(net.h("c1t1"), "10.0.1.2", timeout=1), 5, "quarantine")
+    # a probe that runs through the whole outage and restart
+    probe = net.emu.popen("c1t1", ["ping", "-i", "0.05", "-W", "1", "10.0.1.2"],
+                          stdout=subprocess.PIPE, text=True)
+    net.ctl.kill(signal.SIGKILL)
+    ctl2 = ControllerProcess(tmp_path, net.cfg, ofp_port=net.ctl.ofp_port,
+                             rest_port=net.ctl.rest_port).start()
+    try:
+        wait_until(lambda: len(ctl2.status()["switches"]) == 7, 60, "switches reconnected")
+        assert next(t for t in ctl2.get("/crs/v1/terminals")
+                    if t["name"] == "c1t1")["decision"]["isolate"] is True
+        probe.send_signal(signal.SIGINT)
+        out, _ = probe.communicate(timeout=10)
+        assert " 0 received" in out, out[-300:]
+        assert ctl2.request("POST", "/crs/v1/terminals/c1t1/release")["decision"]["isolate"] \
+            is False
+        wait_until(lambda: ping(net.h("c1t1"), "10.0.1.2"), 15, "released after restart")
+    finally:
+        ctl2.stop()
+
+
+def test_forged_and_replayed_reports_change_nothing(crs):
+    net = crs()
+    net.terminal("c1t1")
+    net.terminal("c1t2")
+    for h in ("c1t1", "c1t2"):
+        net.wait_level(h, "COMPLIANT")
+    before = net.ctl.status()["counters"]
+    url = f"http://127.0.0.1:{net.ctl.rest_port}/crsap/v1/messages"
+
+    def post(raw):
+        req = urllib.request.Request(url, data=raw, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+    bad = {**CLEAN, "threats": INFECTED}
+    c2_key = bytes.fromhex(json.loads((net.tmp / "c1t2-keys.json").read_text())["crs_report_key"])
+    c1 = "c1t1@crs.example"
+    body = {"ms_id": c1, "sci": sci_from_posture(bad)}
+    # signed with another terminal's key
+    assert post(crsap.encode("SCIReport", c1, int(time.time() * 1000) + 10**6, time.time(),
+                             body, c2_key)) == 403
+    # about another terminal, signed correctly by its sender
+    other = {"ms_id": c1, "sci": sci_from_posture(bad)}
+    assert post(crsap.encode("SCIReport", "c1t2@crs.example", int(time.time() * 1000) + 10**6,
+                             time.time(), other, c2_key)) == 403
+    # a replay of an accepted report
+    c1_key = bytes.fromhex(json.loads((net.tmp / "c1t1-keys.json").read_text())["crs_report_key"])
+    good = crsap.encode("SCIReport", c1, int(time.time() * 1000) + 2 * 10**6, time.time(),
+                        {"ms_id": c1, "sci": sci_from_posture(CLEAN)}, c1_key)
+    assert post(good) == 200
+    assert post(good) == 403
+    # garbage and oversized bodies
+    assert post(b"\x00" * 100) == 403
+    assert post(b"{" * 70000) in (403, 413)
+    after = net.ctl.status()["counters"]
+    rejected = sum(v for k, v in after.items() if k.startswith("crs_rejected")) - \
+        sum(v for k, v in before.items() if k.startswith("crs_rejected"))
+    assert rejected >= 4
+    assert net.level("c1t1") == "COMPLIANT" and net.level("c1t2") == "COMPLIANT"
+    assert ping(net.h("c1t1"), "10.0.1.2")
