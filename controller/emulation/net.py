@@ -219,24 +219,50 @@ class Emulation:
 
 def acquire_lock(timeout_s: float = 1800.0) -> int:
     """One emulated network at a time on a machine: they share the service address (one
-    root-namespace route) and switch names. A second one waits its turn."""
+    root-namespace route) and switch names. A second one waits its turn, in arrival order:
+    waiters queue on a turnstile lock, so a process that releases the network and asks again
+    at once (an experiment's next run) goes behind those already waiting."""
     os.makedirs(os.path.dirname(LOCK_FILE), exist_ok=True)
+    turn = os.open(LOCK_FILE + ".queue", os.O_CREAT | os.O_RDWR, 0o644)
     fd = os.open(LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
-    deadline = time.time() + timeout_s
-    told = False
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.time() > deadline:
-                os.close(fd)
-                raise EmulationError(f"another emulated network is still up (lock {LOCK_FILE});"
-                                     " gave up waiting") from None
-            if not told:
+    try:
+        with _deadline(timeout_s):
+            fcntl.flock(turn, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
                 print("waiting for another emulated network to finish...", flush=True)
-                told = True
-            time.sleep(0.5)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+    except TimeoutError:
+        os.close(fd)
+        raise EmulationError(f"another emulated network is still up (lock {LOCK_FILE}); "
+                             "gave up waiting") from None
+    finally:
+        os.close(turn)       # closing drops the turnstile for the next waiter
+    return fd
+
+
+class _deadline:
+    """Interrupt a blocking call after `seconds` (SIGALRM; main thread only)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = max(1, int(seconds))
+
+    def __enter__(self) -> None:
+        import signal
+        import threading
+        self.active = threading.current_thread() is threading.main_thread()
+        if self.active:
+            def expired(signum, frame):  # noqa: ARG001
+                raise TimeoutError
+            self.old = signal.signal(signal.SIGALRM, expired)
+            signal.alarm(self.seconds)
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+        if self.active:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, self.old)
 
 
 def release_lock(fd: int | None) -> None:
