@@ -4,7 +4,10 @@ The protocol lives in the pure ``Supplicant``; this module only moves frames bet
 an AF_PACKET socket on one interface, keeps time (Start retransmission, back-off after a
 failure, optional periodic re-authentication) and writes the keys file the terminal's other
 programs read (the CRS agent, the SP demo client). Output contract, one line each:
-``EAP-SUCCESS <seconds>`` (seconds since the exchange began) and ``EAP-FAILURE [reason]``.
+``EAPOL-START <unix time>`` (wall clock, taken just before the first EAPOL-Start of an
+exchange is sent: the origin of the authentication benchmark's "Start to first packet at a
+server"), ``EAP-SUCCESS <seconds>`` (seconds since the exchange began) and
+``EAP-FAILURE [reason]``.
 
 Keys file (JSON, mode 0600, replaced atomically): identity, method, isr_id, crs_report_key
 (hex), sp_root (hex, purpose_key(EMSK, "sp-root"): what an SS needs to derive its SS-SP keys
@@ -114,11 +117,12 @@ class Runner:
         self.result: int | None = None
 
     def send_start(self) -> None:
-        now = self.clock()
+        now, wall = self.clock(), self.wall()
         self.sock.send(self.sup.start())
         self.start_tries += 1
         if self.start_tries == 1:
             self.began = now
+            self.out(f"EAPOL-START {wall:.6f}")
         self.next_start = now + (START_INTERVAL_S if self.start_tries < START_TRIES else SLOW_START_S)
 
     def run(self) -> int:

@@ -172,3 +172,38 @@ def test_reauthentication_keeps_a_running_iperf_alive(controller, network, tmp_p
     assert len(per_second) >= 15 and min(per_second) > 0, per_second
     assert ctl.status()["counters"].get("dot1x_reauth", 0) >= 1
     assert terminal(ctl, "c1t1")["isr_id"] != first
+
+
+def test_legacy_md5_subscriber_with_wpa_supplicant(controller, network, tmp_path):
+    """EAP-MD5 only for a subscriber marked legacy: it gets in (no keys, no mutual auth);
+    a non-legacy subscriber offering only MD5 does not."""
+    import yaml
+    from controller.admission.credentials import encrypt_md5_secret, new_md5_key_file
+    key_file = tmp_path / "md5.key"
+    new_md5_key_file(key_file)
+    creds = yaml.safe_load((ROOT / "config/credentials.yaml").read_text())
+    creds["md5_key_file"] = str(key_file)
+    creds["subscribers"].append({"identity": "c1t1@crs.example", "group": "cell1",
+                                 "method": "md5", "legacy": True,
+                                 "md5_token": encrypt_md5_secret(key_file, "old-secret")})
+    (tmp_path / "creds.yaml").write_text(yaml.safe_dump(creds))
+    args = auth_config(tmp_path)
+    cfg = tmp_path / "controller.yaml"
+    cfg.write_text(cfg.read_text().replace(f"{ROOT}/config/credentials.yaml",
+                                           str(tmp_path / "creds.yaml")))
+    ctl = controller(*args)
+    emu = network("topologies/minimal.yaml", ctl)
+    web_server(emu, "update", 80)
+    logs = {}
+    for host, secret in (("c1t1", "old-secret"), ("c1t2", "any")):
+        conf = wpa.write_supplicant_config(tmp_path / f"md5-{host}.conf",
+                                           f"{host}@crs.example", secret, eap="MD5")
+        logs[host] = tmp_path / f"md5-{host}.log"
+        wpa.start_supplicant(f"{host}-eth0", conf, logs[host], popen=lambda argv, out, h=host:
+                             emu.popen(h, argv, stdout=out, stderr=subprocess.STDOUT))
+    wait_until(lambda: "CTRL-EVENT-EAP-SUCCESS" in text(logs["c1t1"]), 30, "legacy MD5 success")
+    wait_until(lambda: "CTRL-EVENT-EAP-FAILURE" in text(logs["c1t2"]), 30, "MD5 refused")
+    wait_until(lambda: tcp_ok(emu.host("c1t1"), "10.0.100.20", 80), 15, "legacy terminal in")
+    assert not tcp_ok(emu.host("c1t2"), "10.0.100.20", 80)
+    row = terminal(ctl, "c1t1")
+    assert row["method"] == "md5" and not row["isr_id"]     # no keys from EAP-MD5

@@ -1,0 +1,627 @@
+"""X.1124 authentication benchmark: results/bench/auth.json.
+
+(a) The EAP exchange as wpa_supplicant 2.10 sees it (``-t`` timestamps,
+    CTRL-EVENT-EAP-STARTED to CTRL-EVENT-EAP-SUCCESS, controller/bench/wpa.py), EAP-PSK:
+    ours (controller in authenticate mode, ``mobile_core`` with 17 terminals per cell) and, in
+    the same invocation with the same wpa_supplicant configuration, hostapd's wired
+    authenticator with its internal EAP server (controller/bench/auth_reference.py). One
+    terminal: the first exchange, then ``runs`` re-authentications one at a time (control
+    command REAUTHENTICATE). ``n_terminals`` terminals: supplicants started together (first
+    exchanges), then ``rounds`` rounds in which all of them re-authenticate at once. The ratio
+    ours/reference is given for p50 and p99.
+
+(b) Ours, from the EAPOL-Start our supplicant sends (its ``EAPOL-START <unix time>`` line) to
+    the first packet of that terminal that reaches an application server. The only traffic an
+    authenticated terminal may send to an application server is what its group is entitled to
+    (config/authorization.yaml: TCP services only, UDP nothing), so the terminal sends TCP
+    SYNs to web:80 (10.0.100.10) every ``interval_ms`` from before its EAPOL-Start; the kernel
+    timestamp (SO_TIMESTAMPNS) of the first SYN seen on the server's interface is the arrival.
+    ARP before authentication is dropped, so each terminal gets a permanent neighbour entry
+    for the server. One "probe" process does both ends: it enters each terminal's network
+    namespace to open a raw sending socket there, and the server's namespace to open a packet
+    socket on its interface (one process instead of 50 senders keeps the load of the
+    measurement itself small); it stops sending for a terminal once that terminal's first
+    SYN arrived. All hosts share one kernel clock, so the supplicant's and the probe's times
+    compare directly. The arriving SYN's sequence number is its send index, so the result
+    also says how many SYNs were dropped before (``dropped_before_first``).
+
+Run: ``crs bench auth`` (the lead wires it) or ``python -m controller.bench.auth``.
+The probe: ``python -m controller.bench.auth probe --help`` (root, used by ``run``).
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from controller.bench import common
+from controller.emulation.processes import ROOT, ControllerProcess, wait_until
+
+SERVER = "web"
+SERVER_PORT = 80                  # web/http: entitled for cells 1..3 (authorization.yaml)
+CLONE_NEWNET = 0x40000000
+SO_TIMESTAMPNS = 35               # also SCM_TIMESTAMPNS
+ETH_P_IP = 0x0800
+PACKET_OUTGOING = 4
+# Our authenticator takes EAPOL-Starts from a port through a token bucket (3, then 1 per
+# second: authenticator.Timers); re-authentications are spaced so none is rate-limited.
+START_PACE_S = 1.1
+
+
+# --- packets (pure) ------------------------------------------------------------------------
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def tcp_syn(src_ip: str, dst_ip: str, sport: int, dport: int, seq: int) -> bytes:
+    """A TCP SYN header (no options) with a correct checksum, for a raw IPPROTO_TCP socket
+    (the kernel adds the IP header). ``seq`` carries the send index."""
+    if not (0 < sport < 65536 and 0 < dport < 65536 and 0 <= seq < 2 ** 32):
+        raise ValueError("ports 1..65535, seq 0..2^32-1")
+    hdr = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, 0x02, 64240, 0, 0)
+    pseudo = socket.inet_aton(src_ip) + socket.inet_aton(dst_ip) + struct.pack("!BBH", 0, 6, len(hdr))
+    return hdr[:16] + struct.pack("!H", _checksum(pseudo + hdr)) + hdr[18:]
+
+
+@dataclass(frozen=True)
+class Syn:
+    src_ip: str
+    dst_ip: str
+    sport: int
+    dport: int
+    seq: int
+
+
+def parse_syn(ip_packet: bytes) -> Syn | None:
+    """The TCP SYN (without ACK) in an IPv4 packet, or None for anything else."""
+    if len(ip_packet) < 20 or ip_packet[0] >> 4 != 4:
+        return None
+    ihl = (ip_packet[0] & 0x0F) * 4
+    if ip_packet[9] != 6 or len(ip_packet) < ihl + 14 or ihl < 20:
+        return None
+    sport, dport, seq = struct.unpack("!HHI", ip_packet[ihl:ihl + 8])
+    flags = ip_packet[ihl + 13]
+    if flags & 0x12 != 0x02:
+        return None
+    return Syn(socket.inet_ntoa(ip_packet[12:16]), socket.inet_ntoa(ip_packet[16:20]), sport, dport, seq)
+
+
+def start_to_first_ms(starts: dict[str, float], arrivals: dict[str, float]) -> tuple[list[float], list[str]]:
+    """Per terminal: arrival minus EAPOL-Start, in ms; and the terminals missing either."""
+    out, missing = [], []
+    for name, t0 in starts.items():
+        if name in arrivals:
+            out.append((arrivals[name] - t0) * 1000)
+        else:
+            missing.append(name)
+    missing += [n for n in arrivals if n not in starts]
+    return out, missing
+
+
+def parse_probe_output(text: str) -> tuple[bool, dict[str, dict[str, float]]]:
+    """The probe's lines: ``SENDING ...`` seen?, and per source IP its FIRST record."""
+    sending, first = False, {}
+    for line in text.splitlines():
+        parts = line.split()
+        if parts[:1] == ["SENDING"]:
+            sending = True
+        elif parts[:1] == ["FIRST"] and len(parts) == 6:
+            first[parts[1]] = {"arrival": float(parts[2]), "seq": int(parts[3]),
+                               "sent_at": float(parts[4]), "sent": int(parts[5])}
+    return sending, first
+
+
+def supplicant_start_time(text: str) -> float | None:
+    """The unix time of the first ``EAPOL-START`` line of our supplicant's output."""
+    for line in text.splitlines():
+        parts = line.split()
+        if parts[:1] == ["EAPOL-START"] and len(parts) == 2:
+            try:
+                return float(parts[1])
+            except ValueError:
+                return None
+    return None
+
+
+# --- the probe process (root namespace; enters others by file descriptor) -------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def _socket_in(netns: str, family: int, kind: int, proto: int) -> socket.socket:
+    """A socket created inside another network namespace (it stays there)."""
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    target = os.open(netns, os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            return socket.socket(family, kind, proto)
+        finally:
+            _setns(home)
+    finally:
+        os.close(target)
+        os.close(home)
+
+
+def probe(sources: list[tuple[str, str]], server_ns: str, server_if: str, dst_ip: str, dport: int,
+          sport: int, interval_s: float, timeout_s: float, out=print) -> int:
+    """Send SYNs from every (netns path, source IP) every ``interval_s`` until its first one is
+    seen on the server interface (or ``timeout_s``). Prints SENDING, FIRST and DONE lines."""
+    rx = _socket_in(server_ns, socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
+    rx.bind((server_if, ETH_P_IP))
+    rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    rx.setblocking(False)
+    tx = {}
+    for ns, ip in sources:
+        s = _socket_in(ns, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+        s.setblocking(False)
+        tx[ip] = s
+    sent: dict[str, list[float]] = {ip: [] for ip in tx}
+    errors = 0
+    pending = set(tx)
+    t_end = time.monotonic() + timeout_s
+    next_send = time.monotonic()
+    announced = False
+    while pending and time.monotonic() < t_end:
+        now = time.monotonic()
+        if now >= next_send:
+            for ip in list(pending):
+                seq = len(sent[ip])
+                wall = time.time()
+                try:
+                    tx[ip].sendto(tcp_syn(ip, dst_ip, sport, dport, seq), (dst_ip, 0))
+                except OSError:
+                    errors += 1
+                sent[ip].append(wall)
+            if not announced:
+                out(f"SENDING {time.time():.6f}")
+                announced = True
+            next_send += interval_s
+            if next_send < now:                      # fell behind: skip, do not burst
+                next_send = now + interval_s
+        r, _, _ = select.select([rx], [], [], max(0.0, next_send - time.monotonic()))
+        while r:
+            try:
+                data, anc, _, addr = rx.recvmsg(2048, 64)
+            except BlockingIOError:
+                break
+            if len(addr) > 2 and addr[2] == PACKET_OUTGOING:
+                continue
+            syn = parse_syn(data)
+            if syn is None or syn.src_ip not in pending or (syn.dport, syn.sport, syn.dst_ip) != (dport, sport, dst_ip):
+                continue
+            ts = time.time()
+            for level, kind, value in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                    sec, nsec = struct.unpack("qq", value[:16])
+                    ts = sec + nsec / 1e9
+            pending.discard(syn.src_ip)
+            times = sent[syn.src_ip]
+            at = times[syn.seq] if syn.seq < len(times) else float("nan")
+            out(f"FIRST {syn.src_ip} {ts:.6f} {syn.seq} {at:.6f} {len(times)}")
+    gaps = [b - a for ts in sent.values() for a, b in zip(ts, ts[1:])]
+    mean_gap = sum(gaps) / len(gaps) * 1000 if gaps else 0.0
+    out(f"DONE missing={len(pending)} send_errors={errors} mean_interval_ms={mean_gap:.4f}")
+    for s in [rx, *tx.values()]:
+        s.close()
+    return 0 if not pending else 1
+
+
+def probe_main(argv: Sequence[str]) -> int:
+    ap = argparse.ArgumentParser(prog="controller.bench.auth probe",
+                                 description="SYNs from terminals' namespaces to a server; first arrivals")
+    ap.add_argument("--server-netns", required=True, help="e.g. /proc/<pid>/ns/net")
+    ap.add_argument("--server-if", required=True)
+    ap.add_argument("--dst", required=True)
+    ap.add_argument("--dport", type=int, default=SERVER_PORT)
+    ap.add_argument("--sport", type=int, required=True)
+    ap.add_argument("--source", action="append", required=True, help="NETNS_PATH,IP (repeat)")
+    ap.add_argument("--interval-ms", type=float, default=1.0)
+    ap.add_argument("--timeout-s", type=float, default=30.0)
+    a = ap.parse_args(argv)
+    try:
+        sources = [tuple(s.split(",", 1)) for s in a.source]
+        for ns, ip in sources:
+            socket.inet_aton(ip)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
+        return probe(sources, a.server_netns, a.server_if, a.dst, a.dport, a.sport,
+                     a.interval_ms / 1000, a.timeout_s, out=lambda s: print(s, flush=True))
+    except (OSError, ValueError) as exc:
+        print(f"probe: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
+# --- the emulated side --------------------------------------------------------------------
+
+PYTHON = str(ROOT / ".venv/bin/python")
+
+
+def _text(p: Path) -> str:
+    try:
+        return p.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+class Bench:
+    """Our controller + the mobile core, and the measurements on it."""
+
+    def __init__(self, emu: Any, ctl: ControllerProcess, work: Path, creds: Any, timeout_s: float):
+        self.emu, self.ctl, self.work, self.creds, self.timeout_s = emu, ctl, work, creds, timeout_s
+        self.topo = emu.topo
+
+    def psk(self, name: str) -> str:
+        return self.creds.demo_psk(f"{name}@crs.example").hex()
+
+    def authenticated(self) -> set[str]:
+        rows = self.ctl.get("/crs/v1/terminals")
+        return {r["name"] for r in rows if r.get("authenticated")} if isinstance(rows, list) else set()
+
+    def wait_revoked(self, names: list[str], fatal: bool = True) -> list[str]:
+        """Wait until none of ``names`` is authenticated (our supplicant logs off on SIGTERM).
+        Returns those still in (``fatal=False``)."""
+        try:
+            wait_until(lambda: not (self.authenticated() & set(names)), self.timeout_s,
+                       f"{len(names)} terminal(s) revoked")
+        except AssertionError:
+            if fatal:
+                raise
+        return sorted(self.authenticated() & set(names))
+
+    # (b) ------------------------------------------------------------------------------
+
+    def static_neighbour(self, names: list[str]) -> None:
+        srv = self.topo.host(SERVER)
+        for n in names:
+            self.emu.host(n).cmd(f"ip neigh replace {srv.ip} lladdr {srv.mac} dev {n}-eth0 nud permanent")
+
+    def teach_server_location(self) -> None:
+        """Let every switch learn where the server is before (b), as a server that talks would
+        have taught them: one unicast ping from the server to one terminal per access switch
+        (unanswered; flooded hop by hop, so each switch on the way sees the server's MAC).
+        Otherwise every SYN of an authenticated terminal to a never-heard-of server is a
+        packet-in (table-2 miss), and 50 terminals x 1000 SYN/s would measure the flood of
+        packet-ins the measurement itself makes, not the authentication."""
+        srv, seen = self.emu.host(SERVER), set()
+        for t in self.topo.terminals():
+            if t.switch in seen:
+                continue
+            seen.add(t.switch)
+            srv.cmd(f"ip neigh replace {t.ip} lladdr {t.mac} dev {SERVER}-eth0 nud permanent; "
+                    f"ping -c1 -W1 {t.ip} >/dev/null; ip neigh del {t.ip} dev {SERVER}-eth0")
+
+    def first_packet_round(self, names: list[str], sport: int, interval_ms: float, tag: str) -> dict:
+        """One round: probe on, our supplicants started together, first arrivals, logoff."""
+        self.wait_revoked(names)
+        srv = self.topo.host(SERVER)
+        out = self.work / f"probe-{tag}.out"
+        argv = [PYTHON, "-m", "controller.bench.auth", "probe",
+                "--server-netns", f"/proc/{self.emu.host(SERVER).pid}/ns/net",
+                "--server-if", f"{SERVER}-eth0", "--dst", srv.ip, "--dport", str(SERVER_PORT),
+                "--sport", str(sport), "--interval-ms", str(interval_ms),
+                "--timeout-s", str(min(self.timeout_s, 30.0))]
+        for n in names:
+            argv += ["--source", f"/proc/{self.emu.host(n).pid}/ns/net,{self.topo.host(n).ip}"]
+        with open(out, "w") as f:
+            prb = subprocess.Popen(argv, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+        sups: dict[str, tuple[subprocess.Popen, Path]] = {}
+        try:
+            wait_until(lambda: parse_probe_output(_text(out))[0] or prb.poll() is not None, 20,
+                       "the probe to start sending")
+            if prb.poll() is not None:
+                raise RuntimeError(f"probe exited: {_text(out)[-400:]}")
+            time.sleep(0.02)                         # SYNs are flowing before any EAPOL-Start
+            for n in names:
+                log = self.work / f"sup-{tag}-{n}.out"
+                p = self.emu.popen(n, [PYTHON, "-m", "controller.admission.supplicant_main",
+                                       "--interface", f"{n}-eth0", "--identity", f"{n}@crs.example",
+                                       "--psk", self.psk(n), "--keys-out", str(self.work / f"keys-{n}.json")],
+                                   stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=str(ROOT))
+                sups[n] = (p, log)
+            try:
+                prb.wait(self.timeout_s + 10)
+            except subprocess.TimeoutExpired:
+                pass
+            _, first = parse_probe_output(_text(out))
+            starts = {n: supplicant_start_time(_text(log)) for n, (_, log) in sups.items()}
+        finally:
+            if prb.poll() is None:
+                prb.terminate()
+                prb.wait(10)
+            for p, _ in sups.values():
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)        # EAPOL-Logoff: the terminal is revoked
+            for p, _ in sups.values():
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        ip_of = {self.topo.host(n).ip: n for n in names}
+        arrivals = {ip_of[ip]: r["arrival"] for ip, r in first.items() if ip in ip_of}
+        lat, missing = start_to_first_ms({n: t for n, t in starts.items() if t is not None}, arrivals)
+        missing += [n for n, t in starts.items() if t is None]
+        done = _text(out).splitlines()[-1:] or [""]
+        interval = next((float(x.split("=")[1]) for x in done[0].split() if x.startswith("mean_interval_ms=")), None)
+        return {"ms": lat, "missing": sorted(set(missing)),
+                "dropped_before_first": [r["seq"] for r in first.values()],
+                "send_to_arrival_ms": [(r["arrival"] - r["sent_at"]) * 1000 for r in first.values()],
+                "mean_send_interval_ms": interval}
+
+    def first_packet(self, single: str, names: list[str], runs: int, rounds: int,
+                     interval_ms: float, concurrent_interval_ms: float) -> dict:
+        self.static_neighbour(sorted(set(names) | {single}))
+        self.teach_server_location()
+        one = []
+        for i in range(runs):
+            time.sleep(START_PACE_S)       # the per-port EAPOL-Start bucket has a token again
+            one.append(self.first_packet_round([single], 20000 + i, interval_ms, f"b1-{i}"))
+        print(f"(b) 1 terminal: {runs} runs", flush=True)
+        many = []
+        for r in range(rounds):
+            many.append(self.first_packet_round(names, 21000 + r, concurrent_interval_ms, f"bn-{r}"))
+            print(f"(b) {len(names)} terminals: round {r + 1}/{rounds}", flush=True)
+        not_revoked = self.wait_revoked(sorted(set(names) | {single}), fatal=False)
+
+        def agg(rs: list[dict]) -> dict:
+            ms = [x for r in rs for x in r["ms"]]
+            s = common.summary(ms)
+            intervals = [r["mean_send_interval_ms"] for r in rs if r["mean_send_interval_ms"]]
+            return {"start_to_first_packet_ms": s, "p50_ms": s["p50"], "p99_ms": s["p99"],
+                    "missing": sum(len(r["missing"]) for r in rs),
+                    "syns_dropped_before_first": common.summary([float(x) for r in rs for x in r["dropped_before_first"]]),
+                    "send_to_arrival_ms": common.summary([x for r in rs for x in r["send_to_arrival_ms"]]),
+                    "mean_send_interval_ms": sum(intervals) / len(intervals) if intervals else None}
+        return {"single": {"runs": runs, "syn_interval_ms": interval_ms, **agg(one)},
+                "concurrent": {"n_terminals": len(names), "rounds": rounds,
+                               "syn_interval_ms": concurrent_interval_ms, **agg(many)},
+                "not_revoked_after": not_revoked}
+
+    # (a) ------------------------------------------------------------------------------
+
+    def wpa(self, name: str):
+        from controller.bench.wpa import Ctrl, start_supplicant, write_supplicant_config
+        ctrl_dir = self.work / "wpa-ctrl"
+        conf = write_supplicant_config(self.work / f"wpa-{name}.conf", f"{name}@crs.example",
+                                       self.psk(name), "PSK", ctrl_dir)
+        log = self.work / f"wpa-{name}.out"
+        p = start_supplicant(f"{name}-eth0", conf, log,
+                             popen=lambda argv, out: self.emu.popen(name, argv, stdout=out,
+                                                                    stderr=subprocess.STDOUT))
+        return p, log, Ctrl(ctrl_dir, f"{name}-eth0")
+
+    def eap(self, single: str, names: list[str], runs: int, rounds: int) -> dict:
+        from controller.bench.wpa import exchanges, stop_process, wait_results
+        to = self.timeout_s
+        p, log, ctrl = self.wpa(single)
+        try:
+            wait_results(log, 1, to)
+            wait_until(ctrl.ready, 10, "wpa_supplicant control interface")
+            for k in range(runs):
+                time.sleep(START_PACE_S)
+                if ctrl.request("REAUTHENTICATE").strip() != "OK":
+                    raise RuntimeError("REAUTHENTICATE refused")
+                wait_results(log, k + 2, to)
+        finally:
+            stop_process(p)
+        one = exchanges(_text(log))
+        print(f"(a) 1 terminal: {len(one.success_ms)} exchanges", flush=True)
+        started = []
+        try:
+            t0 = time.monotonic()
+            for n in names:
+                (self.work / f"wpa-{n}.out").unlink(missing_ok=True)
+                started.append(self.wpa(n))
+            for _, lg, _ in started:
+                wait_results(lg, 1, to)
+            cold_s = time.monotonic() - t0
+            for _, _, c in started:
+                wait_until(c.ready, 10, f"control interface {c.path}")
+            for r in range(rounds):
+                time.sleep(START_PACE_S)
+                for _, _, c in started:
+                    if c.request("REAUTHENTICATE").strip() != "OK":
+                        raise RuntimeError(f"REAUTHENTICATE refused by {c.path}")
+                for _, lg, _ in started:
+                    wait_results(lg, r + 2, to)
+                print(f"(a) {len(names)} terminals: round {r + 1}/{rounds}", flush=True)
+        finally:
+            for p, _, _ in started:
+                stop_process(p)
+        per = [exchanges(_text(lg)) for _, lg, _ in started]
+        s_re = common.summary(one.success_ms[1:])
+        first = common.summary([e.success_ms[0] for e in per if e.success_ms])
+        c_re = common.summary([x for e in per for x in e.success_ms[1:]])
+        return {
+            "single": {"first_ms": one.success_ms[0] if one.success_ms else None, "reauth_ms": s_re,
+                       "p50_ms": s_re["p50"], "p99_ms": s_re["p99"], "failures": len(one.failure_ms)},
+            "concurrent": {"n_terminals": len(names), "first_ms": first, "all_first_done_s": cold_s,
+                           "reauth_ms": c_re, "p50_ms": c_re["p50"], "p99_ms": c_re["p99"],
+                           "failures": sum(len(e.failure_ms) for e in per),
+                           "unfinished": sum(e.unfinished for e in per)},
+        }
+
+
+def controller_config(work: Path, topology_file: Path, eapol_pps: int) -> Path:
+    """The controller's YAML: authentication on, the CRS off (only X.1124 is measured)."""
+    cfg = work / "controller.yaml"
+    cfg.write_text(f"""
+admission: {{mode: authenticate, credentials: {ROOT}/config/credentials.yaml,
+            authorization: {ROOT}/config/authorization.yaml, session_s: 3600, eapol_pps: {eapol_pps}}}
+crs: {{enabled: false, policy: {ROOT}/config/crs_policy.yaml}}
+topology: {topology_file}
+audit_log: {work}/audit.jsonl
+""")
+    return cfg
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, rounds: int = 3,
+        first_packet_runs: int = 20, first_packet_rounds: int = 1, interval_ms: float = 1.0,
+        concurrent_interval_ms: float = 1.0,
+        terminals_per_cell: int = 17, eapol_pps: int = 1000, reference: bool = True,
+        timeout_s: float = 60.0, topology_file: str = "topologies/mobile_core.yaml",
+        workdir: str | None = None) -> dict[str, Any]:
+    """The whole benchmark (module doc); writes ``<out_dir>/auth.json`` and prints a table.
+    ``workdir`` keeps the logs (supplicants, probe, controller) there instead of a temp dir."""
+    import yaml
+
+    from controller import topology
+    from controller.admission.credentials import load_credentials
+    from controller.bench import auth_reference
+    from controller.config import load_yaml
+    from controller.emulation.net import Emulation, Options
+
+    if min(n_terminals, runs, rounds, first_packet_runs) < 1 or first_packet_rounds < 0:
+        raise ValueError("n_terminals, runs, rounds, first_packet_runs >= 1; first_packet_rounds >= 0")
+    if n_terminals > 3 * terminals_per_cell:
+        raise ValueError(f"{n_terminals} terminals need terminals_per_cell >= {-(-n_terminals // 3)}")
+    t_begin = time.monotonic()
+    creds = load_credentials(ROOT / "config/credentials.yaml")
+    result: dict[str, Any] = {}
+    phases: dict[str, float] = {}
+    if reference:
+        print(f"reference: hostapd, 1 terminal x {runs}, {n_terminals} terminals x {rounds} rounds", flush=True)
+        result["reference"] = auth_reference.run(n_terminals, runs, timeout_s, rounds=rounds)
+        phases["reference"] = time.monotonic() - t_begin
+    with tempfile.TemporaryDirectory(prefix="crs-bench-auth-") as tmp:
+        work = Path(workdir or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        doc = load_yaml(ROOT / topology_file)
+        doc["terminals_per_cell"] = terminals_per_cell
+        topo_path = work / "topology.yaml"
+        topo_path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        topo = topology.load(topo_path)
+        names = [h.name for h in topo.terminals()][:n_terminals]
+        single = names[0]
+        cfg = controller_config(work, topo_path, eapol_pps)
+        with ControllerProcess(work / "ctl", ["--config", str(cfg)]) as ctl:
+            emu = Emulation(topo, Options(controller_port=ctl.ofp_port, shaping=False))
+            emu.start()
+            try:
+                emu.wait_connected(60)
+                wait_until(lambda: len(ctl.status()["switches"]) == len(topo.switches), 30,
+                           "all switches known to the controller")
+                b = Bench(emu, ctl, work, creds, timeout_s)
+                t = time.monotonic()
+                result["ours"] = b.eap(single, names, runs, rounds)
+                phases["ours_eap"], t = time.monotonic() - t, time.monotonic()
+                result["controller_counters"] = {"eap": ctl.status().get("counters", {})}
+                # (b) on a fresh controller (new store: every terminal unauthenticated, whatever
+                # wpa_supplicant left behind) on the same OpenFlow port: the switches reconnect
+                # and their tables are rebuilt. Last, because 50 x 1000 SYN/s may overload it.
+                ctl.stop()
+                ctl = ControllerProcess(work / "ctl-b", ["--config", str(cfg)], ofp_port=ctl.ofp_port)
+                ctl.start()
+                try:
+                    wait_until(lambda: len(ctl.status()["switches"]) == len(topo.switches), 60,
+                               "all switches reconnected to the second controller")
+                    b.ctl = ctl
+                    result["ours_first_packet"] = b.first_packet(
+                        single, names, first_packet_runs, first_packet_rounds, interval_ms,
+                        concurrent_interval_ms)
+                    phases["ours_first_packet"] = time.monotonic() - t
+                    result["controller_counters"]["first_packet"] = ctl.status().get("counters", {})
+                finally:
+                    ctl.stop()
+            finally:
+                emu.stop()
+    ours, ref = result["ours"], result.get("reference")
+    ratio = {}
+    if ref:
+        for side in ("single", "concurrent"):
+            for p in ("p50_ms", "p99_ms"):
+                ratio[f"{side}_{p[:3]}_ours_over_reference"] = _ratio(ours[side][p], ref[side][p])
+        ratio["concurrent_first_p50_ours_over_reference"] = _ratio(ours["concurrent"]["first_ms"]["p50"],
+                                                                   ref["concurrent"]["first_ms"]["p50"])
+    result["ratio"] = ratio
+    result["parameters"] = {
+        "method": "EAP-PSK", "topology": topo.name, "terminals_per_cell": terminals_per_cell,
+        "n_terminals": n_terminals, "single_terminal": single, "runs": runs, "rounds": rounds,
+        "first_packet_runs": first_packet_runs, "first_packet_rounds": first_packet_rounds,
+        "syn_interval_ms": interval_ms, "server": f"{SERVER} {topo.host(SERVER).ip} tcp/{SERVER_PORT}",
+        "eapol_pps": eapol_pps, "crs_enabled": False, "link_shaping": False,
+        "eap_timing": "wpa_supplicant -t: CTRL-EVENT-EAP-STARTED to CTRL-EVENT-EAP-SUCCESS",
+        "first_packet_timing": "our supplicant's EAPOL-START line (wall clock before send) to the "
+                               "kernel receive timestamp of the terminal's first TCP SYN on the "
+                               "server's interface",
+    }
+    result["duration_s"] = time.monotonic() - t_begin
+    result["phase_duration_s"] = phases
+    path = common.write(out_dir, "auth", result)
+    print(report_table(result))
+    print(f"written: {path}")
+    return result
+
+
+def report_table(res: dict[str, Any]) -> str:
+    """The printed summary: one row per measurement, p50/p99 in ms, ratios where compared."""
+    ours, ref, fp = res["ours"], res.get("reference") or {}, res["ours_first_packet"]
+    ratio = res.get("ratio", {})
+    n = ours["concurrent"]["n_terminals"]
+    rows = []
+    for side, label in (("single", "1 terminal"), ("concurrent", f"{n} at once")):
+        o, r = ours[side], ref.get(side, {})
+        rows.append([f"(a) EAP re-auth, {label}", o["reauth_ms"]["n"], o["p50_ms"], o["p99_ms"],
+                     r.get("p50_ms"), r.get("p99_ms"), ratio.get(f"{side}_p50_ours_over_reference"),
+                     ratio.get(f"{side}_p99_ours_over_reference")])
+    oc, rc = ours["concurrent"]["first_ms"], ref.get("concurrent", {}).get("first_ms", {})
+    rows.append([f"(a) EAP first, {n} at once", oc["n"], oc["p50"], oc["p99"], rc.get("p50"), rc.get("p99"),
+                 _ratio(oc["p50"], rc.get("p50")), _ratio(oc["p99"], rc.get("p99"))])
+    for side, label in (("single", "1 terminal"), ("concurrent", f"{n} at once")):
+        s = fp[side]["start_to_first_packet_ms"]
+        rows.append([f"(b) Start->first pkt, {label}", s["n"], s["p50"], s["p99"], None, None, None, None])
+    return common.table(rows, ["measurement", "n", "ours p50 ms", "ours p99 ms", "hostapd p50 ms",
+                               "hostapd p99 ms", "ratio p50", "ratio p99"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["probe"]:
+        return probe_main(argv[1:])
+    ap = argparse.ArgumentParser(prog="crs bench auth", description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=str(ROOT / "results" / "bench"))
+    ap.add_argument("--terminals", type=int, default=50)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--first-packet-runs", type=int, default=20)
+    ap.add_argument("--first-packet-rounds", type=int, default=1)
+    ap.add_argument("--no-reference", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        run(a.out, a.terminals, a.runs, a.rounds, a.first_packet_runs, a.first_packet_rounds,
+            reference=not a.no_reference)
+    except (RuntimeError, ValueError, AssertionError) as exc:
+        print(f"bench auth: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

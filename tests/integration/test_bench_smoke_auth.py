@@ -1,0 +1,70 @@
+"""The authentication benchmark (controller/bench/auth.py): its packet helpers, and a SMOKE
+run (tiny parameters, about 30 s) that checks it runs end to end and writes a well-formed
+results file. No timing is asserted: a benchmark is not a test."""
+import json
+import shutil
+
+import pytest
+from scapy.layers.inet import IP, TCP
+
+from controller.bench import auth
+
+
+def test_syn_has_a_correct_checksum_and_parses_back():
+    raw = auth.tcp_syn("10.0.1.7", "10.0.100.10", 20001, 80, 4242)
+    pkt = IP(bytes(IP(src="10.0.1.7", dst="10.0.100.10", proto=6) / raw))
+    sent_sum = pkt[TCP].chksum
+    del pkt[TCP].chksum
+    assert IP(bytes(pkt))[TCP].chksum == sent_sum
+    assert pkt[TCP].flags == "S" and pkt[TCP].seq == 4242
+    syn = auth.parse_syn(bytes(pkt))
+    assert syn == auth.Syn("10.0.1.7", "10.0.100.10", 20001, 80, 4242)
+
+
+def test_parse_syn_ignores_what_is_not_a_bare_syn():
+    synack = bytes(IP(src="10.0.100.10", dst="10.0.1.1") / TCP(sport=80, dport=20000, flags="SA"))
+    udp = bytes(IP(src="10.0.1.1", dst="10.0.100.10", proto=17)) + bytes(8)
+    assert auth.parse_syn(synack) is None
+    assert auth.parse_syn(udp) is None
+    assert auth.parse_syn(b"\x45\x00") is None
+    assert auth.parse_syn(b"") is None
+    with pytest.raises(ValueError):
+        auth.tcp_syn("10.0.1.1", "10.0.100.10", 0, 80, 1)
+
+
+def test_output_parsers_and_latency_pairing():
+    sending, first = auth.parse_probe_output(
+        "SENDING 100.0\nFIRST 10.0.1.1 100.5 3 100.49 4\nFIRST bad\nDONE missing=0\n")
+    assert sending and first == {"10.0.1.1": {"arrival": 100.5, "seq": 3, "sent_at": 100.49, "sent": 4}}
+    assert auth.supplicant_start_time("EAPOL-START 99.25\nEAP-SUCCESS 0.01\n") == 99.25
+    assert auth.supplicant_start_time("EAP-FAILURE timeout\n") is None
+    ms, missing = auth.start_to_first_ms({"a": 100.0, "b": 100.0}, {"a": 100.25, "c": 1.0})
+    assert ms == [250.0] and sorted(missing) == ["b", "c"]
+
+
+needs_tools = pytest.mark.skipif(not all(shutil.which(t) for t in ("hostapd", "wpa_supplicant")),
+                                 reason="hostapd and wpa_supplicant are needed")
+
+
+@needs_tools
+def test_smoke_benchmark_writes_well_formed_auth_json(tmp_path):
+    """SMOKE (CI): 3 terminals, 2 re-authentications, 1 round, 1 first-packet run."""
+    res = auth.run(str(tmp_path), n_terminals=3, runs=2, rounds=1, first_packet_runs=1,
+                   first_packet_rounds=1, terminals_per_cell=1, timeout_s=30,
+                   workdir=str(tmp_path / "work"))
+    doc = json.loads((tmp_path / "auth.json").read_text())
+    assert doc["benchmark"] == "auth" and doc["machine"]["cores"] and doc["commit"]
+    for side in ("ours", "reference"):
+        for k in ("single", "concurrent"):
+            assert {"p50_ms", "p99_ms", "failures"} <= set(doc[side][k]), (side, k)
+        assert doc[side]["single"]["reauth_ms"]["n"] == 2
+        assert doc[side]["concurrent"]["reauth_ms"]["n"] == 3
+        assert doc[side]["single"]["p50_ms"] > 0
+    fp = doc["ours_first_packet"]
+    assert fp["single"]["start_to_first_packet_ms"]["n"] == 1 and fp["single"]["missing"] == 0
+    assert fp["concurrent"]["start_to_first_packet_ms"]["n"] == 3
+    assert fp["single"]["p50_ms"] > 0
+    assert set(doc["ratio"]) >= {"single_p50_ours_over_reference", "single_p99_ours_over_reference",
+                                 "concurrent_p50_ours_over_reference",
+                                 "concurrent_p99_ours_over_reference"}
+    assert res["ratio"] == doc["ratio"]
