@@ -217,10 +217,9 @@ class Core:
             self._learn_ip(dpid, in_port, frame)
             if self.scs is not None:
                 out = self._first_contact(frame, now)
-                return out + [(dpid, m) for m in self.forwarding.packet_in(
-                    dpid, in_port, frame.src, frame.dst, data)]
-            return [(dpid, m) for m in self.forwarding.packet_in(
-                dpid, in_port, frame.src, frame.dst, data)]
+                return out + self.forwarding.packet_in(dpid, in_port, frame.src, frame.dst,
+                                                       data)
+            return self.forwarding.packet_in(dpid, in_port, frame.src, frame.dst, data)
         self.counters["unexpected_packet_ins"] += 1
         return []
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from controller.openflow.ofmsg import (
-    OFPP_CONTROLLER, OFPP_FLOOD, Apply, Message, Output, PacketOut,
+    OFPP_CONTROLLER, OFPP_FLOOD, Apply, Message, Meter, MeterMod, Output, PacketOut,
 )
 from controller.openflow.tables import FORWARDING, Priority
 
+
+MISS_METER_ID = 2      # 1 is the EAPOL meter of table 0
 
 # Experiments give unused ("dark") addresses this MAC in the terminals' neighbour tables, so
 # a worm's probes to them are dropped in the datapath instead of flooded through the controller.
@@ -29,12 +31,19 @@ class Forwarding:
     # dpid -> mac -> port
     macs: dict[int, dict[str, int]] = field(default_factory=dict)
 
+    miss_pps: int = 1000
+
     def switch_up(self, dpid: int) -> list[Message]:
-        """Base flows of table 2: drop what we learned before, table-miss to the controller."""
+        """Base flows of table 2: drop what we learned before; table-miss to the controller
+        through a packets/s meter, so no host can flood the controller with new pairs."""
         self.macs[dpid] = {}
         return [
             FORWARDING.delete_all(),
-            FORWARDING.flow(Priority.MISS, {}, [Apply((Output(OFPP_CONTROLLER),))]),
+            MeterMod(MISS_METER_ID, "delete"),
+            MeterMod(MISS_METER_ID, "add", rate=self.miss_pps, burst=max(10, self.miss_pps // 10),
+                     pps=True),
+            FORWARDING.flow(Priority.MISS, {}, [Meter(MISS_METER_ID),
+                                                Apply((Output(OFPP_CONTROLLER),))]),
             FORWARDING.flow(Priority.FWD_DROP, {"eth_dst": DARK_MAC}, []),
         ]
 
@@ -60,23 +69,29 @@ class Forwarding:
         return out
 
     def packet_in(self, dpid: int, in_port: int, src: str, dst: str,
-                  data: bytes) -> list[Message]:
+                  data: bytes) -> list[tuple[int, Message]]:
+        """A frame that missed table 2. Returns messages per switch: where both hosts are
+        known, the pair's flows go to every such switch at once, so the rest of the path
+        needs no packet-in."""
         table = self.macs.setdefault(dpid, {})
-        msgs: list[Message] = []
+        out: list[tuple[int, Message]] = []
         if not int(src[:2], 16) & 1 and table.get(src) != in_port:
             if src in table:      # moved: its old flows point the wrong way
-                msgs += _flows_of(src)
+                out += [(dpid, m) for m in _flows_of(src)]
             table[src] = in_port
         out_port = table.get(dst)
         if out_port is None or int(dst[:2], 16) & 1:
-            msgs.append(PacketOut(data, (Output(OFPP_FLOOD),), in_port))
-            return msgs
+            out.append((dpid, PacketOut(data, (Output(OFPP_FLOOD),), in_port)))
+            return out
         if out_port == in_port:
-            return msgs  # destination is behind the port it came from: nothing to do
-        msgs.append(self._pair_flow(in_port, src, dst, out_port))
-        msgs.append(self._pair_flow(out_port, dst, src, in_port))
-        msgs.append(PacketOut(data, (Output(out_port),), in_port))
-        return msgs
+            return out  # destination is behind the port it came from: nothing to do
+        for sw, macs in self.macs.items():
+            a, b = macs.get(src), macs.get(dst)
+            if a is not None and b is not None and a != b:
+                out += [(sw, self._pair_flow(a, src, dst, b)),
+                        (sw, self._pair_flow(b, dst, src, a))]
+        out.append((dpid, PacketOut(data, (Output(out_port),), in_port)))
+        return out
 
     def _pair_flow(self, in_port: int, src: str, dst: str, out_port: int) -> Message:
         return FORWARDING.flow(Priority.FWD_HOST,

@@ -25,7 +25,7 @@ EAPOL_METER_ID = 1
 @dataclass(frozen=True)
 class AdmissionMode:
     open: bool = True              # allow all (no authentication) - the foundation default
-    eapol_pps: int = 200           # punt rate for EAPOL per switch
+    eapol_pps: int = 1000          # punt rate for EAPOL per switch
 
 
 def admission_base(mode: AdmissionMode, infra_ports: set[int]) -> list[Message]:

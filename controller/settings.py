@@ -15,7 +15,7 @@ SCHEMA = {
     "admission": Field(dict, default={}, items={
         "mode": Field(str, default="open", check=one_of("open", "authenticate"),
                       doc="open: allow all (no authentication); authenticate: X.1124 802.1X"),
-        "eapol_pps": Field(int, default=200, check=in_range(1, 100000)),
+        "eapol_pps": Field(int, default=1000, check=in_range(1, 100000)),
         "credentials": Field(str, default="credentials.yaml",
                              doc="X.1124 subscribers and service providers"),
         "authorization": Field(str, default="authorization.yaml",
@@ -51,7 +51,7 @@ class Settings:
     config_file: str | None = None
     topology_file: str | None = None
     admission_mode: str = "open"
-    eapol_pps: int = 200
+    eapol_pps: int = 1000
     idle_timeout_s: int = 300
     audit_log: str = "var/audit.jsonl"
     credentials_file: str = "config/credentials.yaml"

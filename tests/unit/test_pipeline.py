@@ -31,6 +31,7 @@ def test_open_admission_passes_every_table_to_the_controller_until_learned():
     sim = switch()
     r = sim.process({"eth_src": H1, "eth_dst": H2, "eth_type": 0x0800}, in_port=1)
     assert r.tables() == [0, 1, 2] and r.to_controller and not r.outputs
+    assert r.meters == [2]              # the miss is metered (packets/s)
 
 
 def test_default_deny_when_authentication_is_required():
@@ -53,13 +54,13 @@ def test_lldp_never_leaves_table_zero():
 
 def test_learning_installs_pair_flows_both_ways_and_floods_unknown():
     fwd, sim = Forwarding(), switch()
-    out = fwd.packet_in(1, 1, H1, BCAST, frame(BCAST, H1))
+    out = [m for _, m in fwd.packet_in(1, 1, H1, BCAST, frame(BCAST, H1))]
     sim.apply(out)
     assert [m.actions for m in out if isinstance(m, PacketOut)] == [(Output(OFPP_FLOOD),)]
     # the reply from H2 still reaches the controller, which learns H2 and installs both ways
     r = sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, in_port=2)
     assert r.to_controller and not r.outputs
-    out = fwd.packet_in(1, 2, H2, H1, frame(H1, H2))
+    out = [m for _, m in fwd.packet_in(1, 2, H2, H1, frame(H1, H2))]
     sim.apply(out)
     assert [m.actions for m in out if isinstance(m, PacketOut)] == [(Output(1),)]
     assert sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, 2).ports == [1]
@@ -67,26 +68,26 @@ def test_learning_installs_pair_flows_both_ways_and_floods_unknown():
     # a third host talking to H1 is a new pair: the controller sees it and learns it
     h3 = "02:00:0a:00:01:03"
     assert sim.process({"eth_src": h3, "eth_dst": H1, "eth_type": 0x0800}, 3).to_controller
-    sim.apply(fwd.packet_in(1, 3, h3, H1, frame(H1, h3)))
+    sim.apply(m for _, m in fwd.packet_in(1, 3, h3, H1, frame(H1, h3)))
     assert fwd.macs[1][h3] == 3
     assert sim.process({"eth_src": H1, "eth_dst": h3, "eth_type": 0x0800}, 1).ports == [3]
 
 
 def test_host_move_replaces_its_flows():
     fwd, sim = Forwarding(), switch()
-    sim.apply(fwd.packet_in(1, 1, H1, BCAST, frame(BCAST, H1)))
-    sim.apply(fwd.packet_in(1, 2, H2, H1, frame(H1, H2)))
+    sim.apply(m for _, m in fwd.packet_in(1, 1, H1, BCAST, frame(BCAST, H1)))
+    sim.apply(m for _, m in fwd.packet_in(1, 2, H2, H1, frame(H1, H2)))
     assert sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, 2).ports == [1]
-    sim.apply(fwd.packet_in(1, 3, H1, BCAST, frame(BCAST, H1)))   # H1 now on port 3
+    sim.apply(m for _, m in fwd.packet_in(1, 3, H1, BCAST, frame(BCAST, H1)))   # H1 now on port 3
     assert sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, 2).to_controller
-    sim.apply(fwd.packet_in(1, 2, H2, H1, frame(H1, H2)))
+    sim.apply(m for _, m in fwd.packet_in(1, 2, H2, H1, frame(H1, H2)))
     assert sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, 2).ports == [3]
 
 
 def test_port_down_forgets_hosts_behind_it():
     fwd, sim = Forwarding(), switch()
-    sim.apply(fwd.packet_in(1, 1, H1, BCAST, frame(BCAST, H1)))
-    sim.apply(fwd.packet_in(1, 2, H2, H1, frame(H1, H2)))
+    sim.apply(m for _, m in fwd.packet_in(1, 1, H1, BCAST, frame(BCAST, H1)))
+    sim.apply(m for _, m in fwd.packet_in(1, 2, H2, H1, frame(H1, H2)))
     sim.apply(fwd.port_down(1, 1))
     r = sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, in_port=2)
     assert r.to_controller and not r.outputs
@@ -151,3 +152,20 @@ def test_dark_address_mac_is_dropped_in_the_datapath():
     from controller.forwarding import DARK_MAC
     r = switch().process({"eth_src": H1, "eth_dst": DARK_MAC, "eth_type": 0x0800}, 1)
     assert r.dropped and r.tables() == [0, 1, 2]
+
+
+def test_first_packet_installs_the_pair_on_every_switch_that_knows_both_hosts():
+    fwd = Forwarding()
+    sims = {d: switch() for d in (1, 2)}
+    for d in (1, 2):
+        sims[d].apply(m for _, m in [(d, x) for x in fwd.switch_up(d)])
+    # broadcasts taught both switches where H1 and H2 are
+    fwd.packet_in(1, 1, H1, BCAST, frame(BCAST, H1))
+    fwd.packet_in(2, 9, H1, BCAST, frame(BCAST, H1))
+    fwd.packet_in(1, 5, H2, BCAST, frame(BCAST, H2))
+    fwd.packet_in(2, 3, H2, BCAST, frame(BCAST, H2))
+    out = fwd.packet_in(1, 1, H1, H2, frame(H2, H1))
+    for d, m in out:
+        sims[d].apply([m])
+    assert sims[2].process({"eth_src": H1, "eth_dst": H2, "eth_type": 0x800}, 9).ports == [3]
+    assert sims[2].process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x800}, 3).ports == [9]
