@@ -204,10 +204,11 @@ class RestApi(ControllerBase):
         tid = self.core.resolve(who)
         return _json(next(r for r in self.core.terminals() if r["identity"] == tid))
 
-    @route("crs", "/crs/v1/terminals/{who}/{action}", methods=["POST"])
+    # (the URL variable may not be called "action": Routes reserves that name)
+    @route("crs", "/crs/v1/terminals/{who}/{verb}", methods=["POST"])
     @operator_only
-    def terminal_action(self, req, who, action, **_):
-        row, out = self.core.operator(action, who, _json_body(req))
+    def terminal_action(self, req, who, verb, **_):
+        row, out = self.core.operator(verb, who, _json_body(req))
         self.app.send(out)
         return _json(row)
 
