@@ -26,10 +26,11 @@ import select
 import signal
 import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
+
+from controller import jsonfile
 
 from .eapol import ETH_P_EAPOL, PAE_GROUP_ADDR, mac_to_bytes, mac_to_str
 from .keys import purpose_key
@@ -63,23 +64,7 @@ def keys_document(identity: str, keys: PeerKeys | None, method: str, now: float,
 
 def write_keys(path: Path, doc: dict) -> None:
     """Atomic replace with mode 0600 (a reader never sees a half-written or readable-by-all file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    jsonfile.write_atomic(path, doc, mode=0o600, sync=True)
 
 
 def open_socket(interface: str) -> tuple[socket.socket, str]:

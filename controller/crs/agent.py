@@ -20,7 +20,6 @@ import queue
 import re
 import signal
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -29,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
+from controller import jsonfile
 from controller.crs import messages as crsap
 
 AGENT_VERSION = "1.0.0"
@@ -37,27 +37,8 @@ HTTP_TIMEOUT_S = 5.0
 log = logging.getLogger("crs.agent")
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Replace `path` atomically (temp file in the same directory + os.replace)."""
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+read_json = jsonfile.read
+write_json_atomic = jsonfile.write_atomic
 
 
 def _int(v: Any) -> int:
