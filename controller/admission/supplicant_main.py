@@ -19,7 +19,6 @@ default session of 1 h); the controller re-authenticates before that anyway.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import select
 import signal

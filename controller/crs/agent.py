@@ -15,7 +15,6 @@ import argparse
 import ipaddress
 import json
 import logging
-import os
 import queue
 import re
 import signal

@@ -5,7 +5,7 @@ import signal
 import subprocess
 import time
 
-import pytest
+
 
 from conftest import ROOT, ping, tcp_ok, wait_until, web_server
 from controller.admission.credentials import load_credentials
