@@ -30,7 +30,6 @@ from typing import Any
 
 from controller.crs import messages as crsap
 from controller.crs.agent import sci_from_posture
-from controller.emulation.processes import ROOT
 
 CLEAN = {"os": {"name": "bench", "patch_level": 12},
          "antivirus": {"engine": "bench", "signature_version": 2041},
