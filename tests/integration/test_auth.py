@@ -150,7 +150,7 @@ def test_sp_inquiry_gives_the_key_the_terminal_derived(controller, network, tmp_
     # an ISR-ID the EAC never issued: the SP's inquiry is refused and so is the client
     forged = tmp_path / "forged-keys.json"
     real = json.loads(keys.read_text())
-    forged.write_text(json.dumps({**real, "isr_id": "ab" * (len(real["isr_id"]) // 2)}))
+    forged.write_text(json.dumps({**real, "isr_id": "isr-" + "ab" * 12}))
     result, ok = client(forged)
     assert not ok and result["error"] == "unknown_isr_id", result
 
