@@ -40,10 +40,16 @@ class DefenceFiles:
     policy: Path | None = None
     credentials: Path | None = None
     authorization: Path | None = None
+    admission: bool = False         # admission: authenticate without CRS (scenario option)
 
     @property
     def authenticate(self) -> bool:
-        """Terminals must run the supplicant and the agent (CRS defences)."""
+        """Terminals must run the supplicant (CRS defences, or admission asked for)."""
+        return self.policy is not None or self.admission
+
+    @property
+    def agents(self) -> bool:
+        """Terminals must run the agent (SCA): CRS defences only."""
         return self.policy is not None
 
 
@@ -120,13 +126,29 @@ def authorization_document(base: dict[str, Any], groups: dict[int, str]) -> dict
     return doc
 
 
+def complete_cell_groups(base: dict[str, Any], cells: int) -> dict[str, Any] | None:
+    """The authorization with a `cell<N>` group for every cell 1..cells (a missing one gets
+    cell1's entitlements: a larger topology than the shipped file knows, e.g. metro), or
+    None when nothing is missing. An unknown group would reach no service at all."""
+    groups = base.get("groups") or {}
+    missing = [c for c in range(1, cells + 1) if f"cell{c}" not in groups]
+    if not missing:
+        return None
+    doc = copy.deepcopy(base)
+    template = list(groups.get("cell1", ["*"]))
+    for c in missing:
+        doc["groups"][f"cell{c}"] = list(template)
+    return doc
+
+
 def controller_document(defence: str, params: dict[str, Any], topology_file: str | Path,
                         files: dict[str, Path | None] | None = None,
-                        base: Path = TEMPLATES) -> dict[str, Any]:
+                        base: Path = TEMPLATES, authenticate: bool = False) -> dict[str, Any]:
     """The controller configuration of one run (config/controller.yaml schema).
 
     `none` uses only keys the controller has always accepted (admission open + topology);
-    throttle adds `throttle`, the CRS defences `admission: authenticate` and `crs`."""
+    throttle adds `throttle`, the CRS defences `admission: authenticate` and `crs`;
+    `authenticate` asks for admission without CRS (every terminal authenticates)."""
     if defence not in CRS_DEFENCES + CONTROLLER_DEFENCES:
         raise DefenceError(f"unknown defence {defence!r}")
     cov = params.get("coverage_fraction", 1.0)
@@ -142,11 +164,12 @@ def controller_document(defence: str, params: dict[str, Any], topology_file: str
                                   if k == "throttle"}))
         doc["throttle"]["working_set"] = int(params.get("working_set", 5))
         doc["throttle"]["new_dest_per_s"] = float(params.get("new_dest_per_s", 1.0))
-    if defence in CRS_DEFENCES:
+    if defence in CRS_DEFENCES or authenticate:
         admission = {"mode": "authenticate",
                      "credentials": str(files.get("credentials") or CREDENTIALS),
                      "authorization": str(files.get("authorization") or AUTHORIZATION)}
         doc["admission"] = admission
+    if defence in CRS_DEFENCES:
         if not files.get("policy"):
             raise DefenceError(f"{defence}: a policy file is needed")
         doc["crs"] = {"enabled": True, "policy": str(files["policy"])}
@@ -161,7 +184,7 @@ def _dump(path: Path, doc: dict[str, Any], head: str) -> Path:
 
 def write_defence_files(defence: str, params: dict[str, Any], cells: int,
                         topology_file: str | Path, run_dir: str | Path,
-                        base: Path = TEMPLATES) -> DefenceFiles:
+                        base: Path = TEMPLATES, authenticate: bool = False) -> DefenceFiles:
     """Write the run's controller config (and policy, credentials, authorization) into
     run_dir; the CRS policy is validated here so a bad parameter fails before anything
     starts (ConfigError: FILE: KEY: PROBLEM)."""
@@ -180,10 +203,16 @@ def write_defence_files(defence: str, params: dict[str, Any], cells: int,
             files["authorization"] = _dump(run_dir / "authorization.yaml",
                                            authorization_document(load_yaml(AUTHORIZATION), groups),
                                            head)
+    if defence != "cell_seal" and (defence in CRS_DEFENCES or authenticate):
+        auth = complete_cell_groups(load_yaml(AUTHORIZATION), cells)
+        if auth is not None:
+            files["authorization"] = _dump(run_dir / "authorization.yaml", auth, head)
     cfg = _dump(run_dir / "controller.yaml",
-                controller_document(defence, params, topology_file, files, base), head)
+                controller_document(defence, params, topology_file, files, base,
+                                    authenticate=authenticate), head)
     return DefenceFiles(cfg, files.get("policy"), files.get("credentials"),
-                        files.get("authorization"))
+                        files.get("authorization"),
+                        admission=authenticate and defence not in CRS_DEFENCES)
 
 
 def demo_psk_hex(identity: str, credentials: str | Path = CREDENTIALS) -> str:
@@ -202,5 +231,5 @@ def identity_of(host: str) -> str:
 
 
 __all__ = ["CRS_DEFENCES", "ConfigError", "DefenceError", "DefenceFiles", "authorization_document",
-           "cell_groups", "controller_document", "credentials_document", "demo_psk_hex",
+           "cell_groups", "complete_cell_groups", "controller_document", "credentials_document", "demo_psk_hex",
            "identity_of", "needs_agents", "policy_document", "write_defence_files"]

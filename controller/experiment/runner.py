@@ -30,7 +30,7 @@ from typing import Any, Callable
 from controller.config import ConfigError
 from controller.emulation.processes import ROOT, ControllerProcess, wait_until
 from controller.experiment import defences as dfs
-from controller.experiment import results, scenario as scn
+from controller.experiment import reaction, results, scenario as scn
 from controller.worm.targets import parse_space
 
 SINK_MAC = "02:00:de:ad:be:ef"
@@ -38,9 +38,7 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python")
 TAIL_S = 1.0                    # keep running this long after the last vulnerable host fell
 CONTAIN_MARGIN_S = 2.0          # early stop: quiet for quiet_s + this, all infected enforced
 SETUP_ATTEMPTS = 2              # a run whose setup lost a race with another network is retried
-BRIDGE_WAIT_S = 1800.0          # wait this long for someone else's network to go away
-AGENT_CMD = [PYTHON, "-c", "import sys; from controller.crs.agent import main; "
-             "sys.exit(main(sys.argv[1:]))"]
+AGENT_CMD = [PYTHON, "-m", "controller.crs.agent"]
 
 
 def say(line: str) -> None:
@@ -157,23 +155,6 @@ class RunContext:
     log: Callable[[str], None] = say
 
 
-def _wait_for_free_bridges(topo: Any, log: Callable[[str], None]) -> None:
-    from controller.emulation.record import existing_bridges, records
-    from controller.emulation.net import SERVICE_NODE
-    names = {s.name for s in topo.switches}
-    svc = Path(f"/sys/class/net/{SERVICE_NODE}-eth0")
-
-    def free() -> bool:
-        # one emulated network at a time: any recorded network or the service interface
-        # (every topology has one) means someone else's network is up
-        return not (existing_bridges() & names) and not records() and not svc.exists()
-    if free():
-        return
-    log("waiting for another emulated network to go away...")
-    wait_until(free, BRIDGE_WAIT_S, f"bridges {sorted(names)} and {svc.name} to be free",
-               interval=2.0)
-
-
 def _sh(host: Any, cmd: str) -> str:
     return host.cmd(cmd)
 
@@ -190,7 +171,7 @@ def run_one(ctx: RunContext) -> tuple[results.RunResult, dict[str, Any]]:
         old.unlink()
     topo = topology.load(ctx.topo_file, terminals_per_cell=sc.terminals_per_cell)
     files = dfs.write_defence_files(spec.defence, spec.params, sc.cells, ctx.topo_file,
-                                    run_dir / "config")
+                                    run_dir / "config", authenticate=sc.authenticate)
     cfg_text = files.controller_config.read_text()
     files.controller_config.write_text(cfg_text + f"audit_log: {run_dir / 'audit.jsonl'}\n")
     plan = scn.plan_hosts(sc, spec.seed)
@@ -200,17 +181,23 @@ def run_one(ctx: RunContext) -> tuple[results.RunResult, dict[str, Any]]:
     t_setup = time.time()
     with tempfile.TemporaryDirectory(prefix="crs-exp-") as tmp:
         tmpd = Path(tmp)
-        _wait_for_free_bridges(topo, ctx.log)
+        # one network at a time: Emulation.start() queues on the machine-wide lock in arrival
+        # order (polling for free bridges instead would let every next test jump the queue)
         ctl = ControllerProcess(run_dir / "controller", ["--config", str(files.controller_config),
                                                          "--topology", str(ctx.topo_file)])
         emu = None
         try:
             ctl.start(timeout=60)
-            emu = Emulation(topo, Options(controller_port=ctl.ofp_port, shaping=sc.shaping))
+            emu = _timed(Emulation)(topo, Options(controller_port=ctl.ofp_port,
+                                                  shaping=sc.shaping))
+            t_wait = time.time()
             emu.start()
+            facts["waited_s"] = round(emu.locked_at - t_wait, 2)   # someone else's network
+            t_setup += emu.locked_at - t_wait
             emu.wait_connected(60)
             wait_until(lambda: len(ctl.status()["switches"]) == len(topo.switches), 30,
                        "all switches known to the controller")
+            facts["network_up_s"] = round(time.time() - t_setup, 2)
             facts["neighbours"] = _static_neighbours(emu, topo, sc, tmpd)
             postures = {}
             for h in plan:
@@ -219,10 +206,11 @@ def run_one(ctx: RunContext) -> tuple[results.RunResult, dict[str, Any]]:
                 postures[h.name].write_text(json.dumps(initial_posture(), indent=1))
             if files.authenticate:
                 facts["authentication_s"] = _authenticate(emu, ctl, topo, plan, tmpd, postures,
-                                                          procs, ctx.log)
+                                                          procs, ctx.log, agents=files.agents)
+                facts["authentication"] = _authentication_facts(plan, tmpd)
             t_seed = _start_worms(emu, sc, spec, plan, postures, events_dir, procs)
             facts["setup_s"] = round(t_seed - t_setup, 2)
-            facts["stop_reason"] = _watch(ctx, ctl, plan, events_dir, t_seed, files.authenticate)
+            facts["stop_reason"] = _watch(ctx, ctl, plan, events_dir, t_seed, files.agents)
             st = _safe(ctl.status) or {}
             facts["controller_counters"] = st.get("counters", {})
         finally:
@@ -233,7 +221,48 @@ def run_one(ctx: RunContext) -> tuple[results.RunResult, dict[str, Any]]:
     paths = sorted(events_dir.glob("*.jsonl"))
     result = results.load_run(paths, spec.defence, spec.run, configuration=spec.label,
                               params=spec.params)
+    if files.agents:
+        worm_records, _ = results.read_events(paths)
+        hosts = reaction.per_host(worm_records, reaction.read_jsonl(run_dir / "audit.jsonl"))
+        (run_dir / "reaction.json").write_text(json.dumps(hosts, indent=1))
+        facts["reaction"] = reaction.summarize_hosts(hosts)
     return result, facts
+
+
+def _authentication_facts(plan: list[scn.HostPlan], tmpd: Path) -> dict[str, Any]:
+    """Per-terminal EAP time (supplicant's EAP-SUCCESS line; keys file as fallback)."""
+    logs, keys, started = {}, {}, {}
+    for h in plan:
+        d = tmpd / h.name
+        logs[h.name] = _read_text(d / "supplicant.log")
+        k = reaction.read_json(d / "keys.json")
+        if k is not None:
+            keys[h.name] = k
+        st = _read_text(d / "supplicant.started")
+        if st:
+            started[h.name] = float(st)
+    per = reaction.authentication_times(logs, keys, started)
+    vals = sorted(per.values())
+    return {"per_terminal_s": per, "terminals": len(per),
+            "median_ms": round(vals[len(vals) // 2] * 1000, 3) if vals else None,
+            "max_ms": round(vals[-1] * 1000, 3) if vals else None}
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _timed(emulation_cls: type) -> type:
+    """The Emulation class noting when it got the machine-wide lock (`locked_at`), so that
+    setup times do not include waiting for someone else's network."""
+    class TimedEmulation(emulation_cls):
+        def _lock(self) -> None:
+            super()._lock()
+            self.locked_at = time.time()
+    return TimedEmulation
 
 
 def _safe(fn: Callable[[], Any]) -> Any:
@@ -264,24 +293,31 @@ def _static_neighbours(emu: Any, topo: Any, sc: scn.Scenario, tmpd: Path) -> dic
 
 
 def _authenticate(emu: Any, ctl: ControllerProcess, topo: Any, plan: list[scn.HostPlan],
-                  tmpd: Path, postures: dict[str, Path], procs: list, log: Callable) -> float:
-    """Supplicant then agent on every participating terminal; wait until the controller
-    lists all of them as authenticated. Returns the seconds it took."""
+                  tmpd: Path, postures: dict[str, Path], procs: list, log: Callable,
+                  agents: bool = True) -> float:
+    """Supplicant (then, with `agents`, the agent) on every participating terminal; wait
+    until the controller lists all of them as authenticated. Returns the seconds it took."""
     t0 = time.time()
     svc = f"http://{topo.service_ip}:{ctl.rest_port}"
     keys = {}
+    # 200 terminals start 200 Python supplicants (then agents) at once: on 2 cores their
+    # start-up alone takes about a minute, so the waits grow with the number of terminals
+    wait_s = max(60.0, 0.75 * len(plan))
     for h in plan:
         keys[h.name] = tmpd / h.name / "keys.json"
         identity = dfs.identity_of(h.name)
         argv = [PYTHON, "-m", "controller.admission.supplicant_main",
                 "--interface", f"{h.name}-eth0", "--identity", identity,
-                "--psk", dfs.demo_psk_hex(identity), "--keys-out", str(keys[h.name])]
+                "--psk", dfs.demo_psk_hex(identity), "--keys-out", str(keys[h.name]),
+                "--once", "--timeout-s", f"{wait_s:g}"]     # exits after EAP-SUCCESS: 200 terminals
+        # do not keep 200 idle Python processes (the session lasts an hour; runs are shorter)
+        (tmpd / h.name / "supplicant.started").write_text(repr(time.time()))
         procs.append((h.name, _popen(emu, h.name, argv, tmpd / h.name / "supplicant.log")))
-    wait_until(lambda: all(k.exists() for k in keys.values()), 60,
+    wait_until(lambda: all(k.exists() for k in keys.values()), wait_s,
                "every terminal's keys file (supplicant_main)")
-    for h in plan:
+    for h in plan if agents else []:
         argv = AGENT_CMD + ["--posture", str(postures[h.name]), "--keys", str(keys[h.name]),
-                            "--scs", svc, "--name", h.name, "--interval", "5",
+                            "--scs", svc, "--name", dfs.identity_of(h.name), "--interval", "5",
                             "--state-dir", str(tmpd / h.name)]
         procs.append((h.name, _popen(emu, h.name, argv, tmpd / h.name / "agent.log")))
     names = {h.name for h in plan}
@@ -293,8 +329,10 @@ def _authenticate(emu: Any, ctl: ControllerProcess, topo: Any, plan: list[scn.Ho
         ok = {t.get("id") for t in ts if t.get("authenticated")} | \
              {t.get("identity", "").split("@")[0] for t in ts if t.get("authenticated")}
         return names <= ok
-    wait_until(all_in, 60, "every terminal authenticated (GET /crs/v1/terminals)", interval=0.5)
-    log(f"  {len(names)} terminals authenticated with agents in {time.time() - t0:.1f} s")
+    wait_until(all_in, wait_s, "every terminal authenticated (GET /crs/v1/terminals)",
+               interval=0.5)
+    log(f"  {len(names)} terminals authenticated{' with agents' if agents else ''} "
+        f"in {time.time() - t0:.1f} s")
     return round(time.time() - t0, 2)
 
 
@@ -374,7 +412,8 @@ def _all_enforced(ctl: ControllerProcess, prog: Progress) -> bool:
     ts = _safe(lambda: ctl.get("/crs/v1/terminals"))
     if not isinstance(ts, list):
         return False
-    state = {t.get("id"): enforced(t) for t in ts if isinstance(t, dict)}
+    state = {str(t.get("identity") or t.get("id") or "").split("@")[0]: enforced(t)
+             for t in ts if isinstance(t, dict)}
     return all(state.get(h) for h in prog.infected)
 
 
@@ -440,8 +479,9 @@ def run_scenario(path: str | Path, out_dir: str | Path, progress: bool = True,
     specs = scn.expand(sc)
     for spec in {s.label: s for s in specs}.values():     # fail before anything starts
         with tempfile.TemporaryDirectory() as t:
-            dfs.write_defence_files(spec.defence, spec.params, sc.cells, topo_file, t)
-    out = Path(out_dir)
+            dfs.write_defence_files(spec.defence, spec.params, sc.cells, topo_file, t,
+                                    authenticate=sc.authenticate)
+    out = Path(out_dir).resolve()       # the controller gets absolute file names
     out.mkdir(parents=True, exist_ok=True)
     log(f"{sc.name}: {len(specs)} runs ({len({s.label for s in specs})} configurations), "
         f"{sc.terminals} terminals, V = {sc.vulnerable}, Omega = {sc.omega}, "
@@ -474,6 +514,11 @@ def run_scenario(path: str | Path, out_dir: str | Path, progress: bool = True,
     if not done:
         raise RunnerError("no run succeeded: " + "; ".join(f.get("error", "") for f in facts))
     summary = results.write_outputs(done, out, scenario=scn.describe(sc))
+    for conf in summary["runs"]:
+        mine = [f for f in facts if f.get("configuration") == conf["configuration"]
+                and "error" not in f]
+        if any("authentication" in f for f in mine):
+            conf.update(reaction.merge_configuration(mine))
     from controller.bench import common
     summary["runner"] = {"runs": facts, "failed_runs": sum("error" in f for f in facts),
                          "wall_s": round(time.time() - t0, 1), "quick": quick,

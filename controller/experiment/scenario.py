@@ -70,6 +70,7 @@ class Scenario:
     seeds: tuple[int, ...]
     runs: int
     shaping: bool = False           # apply the topology's link bandwidth/delay (tc)
+    authenticate: bool = False      # every run: terminals authenticate (X.1124), not only CRS
 
     @property
     def terminals(self) -> int:
@@ -154,6 +155,8 @@ SCHEMA = {
     "probe_size": Field(int, default=376, check=in_range(0, 1400)),
     "shaping": Field(bool, default=False,
                      doc="apply the topology's link bandwidth and delay (tc); off by default"),
+    "authenticate": Field(bool, default=False,
+                          doc="terminals authenticate (802.1X) in every run, also without CRS"),
     "detection_delay": Field((float, list), default=1.0, check=_non_negative_numbers,
                              doc="seconds; a list is a sweep"),
     "defences": Field(list, required=True),
@@ -209,7 +212,8 @@ def parse_scenario(data: Any, file: str = "<scenario>", check_files: bool = Fals
                     local_preference=d["local_preference"], hitlist=d["hitlist"],
                     space=tuple(space), port=d["port"], probe_size=d["probe_size"],
                     detection_delay=delays, defences=defences, duration_s=d["duration_s"],
-                    seeds=tuple(seeds), runs=runs, shaping=d["shaping"])
+                    seeds=tuple(seeds), runs=runs, shaping=d["shaping"],
+                    authenticate=d["authenticate"])
 
 
 def _find(name: str, base: Path) -> Path | None:
@@ -374,6 +378,7 @@ def describe(sc: Scenario) -> dict[str, Any]:
             "omega": sc.omega, "detection_delay_s": list(sc.detection_delay),
             "duration_s": sc.duration_s, "runs": sc.runs, "seeds": list(sc.seeds),
             "probe_size_bytes": sc.probe_size, "shaping": sc.shaping,
+            "authenticate": sc.authenticate,
             "defences": [{"name": d.name, "label": d.label, **d.params} for d in sc.defences]}
 
 
