@@ -92,6 +92,8 @@ class Emulation:
         if self.net is not None:
             try:
                 self.net.stop()
+                for c in self.net.controllers:   # net.stop leaves the controller node's shell
+                    c.terminate()
             except Exception:  # fall through to the record-based teardown
                 pass
             self.net = None
@@ -201,7 +203,8 @@ class Emulation:
              if i.name != "lo"} | {f"{SERVICE_NODE}-eth0"})
         self.record.save()
         net.build()
-        self.record.pids = [net.get(h.name).pid for h in topo.hosts]
+        self.record.pids = [net.get(h.name).pid for h in topo.hosts] + \
+            [c.pid for c in net.controllers] + [net.get(SERVICE_NODE).pid]
         self.record.save()
         net.start()
         for node in [net.get(h.name) for h in topo.hosts]:
