@@ -74,7 +74,7 @@ class Core:
         self.counters: Counter[str] = Counter()
         self.http_out: list[HttpPost] = []
         self._trusted = self._trusted_ports()
-        self._last_purge = now
+        self._last_purge = self._last_expiry_check = now
         self.auth = self.eac = self.scs = None
         self.authz = None
         self._gens: dict[str, int] = {}     # cookie generation per terminal (table 1)
@@ -228,6 +228,10 @@ class Core:
         out: Out = []
         if self.auth is not None:
             out += self._auth_effects(self.auth.tick(now), now)
+            if now - self._last_expiry_check >= 1.0:
+                self._last_expiry_check = now
+                for b in self.store.expired_bindings(now):
+                    out += self._revoke(b["dpid"], b["port"], b["mac"], "session expired", now)
             if now - self._last_purge > 60:
                 self._last_purge = now
                 self.store.purge(now)

@@ -122,6 +122,12 @@ class Store:
         for row in self.db.execute(self._SELECT + " AND expires > ?", (now,)).fetchall():
             yield dict(zip(self._COLS, row))
 
+    def expired_bindings(self, now: float) -> list[dict[str, Any]]:
+        """Bindings whose session has expired but that were never revoked (e.g. restored
+        after a controller restart, when no authenticator state knew them)."""
+        rows = self.db.execute(self._SELECT + " AND expires <= ?", (now,)).fetchall()
+        return [dict(zip(self._COLS, r)) for r in rows]
+
     def binding(self, identity: str) -> dict[str, Any] | None:
         """One identity's binding, expired or not (None when it has none)."""
         row = self.db.execute(self._SELECT + " AND identity=?", (identity,)).fetchone()

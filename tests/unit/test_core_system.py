@@ -190,3 +190,13 @@ def test_a_scanner_of_dark_addresses_is_flagged_from_its_arp_requests(tmp_path):
     assert core.counters["crs_scan_flagged"] == 1
     # one flag counts as one accuser; k = 2, so the scanner alone is not yet isolated
     assert not sim.process(peer, 2).dropped
+
+
+def test_a_session_restored_after_restart_still_expires(tmp_path):
+    core, sim = boot(tmp_path)
+    authenticate(core, sim, 2, C1, "c1t1")
+    to_update = ip_pkt(C1, WEB_MAC, "10.0.1.1", "10.0.100.20", 80)
+    core2, sim2 = boot(tmp_path, now=T0 + 10)          # restart: no authenticator state
+    assert not sim2.process(to_update, 2).dropped
+    sim2.apply(m for _, m in core2.tick(T0 + 3600 + 1))  # past the session's lifetime
+    assert sim2.process(to_update, 2).dropped
