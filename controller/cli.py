@@ -244,6 +244,7 @@ def cmd_check(a: argparse.Namespace) -> int:
     import glob
     from controller.config import ConfigError
     files = a.files or sorted(glob.glob("topologies/*.yaml") + glob.glob("config/*.yaml") +
+                              glob.glob("config/defences/*.yaml") +
                               glob.glob("scenarios/*.yaml"))
     checkers = _checkers()
     bad = 0
@@ -258,7 +259,25 @@ def cmd_check(a: argparse.Namespace) -> int:
     return EXIT_CONFIG if bad else 0
 
 
+_KIND_KEYS = [("scenario", {"scan_rate", "defences", "detection_delay"}),
+              ("topology", {"switches", "controller_service"}),
+              ("credentials", {"subscribers", "templates", "service_providers"}),
+              ("authorization", {"servers", "groups"}),
+              ("policy", {"evaluation", "control"}),
+              ("controller", {"admission", "crs", "forwarding", "throttle"})]
+
+
 def _kind_of(path: str) -> str:
+    """What a configuration file is, from its top-level keys (or, failing that, its name)."""
+    import yaml
+    try:
+        doc = yaml.safe_load(open(path))
+    except (OSError, yaml.YAMLError):
+        doc = None
+    if isinstance(doc, dict):
+        for kind, keys in _KIND_KEYS:
+            if keys & set(doc):
+                return kind
     name = path.replace("\\", "/").lower()
     for needle, kind in (("credential", "credentials"), ("authorization", "authorization"),
                          ("scenario", "scenario"), ("topolog", "topology"),
