@@ -27,8 +27,8 @@ Key = tuple[int, int, str]   # (dpid, port, mac)
 class Timers:
     """Protocol timers (seconds). Defaults suit an emulated network, not 802.1X's 30 s."""
 
-    retransmit_s: float = 1.0
-    max_retransmits: int = 3
+    retransmit_s: float = 2.0         # a loaded terminal (200 starting at once) answers late
+    max_retransmits: int = 4
     session_s: float = 3600.0
     reauth_margin_s: float = 60.0     # start re-authentication this long before expiry
     reauth_retry_s: float = 10.0      # after a re-authentication that got no answer

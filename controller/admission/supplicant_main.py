@@ -36,7 +36,7 @@ from .supplicant import PeerKeys, Supplicant
 
 START_INTERVAL_S = 1.0      # EAPOL-Start retransmission while nobody answers
 START_TRIES = 4             # the first Start plus 3 retransmissions, then slow retries
-SLOW_START_S = 30.0         # persistent mode: Start again this often while unanswered
+SLOW_START_S = 5.0          # then Start again this often while unanswered (wpa_supplicant: 30 s)
 STALL_S = 10.0              # an exchange silent this long is abandoned
 BACKOFF_MAX_S = 60.0
 PACKET_OUTGOING = 4

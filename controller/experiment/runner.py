@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from controller.config import ConfigError
-from controller.emulation.processes import ROOT, ControllerProcess, wait_until
+from controller.emulation.processes import ROOT, ControllerProcess, Timeout, wait_until
 from controller.experiment import defences as dfs
 from controller.experiment import reaction, results, scenario as scn
 from controller.worm.targets import parse_space
@@ -38,6 +38,7 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python")
 TAIL_S = 1.0                    # keep running this long after the last vulnerable host fell
 CONTAIN_MARGIN_S = 2.0          # early stop: quiet for quiet_s + this, all infected enforced
 SETUP_ATTEMPTS = 2              # a run whose setup lost a race with another network is retried
+AUTH_WAVE = 25                  # supplicants started together (one cell of metro)
 AGENT_CMD = [PYTHON, "-m", "controller.crs.agent"]
 
 
@@ -303,7 +304,14 @@ def _authenticate(emu: Any, ctl: ControllerProcess, topo: Any, plan: list[scn.Ho
     # 200 terminals start 200 Python supplicants (then agents) at once: on 2 cores their
     # start-up alone takes about a minute, so the waits grow with the number of terminals
     wait_s = max(60.0, 0.75 * len(plan))
-    for h in plan:
+    for i, h in enumerate(plan):
+        if i and i % AUTH_WAVE == 0:
+            # start supplicants in waves: a wave's Python start-up must not starve the last
+            wave = [keys[p.name] for p in plan[i - AUTH_WAVE:i]]
+            try:
+                wait_until(lambda: all(k.exists() for k in wave), 30, "a wave of supplicants")
+            except Timeout:
+                log(f"  a wave of {AUTH_WAVE} supplicants is slow; starting the next anyway")
         keys[h.name] = tmpd / h.name / "keys.json"
         identity = dfs.identity_of(h.name)
         argv = [PYTHON, "-m", "controller.admission.supplicant_main",
