@@ -6,38 +6,21 @@ document, never half of one. Keys this module does not know are kept as they are
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from controller import jsonfile
 
 
 def read_posture(path: str | Path) -> dict[str, Any]:
     """The posture document, or {} when the file is missing, empty or not a JSON object
     (the worm must keep running even if someone left a broken file)."""
-    try:
-        data = json.loads(Path(path).read_text() or "{}")
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+    return jsonfile.read(path) or {}
 
 
 def write_posture(path: str | Path, data: dict[str, Any]) -> None:
     """Replace the file atomically."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    jsonfile.write_atomic(path, data)
 
 
 def update_posture(path: str | Path, change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
