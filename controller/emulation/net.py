@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mininet.link import Link, TCLink
+from mininet.link import Link, TCIntf, TCLink
 from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import Host, OVSSwitch, RemoteController
@@ -38,12 +38,22 @@ class EmulationError(RuntimeError):
 _NETEM: bool | None = None
 
 
+class QuietTCIntf(TCIntf):
+    """Mininet prints every tc output as an error; HTB's advice about its quantum on
+    1 Gbit/s classes is not one."""
+
+    def tc(self, cmd: str, tc: str = "tc") -> str:
+        out = super().tc(cmd, tc)
+        return "\n".join(line for line in out.splitlines() if "quantum of class" not in line)
+
+
 def netem_available() -> bool:
     """Whether the kernel has sch_netem (link delay). Probed once on a dummy link of ours."""
     global _NETEM
     if _NETEM is None:
-        probe = "crsnetemprobe"
-        subprocess.run(["ip", "link", "add", probe, "type", "dummy"], capture_output=True)
+        probe = "crsnetemprobe"   # a veth pair of ours (this kernel has no dummy links)
+        subprocess.run(["ip", "link", "add", probe, "type", "veth", "peer", "name", probe + "1"],
+                       capture_output=True)
         res = subprocess.run(["tc", "qdisc", "add", "dev", probe, "root", "netem", "delay",
                               "1ms"], capture_output=True)
         subprocess.run(["ip", "link", "del", probe], capture_output=True)
@@ -180,7 +190,7 @@ class Emulation:
                  bw: float | None, delay: float | None) -> None:
             params: dict[str, Any] = {}
             if opts.shaping and (bw or delay):
-                params = {"cls": TCLink}
+                params = {"cls": TCLink, "cls1": QuietTCIntf, "cls2": QuietTCIntf}
                 if bw:
                     params["bw"] = bw
                 if delay and delays:

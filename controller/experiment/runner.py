@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -165,7 +166,11 @@ def run_one(ctx: RunContext) -> tuple[results.RunResult, dict[str, Any]]:
     from controller import topology
     from controller.emulation.net import Emulation, Options
     sc, spec, run_dir = ctx.sc, ctx.spec, ctx.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # Each run starts from nothing: a controller database or audit log left by an earlier run
+    # in the same folder would be restored (the controller never forgets a quarantine).
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
     events_dir = run_dir / "events"
     events_dir.mkdir(exist_ok=True)
     for old in events_dir.glob("*.jsonl"):
