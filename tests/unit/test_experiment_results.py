@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from controller.experiment import model
+from controller.emulation.processes import wait_until
 from controller.experiment import results as res
 from controller.worm.host import WormConfig, WormHost
 from controller.worm.targets import parse_space
@@ -147,11 +148,14 @@ def test_results_from_a_real_loopback_run(tmp_path):
                        detection_delay=0.2, marker="RESULTSWORM", vulnerable=(n != 6))
             for n in range(1, 7)]
     stop = threading.Event()
-    threads = [threading.Thread(target=WormHost(c).run, args=(stop,)) for c in reversed(cfgs)]
-    for t in threads:
-        t.start()
-        time.sleep(0.02)
-    time.sleep(1.5)
+    threads = []
+    for c in reversed(cfgs):      # listeners first, the seed last: no early probe is lost
+        threads.append(threading.Thread(target=WormHost(c).run, args=(stop,)))
+        threads[-1].start()
+        wait_until(lambda c=c: c.events.exists() and '"start"' in c.events.read_text(), 5,
+                   f"{c.name} listening")
+    wait_until(lambda: all(c.posture.exists() and "infection" in c.posture.read_text()
+                           for c in cfgs if c.vulnerable), 10, "every vulnerable host infected")
     stop.set()
     for t in threads:
         t.join(5)

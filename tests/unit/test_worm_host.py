@@ -9,10 +9,10 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 
+from controller.emulation.processes import wait_until
 from controller.worm import host as worm_host
 from controller.worm.host import WormConfig, WormHost
 from controller.worm.posture import read_posture
@@ -39,27 +39,42 @@ def make(tmp: Path, n: int, port: int, **kw) -> WormConfig:
                       events=tmp / f"h{n}.events.jsonl", port=port, **defaults)
 
 
-def run_all(cfgs: list[WormConfig], seconds: float) -> list[WormHost]:
+def started(cfg: WormConfig) -> bool:
+    """The worm wrote its start event: its socket is bound."""
+    return any(e["event"] == "start" for e in events(cfg.events))
+
+
+def start(cfg: WormConfig, stop: threading.Event) -> threading.Thread:
+    t = threading.Thread(target=WormHost(cfg).run, args=(stop,))
+    t.start()
+    wait_until(lambda: started(cfg), 5, f"{cfg.name} listening")
+    return t
+
+
+def run_all(cfgs: list[WormConfig], done, timeout: float) -> None:
+    """Start the worms in order (listeners first, seed last, so no early probe is lost) and
+    stop them once `done()` holds (or fail at the deadline)."""
     stop = threading.Event()
-    worms = [WormHost(c) for c in cfgs]
-    threads = [threading.Thread(target=w.run, args=(stop,)) for w in worms]
-    # listeners first, seed last, so no early probe is lost
-    for t in threads:
-        t.start()
-        time.sleep(0.02)
-    time.sleep(seconds)
-    stop.set()
+    threads = [start(c, stop) for c in cfgs]
+    try:
+        wait_until(done, timeout, "the outbreak's end state")
+    finally:
+        stop.set()
     for t in threads:
         t.join(5)
         assert not t.is_alive()
-    return worms
 
 
 def test_seed_infects_vulnerable_hosts_and_spares_the_others(tmp_path):
     port = free_udp_port()
     cfgs = [make(tmp_path, n, port, vulnerable=(n != 4)) for n in range(2, 7)]
     cfgs.append(make(tmp_path, 1, port, infected=True))
-    run_all(cfgs, 2.0)
+
+    def settled():   # every vulnerable host infected, and the spared one saw (and noted) probes
+        infected = all("infection" in read_posture(tmp_path / f"h{n}.posture.json")
+                       for n in (1, 2, 3, 5, 6))
+        return infected and read_posture(tmp_path / "h4.posture.json").get("attackers")
+    run_all(cfgs, settled, 10)
 
     for n in (1, 2, 3, 5, 6):
         doc = read_posture(tmp_path / f"h{n}.posture.json")
@@ -89,19 +104,17 @@ def test_threat_and_attackers_appear_only_after_detection_delay(tmp_path):
     seed = make(tmp_path, 1, port, infected=True, scan_rate=10.0, detection_delay=0.8,
                 space=parse_space("127.0.0.2/32"))
     stop = threading.Event()
-    wv, ws = WormHost(victim), WormHost(seed)
-    tv = threading.Thread(target=wv.run, args=(stop,))
-    tv.start()
-    time.sleep(0.05)
-    ts = threading.Thread(target=ws.run, args=(stop,))
-    ts.start()
-    time.sleep(0.4)
-    mid_victim = read_posture(victim.posture)
+    tv = start(victim, stop)
+    ts = start(seed, stop)
+    # the victim's infection is written at once; detection comes 0.8 s later
+    mid_victim = wait_until(lambda: "infection" in (d := read_posture(victim.posture)) and d,
+                            5, "victim infected")
     mid_seed = read_posture(seed.posture)
-    time.sleep(1.2)
+    wait_until(lambda: read_posture(seed.posture).get("threats") and
+               read_posture(victim.posture).get("threats"), 5, "both detections")
+    wait_until(lambda: [e for e in events(victim.events) if e["event"] == "probed"], 5, "probes")
     stop.set()
     tv.join(5), ts.join(5)
-    # at 0.4 s: infection written at once, no detection yet
     assert mid_victim["infection"]["by"] == "127.0.0.1"
     assert not mid_victim.get("attackers") and not mid_victim.get("threats")
     assert "infection" in mid_seed and not mid_seed.get("threats")
@@ -125,11 +138,10 @@ def test_scan_rate_is_kept_and_probes_are_counted_per_second(tmp_path):
     seed = make(tmp_path, 1, port, infected=True, scan_rate=25.0,
                 space=parse_space("127.0.0.2/32"), duration=2.0)
     stop = threading.Event()
-    tl = threading.Thread(target=WormHost(listener).run, args=(stop,))
-    tl.start()
-    time.sleep(0.05)
+    tl = start(listener, stop)
     totals = WormHost(seed).run(threading.Event())     # returns after its duration
-    time.sleep(0.1)
+    wait_until(lambda: len([e for e in events(listener.events) if e["event"] == "probed"])
+               >= totals["sent"] - 1, 5, "the listener noting the last probes")
     stop.set()
     tl.join(5)
     assert 48 <= totals["sent"] <= 51                   # 25/s for 2 s
@@ -179,10 +191,7 @@ def test_sigterm_stops_cleanly(tmp_path):
            "--posture", str(tmp_path / "p.json"), "--events", str(ev), "--port", str(port),
            "--infected", "--scan-rate", "5", "--space", "127.0.0.0/29", "--seed", "3"]
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    deadline = time.time() + 10
-    while time.time() < deadline and not (ev.exists() and "infected" in ev.read_text()):
-        time.sleep(0.05)
-    time.sleep(0.3)
+    wait_until(lambda: ev.exists() and "infected" in ev.read_text(), 10, "the worm running")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(5) == 0
     kinds = [e["event"] for e in events(ev)]
