@@ -68,6 +68,10 @@ class Core:
         self.store = Store(settings.db_path)
         self.audit = AuditLog(settings.audit_log)
         self.forwarding = Forwarding(idle_timeout=settings.idle_timeout_s)
+        if topology is not None:
+            from controller.topology import ports_toward
+            self.forwarding.toward = ports_toward(topology)
+            self.forwarding.infra = topology.infra_ports()
         self.mode = AdmissionMode(open=settings.admission_mode == "open",
                                   eapol_pps=settings.eapol_pps)
         self.switches: dict[int, SwitchState] = {}

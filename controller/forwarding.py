@@ -32,6 +32,11 @@ class Forwarding:
     macs: dict[int, dict[str, int]] = field(default_factory=dict)
 
     miss_pps: int = 1000
+    # From the topology file (optional): the port of switch x toward switch a, and which
+    # ports are inter-switch. A host learned on an edge port is then known on every switch
+    # at once, so a new pair's first packet installs the whole path.
+    toward: dict[tuple[int, int], int] = field(default_factory=dict)
+    infra: dict[int, set[int]] = field(default_factory=dict)
 
     def switch_up(self, dpid: int) -> list[Message]:
         """Base flows of table 2: drop what we learned before; table-miss to the controller
@@ -79,6 +84,8 @@ class Forwarding:
             if src in table:      # moved: its old flows point the wrong way
                 out += [(dpid, m) for m in _flows_of(src)]
             table[src] = in_port
+            if self.toward and in_port not in self.infra.get(dpid, ()):
+                out += self._place_everywhere(src, dpid)
         out_port = table.get(dst)
         if out_port is None or int(dst[:2], 16) & 1:
             out.append((dpid, PacketOut(data, (Output(OFPP_FLOOD),), in_port)))
@@ -91,6 +98,19 @@ class Forwarding:
                 out += [(sw, self._pair_flow(a, src, dst, b)),
                         (sw, self._pair_flow(b, dst, src, a))]
         out.append((dpid, PacketOut(data, (Output(out_port),), in_port)))
+        return out
+
+    def _place_everywhere(self, mac: str, edge: int) -> list[tuple[int, Message]]:
+        """`mac` sits on an edge port of switch `edge`: on every other connected switch it
+        is behind the port toward `edge` (the switch graph is a tree)."""
+        out: list[tuple[int, Message]] = []
+        for sw, macs in self.macs.items():
+            port = self.toward.get((sw, edge))
+            if sw == edge or port is None or macs.get(mac) == port:
+                continue
+            if mac in macs:
+                out += [(sw, m) for m in _flows_of(mac)]
+            macs[mac] = port
         return out
 
     def _pair_flow(self, in_port: int, src: str, dst: str, out_port: int) -> Message:

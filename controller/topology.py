@@ -158,6 +158,26 @@ class Topology:
         return out
 
 
+def ports_toward(topo: "Topology") -> dict[tuple[int, int], int]:
+    """For every pair of switches (x, a): the port of x on the tree path toward a."""
+    dpid = {s.name: s.dpid for s in topo.switches}
+    adj: dict[int, list[tuple[int, int]]] = {d: [] for d in dpid.values()}
+    for lk in topo.links:
+        adj[dpid[lk.a]].append((dpid[lk.b], lk.a_port))
+        adj[dpid[lk.b]].append((dpid[lk.a], lk.b_port))
+    out: dict[tuple[int, int], int] = {}
+    for a in adj:                       # walk the tree from a: each x learns its port to a
+        seen, stack = {a}, [a]
+        while stack:
+            y = stack.pop()
+            for x, _ in adj[y]:
+                if x not in seen:
+                    seen.add(x)
+                    out[(x, a)] = next(p for n, p in adj[x] if n == y)
+                    stack.append(x)
+    return out
+
+
 def mac_for(ip: str) -> str:
     """Deterministic locally administered MAC from an IPv4 address (02:00:a.b.c.d)."""
     octets = ipaddress.IPv4Address(ip).packed

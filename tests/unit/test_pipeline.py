@@ -169,3 +169,34 @@ def test_first_packet_installs_the_pair_on_every_switch_that_knows_both_hosts():
         sims[d].apply([m])
     assert sims[2].process({"eth_src": H1, "eth_dst": H2, "eth_type": 0x800}, 9).ports == [3]
     assert sims[2].process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x800}, 3).ports == [9]
+
+
+def test_with_the_topology_a_hosts_first_packet_installs_the_whole_path():
+    """mobile_core: c1t1 (bs1) -> web (svc) crosses bs1, agg1, gw, svc; one packet-in at bs1
+    for the pair puts its flows on all four switches."""
+    from controller import topology
+    from controller.topology import ports_toward
+    topo = topology.load("topologies/mobile_core.yaml")
+    fwd = Forwarding(toward=ports_toward(topo), infra=topo.infra_ports())
+    sims = {}
+    for s in topo.switches:
+        sims[s.dpid] = switch()
+        sims[s.dpid].apply(fwd.switch_up(s.dpid))
+    c1, web = topo.host("c1t1"), topo.host("web")
+    bs1, svc = topo.switch("bs1").dpid, topo.switch("svc").dpid
+    # web announced itself once (e.g. an ARP): known everywhere
+    fwd.packet_in(svc, web.port, web.mac, BCAST, frame(BCAST, web.mac))
+    out = fwd.packet_in(bs1, c1.port, c1.mac, web.mac, frame(web.mac, c1.mac))
+    for d, m in out:
+        sims[d].apply([m])
+    # (switch, in_port, out_port) along bs1 -> agg1 -> gw -> svc
+    path = [("bs1", c1.port, 1), ("agg1", 2, 1), ("gw", 2, 1), ("svc", 1, web.port)]
+    for name, in_port, out_port in path:
+        d = topo.switch(name).dpid
+        r = sims[d].process({"eth_src": c1.mac, "eth_dst": web.mac, "eth_type": 0x800}, in_port)
+        assert r.ports == [out_port] and not r.to_controller, (name, r)
+        back = sims[d].process({"eth_src": web.mac, "eth_dst": c1.mac, "eth_type": 0x800},
+                               out_port)
+        assert back.ports == [in_port], (name, back)
+    assert topo.host("c1t1").port != 1
+    assert ports_toward(topo)[(topo.switch("gw").dpid, bs1)] == 2
