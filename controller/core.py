@@ -14,7 +14,6 @@ every switch's flows are rebuilt from the store when it connects.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 import zlib
@@ -650,7 +649,3 @@ class Core:
 def _meter_delete(meter_id: int) -> Message:
     from controller.openflow.ofmsg import MeterMod
     return MeterMod(meter_id, "delete")
-
-
-def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, default=str).encode()

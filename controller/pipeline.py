@@ -46,8 +46,6 @@ def admission_base(mode: AdmissionMode, infra_ports: set[int]) -> list[Message]:
 
 
 def security_base() -> list[Message]:
-    return [SECURITY.flow(Priority.MISS, {}, [Goto(2)])]
-
-
-def infra_port_flow(port: int) -> Message:
-    return ADMISSION.flow(Priority.ADM_INFRA, {"in_port": port}, [Goto(SECURITY.table_id)])
+    """Table 1's miss flow (owned by the reacting system's enforcement)."""
+    from controller.crs.enforcement import base_flows
+    return base_flows()

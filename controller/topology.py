@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.config import (
-    ConfigError, Field, Validator, in_range, is_ipv4, is_ipv4_network, is_mac, is_name,
+    Field, Validator, in_range, is_ipv4, is_ipv4_network, is_mac, is_name,
     load_yaml, one_of,
 )
 
@@ -345,12 +345,3 @@ def _check_tree(switches: list[SwitchSpec], links: list[LinkSpec], v: Validator)
 
 def _empty(doc: dict[str, Any], net: ipaddress.IPv4Network) -> Topology:
     return Topology(doc["name"], "", net, "", "", "", 0, [], [], [], [])
-
-
-def check_file(path: str | Path) -> list[str]:
-    """Every problem of a topology file, as 'FILE: KEY: PROBLEM' lines (empty when fine)."""
-    try:
-        load(path)
-    except ConfigError as exc:
-        return str(exc).splitlines()
-    return []

@@ -282,12 +282,3 @@ def release_lock(fd: int | None) -> None:
     if fd is not None:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
-
-
-def down(name: str | None = None) -> list[str]:
-    """Remove recorded networks (one by name, or all). Returns what was done."""
-    done = []
-    for rec in records():
-        if name is None or rec.name == name:
-            done += [f"{rec.name}: {line}" for line in teardown(rec)]
-    return done
