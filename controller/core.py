@@ -82,6 +82,7 @@ class Core:
         self.authz = None
         self._gens: dict[str, int] = {}     # cookie generation per terminal (table 1)
         self._contacts: dict[str, set[str]] = {}   # first contacts seen per source address
+        self._indexes: tuple[dict[str, str], set[str]] | None = None
         if not self.mode.open:
             self._init_admission()
         if settings.crs_enabled:
@@ -295,6 +296,7 @@ class Core:
                 moved = prev is None or (prev["dpid"], prev["port"], prev["mac"]) != \
                     (e.dpid, e.port, e.mac)
                 if self.scs is not None and (moved or s.identity not in self.scs.terminals):
+                    self._indexes = None
                     ip = self._ip_of(e.mac)
                     out += self._scs_effects(self.scs.connect(
                         s.identity, s.group, ip, e.mac, e.dpid, e.port, now), now)
@@ -346,10 +348,18 @@ class Core:
         return self._scs_effects(self.scs.observe_first_contact(src, dst, live, now), now)
 
     def _live_ips(self) -> set[str]:
-        ips = {t.ip for t in self.scs.terminals.values() if t.ip}
-        if self.topology:
-            ips |= {h.ip for h in self.topology.hosts} | {self.topology.service_ip}
-        return ips
+        return self._index()[1]
+
+    def _index(self) -> tuple[dict[str, str], set[str]]:
+        """Terminals by MAC and every live address; rebuilt only after a terminal attached,
+        left or changed its address (packet-ins must not scan every terminal)."""
+        if self._indexes is None:
+            by_mac = {t.mac: t.tid for t in self.scs.terminals.values()}
+            ips = {t.ip for t in self.scs.terminals.values() if t.ip}
+            if self.topology:
+                ips |= {h.ip for h in self.topology.hosts} | {self.topology.service_ip}
+            self._indexes = (by_mac, ips)
+        return self._indexes
 
     def _learn_ip(self, dpid: int, in_port: int, frame: packet.Frame) -> None:
         """A terminal's address as seen in its own ARP/IP (for terminals not in the file)."""
@@ -358,10 +368,11 @@ class Core:
         ip = frame.ipv4_src or frame.arp_spa
         if not ip or ip == "0.0.0.0":
             return
-        for t in self.scs.terminals.values():
-            if t.mac == frame.src and t.dpid == dpid and t.port == in_port and t.ip != ip:
-                t.ip = ip
-                self._persist(t.tid)
+        t = self.scs.terminals.get(self._index()[0].get(frame.src, ""))
+        if t is not None and t.dpid == dpid and t.port == in_port and t.ip != ip:
+            t.ip = ip
+            self._persist(t.tid)
+            self._indexes = None
 
     # --- reacting system (X.1125) -----------------------------------------------------
 
