@@ -25,7 +25,7 @@ from controller import packet
 from controller.audit import AuditLog
 from controller.forwarding import Forwarding
 from controller.openflow.ofmsg import (
-    ETH_TYPE_EAPOL, ETH_TYPE_LLDP, OFPP_TABLE, Message, Output, PacketOut,
+    ETH_TYPE_EAPOL, ETH_TYPE_LLDP, OFPP_TABLE, Message, MeterMod, Output, PacketOut,
 )
 from controller.pipeline import AdmissionMode, admission_base
 from controller.settings import Settings
@@ -40,8 +40,7 @@ Out = list[tuple[int, Message]]
 @dataclass
 class SwitchState:
     dpid: int
-    ports: set[int] = field(default_factory=set)
-    meters: set[int] = field(default_factory=set)
+    meters: set[int] = field(default_factory=set)     # meter ids we added since it connected
 
 
 @dataclass
@@ -146,7 +145,7 @@ class Core:
     def switch_up(self, dpid: int, ports: set[int], now: float | None = None) -> Out:
         """A switch connected (first time or again): rebuild its pipeline from the store."""
         now = self._now = time.time() if now is None else now
-        sw = SwitchState(dpid, set(ports))
+        sw = SwitchState(dpid)
         self.switches[dpid] = sw
         self.counters["switch_connects"] += 1
         msgs: list[Message] = []
@@ -179,11 +178,9 @@ class Core:
             return []
         out: Out = []
         if up:
-            sw.ports.add(port)
             if self.auth is not None:
                 out += self._auth_effects(self.auth.port_up(dpid, port, now), now)
             return out
-        sw.ports.discard(port)
         out += [(dpid, m) for m in self.forwarding.port_down(dpid, port)]
         if self.auth is not None:
             out += self._auth_effects(self.auth.port_down(dpid, port, now), now)
@@ -495,14 +492,12 @@ class Core:
         msgs: list[Message] = list(enforcement.base_flows())
         if self.scs is None:
             return msgs
-        for mid in list(sw.meters):
-            sw.meters.discard(mid)
         for t in self.scs.terminals.values():
             if t.dpid != dpid or t.decision is None or not t.online:
                 continue
             for meter_id in (enforcement.rate_meter_id(t.number),
                              enforcement.outside_meter_id(t.number)):
-                msgs.append(_meter_delete(meter_id))   # meters may survive on the switch
+                msgs.append(MeterMod(meter_id, "delete"))   # meters may survive on the switch
             gen = self._gens.get(t.tid, 0)
             msgs += nac.hold(t.decision, t.location, self.svc, self._peers(t.group), gen,
                              sw.meters)
@@ -655,8 +650,3 @@ class Core:
             "counters": {**self.counters, **(self.throttle.counters if self.throttle else {})},
             "hosts_learned": {f"{d:016x}": len(t) for d, t in self.forwarding.macs.items()},
         }
-
-
-def _meter_delete(meter_id: int) -> Message:
-    from controller.openflow.ofmsg import MeterMod
-    return MeterMod(meter_id, "delete")
