@@ -1,11 +1,13 @@
 """Append-only audit log (JSON lines): reports, decisions, flow changes, authentications.
 
 One line per event, written and flushed at once, never rewritten. Operators read it with
-`tail -f` or `jq`; experiments read reaction times from it.
+`tail -f` or `jq`; experiments read reaction times from it. Mode 0600 (also an existing
+file): it names every subscriber, where and when it authenticated, and every decision.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,9 @@ class AuditLog:
         self._fh = None
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", buffering=1)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            os.fchmod(fd, 0o600)
+            self._fh = os.fdopen(fd, "a", buffering=1)
 
     def write(self, record: dict[str, Any]) -> None:
         if self._fh is None:

@@ -20,7 +20,9 @@ class ConfigError(Exception):
 
     def __init__(self, problems: list[tuple[str, str, str]]):
         self.problems = problems
-        super().__init__("\n".join(f"{f}: {k}: {p}" for f, k, p in problems))
+        # An empty key is a problem of the file itself (e.g. its mode): "FILE: PROBLEM".
+        super().__init__("\n".join(f"{f}: {k}: {p}" if k else f"{f}: {p}"
+                                   for f, k, p in problems))
 
 
 Check = Callable[[Any], "str | None"]

@@ -9,6 +9,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
+# The shipped credentials hold keys (AK/KDK impersonate the server and every terminal): git
+# checks files out 0644, and the controller refuses a credentials file others may read.
+chmod 600 config/credentials.yaml
+
 PACKAGES=(openvswitch-switch mininet iperf3 ethtool iputils-ping tcpdump wpasupplicant hostapd
           python3-venv python3-dev)
 missing=()

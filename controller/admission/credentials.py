@@ -1,10 +1,20 @@
 """Subscriber and service-provider credentials (config/credentials.yaml), validated on load.
 
-At rest, EAP-PSK subscribers are stored as AK/KDK (RFC 4764 §3.1, one-way from the PSK), so
-the file alone cannot be used to impersonate the EAC to other systems sharing the PSK
-derivation. Legacy EAP-MD5 secrets must be recoverable (MD5 needs the cleartext), so they
-are Fernet tokens under a key file kept outside the file. Templates cover many terminals
+EAP-PSK subscribers are stored as AK/KDK (RFC 4764 §3.1, one-way from the PSK), so the PSK
+itself never sits on the controller. That is all it buys: AK and KDK are everything an
+EAP-PSK server needs, so whoever reads this file can impersonate the server to every peer
+(MAC_S) and every peer to the server (MAC_P), and derive their session keys (TEK, MSK, EMSK
+from KDK and the RAND_P sent in clear). The SP keys log in as any SP, and a template's
+master secret gives every template terminal's PSK. The file must be protected exactly like
+the PSKs: the loader refuses one that group or others may read or write (0600 or stricter).
+Legacy EAP-MD5 secrets must be recoverable (MD5 needs the cleartext), so they are Fernet
+tokens under a key file kept outside the file (same rule). Templates cover many terminals
 (c1t1..c3t8..) without listing them: their PSK is HMAC(master, identity), demo only.
+
+The secrets shipped in config/credentials.yaml are public (they are in the repository). The
+loader knows them by fingerprint (``DEMO_FINGERPRINTS``), whatever the file is called or its
+comments say, and a controller accepts a file holding any of them only with ``demo: true``
+in its own configuration (``load_credentials(path, demo=...)``, docs/authentication.md).
 """
 from __future__ import annotations
 
@@ -25,6 +35,41 @@ from .eap_psk import key_setup
 
 HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
 HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+# fingerprint() of each secret shipped in config/credentials.yaml (public, demo only).
+DEMO_FINGERPRINTS = frozenset({
+    "c78915b2ab4f09dedb662392d9a83f0aea48d5906e5e2c6f5dc6d52e967904d7",   # template cells
+    "9fa292c1a4952cbd6bd123f6f959769adc78eb2bccb329f24a0c996ca1b52417",   # ops1 AK
+    "68b556075425e48c7de05d1d4a642e937dcdce2738cf4938edc518e23fffa7bc",   # ops1 KDK
+    "4c45f7fe475147945204b5ebdebd73643448f16d124faa0f4967dc827a02b1d3",   # SP web
+    "f19c574ae6c933ed80c7474c447bb7cfc2101510119d19801e69a25f7cc72025",   # SP mail
+    "27ddef7d2bb100eb0b0adcdbcb5e4c3be970c5bc1a179940911f75ed7791fd58",   # SP msg
+    "8ff02ef2a2759344a3420c30da25ed05dc115aa342e4742f48259300a2c4032e",   # SP update
+})
+
+
+def fingerprint(secret: bytes) -> str:
+    """SHA-256 fingerprint of a stored secret, to recognise the shipped demo ones."""
+    return hashlib.sha256(b"crs-shipped-demo-secret-v1\x00" + secret).hexdigest()
+
+
+def is_demo_secret(secret: bytes) -> bool:
+    return fingerprint(secret) in DEMO_FINGERPRINTS
+
+
+def private_file_problem(path: str | Path, what: str) -> str | None:
+    """Why a secrets file is not private (group/others may read or change it), or None.
+
+    A missing file is not this check's business (the loader reports it)."""
+    try:
+        mode = Path(path).stat().st_mode & 0o7777
+    except OSError:
+        return None
+    loose = mode & 0o077
+    if not loose:
+        return None
+    verbs = [v for bits, v in ((0o044, "read"), (0o022, "change")) if loose & bits] or ["reach"]
+    return f"mode {mode:04o} lets group/others {' and '.join(verbs)} {what}; chmod 600 it"
 
 
 def _hex_check(rx: re.Pattern, what: str):
@@ -155,6 +200,7 @@ class Credentials:
     templates: list[Template] = field(default_factory=list)
     service_providers: dict[str, ServiceProvider] = field(default_factory=dict)
     fernet: Fernet | None = None
+    demo_secrets: tuple[str, ...] = ()     # keys holding a shipped (public) demo secret
 
     def subscriber(self, identity: str | bytes) -> Subscriber | None:
         """Explicit entry first, then the first matching template (PSK via HMAC(master, id))."""
@@ -203,11 +249,19 @@ class Credentials:
         return None
 
 
-def load_credentials(path: str | Path) -> Credentials:
-    """Load and validate credentials.yaml; every problem is reported as FILE: KEY: PROBLEM."""
+def load_credentials(path: str | Path, demo: bool | None = None) -> Credentials:
+    """Load and validate credentials.yaml; every problem is reported as FILE: KEY: PROBLEM.
+
+    The file must be mode 0600 (it holds everything needed to impersonate the server and
+    every peer). ``demo`` is the controller's ``demo:`` setting: with False, a file holding
+    any shipped demo secret is refused; None (offline checks, test helpers) only loads."""
     path = Path(path)
+    loose = private_file_problem(path, "the subscribers' keys")
+    if loose:
+        raise ConfigError([(str(path), "", loose)])
     v = Validator(str(path))
     doc = v.mapping(load_yaml(path), SCHEMA)
+    demo_keys: list[str] = []
     creds = Credentials(server_identity=doc["server_identity"] or "crs-eac")
     has_md5 = False
     seen: set[str] = set()
@@ -224,6 +278,7 @@ def load_credentials(path: str | Path) -> Credentials:
                 v.problem(key, "method psk needs ak and kdk (use hash_psk)")
                 continue
             ak, kdk = bytes.fromhex(s["ak"]), bytes.fromhex(s["kdk"])
+            demo_keys += [f"{key}.{k}" for k, b in (("ak", ak), ("kdk", kdk)) if is_demo_secret(b)]
         else:
             ak = kdk = b""
             has_md5 = True
@@ -242,8 +297,11 @@ def load_credentials(path: str | Path) -> Credentials:
         if _regex_check(t["host_regex"]) or _identity_pattern_check(t["identity"]):
             continue
         prefix, suffix = t["identity"].split("{host}")
+        master = bytes.fromhex(t["master_secret"])
+        if is_demo_secret(master):
+            demo_keys.append(f"templates[{i}].master_secret")
         creds.templates.append(Template(t["name"], re.compile(t["host_regex"]), prefix, suffix,
-                                        t["group"], bytes.fromhex(t["master_secret"])))
+                                        t["group"], master))
     for i, sp in enumerate(doc["service_providers"]):
         if not sp or not sp.get("key") or HEX64.match(sp["key"]) is None:
             continue
@@ -251,9 +309,14 @@ def load_credentials(path: str | Path) -> Credentials:
             v.problem(f"service_providers[{i}].name", f"duplicate service provider {sp['name']!r}")
         creds.service_providers[sp["name"]] = ServiceProvider(
             sp["name"], tuple(sp["services"]), bytes.fromhex(sp["key"]))
+        if is_demo_secret(bytes.fromhex(sp["key"])):
+            demo_keys.append(f"service_providers[{i}].key")
     if doc["md5_key_file"]:
         kf = Path(doc["md5_key_file"])
         kf = kf if kf.is_absolute() else path.parent / kf
+        loose = private_file_problem(kf, "the key of the MD5 secrets") if has_md5 else None
+        if loose:
+            v.problem("md5_key_file", f"{kf}: {loose}")
         try:
             creds.fernet = Fernet(kf.read_bytes().strip())
         except OSError as exc:
@@ -264,6 +327,12 @@ def load_credentials(path: str | Path) -> Credentials:
     elif has_md5:
         v.problem("md5_key_file", "md5 subscribers need md5_key_file")
     v.raise_if_any()
+    if demo is False and demo_keys:
+        raise ConfigError([(str(path), "", (
+            f"holds shipped demo secrets ({', '.join(demo_keys)}), public in the repository: "
+            "a controller accepts them only with `demo: true` in its configuration; "
+            "replace them for real use"))])
+    creds.demo_secrets = tuple(demo_keys)
     return creds
 
 

@@ -5,12 +5,22 @@ here, SQLite in the controller). The EAC keeps per SS session only the "sp-root"
 derived from the EMSK, never the EMSK itself, and hands an SP only the key for one
 (ISR-ID, SP, service), after checking in the order of §8.4: IAC-ID valid, SP entitled to
 the service, ISR-ID valid, SS entitled to the service.
+
+SP login challenges are asked for without authentication (``POST /eac/v1/sp/challenge``
+from anywhere, terminals included), so issuing one must cost the EAC no memory: a challenge
+carries its SP name binding and expiry under a MAC only this EAC knows (``_challenge_key``),
+and is checked, not looked up, at login. Only challenges spent by a *successful* login (an SP
+key holder's) are remembered, until they expire, to make them single-use; that table is
+bounded in total and per SP (expired entries are dropped first, a full table refuses the
+login with ``challenge_table_full``). ``counters`` counts issued, refused, expired, invalid
+and reused challenges for ``crs status``.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
@@ -23,8 +33,11 @@ from .keys import purpose_key, sp_service_key_from_root
 
 REASONS = ("unknown_isr_id", "expired_isr_id", "unknown_iac_id", "expired_iac_id",
            "sp_not_entitled", "ss_not_entitled", "unknown_sp", "bad_sp_proof",
-           "unknown_challenge", "no_keys")
+           "unknown_challenge", "no_keys", "challenge_table_full")
 NONCE_LEN = 16
+TAG_LEN = 16
+CHALLENGE_LEN = NONCE_LEN + 8 + TAG_LEN     # random | expiry (ms, big-endian) | MAC
+UNKNOWN_CHALLENGE = "challenge unknown, used, expired or for another SP"
 
 
 @dataclass(frozen=True)
@@ -136,6 +149,11 @@ def open_grant(session_key: bytes, iac_id: str, grant_meta: Grant, sealed: bytes
         return None
 
 
+def _ms(t: float) -> int:
+    """Time in whole milliseconds (a challenge carries its expiry so, 8 bytes big-endian)."""
+    return max(0, int(t * 1000))
+
+
 def _grant_ad(iac_id: str, g: Grant) -> bytes:
     return "\x00".join([iac_id, g.isr_id, g.sp_name, g.service, repr(g.expires)]).encode()
 
@@ -145,14 +163,19 @@ class Eac:
 
     def __init__(self, store: SessionStore, credentials, authorization: Authorization,
                  iac_lifetime_s: float = 3600.0, challenge_lifetime_s: float = 30.0,
-                 rng: Callable[[int], bytes] = os.urandom):
+                 rng: Callable[[int], bytes] = os.urandom, max_spent: int = 4096,
+                 max_spent_per_sp: int = 256):
         self.store = store
         self.creds = credentials
         self.authz = authorization
         self.iac_lifetime_s = iac_lifetime_s
         self.challenge_lifetime_s = challenge_lifetime_s
         self.rng = rng
-        self._challenges: dict[bytes, tuple[str, float]] = {}
+        self.max_spent, self.max_spent_per_sp = max_spent, max_spent_per_sp
+        self._challenge_key = rng(32)       # per process: a restart voids open challenges
+        self._spent: dict[bytes, tuple[str, float]] = {}    # challenge -> (SP, expiry)
+        self._spent_per_sp: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter()
 
     # --- SS side (8.2 / 8.3) ------------------------------------------------------------
 
@@ -172,13 +195,47 @@ class Eac:
     # --- SP side (8.2) -------------------------------------------------------------------
 
     def sp_challenge(self, sp_name: str, now: float) -> bytes | Refusal:
-        """Step 1 of SP login: a one-time EAC nonce."""
+        """Step 1 of SP login: a one-time EAC nonce bound to the SP name and an expiry.
+        Stateless (see module doc): anyone may ask, so asking must not grow any table."""
         if sp_name not in self.creds.service_providers:
+            self.counters["eac_sp_challenge_refused"] += 1
             return Refusal("unknown_sp", sp_name)
-        self._challenges = {n: v for n, v in self._challenges.items() if v[1] > now}
-        nonce = self.rng(NONCE_LEN)
-        self._challenges[nonce] = (sp_name, now + self.challenge_lifetime_s)
-        return nonce
+        body = self.rng(NONCE_LEN) + _ms(now + self.challenge_lifetime_s).to_bytes(8, "big")
+        self.counters["eac_sp_challenge_issued"] += 1
+        return body + self._challenge_tag(sp_name, body)
+
+    def spent_challenges(self) -> int:
+        """Size of the only challenge state the EAC keeps (spent, not yet expired)."""
+        return len(self._spent)
+
+    def _challenge_tag(self, sp_name: str, body: bytes) -> bytes:
+        msg = b"x1124-sp-challenge-v1\x00" + sp_name.encode() + b"\x00" + body
+        return hmac.new(self._challenge_key, msg, hashlib.sha256).digest()[:TAG_LEN]
+
+    def _challenge_problem(self, sp_name: str, nonce: bytes, now: float) -> str | None:
+        """Counter name for a challenge that cannot be used for this SP now, or None."""
+        body, tag = nonce[:-TAG_LEN], nonce[-TAG_LEN:]
+        if len(nonce) != CHALLENGE_LEN or not hmac.compare_digest(
+                tag, self._challenge_tag(sp_name, body)):
+            return "eac_sp_challenge_invalid"       # not ours, altered, or for another SP
+        if int.from_bytes(body[NONCE_LEN:], "big") <= _ms(now):
+            return "eac_sp_challenge_expired"
+        if nonce in self._spent:
+            return "eac_sp_challenge_reused"
+        return None
+
+    def _spend(self, sp_name: str, nonce: bytes, now: float) -> bool:
+        """Remember a challenge a successful login used; False when the table is full."""
+        for n, (sp, _) in [(n, v) for n, v in self._spent.items() if v[1] <= now]:
+            del self._spent[n]
+            self._spent_per_sp[sp] -= 1
+            self.counters["eac_sp_challenge_spent_expired"] += 1
+        if (len(self._spent) >= self.max_spent
+                or self._spent_per_sp[sp_name] >= self.max_spent_per_sp):
+            return False
+        self._spent[nonce] = (sp_name, int.from_bytes(nonce[NONCE_LEN:-TAG_LEN], "big") / 1000)
+        self._spent_per_sp[sp_name] += 1
+        return True
 
     def sp_authenticate(self, sp_name: str, nonce_eac: bytes, nonce_sp: bytes, proof: bytes,
                         now: float) -> SpLogin | Refusal:
@@ -186,13 +243,22 @@ class Eac:
         sp = self.creds.service_providers.get(sp_name)
         if sp is None:
             return Refusal("unknown_sp", sp_name)
-        pending = self._challenges.pop(nonce_eac, None)
-        if pending is None or pending[0] != sp_name or pending[1] <= now:
-            return Refusal("unknown_challenge", "challenge unknown, used, expired or for another SP")
+        problem = self._challenge_problem(sp_name, nonce_eac, now)
+        if problem is not None:
+            self.counters[problem] += 1
+            return Refusal("unknown_challenge", UNKNOWN_CHALLENGE)
         if len(nonce_sp) < NONCE_LEN or nonce_sp == nonce_eac:
             return Refusal("bad_sp_proof", "SP nonce too short or reflected")
         if not hmac.compare_digest(proof, sp_proof(sp.key, "sp", sp_name, nonce_eac, nonce_sp)):
+            self.counters["eac_sp_login_bad_proof"] += 1
             return Refusal("bad_sp_proof", sp_name)
+        if not self._spend(sp_name, nonce_eac, now):
+            self.counters["eac_sp_challenge_table_full"] += 1
+            return Refusal("challenge_table_full",
+                           f"more than {self.max_spent_per_sp} logins of {sp_name} (or "
+                           f"{self.max_spent} in all) in {self.challenge_lifetime_s:g} s; "
+                           "retry later")
+        self.counters["eac_sp_login"] += 1
         iac = "iac-" + self.rng(12).hex()
         key = sp_session_key(sp.key, sp_name, nonce_eac, nonce_sp)
         rec = SpRecord(iac, sp_name, key, now + self.iac_lifetime_s)

@@ -43,6 +43,7 @@ STATUS = {
     "sp_not_entitled": 403, "ss_not_entitled": 403, "no_keys": 403,
     "unknown_isr_id": 404,
     "expired_iac_id": 410, "expired_isr_id": 410,
+    "challenge_table_full": 503,
 }
 
 Reply = tuple[int, dict]

@@ -141,6 +141,12 @@ class PskResult:
     emsk: bytes = b""
     id_p: bytes = b""
     reason: str = ""
+    id_mismatch: bool = False       # PSK-2's ID_P is not the EAP identity (server side)
+
+
+def _show(identity: bytes) -> str:
+    """An identity from the wire, printable in a log line (repr of its text, shortened)."""
+    return repr(identity[:64].decode(errors="replace"))
 
 
 Lookup = Callable[[bytes], "tuple[bytes, bytes] | None"]
@@ -148,11 +154,16 @@ Lookup = Callable[[bytes], "tuple[bytes, bytes] | None"]
 
 @dataclass
 class PskServer:
-    """Server side (the EAC). ``lookup(id_p) -> (ak, kdk) | None`` gives stored credentials."""
+    """Server side (the EAC). ``lookup(id_p) -> (ak, kdk) | None`` gives stored credentials.
+
+    ``expected_id_p`` is the identity the peer gave in EAP-Response/Identity: a PSK-2 whose
+    ID_P differs fails at once, before any key is looked up and before PSK-3 could tell the
+    peer DONE_SUCCESS (the identity that got in must be the one whose key proved it)."""
 
     id_s: bytes
     lookup: Lookup
     rng: Callable[[int], bytes] = os.urandom
+    expected_id_p: bytes | None = None
     state: str = "init"
     rand_s: bytes = b""
     rand_p: bytes = b""
@@ -185,7 +196,13 @@ class PskServer:
         if rand_s != self.rand_s:
             return PskResult(reason="PSK-2 RAND_S does not match ours (stale or replayed)")
         if len(id_p) > MAX_ID_LEN:
+            self.state = "failed"
             return PskResult(done=True, reason="ID_P too long")
+        if self.expected_id_p is not None and id_p != self.expected_id_p:
+            self.state = "failed"
+            return PskResult(done=True, id_p=id_p, id_mismatch=True,
+                             reason=f"ID_P {_show(id_p)} differs from the EAP identity "
+                                    f"{_show(self.expected_id_p)}")
         creds = self.lookup(id_p)
         if creds is None:
             self.state = "failed"

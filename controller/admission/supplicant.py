@@ -38,13 +38,18 @@ class PeerStep:
 
 
 class Supplicant:
-    """Peer side. Give ``psk`` (16 bytes) for EAP-PSK and/or ``md5_secret`` for legacy MD5."""
+    """Peer side. Give ``psk`` (16 bytes) for EAP-PSK and/or ``md5_secret`` for legacy MD5.
+
+    ``psk_id_p`` is for attack tests only: send it as EAP-PSK ID_P instead of ``identity``
+    (an honest peer never does; the authenticator must refuse it at PSK-2)."""
 
     def __init__(self, identity: str, mac: str, psk: bytes | None = None,
-                 md5_secret: bytes | None = None, rng: Callable[[int], bytes] = os.urandom):
+                 md5_secret: bytes | None = None, rng: Callable[[int], bytes] = os.urandom,
+                 psk_id_p: str | None = None):
         if psk is None and md5_secret is None:
             raise ValueError("a supplicant needs a PSK or an MD5 secret")
         self.identity = identity
+        self.psk_id_p = identity if psk_id_p is None else psk_id_p
         self.mac = mac.lower()
         self.md5_secret = md5_secret
         self.rng = rng
@@ -91,7 +96,7 @@ class Supplicant:
                                          self.identity.encode()))
         if eap.type == EapType.PSK and self._ak_kdk is not None:
             if self.peer is None or (eap.data[:1] and eap.data[0] >> 6 == 0):
-                self.peer = PskPeer(self.identity.encode(), *self._ak_kdk, rng=self.rng)
+                self.peer = PskPeer(self.psk_id_p.encode(), *self._ak_kdk, rng=self.rng)
             res = self.peer.process(f.body)
             if res.success:
                 self.pending = PeerKeys(res.msk, res.emsk, isr_id(res.emsk),

@@ -218,6 +218,7 @@ def parser() -> argparse.ArgumentParser:
                     help="session lifetime written as 'expires' (EAPOL does not carry it)")
     ap.add_argument("--timeout-s", type=_positive, default=15.0, help="--once: give up after this")
     ap.add_argument("--once", action="store_true", help="exit after the first result (0 success, 1 failure)")
+    ap.add_argument("--psk-id-p", help="attack tests only: EAP-PSK ID_P other than --identity")
     return ap
 
 
@@ -234,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     sup = Supplicant(args.identity, mac, psk=args.psk,
-                     md5_secret=args.md5_secret.encode() if args.md5_secret else None)
+                     md5_secret=args.md5_secret.encode() if args.md5_secret else None,
+                     psk_id_p=args.psk_id_p)
 
     def stop(signum, frame):
         raise _Stop()

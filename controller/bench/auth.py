@@ -474,6 +474,7 @@ admission: {{mode: authenticate, credentials: {ROOT}/config/credentials.yaml,
 crs: {{enabled: false, policy: {ROOT}/config/crs_policy.yaml}}
 topology: {topology_file}
 audit_log: {work}/audit.jsonl
+demo: true
 """)
     return cfg
 

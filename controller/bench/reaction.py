@@ -289,7 +289,7 @@ def write_configs(run_dir: Path, topo_file: str) -> Path:
                       "session_s": 3600},
         "crs": {"enabled": True, "policy": str(pfile)},
         "topology": str(ROOT / topo_file),
-        "audit_log": str(run_dir / "audit.jsonl")}, sort_keys=False))
+        "audit_log": str(run_dir / "audit.jsonl"), "demo": True}, sort_keys=False))
     return cfg
 
 

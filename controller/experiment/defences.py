@@ -169,6 +169,7 @@ def controller_document(defence: str, params: dict[str, Any], topology_file: str
                      "credentials": str(files.get("credentials") or CREDENTIALS),
                      "authorization": str(files.get("authorization") or AUTHORIZATION)}
         doc["admission"] = admission
+        doc["demo"] = True          # the shipped (public) demo secrets, or a copy of them
     if defence in CRS_DEFENCES:
         if not files.get("policy"):
             raise DefenceError(f"{defence}: a policy file is needed")
@@ -200,6 +201,7 @@ def write_defence_files(defence: str, params: dict[str, Any], cells: int,
             groups = cell_groups(cells, int(params.get("scope_cells", 1)))
             files["credentials"] = _dump(run_dir / "credentials.yaml", credentials_document(
                 load_yaml(CREDENTIALS), groups), head)
+            files["credentials"].chmod(0o600)     # the controller refuses a readable one
             files["authorization"] = _dump(run_dir / "authorization.yaml",
                                            authorization_document(load_yaml(AUTHORIZATION), groups),
                                            head)

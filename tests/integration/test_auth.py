@@ -22,6 +22,7 @@ admission: {{mode: authenticate, credentials: {ROOT}/config/credentials.yaml,
 crs: {{enabled: {str(crs).lower()}, policy: {ROOT}/config/crs_policy.yaml}}
 topology: {ROOT}/{topo}
 audit_log: {tmp_path}/audit.jsonl
+demo: true
 """)
     return ["--config", str(cfg)]
 
@@ -187,6 +188,7 @@ def test_legacy_md5_subscriber_with_wpa_supplicant(controller, network, tmp_path
                                  "method": "md5", "legacy": True,
                                  "md5_token": encrypt_md5_secret(key_file, "old-secret")})
     (tmp_path / "creds.yaml").write_text(yaml.safe_dump(creds))
+    (tmp_path / "creds.yaml").chmod(0o600)
     args = auth_config(tmp_path)
     cfg = tmp_path / "controller.yaml"
     cfg.write_text(cfg.read_text().replace(f"{ROOT}/config/credentials.yaml",

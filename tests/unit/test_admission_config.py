@@ -47,6 +47,7 @@ def test_helpers():
 def write(tmp_path, doc, name="c.yaml"):
     p = tmp_path / name
     p.write_text(yaml.safe_dump(doc))
+    p.chmod(0o600)          # the loader refuses credentials that group/others may read
     return p
 
 
