@@ -17,6 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
+from controller.restguard import auth_header, read_token
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -60,6 +62,8 @@ class ControllerProcess:
         self.ryu_app = ryu_app
         self.proc: subprocess.Popen | None = None
         self.log = self.workdir / "controller.log"
+        # `crs controller` writes its operator token next to --db (workdir/crs.db)
+        self.token_file = self.workdir / "operator.token"
 
     def start(self, timeout: float = 30) -> "ControllerProcess":
         if self.ryu_app:
@@ -87,13 +91,16 @@ class ControllerProcess:
         return self.request("GET", "/crs/v1/status")
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
-        """A JSON REST call; HTTP errors come back as {'http_status': N, ...body}."""
+        """A JSON REST call, as the operator (POSTs carry the controller's operator token);
+        HTTP errors come back as {'http_status': N, ...body}."""
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"controller exited with {self.proc.returncode}: see {self.log}")
         data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"}
+        if method == "POST" and self.token_file.exists():
+            headers.update(auth_header(read_token(str(self.token_file))))
         req = urllib.request.Request(f"http://127.0.0.1:{self.rest_port}{path}", data=data,
-                                     method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 return json.loads(r.read() or b"null")
