@@ -13,6 +13,7 @@ import time
 from typing import Callable
 
 EXIT_CONFIG = 2
+DEFAULT_DB = "var/crs.db"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,11 +31,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("controller", help="run the Ryu OpenFlow 1.3 controller")
     c.add_argument("--ofp-port", type=int, default=6653, help="OpenFlow listen port")
+    c.add_argument("--ofp-host", default="127.0.0.1",
+                   help="OpenFlow listen address (default loopback: switches on this host; "
+                   "give an address for real switches, with TLS)")
+    c.add_argument("--ofp-tls-cert", help="OpenFlow over TLS: the controller's certificate")
+    c.add_argument("--ofp-tls-key", help="OpenFlow over TLS: the controller's private key")
+    c.add_argument("--ofp-tls-ca", help="OpenFlow over TLS: CA certificate that switch "
+                   "certificates must chain to (switches must then present one)")
     c.add_argument("--rest-port", type=int, default=8080, help="REST API port")
     c.add_argument("--rest-host", default="0.0.0.0", help="REST API address")
     c.add_argument("--config", help="controller configuration file (YAML)")
     c.add_argument("--topology", help="topology file (cells, servers, inter-switch ports)")
-    c.add_argument("--db", default="var/crs.db", help="SQLite database path")
+    c.add_argument("--db", default=DEFAULT_DB, help="SQLite database path")
+    c.add_argument("--token-file", help="where to write the operator token, mode 0600 "
+                   "(default: operator.token in the database's folder)")
     c.add_argument("--log-level", default="INFO",
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     c.add_argument("--admission", choices=["open", "authenticate"],
@@ -80,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     # operator commands against the REST API (loopback)
     api = argparse.ArgumentParser(add_help=False)
     api.add_argument("--api", default="http://127.0.0.1:8080", help="controller REST URL")
+    api.add_argument("--db", default=DEFAULT_DB,
+                     help="the controller's --db: its operator token is read next to it")
+    api.add_argument("--token-file", help="the controller's operator token file "
+                     "(default: operator.token in the folder of --db)")
     t = sub.add_parser("terminals", parents=[api], help="list terminals: level, group, session")
     t.set_defaults(func=lambda a: _api(a, "GET", "/crs/v1/terminals"))
     t1 = sub.add_parser("terminal", parents=[api], help="show one terminal (name, IP or MAC)")
@@ -135,9 +149,19 @@ def _api(a: argparse.Namespace, method: str, path: str, body: dict | None = None
     """Call the REST API and print its JSON; errors come back as JSON with a reason."""
     import urllib.error
     import urllib.request
+    from controller import restguard
     data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"}
+    if method == "POST":      # state-changing operator calls need the controller's token
+        tf = restguard.token_file(a.db, a.token_file)
+        try:
+            headers.update(restguard.auth_header(restguard.read_token(tf)))
+        except (OSError, ValueError) as exc:
+            print(f"error: cannot read the operator token ({exc}); run as a user who can "
+                  f"read it, or pass the controller's --token-file or --db", file=sys.stderr)
+            return 1
     req = urllib.request.Request(a.api.rstrip("/") + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+                                 headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             print(json.dumps(json.loads(r.read() or b"null"), indent=1, sort_keys=True))
@@ -164,9 +188,15 @@ def cmd_controller(a: argparse.Namespace) -> int:
     try:
         s = load_settings(a.config, ofp_port=a.ofp_port, rest_port=a.rest_port,
                           rest_host=a.rest_host, db_path=a.db, log_level=a.log_level,
-                          topology_file=a.topology, admission_mode=a.admission)
+                          topology_file=a.topology, admission_mode=a.admission,
+                          token_file=a.token_file, ofp_host=a.ofp_host,
+                          ofp_tls_cert=a.ofp_tls_cert, ofp_tls_key=a.ofp_tls_key,
+                          ofp_tls_ca=a.ofp_tls_ca)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    if bool(a.ofp_tls_cert) != bool(a.ofp_tls_key):
+        print("error: --ofp-tls-cert and --ofp-tls-key go together", file=sys.stderr)
         return EXIT_CONFIG
     return launcher.run(s)
 

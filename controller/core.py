@@ -18,7 +18,7 @@ import logging
 import time
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from controller import packet
@@ -27,7 +27,7 @@ from controller.forwarding import Forwarding
 from controller.openflow.ofmsg import (
     ETH_TYPE_EAPOL, ETH_TYPE_LLDP, OFPP_TABLE, Message, MeterMod, Output, PacketOut,
 )
-from controller.pipeline import AdmissionMode, admission_base
+from controller.pipeline import AdmissionMode, admission_base, eapol_port_flows
 from controller.settings import Settings
 from controller.store import Store
 from controller.topology import Topology
@@ -71,7 +71,8 @@ class Core:
             self.forwarding.toward = ports_toward(topology)
             self.forwarding.infra = topology.infra_ports()
         self.mode = AdmissionMode(open=settings.admission_mode == "open",
-                                  eapol_pps=settings.eapol_pps)
+                                  eapol_pps=settings.eapol_pps,
+                                  eapol_port_pps=settings.eapol_port_pps)
         self.switches: dict[int, SwitchState] = {}
         self.counters: Counter[str] = Counter()
         self.http_out: list[HttpPost] = []
@@ -80,8 +81,14 @@ class Core:
         self.auth = self.eac = self.scs = None
         self.authz = None
         self._gens: dict[str, int] = {}     # cookie generation per terminal (table 1)
-        self._contacts: dict[str, set[str]] = {}   # first contacts seen per source address
+        self._seal_gens: dict[str, int] = {}    # cookie generation per sealed group
+        self._evidence_saved = 0                # correlator change count last stored
         self._indexes: tuple[dict[str, str], set[str]] | None = None
+        # (dpid, port, mac) -> binding, for every active binding: who may send from where
+        self._bound: dict[tuple[int, int, str], dict] = {}
+        self._bound_port: dict[tuple[int, int], str] = {}    # (dpid, port) -> identity
+        self._log_budget: dict[str, float] = {}
+        self._host_at: dict[tuple[int, int], str] | None = None
         if not self.mode.open:
             self._init_admission()
         if settings.crs_enabled:
@@ -119,6 +126,14 @@ class Core:
         self.auth = Authenticator(creds, self.controller_mac, Timers(
             session_s=s.session_s, reauth_margin_s=min(60.0, s.session_s / 3)))
         self.eac = Eac(self.store, creds, self.authz)
+        self.ctl_service = None
+        if self.topology is not None:
+            from controller.admission.binding import ControllerService
+            self.ctl_service = ControllerService(self.topology.service_ip,
+                                                 self.topology.service_mac,
+                                                 (s.rest_port,))
+        for b in self.store.bindings(self._now):
+            self._index_binding(b)
 
     def _init_crs(self, now: float) -> None:
         from controller.crs.enforcement import ServiceAddresses
@@ -130,7 +145,8 @@ class Core:
         update = next((h for h in t.hosts if h.role == "update"), None)
         if update is None:
             raise ValueError(f"{t.file}: the reacting system needs a host with role: update")
-        self.svc = ServiceAddresses(t.service_ip, update.ip, update.mac)
+        self.svc = ServiceAddresses(t.service_ip, update.ip, update.mac,
+                                    controller_ports=(self.settings.rest_port,))
         policy = load_policy(self.settings.crs_policy_file)
         self.store.add_policy(policy.version, str(policy.source))
         self.scs = SCS(policy, self._report_key)
@@ -150,13 +166,18 @@ class Core:
         self.counters["switch_connects"] += 1
         msgs: list[Message] = []
         msgs += admission_base(self.mode, self._trusted.get(dpid, set()))
+        restored: Out = []
         if self.auth is not None:
             from controller.admission.binding import preauth_flows
-            if self.settings.preauth_arp_to_service and self.topology:
-                msgs += preauth_flows(self.topology.service_ip)
+            svc_ip = self.topology.service_ip if (self.settings.preauth_arp_to_service
+                                                  and self.topology) else None
+            msgs += preauth_flows(svc_ip)
             for b in self.store.bindings(now):
                 if b["dpid"] == dpid:
                     msgs += self._binding_flows(b)
+                    restored += self._auth_effects(self.auth.restore(
+                        dpid, b["port"], b["mac"], self._restored_session(b), now,
+                        self.settings.restore_grace_s), now)
         msgs += self._security_rebuild(dpid, sw)
         if self.throttle is not None:
             for i, h in enumerate(self.topology.terminals()):
@@ -164,7 +185,7 @@ class Core:
                     msgs += self.throttle.base_flows(dpid, h.port, i + 1)
         msgs += self.forwarding.switch_up(dpid)
         self.audit.write({"event": "switch_up", "dpid": dpid, "flows": len(msgs)})
-        return [(dpid, m) for m in msgs]
+        return [(dpid, m) for m in msgs] + restored
 
     def switch_down(self, dpid: int) -> None:
         self.switches.pop(dpid, None)
@@ -179,6 +200,8 @@ class Core:
         out: Out = []
         if up:
             if self.auth is not None:
+                if port not in self._trusted.get(dpid, ()):
+                    out += [(dpid, m) for m in eapol_port_flows(self.mode, port)]
                 out += self._auth_effects(self.auth.port_up(dpid, port, now), now)
             return out
         out += [(dpid, m) for m in self.forwarding.port_down(dpid, port)]
@@ -196,7 +219,8 @@ class Core:
             frame = packet.parse(data)
         except packet.BadFrame as exc:
             self.counters["bad_frames"] += 1
-            log.warning("dpid %x port %d: dropped malformed frame: %s", dpid, in_port, exc)
+            self._warn("bad_frame", "dpid %x port %d: dropped malformed frame: %s", dpid,
+                       in_port, exc)
             return []
         if frame.eth_type == ETH_TYPE_LLDP:
             return []
@@ -205,6 +229,8 @@ class Core:
                 self.counters["eapol_ignored_open_mode"] += 1
                 return []
             return self._auth_effects(self.auth.handle_frame(dpid, in_port, data, now), now)
+        if table_id == 0:
+            return self._admission_punt(dpid, in_port, frame, now)
         if table_id == 1:
             if (self.throttle is not None and frame.ipv4_dst is not None
                     and (dpid, in_port) in self.throttle.hosts
@@ -215,14 +241,55 @@ class Core:
             if self.scs is not None:
                 return self._redirect(dpid, in_port, frame, data)
         if table_id == 2:
-            self._learn_ip(dpid, in_port, frame)
-            if self.scs is not None:
-                out = self._first_contact(frame, now)
-                return out + self.forwarding.packet_in(dpid, in_port, frame.src, frame.dst,
-                                                       data)
-            return self.forwarding.packet_in(dpid, in_port, frame.src, frame.dst, data)
+            edge = in_port not in self._trusted.get(dpid, ())
+            tid = self._bound.get((dpid, in_port, frame.src), {}).get("identity")
+            if self.auth is not None and edge and tid is None:
+                # only a bound (port, MAC) or an inter-switch/server port teaches forwarding
+                # where a MAC lives; anything else would let a frame move someone's traffic
+                self.counters["attack_unbound_source_dropped"] += 1
+                return []
+            out: Out = []
+            if self.scs is not None and edge and tid is not None:
+                out = self._first_contact(tid, frame, now)
+            return out + self.forwarding.packet_in(dpid, in_port, frame.src, frame.dst, data)
         self.counters["unexpected_packet_ins"] += 1
         return []
+
+    def _admission_punt(self, dpid: int, in_port: int, frame: packet.Frame,
+                        now: float) -> Out:
+        """Table 0 sent this through the punt meter: a pre-auth ARP request for the service
+        address (answered here, never forwarded), the first frame of a binding whose address
+        is not known yet (pinned), or a bound terminal's frame with a source it does not
+        own (counted and dropped)."""
+        b = self._bound.get((dpid, in_port, frame.src))
+        if b is not None and b.get("ip") is None:
+            return self._pin_address(b, frame, now)
+        t = self.topology
+        if (frame.arp_op == 1 and t is not None and frame.arp_tpa == t.service_ip
+                and frame.arp_spa != t.service_ip and frame.arp_sha == frame.src
+                and in_port not in self._trusted.get(dpid, ())
+                and (b is None or frame.arp_spa == b.get("ip"))):
+            self.counters["preauth_arp_answered"] += 1
+            reply = packet.arp_reply(t.service_mac, t.service_ip, frame.src,
+                                     frame.arp_spa or "0.0.0.0")
+            return [(dpid, PacketOut(reply, (Output(in_port),)))]
+        if b is None:
+            self.counters["attack_preauth_frame_dropped"] += 1
+            return []
+        kind = "arp" if frame.arp_op is not None else "ip" if frame.ipv4_src else "other"
+        self.counters[f"attack_spoofed_{kind}_dropped"] += 1
+        self._warn(f"spoof:{b['identity']}", "%s on %x:%d sent a %s frame as %s (bound to %s):"
+                   " dropped", b["identity"], dpid, in_port, kind,
+                   frame.arp_spa or frame.ipv4_src or hex(frame.eth_type), b.get("ip"))
+        return []
+
+    def _warn(self, key: str, fmt: str, *args: Any) -> None:
+        """A warning at most once per 10 s per key: an attacker must not flood the log."""
+        if self._now - self._log_budget.get(key, -1e9) >= 10.0:
+            if len(self._log_budget) > 10000:
+                self._log_budget.clear()
+            self._log_budget[key] = self._now
+            log.warning(fmt, *args)
 
     def tick(self, now: float | None = None) -> Out:
         now = self._now = time.time() if now is None else now
@@ -254,8 +321,58 @@ class Core:
 
     def _binding_flows(self, b: dict) -> list[Message]:
         from controller.admission.binding import binding_flows
-        return binding_flows(b["number"], b["port"], b["mac"], b["group"], self.authz,
-                             self._servers())
+        return binding_flows(b["number"], b["port"], b["mac"], b.get("ip"), b["group"],
+                             self.authz, self._servers(), self.ctl_service)
+
+    def _index_binding(self, b: dict) -> None:
+        self._bound[(b["dpid"], b["port"], b["mac"])] = b
+        self._bound_port[(b["dpid"], b["port"])] = b["identity"]
+
+    def _unindex_binding(self, b: dict) -> None:
+        self._bound.pop((b["dpid"], b["port"], b["mac"]), None)
+        if self._bound_port.get((b["dpid"], b["port"])) == b["identity"]:
+            del self._bound_port[(b["dpid"], b["port"])]
+
+    def _address_at(self, dpid: int, port: int) -> str | None:
+        """The IPv4 address a binding on (dpid, port) pins: the topology's host on that port;
+        None (pin the first address the terminal uses) for a port the file does not name."""
+        if self._host_at is None:
+            t = self.topology
+            self._host_at = {} if t is None else {
+                (t.switch(h.switch).dpid, h.port): h.ip for h in t.hosts}
+        return self._host_at.get((dpid, port))
+
+    def _pin_address(self, b: dict, frame: packet.Frame, now: float) -> Out:
+        """First frame of a binding without a known address: pin its source address, unless
+        that address belongs to someone else (another binding, a server, the controller)."""
+        ip = frame.arp_spa if frame.arp_op is not None else frame.ipv4_src
+        if not ip or ip == "0.0.0.0":
+            self.counters["binding_unpinned_frame_dropped"] += 1
+            return []
+        taken = {x.get("ip") for x in self._bound.values() if x is not b}
+        if self.topology is not None:
+            taken |= {h.ip for h in self.topology.hosts} | {self.topology.service_ip}
+        if ip in taken or (frame.arp_op is not None and frame.arp_sha != b["mac"]):
+            self.counters["attack_spoofed_first_address_dropped"] += 1
+            self._warn(f"pin:{b['identity']}", "%s tried to take the address %s: dropped",
+                       b["identity"], ip)
+            return []
+        b["ip"] = ip
+        self.store.put_binding(b["identity"], ip=ip)
+        self.counters["binding_address_pinned"] += 1
+        self.audit.write({"event": "binding_address", "identity": b["identity"], "ip": ip,
+                          "dpid": b["dpid"], "port": b["port"], "mac": b["mac"]})
+        out: Out = [(b["dpid"], m) for m in self._binding_flows(b)]
+        if self.scs is not None:
+            self._indexes = None
+            out += self._scs_effects(self.scs.connect(
+                b["identity"], b["group"], ip, b["mac"], b["dpid"], b["port"], now), now)
+        return out
+
+    def _restored_session(self, b: dict):
+        from controller.admission.authenticator import Session
+        return Session(b["identity"], b["group"], b["isr_id"] or "", b"", b"",
+                       b["start"] or 0.0, b["expires"], b["method"] or "")
 
     def _auth_effects(self, effects, now: float) -> Out:
         from controller.admission import authenticator as a
@@ -273,28 +390,33 @@ class Core:
             elif isinstance(e, a.Admit):
                 s = e.session
                 prev = self.store.binding(s.identity)
+                moved = prev is None or (prev["dpid"], prev["port"], prev["mac"]) != \
+                    (e.dpid, e.port, e.mac)
+                ip = self._address_at(e.dpid, e.port) or (None if moved else prev["ip"])
                 crs_key = purpose_key(s.emsk, "crs-report") if s.emsk else None
                 number = self.store.put_binding(
                     s.identity, grp=s.group, dpid=e.dpid, port=e.port, mac=e.mac,
                     isr_id=s.isr_id, crs_key=crs_key, method=s.method, start=s.start,
-                    expires=s.expires)
+                    expires=s.expires, ip=ip)
                 if prev and prev["isr_id"] and prev["isr_id"] != s.isr_id:
                     self.eac.revoke(prev["isr_id"])
-                if prev and (prev["dpid"], prev["port"], prev["mac"]) != (e.dpid, e.port, e.mac):
+                if prev and moved:
+                    self._unindex_binding(prev)
                     out += [(prev["dpid"], m) for m in revoke_flows(prev["number"])]
                 self.eac.register(s)
                 self.counters["dot1x_admitted"] += 1
                 self.audit.write({"event": "authenticated", "identity": s.identity,
                                   "group": s.group, "dpid": e.dpid, "port": e.port,
-                                  "mac": e.mac, "isr_id": s.isr_id, "method": s.method,
-                                  "expires": s.expires, "reauth": prev is not None})
-                b = {"number": number, "port": e.port, "mac": e.mac, "group": s.group}
+                                  "mac": e.mac, "ip": ip, "isr_id": s.isr_id,
+                                  "method": s.method, "expires": s.expires,
+                                  "reauth": prev is not None})
+                b = {"identity": s.identity, "number": number, "dpid": e.dpid, "port": e.port,
+                     "mac": e.mac, "ip": ip, "group": s.group}
+                self._index_binding(b)
                 out += [(e.dpid, m) for m in self._binding_flows(b)]
-                moved = prev is None or (prev["dpid"], prev["port"], prev["mac"]) != \
-                    (e.dpid, e.port, e.mac)
-                if self.scs is not None and (moved or s.identity not in self.scs.terminals):
+                t = self.scs.terminals.get(s.identity) if self.scs is not None else None
+                if self.scs is not None and ip and (moved or t is None or not t.online):
                     self._indexes = None
-                    ip = self._ip_of(e.mac)
                     out += self._scs_effects(self.scs.connect(
                         s.identity, s.group, ip, e.mac, e.dpid, e.port, now), now)
             elif isinstance(e, a.Revoke):
@@ -305,6 +427,7 @@ class Core:
         from controller.admission.binding import revoke_flows
         out: Out = []
         for b in self.store.bindings_at(dpid, port, mac):
+            self._unindex_binding(b)
             out += [(dpid, m) for m in revoke_flows(b["number"])]
             out += self.forwarding.forget(mac)
             if b["isr_id"]:
@@ -314,6 +437,7 @@ class Core:
             self.audit.write({"event": "revoked", "identity": b["identity"], "dpid": dpid,
                               "port": port, "mac": mac, "reason": reason})
             if self.scs is not None and b["identity"] in self.scs.terminals:
+                self._indexes = None
                 out += self._scs_effects(self.scs.leave(b["identity"], now, reason), now)
         return out
 
@@ -324,25 +448,24 @@ class Core:
                     return h.ip
         return ""
 
-    def _first_contact(self, frame: packet.Frame, now: float) -> Out:
+    def _first_contact(self, tid: str, frame: packet.Frame, now: float) -> Out:
         """Network evidence for the SCS: a terminal's first attempt to reach an address (an
         ARP request, or the first packet of a new host pair, both reach the controller).
-        It succeeds when something lives at that address (a host of the topology or a
-        terminal seen before); a scanner of dark address space fails again and again."""
+        It is attributed to the terminal bound to the (switch, port) the frame came in on
+        (its source address is pinned there). It succeeds when something lives at that
+        address (a host of the topology or a bound terminal); a scanner of dark address
+        space fails again and again."""
         if frame.arp_op == 1:
-            src, dst = frame.arp_spa, frame.arp_tpa
+            dst = frame.arp_tpa
         elif frame.ipv4_src and frame.ipv4_dst:
-            src, dst = frame.ipv4_src, frame.ipv4_dst
+            dst = frame.ipv4_dst
         else:
             return []
-        if not src or not dst or src == dst or src == "0.0.0.0":
+        t = self.scs.terminals.get(tid)
+        if not dst or t is None or dst == t.ip:
             return []
-        seen = self._contacts.setdefault(src, set())
-        if dst in seen or len(seen) > 10000:
-            return []
-        seen.add(dst)
         live = dst in self._live_ips()
-        return self._scs_effects(self.scs.observe_first_contact(src, dst, live, now), now)
+        return self._scs_effects(self.scs.observe_first_contact(tid, dst, live, now), now)
 
     def _live_ips(self) -> set[str]:
         return self._index()[1]
@@ -352,24 +475,11 @@ class Core:
         left or changed its address (packet-ins must not scan every terminal)."""
         if self._indexes is None:
             by_mac = {t.mac: t.tid for t in self.scs.terminals.values()}
-            ips = {t.ip for t in self.scs.terminals.values() if t.ip}
+            ips = {t.ip for t in self.scs.terminals.values() if t.ip and t.online}
             if self.topology:
                 ips |= {h.ip for h in self.topology.hosts} | {self.topology.service_ip}
             self._indexes = (by_mac, ips)
         return self._indexes
-
-    def _learn_ip(self, dpid: int, in_port: int, frame: packet.Frame) -> None:
-        """A terminal's address as seen in its own ARP/IP (for terminals not in the file)."""
-        if self.scs is None:
-            return
-        ip = frame.ipv4_src or frame.arp_spa
-        if not ip or ip == "0.0.0.0":
-            return
-        t = self.scs.terminals.get(self._index()[0].get(frame.src, ""))
-        if t is not None and t.dpid == dpid and t.port == in_port and t.ip != ip:
-            t.ip = ip
-            self._persist(t.tid)
-            self._indexes = None
 
     # --- reacting system (X.1125) -----------------------------------------------------
 
@@ -384,9 +494,10 @@ class Core:
         if self.scs is None:
             return 503, b'{"error": "the reacting system is not enabled"}', []
         with self.store.batch():      # the decision is on disk before its flows leave
+            before = self.scs.replay.accepted
             effects = self.scs.handle(None, raw, now)
             reply = next((e for e in effects if isinstance(e, Reply)), None)
-            if reply is not None:
+            if self.scs.replay.accepted != before:   # every accepted message, Leave too
                 sender = crsap.decode(raw).sender
                 self.store.put_replay(sender, self.scs.replay.last_seq[sender])
             out = self._scs_effects(effects, now)
@@ -426,6 +537,9 @@ class Core:
                 self.counters[e.name] += 1
             elif isinstance(e, s.Log):
                 log.log(e.level if isinstance(e.level, int) else logging.INFO, "%s", e.text)
+        if self.scs.corr.changes != self._evidence_saved:   # before the flows, like decisions
+            self._evidence_saved = self.scs.corr.changes
+            self.store.put_evidence(self.scs.corr.to_state())
         return out
 
     def _peers(self, group: str | None) -> list[str]:
@@ -457,6 +571,8 @@ class Core:
         return 1000 + zlib.crc32(group.encode()) % 100000
 
     def _seal(self, group: str, sealed: bool, only_dpid: int | None = None) -> Out:
+        """Group seal flows on every switch with members (or only `only_dpid`, rebuilding
+        it under the current generation); a change moves to the next generation."""
         from controller.crs import nac
         from controller.crs.enforcement import group_seal_flows, group_unseal_flows
         idx = self._group_index(group)
@@ -470,14 +586,17 @@ class Core:
                     ports = [self.topology.host(n).port for n in c.terminals]
                     per_switch[sw.dpid] = sorted(set(per_switch.get(sw.dpid, [])) | set(ports))
         pol = self.scs.policy.correlation
+        if only_dpid is None:
+            self._seal_gens[group] = self._seal_gens.get(group, 0) + 1
+        gen = self._seal_gens.get(group, 0)
         out: Out = []
         for dpid, ports in per_switch.items():
             if dpid not in self.switches or (only_dpid is not None and dpid != only_dpid):
                 continue
             if sealed:
                 msgs = group_seal_flows(idx, ports, self._peers(group), self.svc,
-                                        mode=pol.seal_mode,
-                                        kbps=pol.seal_meter_kbps)
+                                        mode=pol.seal_mode, kbps=pol.seal_meter_kbps,
+                                        gen=gen)
             else:
                 msgs = group_unseal_flows(idx)
             out += [(dpid, m) for m in msgs]
@@ -495,12 +614,15 @@ class Core:
         for t in self.scs.terminals.values():
             if t.dpid != dpid or t.decision is None or not t.online:
                 continue
-            for meter_id in (enforcement.rate_meter_id(t.number),
-                             enforcement.outside_meter_id(t.number)):
-                msgs.append(MeterMod(meter_id, "delete"))   # meters may survive on the switch
             gen = self._gens.get(t.tid, 0)
-            msgs += nac.hold(t.decision, t.location, self.svc, self._peers(t.group), gen,
-                             sw.meters)
+            for m in nac.hold(t.decision, t.location, self.svc, self._peers(t.group), gen,
+                              sw.meters):
+                msgs.append(m)
+                # The meter may have survived on the switch: never delete it (that would
+                # remove the flows using it, and the restriction with them); add it, and
+                # modify it to the wanted rate (one of the two fails harmlessly).
+                if isinstance(m, MeterMod) and m.command == "add":
+                    msgs.append(replace(m, command="modify"))
         for group in self.store.sealed_groups():
             msgs += [m for _, m in self._seal(group, True, only_dpid=dpid)]
         return msgs
@@ -535,10 +657,14 @@ class Core:
                 t.override = Override(st["override"][0], st["override"][1])
             t.decision = nac.decision_from_dict(dec) if dec else None
             self.scs.terminals[tid] = t
+            if t.online and t.ip:
+                self.scs.by_ip[t.ip] = tid
             self._gens[tid] = st.get("gen", 0)
             self.scs._numbers = max(self.scs._numbers, number)
         self.scs.replay.last_seq.update(self.store.replay())
         self.scs.corr.sealed.update(self.store.sealed_groups())
+        self.scs.corr.restore(self.store.evidence())
+        self._evidence_saved = self.scs.corr.changes
 
     # --- operator API ------------------------------------------------------------------
 
@@ -641,12 +767,29 @@ class Core:
         return [(dpid, m) for m in flows] + [(dpid, PacketOut(data, (Output(OFPP_TABLE),),
                                                                in_port))]
 
+    def _state_sizes(self) -> dict[str, int]:
+        """How much per-source state the controller holds: bounded by terminals, never by
+        the addresses frames or reports claim (an operator's check against memory floods)."""
+        sizes = {"bindings": len(self._bound), "log_keys": len(self._log_budget)}
+        if self.auth is not None:
+            sizes["dot1x_conversations"] = len(self.auth.convs)
+        if self.scs is not None:
+            c = self.scs.corr
+            sizes.update(terminals=len(self.scs.terminals), evidence_accused=len(c.accusations),
+                         evidence_first_contacts=len(c._seen),
+                         evidence_scan_flags=len(c.scan_until))
+        return sizes
+
     def status(self) -> dict[str, Any]:
         return {
             "switches": sorted(self.switches),
             "admission": "open" if self.mode.open else "authenticate",
             "crs": self.scs is not None,
             "throttle": self.throttle is not None,
-            "counters": {**self.counters, **(self.throttle.counters if self.throttle else {})},
+            "counters": {**self.counters, **(self.throttle.counters if self.throttle else {}),
+                         **(self.eac.counters if self.eac else {})},
             "hosts_learned": {f"{d:016x}": len(t) for d, t in self.forwarding.macs.items()},
+            "state_sizes": self._state_sizes(),
+            # the EAC's only SP-challenge state (bounded; issuing a challenge adds nothing)
+            "eac_spent_challenges": self.eac.spent_challenges() if self.eac else 0,
         }

@@ -3,16 +3,31 @@
 Ryu 4.34 imports `eventlet.wsgi.ALREADY_HANDLED`, which eventlet >= 0.30.3 dropped; the shim
 restores the name before Ryu is imported. Keeping it here (and Ryu imports behind
 `controller.ryu_shell`) keeps a later move to os-ken small.
+
+The REST server is also configured here (the one other place that touches eventlet): Ryu
+would run eventlet's WSGI server with its defaults (no socket timeout, tracebacks to clients,
+1,024 connections for everyone), so one terminal could hold every connection and stop all
+reports. `serve_rest` adds socket timeouts, a per-source connection cap and debug off.
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import time
+from typing import Any, Callable
 
+from controller import restguard
 from controller import settings as settings_mod
 from controller import topology
 from controller.config import ConfigError
+
+log = logging.getLogger("crs.rest")
+# what a connection beyond its source's cap gets before it is closed
+_REFUSED_BODY = b'{"error": "too many open connections from your address"}\n'
+REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+           b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+           % (len(_REFUSED_BODY), _REFUSED_BODY))
 
 
 def check(settings: settings_mod.Settings) -> None:
@@ -21,7 +36,7 @@ def check(settings: settings_mod.Settings) -> None:
     if settings.admission_mode == "authenticate":
         from controller.admission.authorization import load_authorization
         from controller.admission.credentials import load_credentials
-        load_credentials(settings.credentials_file)
+        load_credentials(settings.credentials_file, demo=settings.demo)   # 0600, demo: true
         load_authorization(settings.authorization_file)
     if settings.crs_enabled:
         from controller.crs.policy import load_policy
@@ -39,23 +54,114 @@ def run(settings: settings_mod.Settings) -> int:
         print(exc, file=sys.stderr)
         return 2
     os.makedirs(os.path.dirname(os.path.abspath(settings.db_path)), exist_ok=True)
+    # A new operator token at every start; the Ryu app reads it from this file.
+    settings.token_file = restguard.token_file(settings.db_path, settings.token_file)
+    try:
+        restguard.write_token(settings.token_file)
+    except OSError as exc:
+        print(f"error: cannot write the operator token file {settings.token_file}: {exc}",
+              file=sys.stderr)
+        return 2
     settings_mod.CURRENT = settings
     # Ryu installs the log handler; only our own loggers' level is set here.
     logging.getLogger("crs").setLevel(settings.log_level.upper())
 
     return _ryu_main(["controller.ryu_shell.app"], settings.ofp_port, settings.rest_host,
-                     settings.rest_port)
+                     settings.rest_port, settings)
 
 
-def _ryu_main(apps: list[str], ofp_port: int, rest_host: str, rest_port: int) -> int:
+def _ryu_main(apps: list[str], ofp_port: int, rest_host: str, rest_port: int,
+              settings: settings_mod.Settings | None = None) -> int:
     import eventlet.wsgi
     if not hasattr(eventlet.wsgi, "ALREADY_HANDLED"):
         eventlet.wsgi.ALREADY_HANDLED = object()
+    from ryu.app import wsgi as ryu_wsgi
     from ryu.cmd import manager
 
-    manager.main(args=["--ofp-tcp-listen-port", str(ofp_port), "--wsapi-host", rest_host,
-                       "--wsapi-port", str(rest_port), *apps], prog="crs controller")
+    from ryu import cfg
+    # echo requests every 2 s, 3 unanswered: a dead switch connection is dropped in ~6 s
+    # (until then a second connection claiming its datapath id is refused)
+    cfg.CONF.set_override("echo_request_interval", 2.0)
+    cfg.CONF.set_override("maximum_unreplied_echo_requests", 3)
+    # ryu.cmd.manager looks start_service up when it starts the REST server
+    ryu_wsgi.start_service = _rest_service(settings or settings_mod.Settings())
+    manager.main(args=[*_ofp_args(settings or settings_mod.Settings(), ofp_port),
+                       "--wsapi-host", rest_host, "--wsapi-port", str(rest_port), *apps],
+                 prog="crs controller")
     return 0
+
+
+def _ofp_args(settings: settings_mod.Settings, ofp_port: int) -> list[str]:
+    """Where OpenFlow listens: loopback unless told otherwise (terminals must never reach
+    it), and over TLS when a certificate is given (real switches over a network); with TLS
+    Ryu listens only on the TLS port."""
+    args = ["--ofp-listen-host", settings.ofp_host]
+    if settings.ofp_tls_cert:
+        args += ["--ctl-cert", settings.ofp_tls_cert, "--ctl-privkey", settings.ofp_tls_key,
+                 "--ofp-ssl-listen-port", str(ofp_port)]
+        if settings.ofp_tls_ca:
+            args += ["--ca-certs", settings.ofp_tls_ca]
+    else:
+        args += ["--ofp-tcp-listen-port", str(ofp_port)]
+    return args
+
+
+def _rest_service(settings: settings_mod.Settings) -> Callable[[Any], Any]:
+    """Ryu's `ryu.app.wsgi.start_service`, serving the WSGI application with `serve_rest`.
+
+    The listening socket is made by Ryu's own WSGIServer (same host/port handling); the
+    refusal counter goes to the core's counters when the app has a core (`crs status`)."""
+    def start_service(app_mgr: Any) -> Callable[[], None] | None:
+        from ryu.app import wsgi as ryu_wsgi
+        from ryu.lib import hub
+        app = next((c for c in app_mgr.contexts.values()
+                    if isinstance(c, ryu_wsgi.WSGIApplication)), None)
+        if app is None:
+            return None
+        counters = next((a.core.counters for a in app_mgr.applications.values()
+                         if hasattr(a, "core")), None)
+        cap = restguard.SourceCap(settings.rest_conn_per_source,
+                                  settings.rest_conn_per_loopback, counters)
+        listener = ryu_wsgi.WSGIServer(app).server
+        return lambda: serve_rest(listener, app, cap, settings.rest_socket_timeout_s,
+                                  hub.LoggingWrapper())
+    return start_service
+
+
+def serve_rest(sock: Any, app: Callable, cap: restguard.SourceCap, socket_timeout_s: float,
+               access_log: Any = None, max_size: int = 1024) -> None:
+    """Serve `app` on the listening socket `sock` until the process ends.
+
+    eventlet's server with: a timeout on every client socket operation (an idle keep-alive
+    connection or a stalled request line, header or body is closed after `socket_timeout_s`),
+    no tracebacks to clients (debug off: a 500 has an empty body), and a pool that refuses a
+    connection from a source already holding its cap in `cap` (a short 503, then close) before
+    it takes one of the `max_size` shared slots."""
+    import eventlet
+    import eventlet.wsgi
+
+    def refuse(conn_state: list) -> None:
+        try:
+            conn_state[1].sendall(REFUSED)
+        except OSError:
+            pass              # eventlet closes the socket when this green thread ends
+
+    class CappedPool(eventlet.GreenPool):
+        def spawn(self, function, *args, **kwargs):
+            # eventlet.wsgi.server calls spawn(process_request, [addr, socket, state])
+            addr = args[0][0]
+            source = str(addr[0]) if isinstance(addr, tuple) else str(addr)
+            if not cap.acquire(source):
+                line = cap.note_refused(source, time.time())
+                if line:
+                    log.warning(line)
+                return eventlet.spawn(refuse, args[0])      # outside the pool's slots
+            gt = super().spawn(function, *args, **kwargs)
+            gt.link(lambda _gt: cap.release(source))
+            return gt
+
+    eventlet.wsgi.server(sock, app, log=access_log, debug=False,
+                         socket_timeout=socket_timeout_s, custom_pool=CappedPool(max_size))
 
 
 if __name__ == "__main__":

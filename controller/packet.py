@@ -29,6 +29,7 @@ class Frame:
     arp_op: int | None = None
     arp_spa: str | None = None
     arp_tpa: str | None = None
+    arp_sha: str | None = None
 
     @property
     def is_multicast(self) -> bool:
@@ -61,7 +62,8 @@ def parse(data: bytes) -> Frame:
         op = struct.unpack("!H", payload[6:8])[0]
         return Frame(dst, src, eth_type, payload, arp_op=op,
                      arp_spa=str(ipaddress.IPv4Address(payload[14:18])),
-                     arp_tpa=str(ipaddress.IPv4Address(payload[24:28])))
+                     arp_tpa=str(ipaddress.IPv4Address(payload[24:28])),
+                     arp_sha=mac_str(payload[8:14]))
     return Frame(dst, src, eth_type, payload)
 
 
@@ -78,3 +80,12 @@ def _ipv4(dst: str, src: str, payload: bytes) -> Frame:
     if proto in (6, 17) and len(payload) >= ihl + 4:
         l4s, l4d = struct.unpack("!HH", payload[ihl:ihl + 4])
     return Frame(dst, src, 0x0800, payload, ip_src, ip_dst, proto, l4s, l4d)
+
+
+def arp_reply(our_mac: str, our_ip: str, to_mac: str, to_ip: str) -> bytes:
+    """An ARP reply "our_ip is at our_mac" to (to_mac, to_ip): the controller answers ARP for
+    its service address itself, so such requests are never forwarded (proxy ARP)."""
+    return (mac_bytes(to_mac) + mac_bytes(our_mac) + b"\x08\x06"
+            + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2)
+            + mac_bytes(our_mac) + ipaddress.IPv4Address(our_ip).packed
+            + mac_bytes(to_mac) + ipaddress.IPv4Address(to_ip).packed)

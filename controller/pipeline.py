@@ -20,12 +20,17 @@ from controller.openflow.ofmsg import (
 from controller.openflow.tables import ADMISSION, SECURITY, Priority
 
 EAPOL_METER_ID = 1
+# One EAPOL meter per edge port, so a port that floods EAPOL cannot starve its neighbours'
+# authentication (the per-switch meter stays as the fallback for ports not yet seen).
+EAPOL_PORT_METER_BASE = 0x00E00000
+MAX_METERED_PORT = 0xFFFFF
 
 
 @dataclass(frozen=True)
 class AdmissionMode:
     open: bool = True              # allow all (no authentication) - the foundation default
     eapol_pps: int = 1000          # punt rate for EAPOL per switch
+    eapol_port_pps: int = 20       # punt rate for EAPOL per edge port
 
 
 def admission_base(mode: AdmissionMode, infra_ports: set[int]) -> list[Message]:
@@ -43,6 +48,21 @@ def admission_base(mode: AdmissionMode, infra_ports: set[int]) -> list[Message]:
     if mode.open:
         msgs.append(ADMISSION.flow(Priority.ADM_OPEN, {}, [Goto(SECURITY.table_id)]))
     return msgs
+
+
+def eapol_port_flows(mode: AdmissionMode, port: int) -> list[Message]:
+    """EAPOL from one edge port through that port's own packets/s meter. Added, then
+    modified: the meter may or may not survive on a reconnecting switch, and deleting it
+    would remove its flow."""
+    if mode.open or port > MAX_METERED_PORT:
+        return []
+    meter = EAPOL_PORT_METER_BASE + port
+    rate, burst = mode.eapol_port_pps, max(5, mode.eapol_port_pps // 2)
+    return [MeterMod(meter, "add", rate=rate, burst=burst, pps=True),
+            MeterMod(meter, "modify", rate=rate, burst=burst, pps=True),
+            ADMISSION.flow(Priority.ADM_CONTROL + 1, {"in_port": port,
+                                                      "eth_type": ETH_TYPE_EAPOL},
+                           [Meter(meter), Apply((Output(OFPP_CONTROLLER),))])]
 
 
 def security_base() -> list[Message]:

@@ -15,7 +15,13 @@ SCHEMA = {
     "admission": Field(dict, default={}, items={
         "mode": Field(str, default="open", check=one_of("open", "authenticate"),
                       doc="open: allow all (no authentication); authenticate: X.1124 802.1X"),
-        "eapol_pps": Field(int, default=1000, check=in_range(1, 100000)),
+        "eapol_pps": Field(int, default=1000, check=in_range(1, 100000),
+                           doc="EAPOL punt rate per switch (ports not yet seen)"),
+        "eapol_port_pps": Field(int, default=20, check=in_range(1, 10000),
+                                doc="EAPOL punt rate per edge port"),
+        "restore_grace_s": Field(float, default=30.0, check=in_range(1, 3600),
+                                 doc="after a restart, restored sessions re-authenticate "
+                                     "within this time or are revoked"),
         "credentials": Field(str, default="credentials.yaml",
                              doc="X.1124 subscribers and service providers"),
         "authorization": Field(str, default="authorization.yaml",
@@ -38,12 +44,27 @@ SCHEMA = {
     }),
     "topology": Field(str, doc="topology file: cells, servers and inter-switch ports"),
     "audit_log": Field(str, default="../var/audit.jsonl"),
+    "demo": Field(bool, default=False,
+                  doc="accept the demo secrets shipped in config/credentials.yaml (public)"),
+    # REST server guards (item 7 of issue 8); defaults live in Settings only
+    "rest": Field(dict, default={}, items={
+        "conn_per_source": Field(int, check=in_range(1, 10000),
+                                 doc="open connections one terminal address may hold"),
+        "conn_per_loopback": Field(int, check=in_range(0, 100000),
+                                   doc="the same for loopback (operators); 0: no cap"),
+        "socket_timeout_s": Field(float, check=in_range(0.5, 3600),
+                                  doc="idle or stalled client connections are closed after"),
+    }),
 }
 
 
 @dataclass
 class Settings:
     ofp_port: int = 6653
+    ofp_host: str = "127.0.0.1"         # OpenFlow listens here (switches on this host)
+    ofp_tls_cert: str | None = None
+    ofp_tls_key: str | None = None
+    ofp_tls_ca: str | None = None
     rest_port: int = 8080
     rest_host: str = "0.0.0.0"
     db_path: str = "var/crs.db"
@@ -52,8 +73,11 @@ class Settings:
     topology_file: str | None = None
     admission_mode: str = "open"
     eapol_pps: int = 1000
+    eapol_port_pps: int = 20
+    restore_grace_s: float = 30.0
     idle_timeout_s: int = 300
     audit_log: str = "var/audit.jsonl"
+    demo: bool = False                  # the shipped (public) demo secrets are accepted
     credentials_file: str = "config/credentials.yaml"
     authorization_file: str = "config/authorization.yaml"
     session_s: int = 3600
@@ -63,6 +87,10 @@ class Settings:
     throttle_enabled: bool = False
     throttle_working_set: int = 5
     throttle_new_dest_per_s: float = 1.0
+    rest_conn_per_source: int = 32
+    rest_conn_per_loopback: int = 256
+    rest_socket_timeout_s: float = 10.0
+    token_file: str | None = None         # operator token; None: operator.token by db_path
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,6 +108,8 @@ def load_settings(config_file: str | None, **overrides: Any) -> Settings:
         adm, crs, thr = doc["admission"], doc["crs"], doc["throttle"]
         s.admission_mode = adm["mode"]
         s.eapol_pps = adm["eapol_pps"]
+        s.eapol_port_pps = adm["eapol_port_pps"]
+        s.restore_grace_s = adm["restore_grace_s"]
         s.credentials_file = rel(adm["credentials"])
         s.authorization_file = rel(adm["authorization"])
         s.session_s = adm["session_s"]
@@ -91,6 +121,10 @@ def load_settings(config_file: str | None, **overrides: Any) -> Settings:
         s.throttle_new_dest_per_s = thr["new_dest_per_s"]
         s.idle_timeout_s = doc["forwarding"]["idle_timeout_s"]
         s.audit_log = rel(doc["audit_log"])
+        s.demo = doc["demo"]
+        for key, value in doc["rest"].items():
+            if value is not None:
+                setattr(s, f"rest_{key}", value)
         if doc["topology"]:
             s.topology_file = rel(doc["topology"])
         if s.crs_enabled and s.admission_mode != "authenticate":

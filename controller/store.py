@@ -25,13 +25,14 @@ CREATE TABLE IF NOT EXISTS sp_sessions (
     iac_id TEXT PRIMARY KEY, sp_name TEXT, session_key BLOB, expires REAL);
 CREATE TABLE IF NOT EXISTS bindings (              -- admission (table 0)
     identity TEXT PRIMARY KEY, number INTEGER UNIQUE, grp TEXT, dpid INTEGER, port INTEGER,
-    mac TEXT, isr_id TEXT, crs_key BLOB, method TEXT, start REAL, expires REAL);
+    mac TEXT, isr_id TEXT, crs_key BLOB, method TEXT, start REAL, expires REAL, ip TEXT);
 CREATE TABLE IF NOT EXISTS terminals (             -- SCS state (table 1)
     tid TEXT PRIMARY KEY, number INTEGER UNIQUE, state TEXT, decision TEXT, updated REAL);
 CREATE TABLE IF NOT EXISTS seals (grp TEXT PRIMARY KEY, sealed INTEGER, updated REAL);
 CREATE TABLE IF NOT EXISTS sci (tid TEXT, at REAL, body TEXT);
 CREATE TABLE IF NOT EXISTS replay (sender TEXT PRIMARY KEY, seq INTEGER);
 CREATE TABLE IF NOT EXISTS policies (version INTEGER, source TEXT, loaded REAL);
+CREATE TABLE IF NOT EXISTS evidence (key TEXT PRIMARY KEY, value TEXT);  -- correlation state
 """
 
 
@@ -46,6 +47,9 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")   # a decision is on disk before its flows
         self.db.executescript(SCHEMA)
+        cols = {r[1] for r in self.db.execute("PRAGMA table_info(bindings)")}
+        if "ip" not in cols:      # databases written before bindings pinned an address
+            self.db.execute("ALTER TABLE bindings ADD COLUMN ip TEXT")
 
     def close(self) -> None:
         self.db.close()
@@ -109,12 +113,12 @@ class Store:
     def drop_binding(self, identity: str) -> None:
         """The session ended: keep the number (stable cookies), forget the rest."""
         self.db.execute("UPDATE bindings SET dpid=NULL, port=NULL, mac=NULL, isr_id=NULL, "
-                        "crs_key=NULL, expires=NULL WHERE identity=?", (identity,))
+                        "crs_key=NULL, expires=NULL, ip=NULL WHERE identity=?", (identity,))
 
     _COLS = ["identity", "number", "group", "dpid", "port", "mac", "isr_id", "crs_key",
-             "method", "start", "expires"]
+             "method", "start", "expires", "ip"]
     _SELECT = ("SELECT identity, number, grp, dpid, port, mac, isr_id, crs_key, method, start, "
-               "expires FROM bindings WHERE dpid IS NOT NULL")
+               "expires, ip FROM bindings WHERE dpid IS NOT NULL")
 
     def bindings(self, now: float | None = None) -> Iterator[dict[str, Any]]:
         """Active bindings (unexpired sessions) with their location."""
@@ -166,6 +170,15 @@ class Store:
 
     def replay(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT sender, seq FROM replay").fetchall())
+
+    def put_evidence(self, state: dict[str, Any]) -> None:
+        """Correlation evidence (accusations, scan flags, with their times): an isolation
+        based on it must survive a restart like any other decision."""
+        self.db.execute("REPLACE INTO evidence VALUES ('correlation', ?)", (json.dumps(state),))
+
+    def evidence(self) -> dict[str, Any]:
+        row = self.db.execute("SELECT value FROM evidence WHERE key='correlation'").fetchone()
+        return json.loads(row[0]) if row else {}
 
     def add_policy(self, version: int, source: str) -> None:
         self.db.execute("INSERT INTO policies VALUES (?,?,?)", (version, source, time.time()))

@@ -105,6 +105,7 @@ class _Conv:
     session: Session | None = None
     reauth: bool = False                 # the running exchange is a re-authentication
     next_reauth: float = 0.0
+    reauth_by: float | None = None       # restored session: re-authenticate by then or go
 
 
 @dataclass
@@ -144,6 +145,23 @@ class Authenticator:
                 out.append(Revoke(dpid, port, key[2], "port down"))
         self.ports.pop((dpid, port), None)
         return out
+
+    def restore(self, dpid: int, port: int, mac: str, session: Session, now: float,
+                grace_s: float) -> list[Effect]:
+        """A session that survived a controller restart (from the store): Logoff and port
+        down revoke it like a live one, and it must re-authenticate within `grace_s` (asked
+        for at once) or it is revoked: whoever now sits on that port with that MAC must
+        prove it holds the subscriber's key."""
+        mac = mac.lower()
+        key = (dpid, port, mac)
+        if key in self.convs:
+            return []
+        conv = self.convs[key] = _Conv(identifier=self.rng(1)[0], session=session)
+        conv.reauth_by = now + grace_s
+        return [Count("dot1x_restored"),
+                Log("info", f"dot1x {session.identity} ({mac}) on {dpid}:{port} restored; "
+                    f"re-authentication within {grace_s:g} s")] + \
+            self._start(dpid, port, mac, now, reauth=True)
 
     def new_station(self, dpid: int, port: int, mac: str, now: float) -> list[Effect]:
         """Unknown MAC seen on an edge port: ask for its identity now, skipping the
@@ -195,6 +213,11 @@ class Authenticator:
                 conv.session = None
                 conv.state = "idle"
                 conv.reauth = False
+                self.convs.pop(key, None)
+                continue
+            if s is not None and conv.reauth_by is not None and now >= conv.reauth_by:
+                out += [Revoke(dpid, port, mac, "not re-authenticated after a restart"),
+                        Count("dot1x_restored_revoked")]
                 self.convs.pop(key, None)
                 continue
             if conv.state != "idle":
@@ -318,7 +341,8 @@ class Authenticator:
 
     def _begin_psk(self, dpid, port, mac, conv: _Conv, now: float) -> list[Effect]:
         conv.state, conv.method_name = "method", "psk"
-        conv.method = PskServer(self.creds.server_identity.encode(), self.creds.psk_keys, rng=self.rng)
+        conv.method = PskServer(self.creds.server_identity.encode(), self.creds.psk_keys,
+                                rng=self.rng, expected_id_p=conv.identity.encode())
         return [self._request(dpid, port, mac, conv, conv.method.first(self._next_id(conv)), now)]
 
     def _begin_md5(self, dpid, port, mac, conv: _Conv, now: float) -> list[Effect]:
@@ -343,9 +367,11 @@ class Authenticator:
         if not res.done:
             return [Count("dot1x_eap_method_drop"), Log("debug", f"dot1x {mac}: {res.reason}")]
         if not res.success:
-            return self._fail(dpid, port, mac, conv, now, f"EAP-PSK: {res.reason}")
+            # An ID_P that is not the EAP identity fails at PSK-2 (in PskServer): no PSK-3.
+            extra: list[Effect] = [Count("dot1x_psk_id_mismatch")] if res.id_mismatch else []
+            return self._fail(dpid, port, mac, conv, now, f"EAP-PSK: {res.reason}") + extra
         identity = res.id_p.decode(errors="replace")
-        if identity != conv.identity:
+        if identity != conv.identity:      # unreachable since the PSK-2 check; kept as a guard
             return self._fail(dpid, port, mac, conv, now,
                               f"EAP-PSK ID_P {identity!r} differs from identity {conv.identity!r}")
         return self._succeed(dpid, port, mac, conv, now, res.msk, res.emsk, "psk")
@@ -367,6 +393,7 @@ class Authenticator:
         p = self._port(dpid, port, now)
         p.failures, p.hold_until = 0, 0.0
         conv.state, conv.method, conv.reauth, conv.session = "idle", None, False, session
+        conv.reauth_by = None
         conv.next_reauth = max(now, session.expires - t.reauth_margin_s)
         return [self._send(dpid, port, mac, build_eap(EapCode.SUCCESS, conv.identifier)),
                 Admit(dpid, port, mac, conv.identity, session),

@@ -1,6 +1,9 @@
 """Correlation (X.1125 "correlative"): evidence about a terminal from others and the network.
 
-Three sources, combined into "act on this source address?":
+Three sources, combined into "act on this terminal?". Every key here is a terminal id, never
+an address a frame or a report claims: the SCS maps an accused address to the terminal bound
+to it and attributes network evidence by the (switch, port) it came from, so the tables are
+bounded by the number of terminals, and one terminal can never count as two accusers.
 
 1. **Accusations.** Terminals report who probed them (SCI `attackers`). A source is acted on
    when at least k DISTINCT eligible accusers named it within the window. One accuser, however
@@ -27,7 +30,7 @@ from typing import Callable
 from controller.crs.policy import CorrelationParams, TRWParams
 
 SCAN_ACCUSER = "network:scan"
-MAX_SEEN_PER_SOURCE = 65536
+MAX_SEEN_PER_SOURCE = 4096     # destinations remembered per terminal (memory bound)
 
 
 class TRW:
@@ -68,9 +71,22 @@ class Correlator:
     _seen: dict[str, set[str]] = field(default_factory=dict)
     _new: dict[str, deque] = field(default_factory=dict)
     _trw: TRW | None = None
+    changes: int = 0          # bumped whenever persistent evidence changes (store it then)
 
     def __post_init__(self) -> None:
         self._trw = TRW(self.params.trw) if self.params.trw.enabled else None
+
+    # --- persistence --------------------------------------------------------------------
+
+    def to_state(self) -> dict:
+        """What must survive a restart: accusations and scan flags with their times."""
+        return {"accusations": self.accusations, "scan_until": self.scan_until,
+                "scan_reason": self.scan_reason}
+
+    def restore(self, state: dict) -> None:
+        self.accusations = {s: dict(a) for s, a in state.get("accusations", {}).items()}
+        self.scan_until = dict(state.get("scan_until", {}))
+        self.scan_reason = dict(state.get("scan_reason", {}))
 
     # --- accusations -------------------------------------------------------------------
 
@@ -81,6 +97,7 @@ class Correlator:
             return False
         per = self.accusations.setdefault(source, {})
         per[accuser] = max(per.get(accuser, when), when)
+        self.changes += 1
         return True
 
     def accusers(self, source: str, now: float,
@@ -117,6 +134,7 @@ class Correlator:
         for src in [s for s, until in self.scan_until.items() if until <= now]:
             del self.scan_until[src]
             self.scan_reason.pop(src, None)
+            self.changes += 1
         new_cut = now - self.params.new_dest_window_s
         for src in list(self._new):
             q = self._new[src]
@@ -143,7 +161,7 @@ class Correlator:
         if self._trw is not None and self._trw.observe(src, success) == "scanner":
             reason = "TRW"
         if self.params.new_dest_enabled:
-            q = self._new.setdefault(src, deque())
+            q = self._new.setdefault(src, deque(maxlen=self.params.new_dest_max + 1))
             q.append(now)
             while q and q[0] < now - self.params.new_dest_window_s:
                 q.popleft()
@@ -155,6 +173,7 @@ class Correlator:
         was = self.scan_flagged(src, now)
         self.scan_until[src] = now + self.params.scan_hold_s
         self.scan_reason[src] = reason
+        self.changes += 1
         return not was
 
     def scan_flagged(self, src: str, now: float) -> bool:

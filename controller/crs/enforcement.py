@@ -6,7 +6,11 @@ delete, so the returned list *replaces* whatever held before. Per-terminal flows
 edge `in_port` only (never the MAC or IP the terminal claims): a quarantined terminal that
 changes its MAC or IP stays caught. Bands (tables.Priority), highest first:
 
-- SEC_ALLOW     ARP, the controller service address, the update server: always reachable.
+- SEC_ALLOW     the controller's HTTP port on its service address and the update server
+                (IP, and ARP for those two addresses only): always reachable. Nothing else
+                leaves a restricted port unless the decision allows it: ARP to others only
+                when the terminal may still reach others (scope group: its peers; redirected
+                web: any, so the web request can be made and redirected).
 - SEC_REDIRECT  web redirection (see below).
 - SEC_DENY+200  restricted applications (ASC), e.g. tcp/25: dropped.
 - SEC_DENY+100  scope "group": destinations in the group -> forwarding (metered if limited).
@@ -29,7 +33,7 @@ its gateway), as for any web request.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 from controller.crs.decision import Decision, Location
@@ -52,6 +56,8 @@ class ServiceAddresses:
     update_ip: str
     update_mac: str
     portal_port: int = 8080
+    controller_ports: tuple[int, ...] = (8080,)     # the controller's HTTP services
+    agent_port: int = 7125                           # agents' replies to the update push
 
 
 def rate_meter(meter_id: int, kbps: int) -> MeterMod:
@@ -94,13 +100,25 @@ def release_flows(number: int) -> list[Message]:
 
 def _allow_services(sub: int, prio: int, port: int, svc: ServiceAddresses) -> list[FlowMod]:
     base = {"in_port": port}
-    return [
-        SECURITY.flow(prio, {**base, "eth_type": ETH_TYPE_ARP}, [_goto()], sub=sub),
-        SECURITY.flow(prio, {**base, "eth_type": ETH_TYPE_IP, "ipv4_dst": svc.controller_ip},
-                      [_goto()], sub=sub),
-        SECURITY.flow(prio, {**base, "eth_type": ETH_TYPE_IP, "ipv4_dst": svc.update_ip},
-                      [_goto()], sub=sub),
-    ]
+    ip = {**base, "eth_type": ETH_TYPE_IP}
+    tcp_ctl = {**ip, "ipv4_dst": svc.controller_ip, "ip_proto": IPPROTO_TCP}
+    msgs = [SECURITY.flow(prio, {**base, "eth_type": ETH_TYPE_ARP, "arp_tpa": a}, [_goto()],
+                          sub=sub) for a in (svc.controller_ip, svc.update_ip)]
+    msgs += [SECURITY.flow(prio, {**tcp_ctl, "tcp_dst": p}, [_goto()], sub=sub)
+             for p in svc.controller_ports]
+    msgs.append(SECURITY.flow(prio, {**tcp_ctl, "tcp_src": svc.agent_port,
+                                     "tcp_dst": (0x8000, 0x8000)}, [_goto()], sub=sub))
+    msgs.append(SECURITY.flow(prio, {**ip, "ipv4_dst": svc.update_ip}, [_goto()], sub=sub))
+    return msgs
+
+
+def _arp_to(sub: int, prio: int, port: int, dst: str | None, fwd: list) -> FlowMod:
+    """ARP from a restricted port toward `dst` (an address or subnet; None: anyone)."""
+    match: dict = {"in_port": port, "eth_type": ETH_TYPE_ARP}
+    if dst is not None:
+        m = _dst_match(dst)["ipv4_dst"]
+        match["arp_tpa"] = m
+    return SECURITY.flow(prio, match, fwd, sub=sub)
 
 
 def terminal_flows(decision: Decision, loc: Location, svc: ServiceAddresses,
@@ -128,11 +146,14 @@ def terminal_flows(decision: Decision, loc: Location, svc: ServiceAddresses,
         msgs.append(SECURITY.flow(Priority.SEC_DENY + 200, {
             "in_port": port, "eth_type": ETH_TYPE_IP, "ip_proto": proto, key: s.port}, [],
             sub=n))
+    if decision.redirect_web and not decision.isolate:
+        msgs.append(_arp_to(n, Priority.SEC_DENY + 100, port, None, fwd))
     if decision.isolate or decision.scope != "all":
         if decision.scope == "group" and not decision.isolate:
             for peer in peers:
                 msgs.append(SECURITY.flow(Priority.SEC_DENY + 100, {
                     "in_port": port, "eth_type": ETH_TYPE_IP, **_dst_match(peer)}, fwd, sub=n))
+                msgs.append(_arp_to(n, Priority.SEC_DENY + 100, port, peer, fwd))
         if decision.outside_kbps is not None and not decision.isolate:
             msgs.append(rate_meter(outside_meter_id(n), decision.outside_kbps))
             msgs.append(SECURITY.flow(Priority.SEC_DENY, {"in_port": port},
@@ -164,30 +185,39 @@ def redirect_connection_flows(loc: Location, svc: ServiceAddresses, orig_ip: str
     return [forward, reverse]
 
 
+GROUP_GEN_BIT = 1 << 36          # the same generation bit as per-terminal flows (nac.GEN_BIT)
+
+
 def group_seal_flows(group_index: int, ports: Iterable[int], peers: Sequence[str],
-                     svc: ServiceAddresses, mode: str = "drop",
-                     kbps: int | None = None) -> list[Message]:
+                     svc: ServiceAddresses, mode: str = "drop", kbps: int | None = None,
+                     gen: int = 0) -> list[Message]:
     """Seal a group on one switch: from the group's edge `ports`, destinations outside
-    `peers` are dropped (or metered in "meter" mode); ARP, controller and update server stay
-    reachable. Unseal with `group_unseal_flows(group_index)`."""
-    sub = GROUP_SUB_BASE + group_index
-    msgs: list[Message] = group_unseal_flows(group_index)
+    `peers` are dropped (or metered in "meter" mode); the controller and update server stay
+    reachable. Make-before-break: the flows of generation `gen` are added before those of
+    the previous generation are deleted, so a changing seal never opens for a packet.
+    Unseal with `group_unseal_flows(group_index)`."""
+    sub = GROUP_SUB_BASE + group_index | (GROUP_GEN_BIT if gen & 1 else 0)
+    old_sub = GROUP_SUB_BASE + group_index | (0 if gen & 1 else GROUP_GEN_BIT)
+    msgs: list[Message] = []
     meter = GROUP_METER_BASE + group_index
     if mode == "meter":
         if not kbps:
             raise ValueError("meter mode needs a rate in kbps")
-        msgs.append(rate_meter(meter, kbps))
+        m = rate_meter(meter, kbps)
+        msgs += [m, replace(m, command="modify")]   # one of the two fails harmlessly
     for port in ports:
         msgs += _allow_services(sub, Priority.SEC_GROUP + 200, port, svc)
         for peer in peers:
             msgs.append(SECURITY.flow(Priority.SEC_GROUP + 100, {
                 "in_port": port, "eth_type": ETH_TYPE_IP, **_dst_match(peer)}, [_goto()],
                 sub=sub))
+            msgs.append(_arp_to(sub, Priority.SEC_GROUP + 100, port, peer, [_goto()]))
         rest = [Meter(meter), _goto()] if mode == "meter" else []
         msgs.append(SECURITY.flow(Priority.SEC_GROUP, {"in_port": port}, rest, sub=sub))
-    return msgs
+    return msgs + [SECURITY.delete_sub(old_sub)]
 
 
 def group_unseal_flows(group_index: int) -> list[Message]:
     return [SECURITY.delete_sub(GROUP_SUB_BASE + group_index),
+            SECURITY.delete_sub(GROUP_SUB_BASE + group_index | GROUP_GEN_BIT),
             MeterMod(GROUP_METER_BASE + group_index, "delete")]

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable
 from controller.crs import messages as crsap
 from controller.crs.control import Override, decide
 from controller.crs.correlation import Correlator
-from controller.crs.decision import Decision, Level, Location
+from controller.crs.decision import Decision, Level, Location, worse
 from controller.crs.evaluation import evaluate
 from controller.crs.policy import Policy
 
@@ -146,6 +146,7 @@ class SCS:
         self.tokens = 0.0
         self.tokens_at: float | None = None
         self._numbers = 0
+        self.by_ip: dict[str, str] = {}     # bound address -> terminal id (set by the NAC)
         self._levels: dict[str, tuple[Level, str, tuple[str, ...]]] = {}
         self._last_full: float | None = None
 
@@ -163,17 +164,39 @@ class SCS:
             t = Terminal(terminal_id, self._numbers, group, ip, mac, dpid, port)
             self.terminals[terminal_id] = t
         else:
+            if self.by_ip.get(t.ip) == terminal_id:
+                del self.by_ip[t.ip]
             t.group, t.ip, t.mac, t.dpid, t.port, t.online = group, ip, mac, dpid, port, True
             t.decision = None  # flows must be (re)installed at the new location
+        if ip:
+            self.by_ip[ip] = terminal_id
         if not self._fresh(t, now):
-            t.own_level, t.own_reason = Level.UNKNOWN, "no fresh SCI report"
+            # INFECTED is lifted only by a clean report, never by coming back later
+            t.own_level = worse(t.own_level, Level.UNKNOWN)
+            if t.own_level is Level.UNKNOWN:
+                t.own_reason = "no fresh SCI report"
         out: list[Effect] = [Audit({"event": "connect", "terminal": terminal_id, "ip": ip,
                                     "mac": mac, "dpid": dpid, "port": port, "group": group,
                                     "at": now}), Count("crs_connect")]
         return out + self._recompute(now, [terminal_id])
 
+    def agent_left(self, terminal_id: str, now: float, reason: str) -> list[Effect]:
+        """The terminal's agent said Leave, but its binding (its access) remains: it stays
+        connected, its own level becomes UNKNOWN (INFECTED stays INFECTED), and whatever
+        restriction holds stays, so a Leave can never be a way out of quarantine."""
+        t = self.terminals[terminal_id]
+        t.own_level = worse(t.own_level, Level.UNKNOWN)
+        t.own_reason = f"agent left ({reason})" if t.own_level is Level.UNKNOWN else \
+            t.own_reason
+        t.last_report = None
+        return [Count("crs_agent_leave"),
+                Audit({"event": "agent_leave", "terminal": terminal_id, "reason": reason,
+                       "level": t.own_level.value, "at": now})] + \
+            self._recompute(now, [terminal_id])
+
     def leave(self, terminal_id: str, now: float, reason: str = "nac") -> list[Effect]:
-        """The terminal left (11.6): flows removed, kept offline with its history."""
+        """The terminal left the network (11.6; the NAC says so: its binding was revoked):
+        flows removed, kept offline with its history."""
         t = self.terminals.get(terminal_id)
         if t is None or not t.online:
             return [Count("crs_leave_unknown"),
@@ -181,6 +204,8 @@ class SCS:
         t.online, t.decision, t.granted = False, None, None
         if terminal_id in self.queue:
             self.queue.remove(terminal_id)
+        if self.by_ip.get(t.ip) == terminal_id:
+            del self.by_ip[t.ip]
         out: list[Effect] = [Remove(terminal_id, t.location), Count("crs_leave"),
                              Audit({"event": "leave", "terminal": terminal_id,
                                     "reason": reason, "at": now})]
@@ -218,16 +243,16 @@ class SCS:
             return self._reject("unauthenticated", exc.reason, sender)
         out: list[Effect] = [Count(f"crs_msg_{msg.type}")]
         if msg.type == "Leave":
-            return out + self.leave(sender, now, reason=str(msg.body.get("reason", "agent")))
+            return out + self.agent_left(sender, now, str(msg.body.get("reason", "agent"))[:64])
         t.sca_seen = True
         if msg.type == "SCAProbeResponse":
             return out + [Audit({"event": "probe_response", "terminal": sender, "at": now,
                                  "sca_version": msg.body.get("sca_version")})]
         touched = [sender]
         if msg.type == "SCIReport":
-            out += self._report(t, msg, now)
-            accused = {a.get("source") for a in msg.body["sci"].get("attackers", ())}
-            touched += [x.tid for x in self.terminals.values() if x.ip in accused]
+            report, accused = self._report(t, msg, now)
+            out += report
+            touched += accused
         out += self._recompute(now, touched)
         granted = self._grant(now)
         update = None
@@ -239,17 +264,28 @@ class SCS:
         out.append(Reply(self._response(t, key, now, update)))
         return out
 
-    def _report(self, t: Terminal, msg: crsap.Message, now: float) -> list[Effect]:
+    def _report(self, t: Terminal, msg: crsap.Message,
+                now: float) -> tuple[list[Effect], list[str]]:
+        """Evaluate one SCI report; returns its effects and the terminals it accuses.
+        An accused address counts only when it is bound to a terminal (not the sender):
+        addresses nobody holds cannot grow the evidence tables."""
         sci = msg.body["sci"]
         t.last_sci, t.last_report = sci, now
         t.own_level, t.own_reason = evaluate(sci, self.policy)
         if t.granted is not None:
             t.granted = None  # the report after an update closes the update's slot
+        out: list[Effect] = []
+        accused: list[str] = []
         for a in sci.get("attackers", ()):
-            if a["source"] != t.ip:
-                self.corr.accuse(t.tid, a["source"], a.get("last_seen"), now)
-        return [Audit({"event": "sci_report", "terminal": t.tid, "seq": msg.seq, "at": now,
-                       "level": t.own_level.value, "reason": t.own_reason, "sci": sci})]
+            target = self.by_ip.get(a["source"])
+            if target is None or target == t.tid:
+                out.append(Count("crs_accusation_unbound_source"))
+                continue
+            if self.corr.accuse(t.tid, target, a.get("last_seen"), now):
+                accused.append(target)
+        out.append(Audit({"event": "sci_report", "terminal": t.tid, "seq": msg.seq, "at": now,
+                          "level": t.own_level.value, "reason": t.own_reason, "sci": sci}))
+        return out, accused
 
     # --- time, policy, operator ---------------------------------------------------------
 
@@ -266,7 +302,7 @@ class SCS:
         for t in self.terminals.values():
             if not t.online:
                 continue
-            if t.own_level is not Level.UNKNOWN and not self._fresh(t, now):
+            if t.own_level in ELIGIBLE_ACCUSER_LEVELS and not self._fresh(t, now):
                 t.own_level, t.own_reason = Level.UNKNOWN, \
                     f"no report for {self.policy.stale_after_s:g} s"
                 out.append(Count("crs_stale"))
@@ -311,16 +347,20 @@ class SCS:
     def release(self, terminal_id: str, now: float) -> list[Effect]:
         return self._operator(terminal_id, None, now)
 
-    def observe_first_contact(self, src_ip: str, dst_ip: str, success: bool,
+    def observe_first_contact(self, terminal_id: str, dst_ip: str, success: bool,
                               now: float) -> list[Effect]:
-        """Network evidence (from the NAC): one first contact of src_ip."""
-        if not self.corr.observe_first_contact(src_ip, dst_ip, success, now):
+        """Network evidence (from the NAC): one first contact of a terminal, attributed by
+        the (switch, port) of its binding, never by the address the frame claimed."""
+        if terminal_id not in self.terminals:
+            return [Count("crs_first_contact_unknown")]
+        if not self.corr.observe_first_contact(terminal_id, dst_ip, success, now):
             return []
-        reason = self.corr.scan_reason.get(src_ip, "scan")
-        return [Count("crs_scan_flagged"), Log(logging.WARNING, f"{src_ip} flagged: {reason}"),
-                Audit({"event": "scan_flagged", "source": src_ip, "reason": reason,
-                       "at": now})] + self._recompute(
-                           now, [t.tid for t in self.terminals.values() if t.ip == src_ip])
+        reason = self.corr.scan_reason.get(terminal_id, "scan")
+        return [Count("crs_scan_flagged"),
+                Log(logging.WARNING, f"{terminal_id} flagged: {reason}"),
+                Audit({"event": "scan_flagged", "terminal": terminal_id,
+                       "source": self.terminals[terminal_id].ip, "reason": reason,
+                       "at": now})] + self._recompute(now, [terminal_id])
 
     def status(self) -> list[dict[str, Any]]:
         """Introspection for the REST API: every terminal's level, group and decision."""
@@ -351,7 +391,7 @@ class SCS:
 
     def _level_of(self, t: Terminal, now: float) -> tuple[Level, str, tuple[str, ...]]:
         level, reason = t.own_level, t.own_reason
-        accusers = self.corr.acted_on(t.ip, now, self._eligible)
+        accusers = self.corr.acted_on(t.tid, now, self._eligible)
         if accusers:
             accused = self.policy.correlation.accused_level
             if accused.severity > level.severity:

@@ -68,7 +68,11 @@ class FlowSim:
                 self._flow_mod(msg)
             elif isinstance(msg, MeterMod):
                 if msg.command == "delete":
+                    # as on a real switch: deleting a meter removes every flow that uses it
                     self.meters.pop(msg.meter_id, None)
+                    self.flows = [f for f in self.flows if not any(
+                        isinstance(i, Meter) and i.meter_id == msg.meter_id
+                        for i in f.instructions)]
                 else:
                     self.meters[msg.meter_id] = msg
             elif isinstance(msg, PacketOut):
@@ -163,6 +167,8 @@ def _field_matches(value: Any, want: Any) -> bool:
         return False
     if isinstance(want, tuple):  # (value, mask)
         base, mask = want
+        if isinstance(base, int):
+            return value & mask == base & mask
         if ":" in str(base):  # MAC
             return _mac_int(value) & _mac_int(mask) == _mac_int(base) & _mac_int(mask)
         m = int(ipaddress.IPv4Address(mask))

@@ -90,7 +90,7 @@ _PREREQ = {
     "ipv4_src": ("eth_type", {0x0800}), "ipv4_dst": ("eth_type", {0x0800}),
     "ip_proto": ("eth_type", {0x0800, 0x86DD}),
     "arp_spa": ("eth_type", {0x0806}), "arp_tpa": ("eth_type", {0x0806}),
-    "arp_op": ("eth_type", {0x0806}),
+    "arp_op": ("eth_type", {0x0806}), "arp_sha": ("eth_type", {0x0806}),
     "tcp_src": ("ip_proto", {6}), "tcp_dst": ("ip_proto", {6}),
     "udp_src": ("ip_proto", {17}), "udp_dst": ("ip_proto", {17}),
     "icmpv4_type": ("ip_proto", {1}),
@@ -104,7 +104,8 @@ def _check_prerequisites(table: str, match: dict[str, Any]) -> None:
 
 
 L2 = {"in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid"}
-L3 = {"ipv4_src", "ipv4_dst", "ip_proto", "arp_spa", "arp_tpa", "arp_op", "icmpv4_type"}
+L3 = {"ipv4_src", "ipv4_dst", "ip_proto", "arp_spa", "arp_tpa", "arp_op", "arp_sha",
+      "icmpv4_type"}
 L4 = {"tcp_src", "tcp_dst", "udp_src", "udp_dst"}
 
 ADMISSION = Table(0, "admission", 0x01, frozenset(L2 | L3 | L4), frozenset({1}))

@@ -21,6 +21,7 @@ from ryu.controller.handler import (
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
+from controller import restguard
 from controller import settings as settings_mod
 from controller import topology as topology_mod
 from controller.core import ApiError, Core
@@ -42,6 +43,7 @@ class CrsController(app_manager.RyuApp):
         topo = topology_mod.load(settings.topology_file) if settings.topology_file else None
         self.core = Core(settings, topo)
         self.datapaths: dict[int, object] = {}
+        self.operator_token = _operator_token(settings.token_file)
         kwargs["wsgi"].register(RestApi, {API: self})
         self._ticker = hub.spawn(self._tick_loop)
         log.info("controller up: admission %s, crs %s, topology %s", settings.admission_mode,
@@ -63,6 +65,16 @@ class CrsController(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def _features(self, ev):
         dp = ev.msg.datapath
+        old = self.datapaths.get(dp.id)
+        if old is not None and old is not dp and getattr(old, "is_active", False):
+            # a second connection claiming a connected switch's datapath id would replace
+            # it (and receive its flows): refused; a dead connection is noticed by the echo
+            # timeout, after which the switch reconnects normally
+            self.core.counters["attack_duplicate_dpid_refused"] += 1
+            log.warning("refused a second connection claiming datapath %016x from %s "
+                        "(the switch is connected)", dp.id, getattr(dp, "address", "?"))
+            dp.close()
+            return
         self.datapaths[dp.id] = dp
         log.info("switch %016x connected", dp.id)
         self.send(self.core.switch_up(dp.id, set()))
@@ -105,6 +117,13 @@ class CrsController(app_manager.RyuApp):
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev):
         msg = ev.msg
+        ofp = msg.datapath.ofproto
+        if msg.type == ofp.OFPET_METER_MOD_FAILED and msg.code in (
+                ofp.OFPMMFC_METER_EXISTS, ofp.OFPMMFC_UNKNOWN_METER):
+            # meters are added and modified together when a switch may or may not still
+            # hold them (deleting one would remove its flows): one of the two fails
+            self.core.counters["of_meter_add_or_modify_skipped"] += 1
+            return
         self.core.counters["of_errors"] += 1
         log.warning("switch %016x: OpenFlow error type %d code %d", msg.datapath.id,
                     msg.type, msg.code)
@@ -144,12 +163,38 @@ def _local(req) -> bool:
         return False
 
 
+def _operator_token(path: str | None) -> str | None:
+    """The token the launcher wrote; None (every operator POST refused) if there is none."""
+    if not path:
+        log.warning("no operator token file: operator POSTs will be refused")
+        return None
+    try:
+        return restguard.read_token(path)
+    except (OSError, ValueError) as exc:
+        log.warning("operator token unreadable (%s): operator POSTs will be refused", exc)
+        return None
+
+
 def operator_only(fn):
     """Operator endpoints answer only on loopback: terminals reach the same port over the
-    emulated network and must not quarantine or release anyone."""
+    emulated network and must not quarantine or release anyone. A POST (it changes state)
+    also needs the operator token and a JSON body type: a web page in a browser on the
+    controller host reaches loopback too, but can neither read the token nor send a JSON
+    content type cross-site (that needs a CORS preflight, which this server never grants)."""
     def wrapper(self, req, **kw):
         if not _local(req):
             return _error(403, "operator API is only served on loopback")
+        if req.method == "POST":
+            refusal = restguard.operator_post_refusal(
+                req.headers.get("Content-Type"), req.headers.get("Authorization"),
+                self.app.operator_token)
+            if refusal:
+                status, counter, reason = refusal
+                self.core.counters[counter] += 1
+                # the raw PATH_INFO: webob's req.path raises on bytes that are not UTF-8
+                log.warning("operator %s %r refused: %s", req.method,
+                            req.environ.get("PATH_INFO", ""), reason)
+                return _error(status, reason)
         try:
             return fn(self, req, **kw)
         except ApiError as exc:
@@ -161,7 +206,10 @@ def operator_only(fn):
 def _body(req) -> bytes:
     if req.content_length and req.content_length > MAX_BODY:
         raise ApiError(413, f"body larger than {MAX_BODY} bytes")
-    return req.body or b""
+    try:
+        return req.body or b""
+    except OSError:  # the client stopped sending (webob DisconnectionError) or timed out
+        raise ApiError(400, "request body incomplete") from None
 
 
 def _json_body(req) -> dict:

@@ -26,7 +26,8 @@ CLEAN = {"os": {"name": "MobileOS", "patch_level": 12},
 class CrsNet:
     """Controller (authentication + CRS) and mobile_core with agents on chosen terminals."""
 
-    def __init__(self, controller, network, tmp_path, policy_edit=None):
+    def __init__(self, controller, network, tmp_path, policy_edit=None,
+                 topo="topologies/mobile_core.yaml", admission=None):
         self.tmp = tmp_path
         policy = yaml.safe_load((ROOT / "config/crs_policy.yaml").read_text())
         policy["report"] = {"interval_s": 2, "stale_after_s": 600}
@@ -37,13 +38,14 @@ class CrsNet:
         cfg.write_text(yaml.safe_dump({
             "admission": {"mode": "authenticate",
                           "credentials": str(ROOT / "config/credentials.yaml"),
-                          "authorization": str(ROOT / "config/authorization.yaml")},
+                          "authorization": str(ROOT / "config/authorization.yaml"),
+                          **(admission or {})},
             "crs": {"enabled": True, "policy": str(tmp_path / "policy.yaml")},
-            "topology": str(ROOT / "topologies/mobile_core.yaml"),
-            "audit_log": str(tmp_path / "audit.jsonl")}))
+            "topology": str(ROOT / topo),
+            "audit_log": str(tmp_path / "audit.jsonl"), "demo": True}))
         self.cfg = ["--config", str(cfg)]
         self.ctl = controller(*self.cfg)
-        self.emu = network("topologies/mobile_core.yaml", self.ctl)
+        self.emu = network(topo, self.ctl)
         self._update_server()
         self.servers = {}
 

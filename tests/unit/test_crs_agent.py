@@ -144,7 +144,9 @@ def test_posture_change_is_reported_quickly_and_leave_on_stop(env):
     assert wait_for(lambda: servers.level() is Level.COMPLIANT)
     agent.stop()
     assert wait_for(lambda: servers.received[-1] == "Leave")
-    assert not servers.scs.terminals["h1"].online
+    # a Leave ends the agent, not the terminal's access: it stays connected, UNKNOWN
+    t = servers.scs.terminals["h1"]
+    assert t.online and t.own_level is Level.UNKNOWN and "agent left" in t.own_reason
 
 
 def _post(port, raw):

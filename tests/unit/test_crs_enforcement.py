@@ -57,9 +57,10 @@ def send(sim, src, dst, **kw):
     return sim.process(ip_pkt(src, dst, **kw), HOSTS[src][0])
 
 
-def arp(sim, src):
-    return sim.process({"eth_src": HOSTS[src][2], "eth_dst": HOSTS["upd"][2],
-                        "eth_type": ETH_TYPE_ARP, "arp_op": 1}, HOSTS[src][0])
+def arp(sim, src, dst="upd"):
+    return sim.process({"eth_src": HOSTS[src][2], "eth_dst": HOSTS[dst][2],
+                        "eth_type": ETH_TYPE_ARP, "arp_op": 1, "arp_spa": HOSTS[src][1],
+                        "arp_tpa": HOSTS[dst][1]}, HOSTS[src][0])
 
 
 def test_only_security_table_and_terminal_cookie():
@@ -83,8 +84,12 @@ def test_isolation_allows_only_services_and_survives_spoofing():
     sim = switch(enf.terminal_flows(d, H1, SVC, PEERS))
     assert send(sim, "h1", "h2").dropped and send(sim, "h1", "h3").dropped
     assert send(sim, "h1", "ctl", dport=8080).ports == [10]
+    assert send(sim, "h1", "ctl", dport=6653).dropped       # not the OpenFlow port
+    assert send(sim, "h1", "ctl", dport=22).dropped         # nor anything else on its host
     assert send(sim, "h1", "upd", dport=8080).ports == [11]
-    assert arp(sim, "h1").ports == [11]
+    assert arp(sim, "h1").ports == [11] and arp(sim, "h1", "ctl").ports == [10]
+    # no ARP leaves an isolated port but toward the two service addresses
+    assert arp(sim, "h1", "h2").dropped and arp(sim, "h1", "h3").dropped
     # new MAC and IP, same port: still isolated
     spoof = ip_pkt("h1", "h3", eth_src="00:00:00:00:77:77", ipv4_src="10.0.2.77")
     assert sim.process(spoof, 1).dropped
@@ -173,6 +178,7 @@ def test_group_seal_flows():
     assert send(sim, "h1", "h3").dropped and send(sim, "h2", "h3").dropped
     assert send(sim, "h1", "h2").ports == [2]
     assert send(sim, "h1", "upd").ports == [11] and arp(sim, "h2").ports == [11]
+    assert arp(sim, "h1", "h2").ports == [2] and arp(sim, "h1", "h3").dropped
     assert send(sim, "h3", "h1").ports == [1]             # into the group: not this rule's job
     sim.apply(enf.group_unseal_flows(3))
     assert send(sim, "h1", "h3").ports == [3]

@@ -187,7 +187,7 @@ def test_scan_evidence_plus_one_accuser():
         net.report(t)
     out = []
     for i in range(4):
-        out += net.scs.observe_first_contact("10.0.1.3", f"10.0.9.{i}", False, net.now)
+        out += net.scs.observe_first_contact("h3", f"10.0.9.{i}", False, net.now)
     assert effects_of(out, Count)[0].name == "crs_scan_flagged"
     assert net.level("h3") is Level.COMPLIANT
     net.report("h1", attackers=[{"source": "10.0.1.3", "last_seen": net.now}])
@@ -264,19 +264,60 @@ def test_operator_actions():
         "crs_operator_rejected"
 
 
-def test_leave_message_removes_flows_and_reconnect_starts_over():
+def test_leave_message_keeps_the_terminal_connected_at_unknown():
     net = Net(1)
     net.report("h1")
     out = net.scs.handle("h1", net.msg("h1", "Leave", {"ms_id": "h1", "reason": "SIGTERM"}),
                          net.now)
+    assert effects_of(out, Remove) == []        # its access (the binding) is the NAC's
+    t = net.scs.terminals["h1"]
+    assert t.online and t.own_level is Level.UNKNOWN
+    assert net.level("h1") is Level.UNKNOWN
+    assert any(a.record.get("event") == "agent_leave" for a in effects_of(out, Audit))
+    net.now += 1
+    net.report("h1")                           # a later report is evaluated again
+    assert net.level("h1") is Level.COMPLIANT
+
+
+def test_leave_never_lifts_a_restriction():
+    net = Net(1)
+    net.report("h1", threats=[WORM])
+    assert net.level("h1") is Level.INFECTED
+    before = net.scs.terminals["h1"].decision
+    out = net.scs.handle("h1", net.msg("h1", "Leave", {"ms_id": "h1"}), net.now)
+    assert effects_of(out, Remove) == [] and effects_of(out, Enforce) == []
+    assert net.scs.terminals["h1"].decision == before and net.level("h1") is Level.INFECTED
+    net.now += 10_000                          # silence never lifts it either
+    net.scs.tick(net.now)
+    assert net.level("h1") is Level.INFECTED
+    # operator actions still take effect after a Leave
+    out = net.scs.quarantine("h1", net.now)
+    assert net.scs.terminals["h1"].decision.isolate
+
+
+def test_nac_leave_removes_flows_and_reconnect_keeps_infected():
+    net = Net(1)
+    net.report("h1", threats=[WORM])
+    out = net.scs.leave("h1", net.now, "logoff")
     (rem,) = effects_of(out, Remove)
     assert rem.location.number == 1 and not net.scs.terminals["h1"].online
-    assert any(a.record.get("event") == "leave" for a in effects_of(out, Audit))
     _rejected(net.scs.handle("h1", net.msg("h1"), net.now), "unknown_terminal")
-    net.now += 100
+    net.now += 10_000
     out = net.scs.connect("h1", "staff", "10.0.1.1", "00:00:00:00:01:01", 2, 7, net.now)
     (enf,) = effects_of(out, Enforce)
-    assert enf.decision.level is Level.UNKNOWN and enf.location.dpid == 2
+    assert enf.decision.level is Level.INFECTED and enf.location.dpid == 2
+
+
+def test_accusation_of_an_unbound_address_is_ignored():
+    net = Net(3)
+    for t in ("h1", "h2", "h3"):
+        net.report(t)
+    for i in range(1000):
+        net.report("h1", attackers=[{"source": f"10.9.{i // 250}.{i % 250}",
+                                     "last_seen": net.now}])
+    assert net.scs.corr.accusations == {}      # bounded: nobody holds those addresses
+    net.report("h1", attackers=[{"source": "10.0.1.1", "last_seen": net.now}])  # itself
+    assert net.scs.corr.accusations == {}
 
 
 def test_roaming_with_fresh_report_keeps_level():
