@@ -87,8 +87,10 @@ class Core:
         # (dpid, port, mac) -> binding, for every active binding: who may send from where
         self._bound: dict[tuple[int, int, str], dict] = {}
         self._bound_port: dict[tuple[int, int], str] = {}    # (dpid, port) -> identity
+        self._bound_ip: dict[str, str] = {}                  # pinned IPv4 -> identity
         self._log_budget: dict[str, float] = {}
         self._host_at: dict[tuple[int, int], str] | None = None
+        self._host_ips: set[str] | None = None
         if not self.mode.open:
             self._init_admission()
         if settings.crs_enabled:
@@ -327,11 +329,15 @@ class Core:
     def _index_binding(self, b: dict) -> None:
         self._bound[(b["dpid"], b["port"], b["mac"])] = b
         self._bound_port[(b["dpid"], b["port"])] = b["identity"]
+        if b.get("ip"):
+            self._bound_ip[b["ip"]] = b["identity"]
 
     def _unindex_binding(self, b: dict) -> None:
         self._bound.pop((b["dpid"], b["port"], b["mac"]), None)
         if self._bound_port.get((b["dpid"], b["port"])) == b["identity"]:
             del self._bound_port[(b["dpid"], b["port"])]
+        if b.get("ip") and self._bound_ip.get(b["ip"]) == b["identity"]:
+            del self._bound_ip[b["ip"]]
 
     def _address_at(self, dpid: int, port: int) -> str | None:
         """The IPv4 address a binding on (dpid, port) pins: the topology's host on that port;
@@ -342,6 +348,13 @@ class Core:
                 (t.switch(h.switch).dpid, h.port): h.ip for h in t.hosts}
         return self._host_at.get((dpid, port))
 
+    def _address_at_all(self) -> set[str]:
+        """Every address the topology file gives a host (none of them is free to take)."""
+        if self._host_ips is None:
+            self._address_at(0, 0)
+            self._host_ips = set(self._host_at.values())
+        return self._host_ips
+
     def _pin_address(self, b: dict, frame: packet.Frame, now: float) -> Out:
         """First frame of a binding without a known address: pin its source address, unless
         that address belongs to someone else (another binding, a server, the controller)."""
@@ -349,15 +362,16 @@ class Core:
         if not ip or ip == "0.0.0.0":
             self.counters["binding_unpinned_frame_dropped"] += 1
             return []
-        taken = {x.get("ip") for x in self._bound.values() if x is not b}
-        if self.topology is not None:
-            taken |= {h.ip for h in self.topology.hosts} | {self.topology.service_ip}
-        if ip in taken or (frame.arp_op is not None and frame.arp_sha != b["mac"]):
+        t = self.topology
+        taken = ip in self._bound_ip or (t is not None and (
+            ip == t.service_ip or ip in self._address_at_all()))
+        if taken or (frame.arp_op is not None and frame.arp_sha != b["mac"]):
             self.counters["attack_spoofed_first_address_dropped"] += 1
             self._warn(f"pin:{b['identity']}", "%s tried to take the address %s: dropped",
                        b["identity"], ip)
             return []
         b["ip"] = ip
+        self._bound_ip[ip] = b["identity"]
         self.store.put_binding(b["identity"], ip=ip)
         self.counters["binding_address_pinned"] += 1
         self.audit.write({"event": "binding_address", "identity": b["identity"], "ip": ip,
@@ -393,6 +407,10 @@ class Core:
                 moved = prev is None or (prev["dpid"], prev["port"], prev["mac"]) != \
                     (e.dpid, e.port, e.mac)
                 ip = self._address_at(e.dpid, e.port) or (None if moved else prev["ip"])
+                if ip and self._bound_ip.get(ip, s.identity) != s.identity:
+                    # a second station on a port whose address someone else holds: it
+                    # must show an address of its own (first address seen, if free)
+                    ip = None
                 crs_key = purpose_key(s.emsk, "crs-report") if s.emsk else None
                 number = self.store.put_binding(
                     s.identity, grp=s.group, dpid=e.dpid, port=e.port, mac=e.mac,

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 
-def write_atomic(path: str | Path, data: Any, mode: int | None = None,
-                 sync: bool = False) -> None:
+def write_text_atomic(path: str | Path, text: str, mode: int | None = None,
+                      sync: bool = False) -> None:
+    """Replace `path` with `text` so that no reader ever sees half of it (mkstemp creates
+    the temporary file 0600; `mode` sets another)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -21,8 +23,7 @@ def write_atomic(path: str | Path, data: Any, mode: int | None = None,
         if mode is not None:
             os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.write("\n")
+            f.write(text)
             if sync:
                 f.flush()
                 os.fsync(f.fileno())
@@ -33,6 +34,11 @@ def write_atomic(path: str | Path, data: Any, mode: int | None = None,
         except OSError:
             pass
         raise
+
+
+def write_atomic(path: str | Path, data: Any, mode: int | None = None,
+                 sync: bool = False) -> None:
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n", mode, sync)
 
 
 def read(path: str | Path) -> dict[str, Any] | None:

@@ -19,6 +19,14 @@ from controller.openflow.ofmsg import (
 )
 from controller.openflow.tables import ADMISSION, SECURITY, Priority
 
+# Meter ids on a switch, one range per user (a collision silently shares a rate):
+#   1                     EAPOL, per switch (ports not yet seen)
+#   2                     forwarding's table-miss (controller.forwarding.MISS_METER_ID)
+#   3 .. 0x00CFFFFF       per terminal number n: 2n+1 rate limit, 2n+2 out-of-group
+#                         (controller.crs.enforcement)
+#   0x00D00000            table-0 punts (controller.admission.binding.PUNT_METER_ID)
+#   0x00E00000 + port     EAPOL per edge port
+#   0x00F00000 + group    group seals in meter mode (controller.crs.enforcement)
 EAPOL_METER_ID = 1
 # One EAPOL meter per edge port, so a port that floods EAPOL cannot starve its neighbours'
 # authentication (the per-switch meter stays as the fallback for ports not yet seen).

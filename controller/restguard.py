@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import os
 import secrets
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import MutableMapping
+
+from controller.jsonfile import write_text_atomic
 
 TOKEN_NAME = "operator.token"
 JSON = "application/json"
@@ -37,20 +37,7 @@ def write_token(path: str) -> str:
     Written to a temporary file (mkstemp makes it 0600) and renamed, so no reader ever sees a
     partial token or a moment in which the file is readable by others."""
     token = secrets.token_urlsafe(32)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".operator-token-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_text_atomic(path, token + "\n", 0o600)
     return token
 
 

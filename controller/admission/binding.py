@@ -29,7 +29,7 @@ from controller.openflow.tables import ADMISSION, SECURITY, Priority
 
 # Packets/s of frames punted from table 0 per switch: pre-auth ARP to the service address,
 # and frames a bound terminal sent with a source it does not own (counted, then dropped).
-PUNT_METER_ID = 3
+PUNT_METER_ID = 0x00D00000     # meter ids: see controller/pipeline.py
 PUNT_PPS = 100
 # Replies of a terminal's agent to the controller's update push come from this port and go
 # to one of the controller's ephemeral ports (Linux: 32768-60999, inside the mask below).

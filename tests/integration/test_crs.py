@@ -280,3 +280,23 @@ def test_forged_and_replayed_reports_change_nothing(crs):
     assert rejected >= 4
     assert net.level("c1t1") == "COMPLIANT" and net.level("c1t2") == "COMPLIANT"
     assert ping(net.h("c1t1"), "10.0.1.2")
+
+
+def test_an_update_pushed_by_the_scs_reaches_the_agent(crs):
+    """A policy reload makes a clean terminal VULNERABLE; its update is pushed to its agent
+    (the controller connects to the agent: its replies pass table 0's binding) and fetched."""
+    net = crs()
+    net.terminal("c1t1")
+    net.wait_level("c1t1", "COMPLIANT")
+    policy = yaml.safe_load((net.tmp / "policy.yaml").read_text())
+    policy["version"] += 1
+    for rule in policy["evaluation"]["rules"]:
+        if rule["name"] == "old-signatures":
+            rule["when"] = {"signature_version_below": 99999}
+    (net.tmp / "policy.yaml").write_text(yaml.safe_dump(policy))
+    assert net.ctl.request("POST", "/crs/v1/policy/reload")["version"] == policy["version"]
+    wait_until(lambda: "GET /updates/baseline" in net.update_log.read_text(), 30,
+               "the pushed update fetched by the agent")
+    audit = [json.loads(x) for x in (net.tmp / "audit.jsonl").read_text().splitlines()]
+    assert any(a.get("event") == "update" and a.get("terminal") == "c1t1@crs.example"
+               for a in audit)

@@ -218,3 +218,38 @@ def test_fuzzed_packet_ins_never_crash_and_never_admit_an_unauthenticated_statio
             if any(isinstance(i, Goto) for i in f.instructions):
                 port, mac = f.match.get("in_port"), f.match.get("eth_src")
                 assert port in trusted or (port, mac) in bound, f
+
+
+def test_a_second_station_on_a_bound_port_gets_no_address_of_anothers(tmp_path):
+    core, sim = boot(tmp_path)
+    authenticate(core, sim, 2, C1, "c1t1")
+    other = "02:00:00:00:42:42"
+    authenticate(core, sim, 2, other, "c1t2")          # a hub: another subscriber, same port
+    as_c1 = ip_pkt(other, WEB_MAC, "10.0.1.1", UPDATE_IP, 80)
+    assert 2 not in sim.process(as_c1, 2).tables()      # punted, never forwarded
+    assert core.packet_in(1, 2, 0, bytes(Ether(src=other, dst=WEB_MAC) /
+                                         IP(src="10.0.1.1", dst=UPDATE_IP) / UDP()),
+                          T0 + 1) == []
+    assert core.counters["attack_spoofed_first_address_dropped"] == 1
+    # its own free address is pinned at its first frame, and then only that one passes
+    own = bytes(Ether(src=other, dst=WEB_MAC) / IP(src="10.0.1.50", dst=UPDATE_IP) / UDP())
+    sim.apply(m for _, m in core.packet_in(1, 2, 0, own, T0 + 2))
+    assert sim.process(ip_pkt(other, WEB_MAC, "10.0.1.50", UPDATE_IP, 80), 2).tables() == \
+        [0, 1, 2]
+    assert 2 not in sim.process(as_c1, 2).tables()
+
+
+def test_reauthentication_after_a_logoff_reconnects_an_infected_terminal(tmp_path):
+    core, sim = boot(tmp_path, crs=True)
+    sup, keys = authenticate(core, sim, 2, C1, "c1t1")
+    authenticate(core, sim, 3, C2, "c1t2")
+    ident = "c1t1@crs.example"
+    sim.apply(m for _, m in core.crsap_message(report(keys, ident, 1, T0 + 1, INFECTED),
+                                               T0 + 1)[2])
+    sim.apply(m for _, m in core.packet_in(1, 2, 0, sup.logoff(), T0 + 2))
+    assert not core.scs.terminals[ident].online
+    _, keys = authenticate(core, sim, 2, C1, "c1t1", T0 + 5000)
+    t = core.scs.terminals[ident]
+    assert t.online and t.decision is not None and t.decision.isolate
+    peer = ip_pkt(C1, C2, "10.0.1.1", "10.0.1.2", 5000)
+    assert 2 not in sim.process(peer, 2).tables()

@@ -1,4 +1,6 @@
 """The pipeline builders, checked by running packets through the simulated flow table."""
+from pathlib import Path
+
 import pytest
 
 from controller.core import Core
@@ -11,6 +13,7 @@ from controller.openflow.tables import ADMISSION, FORWARDING, SECURITY, Pipeline
 from controller.pipeline import AdmissionMode, admission_base, security_base
 from controller.settings import Settings
 
+ROOT = Path(__file__).resolve().parents[2]
 H1, H2 = "02:00:0a:00:01:01", "02:00:0a:00:01:02"
 BCAST = "ff:ff:ff:ff:ff:ff"
 
@@ -93,8 +96,13 @@ def test_port_down_forgets_hosts_behind_it():
     assert r.to_controller and not r.outputs
 
 
-def test_reconnect_rebuilds_without_duplicates_and_keeps_security_flows():
-    core = Core(Settings())
+def own_settings(tmp_path):
+    """Default settings, with the database and audit log in the test's own folder."""
+    return Settings(db_path=str(tmp_path / "crs.db"), audit_log=str(tmp_path / "audit.jsonl"))
+
+
+def test_reconnect_rebuilds_without_duplicates_and_keeps_security_flows(tmp_path):
+    core = Core(own_settings(tmp_path))
     sim = FlowSim()
     sim.apply(m for _, m in core.switch_up(1, set()))
     quarantine = SECURITY.flow(Priority.SEC_DENY, {"in_port": 1}, [], sub=7)
@@ -106,8 +114,8 @@ def test_reconnect_rebuilds_without_duplicates_and_keeps_security_flows():
     assert r.dropped and r.tables() == [0, 1]      # quarantine survived the reconnect
 
 
-def test_core_counts_and_survives_malformed_frames():
-    core = Core(Settings())
+def test_core_counts_and_survives_malformed_frames(tmp_path):
+    core = Core(own_settings(tmp_path))
     core.switch_up(1, set())
     assert core.packet_in(1, 1, 2, b"\x01\x02") == []
     assert core.counters["bad_frames"] == 1
@@ -176,7 +184,7 @@ def test_with_the_topology_a_hosts_first_packet_installs_the_whole_path():
     for the pair puts its flows on all four switches."""
     from controller import topology
     from controller.topology import ports_toward
-    topo = topology.load("topologies/mobile_core.yaml")
+    topo = topology.load(ROOT / "topologies" / "mobile_core.yaml")
     fwd = Forwarding(toward=ports_toward(topo), infra=topo.infra_ports())
     sims = {}
     for s in topo.switches:
@@ -200,3 +208,19 @@ def test_with_the_topology_a_hosts_first_packet_installs_the_whole_path():
         assert back.ports == [in_port], (name, back)
     assert topo.host("c1t1").port != 1
     assert ports_toward(topo)[(topo.switch("gw").dpid, bs1)] == 2
+
+
+def test_meter_id_ranges_never_collide():
+    """A shared meter id would silently share a rate (a terminal's rate limit once became
+    the punt meter's 100 packets/s)."""
+    from controller.admission.binding import PUNT_METER_ID
+    from controller.crs.enforcement import GROUP_METER_BASE, outside_meter_id, rate_meter_id
+    from controller.forwarding import MISS_METER_ID
+    from controller.pipeline import EAPOL_METER_ID, EAPOL_PORT_METER_BASE, MAX_METERED_PORT
+    fixed = {EAPOL_METER_ID, MISS_METER_ID, PUNT_METER_ID}
+    assert len(fixed) == 3
+    terminals = {f(n) for n in range(1, 200_001) for f in (rate_meter_id, outside_meter_id)}
+    ports = {EAPOL_PORT_METER_BASE + p for p in (1, MAX_METERED_PORT)}
+    groups = {GROUP_METER_BASE + g for g in (1, 100_999)}
+    assert not fixed & terminals and not fixed & ports and not fixed & groups
+    assert max(terminals) < PUNT_METER_ID < min(ports) <= max(ports) < min(groups)
