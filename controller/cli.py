@@ -1,7 +1,9 @@
 """`crs`: one command for the controller, emulated networks, experiments and operators.
 
 Subcommands import what they need lazily: the controller process must never import
-Mininet and the network process must never import Ryu (RUNBOOK).
+Mininet and the network process must never import Ryu. Ryu's start-up monkey-patches the
+standard library with eventlet (ryu.lib.hub.patch), whose green `select` has no `poll()`,
+which Mininet uses to read its hosts' shells.
 """
 from __future__ import annotations
 
@@ -17,6 +19,11 @@ DEFAULT_DB = "var/crs.db"
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASS_THROUGH:
+        # A program parses its own arguments, --help included: hand them over untouched
+        # (argparse's REMAINDER would drop an option that comes first, such as --help).
+        return _program(PASS_THROUGH[argv[0]])(argparse.Namespace(args=argv[1:]))
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -76,16 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--topology", default="topologies/mobile_core.yaml")
     d.set_defaults(func=cmd_demo)
 
-    # programs that run on terminals and servers (their own options: crs <program> --help)
-    for name, module, text in PROGRAMS:
+    # programs with their own parser (crs <program> --help): listed here for 'crs --help';
+    # main() hands them everything after their name (see PASS_THROUGH)
+    for name, module, text in PROGRAMS + [EXPERIMENT]:
         q = sub.add_parser(name, help=text, add_help=False)
         q.add_argument("args", nargs=argparse.REMAINDER)
         q.set_defaults(func=_program(module))
-
-    x = sub.add_parser("experiment", help="containment experiments (crs experiment run ...)",
-                       add_help=False)
-    x.add_argument("args", nargs=argparse.REMAINDER)
-    x.set_defaults(func=_program("controller.experiment.runner"))
 
     # operator commands against the REST API (loopback)
     api = argparse.ArgumentParser(add_help=False)
@@ -134,6 +137,10 @@ PROGRAMS = [
     ("worm", "controller.worm.host", "the emulated, harmless worm (terminal)"),
     ("sp", "controller.admission.sp_demo", "demo application server and client (X.1124 SP/SS)"),
 ]
+EXPERIMENT = ("experiment", "controller.experiment.runner",
+              "containment experiments (crs experiment run ...)")
+# subcommands whose arguments all go to the program's own parser
+PASS_THROUGH = {name: module for name, module, _ in PROGRAMS + [EXPERIMENT]}
 
 
 # --- commands ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Base flows of the admission and security tables, installed on every switch at connect.
 
-Table 0 (admission) is default deny: its table-miss drops. Above that, in bands: LLDP and
-EAPOL to the controller (EAPOL through a packets-per-second meter), inter-switch ports
+Table 0 (admission) is default deny: its table-miss drops. Above that, in bands: LLDP
+dropped (no link discovery: the topology file names the inter-switch ports), EAPOL to the
+controller through a packets-per-second meter (one per edge port), inter-switch ports
 straight on (their traffic was admitted at its own edge), and, while authentication is
 disabled by configuration, an "allow all" flow. Table 1 (security control) passes everything
 on to forwarding unless the reacting system has put a terminal's flows above its miss flow.

@@ -40,7 +40,9 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; 
   echo "setup: building $VENV (pinned dependencies from requirements/constraints.txt)"
   [ -x "$VENV/bin/python" ] || "$PY" -m venv --system-site-packages "$VENV"
   pip=("$VENV/bin/pip" install -q --disable-pip-version-check -c requirements/constraints.txt)
-  # Ryu 4.34's setup hooks need setuptools < 68 and no build isolation (RUNBOOK).
+  # Ryu 4.34's setup.py (ryu.hooks.save_orig) reads setuptools' easy_install.get_script_args,
+  # which newer setuptools no longer has (faucetsdn/ryu issue 201): build it with the pinned
+  # setuptools of the venv, i.e. without build isolation.
   "${pip[@]}" setuptools wheel pbr 2>&1 | grep -v '^WARNING: Location' || true
   "${pip[@]}" --no-build-isolation ryu eventlet dnspython scapy cryptography pyOpenSSL PyYAML \
       pytest pytest-timeout hypothesis matplotlib numpy 2>&1 | grep -v '^WARNING: Location' || true

@@ -4,7 +4,8 @@ Authentication time is taken the same way for every authenticator (hostapd, our 
 from wpa_supplicant's own ``CTRL-EVENT-EAP-STARTED`` line to the next
 ``CTRL-EVENT-EAP-SUCCESS`` (or ``-FAILURE``), from the microsecond timestamps ``-t`` prints.
 Process start is no good as the origin: wpa_supplicant waits about 2 s before its first
-EAPOL-Start (RUNBOOK). Further exchanges are triggered with the control interface command
+EAPOL-Start (its EAPOL state machine starts with startWhen = 2 s, to let an authenticator
+begin first). Further exchanges are triggered with the control interface command
 REAUTHENTICATE, which sends EAPOL-Start at once.
 
 Namespaces and veth pairs made here carry a random tag in their names and are deleted by

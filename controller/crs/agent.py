@@ -1,6 +1,7 @@
 """The SCA (security correlative agent, X.1125) that runs on each terminal: `crs agent`.
 
-It reads the terminal's posture file (the shared JSON contract), reports it to the SCS as a
+It reads the terminal's posture file (the JSON document described in docs/crs.md, "The
+posture file"), reports it to the SCS as a
 signed SCIReport at start (after an MSConnectReport), every --interval seconds and at once when
 the posture file changes (mtime polled every 100 ms). It signs with the crs-report key of the
 keys file the supplicant writes (re-read when that file changes). It obeys the SCS: an

@@ -1,7 +1,7 @@
 """CRSAP messages (X.1125 clause 9, Annex A element names) in one JSON encoding.
 
-The Recommendation's Annex A schema was not available (see the spec notes), so this module
-keeps its element names and defines the fields itself. One envelope carries every message:
+This module keeps the element names of X.1125 Annex A; the fields, their types and the JSON
+encoding are this project's own (docs/crs.md, CRSAP). One envelope carries every message:
 
     {"crsap": "1.0", "type": "SCIReport", "sender": "h1", "key_id": "<isr-id>",
      "seq": 1764300000123, "ts": 1764300000.12, "body": {...}, "mac": "<64 hex>"}

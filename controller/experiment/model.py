@@ -1,9 +1,11 @@
-"""Worm models the experiments are checked against (spec/worm-science.md).
+"""Worm models the experiments are checked against (docs/experiments.md, "The models";
+sources in docs/references.md).
 
 - Random constant spread (Staniford, Paxson, Weaver 2002): a(t) = 1 / (1 + e^(-K(t-T))),
   K = s*V/Omega for uniform scanning.
-- Containment formulas (derived in worm-science.md): content filtering everywhere at R,
-  address blacklisting R after each host's own infection.
+- Containment formulas (the two defences Moore et al., INFOCOM 2003, compare; derived in
+  docs/experiments.md): content filtering everywhere at R, address blacklisting R after each
+  host's own infection.
 - A stochastic outbreak simulation (exact event-driven, Poisson scanning) with per-host
   reactions, for predictions of small populations and for testing the fit.
 

@@ -118,7 +118,7 @@ class Priority:
     """Named priority bands. Higher bands always win over lower ones."""
 
     # table 0 admission
-    ADM_CONTROL = 40000    # LLDP and EAPOL to the controller
+    ADM_CONTROL = 40000    # LLDP dropped; EAPOL to the controller (metered)
     ADM_INFRA = 30000      # inter-switch ports: admitted at their own edge already
     ADM_BINDING = 20000    # authenticated (port, MAC[, IP]) bindings
     ADM_PREAUTH = 10000    # what the policy allows before authentication

@@ -1,4 +1,5 @@
-"""Read-modify-write of the terminal's posture file (shared JSON contract, see DESIGN/brief).
+"""Read-modify-write of the terminal's posture file: one JSON object that the worm and the
+experiment runner write and the agent reads (keys: docs/crs.md, "The posture file").
 
 The agent (SCA) reads this file at any moment, so every write replaces it atomically
 (temporary file in the same directory + os.replace): a reader sees the old or the new

@@ -25,7 +25,7 @@ class AddressSpace:
     """A union of IPv4 networks, counted by usable host addresses (Omega).
 
     For prefixes up to /30 the network and broadcast addresses of each listed network are
-    left out (a /24 gives 254, as in worm-science.md); /31 and /32 count every address.
+    left out (a /24 gives 254 hosts a worm can infect); /31 and /32 count every address.
     Overlapping networks count their common addresses once.
     """
 

@@ -1,5 +1,7 @@
 """The whole pure core, driven like the real controller: EAP through packet-ins, reports
 through the CRSAP endpoint, a restart from the same database; checked on a simulated switch."""
+from pathlib import Path
+
 import pytest
 
 from controller import topology
@@ -12,7 +14,9 @@ from controller.openflow.flowsim import FlowSim
 from controller.openflow.ofmsg import PacketOut
 from controller.settings import Settings
 
-TOPO = "topologies/minimal.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+TOPO = str(ROOT / "topologies" / "minimal.yaml")
+CREDENTIALS = str(ROOT / "config" / "credentials.yaml")
 C1, C2 = "02:00:0a:00:01:01", "02:00:0a:00:01:02"
 WEB_MAC = "02:00:0a:00:64:14"
 T0 = 1_000_000.0
@@ -21,9 +25,9 @@ T0 = 1_000_000.0
 def settings(tmp_path, crs=False):
     return Settings(db_path=str(tmp_path / "crs.db"), audit_log=str(tmp_path / "audit.jsonl"),
                     topology_file=TOPO, admission_mode="authenticate",
-                    credentials_file="config/credentials.yaml",
-                    authorization_file="config/authorization.yaml", crs_enabled=crs,
-                    crs_policy_file="config/crs_policy.yaml")
+                    credentials_file=CREDENTIALS,
+                    authorization_file=str(ROOT / "config" / "authorization.yaml"),
+                    crs_enabled=crs, crs_policy_file=str(ROOT / "config" / "crs_policy.yaml"))
 
 
 def boot(tmp_path, crs=False, now=T0):
@@ -40,7 +44,7 @@ def ip_pkt(src_mac, dst_mac, src_ip, dst_ip, dport=80):
 
 def authenticate(core, sim, port, mac, host, now=T0):
     ident = f"{host}@crs.example"
-    psk = load_credentials("config/credentials.yaml").demo_psk(ident)
+    psk = load_credentials(CREDENTIALS).demo_psk(ident)
     sup = Supplicant(ident, mac, psk=psk)
     frames, step = [sup.start()], None
     for _ in range(20):

@@ -68,11 +68,12 @@ def _probes_to_flag(rng, p):
 
 
 def test_trw_mean_probes_matches_theory():
-    """Mean probes to detection vs Wald's 3.31 / (1 - 2p) (worm-science.md).
+    """Mean probes to detection vs Wald's approximation 3.31 / (1 - 2p) (Jung et al. 2004).
 
     The discrete walk overshoots the threshold, so the true mean is above Wald's
     approximation: exactly 4 at p = 0, within +1 up to p = 0.15, and 1.15 above at p = 0.2
-    (5.52 vs 6.67 over 20000 runs): the +-1 target holds only for p <= 0.15."""
+    (5.52 vs 6.67 over 20000 runs): check 5 of docs/experiments.md (within +1) holds only
+    for p <= 0.15."""
     rng = random.Random(7)
     for p, slack in ((0.0, 1.0), (0.1, 1.0), (0.15, 1.0), (0.2, 1.4)):
         runs = [_probes_to_flag(rng, p) for _ in range(3000)]

@@ -27,7 +27,8 @@ def test_staniford_code_red_numbers():
 
 @pytest.mark.parametrize("v, rate, k, t50", [(24, 0.1, 0.0094, 332), (100, 1, 0.394, 12),
                                              (200, 0.1, 0.079, 67), (50, 1, 0.197, 20)])
-def test_worm_science_table(v, rate, k, t50):
+def test_k_and_t50_for_a_slash_24(v, rate, k, t50):
+    """K = s*V/Omega and t50 = ln(V-1)/K for V vulnerable hosts in one /24 (Omega = 254)."""
     kk = m.predicted_k(rate, v, 254)
     assert kk == pytest.approx(k, rel=0.02)
     assert m.t50(kk, v) == pytest.approx(t50, rel=0.03)
@@ -57,7 +58,7 @@ def test_fit_property_noisy_logistic(k, t_mid, noise_seed):
 
 @pytest.mark.parametrize("v, omega, rate, duration", [(100, 254, 1.0, 60), (200, 254, 0.1, 300)])
 def test_fit_of_simulated_outbreak_matches_svomega(v, omega, rate, duration):
-    """worm-science target 1: R^2 >= 0.95 and K within +-25 % of s*V/Omega, run by run."""
+    """docs/experiments.md check 1: R^2 >= 0.95 and K within +-25 % of s*V/Omega, run by run."""
     predicted = m.predicted_k(rate, v, omega)
     for seed in range(5):
         fit = fitted_k(v, omega, rate, duration, seed)
@@ -66,8 +67,8 @@ def test_fit_of_simulated_outbreak_matches_svomega(v, omega, rate, duration):
 
 
 def test_fit_small_population_median_of_runs():
-    """24 hosts: single runs are noisy (worm-science asks for >= 10 runs); the median of the
-    fitted K stays within +-25 %."""
+    """24 hosts: single runs are noisy (hence >= 10 runs per configuration); the median of
+    the fitted K stays within +-25 %."""
     predicted = m.predicted_k(3.0, 24, 378)
     fits = [fitted_k(24, 378, 3.0, 60, seed) for seed in range(11)]
     assert min(f.r2 for f in fits) >= 0.9
@@ -103,7 +104,7 @@ def test_blacklist_formula_and_simulation_agree():
                   .infection_times) for i in range(400)]
     assert statistics.mean(totals) == pytest.approx(2.0, rel=0.15)
     assert m.blacklist_expected_total(k, 10.0) == math.inf          # K*R = 1: not contained
-    assert m.critical_reaction_s(0.1, 100, 254) == pytest.approx(25.4)   # worm-science: 25 s
+    assert m.critical_reaction_s(0.1, 100, 254) == pytest.approx(25.4)   # 1/K = Omega/(s*V)
     assert m.blacklist_expected_fraction(24, 0.19, 100) == 1.0
 
 
@@ -119,7 +120,8 @@ def test_content_filter_formula_and_simulation_agree():
 
 
 def test_throttle_slows_t50_by_s_over_r():
-    """worm-science target 2: t50 grows by s/r within 0.7..1.3 x s/r."""
+    """docs/experiments.md check 2 (Williamson's throttle): t50 grows by s/r, within
+    0.7..1.3 x s/r."""
     v, omega, s, r = 100, 254, 3.0, 1.0
     assert m.throttled_rate(s, r) == 1.0 and m.throttled_rate(0.5, r) == 0.5
     free = [m.simulate_si(v, omega, s, 300, random.Random(i)).infection_times[v // 2 - 1]

@@ -1,10 +1,13 @@
 """Topology files: shipped ones load; every kind of mistake names file, key and problem."""
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from controller import cli, topology
 from controller.config import ConfigError
+
+TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
 GOOD = """
 name: t
@@ -36,18 +39,18 @@ def problems(tmp_path, text):
 
 
 def test_shipped_topologies_load():
-    core = topology.load("topologies/mobile_core.yaml")
+    core = topology.load(TOPOLOGIES / "mobile_core.yaml")
     assert len(core.cells) >= 3
     assert all(len(c.terminals) == 8 for c in core.cells)
     roles = {h.name: h.role for h in core.servers()}
     assert {"web", "mail", "msg", "update"} <= set(roles) and roles["update"] == "update"
     assert {s.role for s in core.switches} >= {"access", "aggregation", "gateway"}
-    mini = topology.load("topologies/minimal.yaml")
+    mini = topology.load(TOPOLOGIES / "minimal.yaml")
     assert len(mini.switches) == 1 and len(mini.hosts) == 3
 
 
 def test_terminals_per_cell_override_and_addresses():
-    core = topology.load("topologies/mobile_core.yaml", terminals_per_cell=20)
+    core = topology.load(TOPOLOGIES / "mobile_core.yaml", terminals_per_cell=20)
     assert len(core.terminals()) == 60
     ips = [h.ip for h in core.hosts]
     assert len(set(ips)) == len(ips)

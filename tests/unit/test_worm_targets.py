@@ -12,7 +12,7 @@ from controller.worm.targets import (
 )
 
 
-def test_space_counts_hosts_like_worm_science():
+def test_space_counts_usable_host_addresses():
     assert parse_space("10.0.0.0/24").size == 254
     assert parse_space("10.0.1.0/25,10.0.2.0/25").size == 252
     assert parse_space(["10.0.1.0/25", "10.0.2.0/25"]).size == 252

@@ -1,0 +1,75 @@
+"""Every `crs` command and subcommand answers --help with its usage, as a new user would try.
+
+The command tree is read from the parser `controller.cli.build_parser` builds (nested
+subcommands such as `net up` included); the programs that parse their own arguments
+(`crs agent`, `crs supplicant`, `crs experiment`...) are walked through their own parsers.
+Each command runs in a subprocess from a folder outside the repository: no root, nothing
+started, nothing read from the working directory.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from controller import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# subcommands a program's parser accepts without declaring them as subparsers
+EXTRA = [("experiment", "run")]
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:                      # argparse has no public walk
+        if isinstance(action, argparse._SubParsersAction):
+            found.update(action.choices)
+    return found
+
+
+def _program_parser(module: str) -> argparse.ArgumentParser:
+    mod = importlib.import_module(module)
+    for attr in ("build_parser", "parser"):
+        make = getattr(mod, attr, None)
+        if callable(make):
+            p = make()
+            if isinstance(p, argparse.ArgumentParser):
+                return p
+    raise AssertionError(f"{module}: no build_parser() or parser() returning its parser")
+
+
+def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> list[tuple[str, ...]]:
+    paths = [path]
+    for name, sub in _subcommands(parser).items():
+        if not path and name in cli.PASS_THROUGH:       # the program's own parser answers
+            sub = _program_parser(cli.PASS_THROUGH[name])
+        paths += _walk(sub, path + (name,))
+    return paths
+
+
+def command_paths() -> list[tuple[str, ...]]:
+    return _walk(cli.build_parser(), ()) + EXTRA
+
+
+def test_the_tree_holds_every_kind_of_command():
+    paths = set(command_paths())
+    assert {(), ("controller",), ("net",), ("net", "up"), ("status",)} <= paths
+    assert {(name,) for name in cli.PASS_THROUGH} <= paths
+    assert ("sp", "server") in paths and ("experiment", "run") in paths
+
+
+@pytest.mark.parametrize("path", command_paths(), ids=lambda p: " ".join(p) or "crs")
+def test_help(path, tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    r = subprocess.run([sys.executable, "-m", "controller.cli", *path, "--help"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "usage:" in r.stdout, r.stdout + r.stderr
+    assert "error" not in r.stderr.lower(), r.stderr
