@@ -78,11 +78,6 @@ def _ryu_main(apps: list[str], ofp_port: int, rest_host: str, rest_port: int,
     from ryu.app import wsgi as ryu_wsgi
     from ryu.cmd import manager
 
-    from ryu import cfg
-    # echo requests every 2 s, 3 unanswered: a dead switch connection is dropped in ~6 s
-    # (until then a second connection claiming its datapath id is refused)
-    cfg.CONF.set_override("echo_request_interval", 2.0)
-    cfg.CONF.set_override("maximum_unreplied_echo_requests", 3)
     # ryu.cmd.manager looks start_service up when it starts the REST server
     ryu_wsgi.start_service = _rest_service(settings or settings_mod.Settings())
     manager.main(args=[*_ofp_args(settings or settings_mod.Settings(), ofp_port),

@@ -68,11 +68,13 @@ class CrsController(app_manager.RyuApp):
         old = self.datapaths.get(dp.id)
         if old is not None and old is not dp and getattr(old, "is_active", False):
             # a second connection claiming a connected switch's datapath id would replace
-            # it (and receive its flows): refused; a dead connection is noticed by the echo
-            # timeout, after which the switch reconnects normally
+            # it (and receive its flows): refused. If the first connection is in fact dead
+            # (the switch restarted without closing it), the echo request sent on it now
+            # meets a reset, Ryu marks it dead, and the switch's next attempt is accepted.
             self.core.counters["attack_duplicate_dpid_refused"] += 1
             log.warning("refused a second connection claiming datapath %016x from %s "
                         "(the switch is connected)", dp.id, getattr(dp, "address", "?"))
+            old.send_msg(old.ofproto_parser.OFPEchoRequest(old))
             dp.close()
             return
         self.datapaths[dp.id] = dp
