@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from controller.admission.eac import SpRecord, SsRecord
+from controller.records import Binding, SpRecord, SsRecord, TerminalRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -115,33 +115,31 @@ class Store:
         self.db.execute("UPDATE bindings SET dpid=NULL, port=NULL, mac=NULL, isr_id=NULL, "
                         "crs_key=NULL, expires=NULL, ip=NULL WHERE identity=?", (identity,))
 
-    _COLS = ["identity", "number", "group", "dpid", "port", "mac", "isr_id", "crs_key",
-             "method", "start", "expires", "ip"]
     _SELECT = ("SELECT identity, number, grp, dpid, port, mac, isr_id, crs_key, method, start, "
                "expires, ip FROM bindings WHERE dpid IS NOT NULL")
 
-    def bindings(self, now: float | None = None) -> Iterator[dict[str, Any]]:
+    def bindings(self, now: float | None = None) -> Iterator[Binding]:
         """Active bindings (unexpired sessions) with their location."""
         now = time.time() if now is None else now
         for row in self.db.execute(self._SELECT + " AND expires > ?", (now,)).fetchall():
-            yield dict(zip(self._COLS, row))
+            yield Binding(*row)
 
-    def expired_bindings(self, now: float) -> list[dict[str, Any]]:
+    def expired_bindings(self, now: float) -> list[Binding]:
         """Bindings whose session has expired but that were never revoked (e.g. restored
         after a controller restart, when no authenticator state knew them)."""
         rows = self.db.execute(self._SELECT + " AND expires <= ?", (now,)).fetchall()
-        return [dict(zip(self._COLS, r)) for r in rows]
+        return [Binding(*r) for r in rows]
 
-    def binding(self, identity: str) -> dict[str, Any] | None:
+    def binding(self, identity: str) -> Binding | None:
         """One identity's binding, expired or not (None when it has none)."""
         row = self.db.execute(self._SELECT + " AND identity=?", (identity,)).fetchone()
-        return dict(zip(self._COLS, row)) if row else None
+        return Binding(*row) if row else None
 
-    def bindings_at(self, dpid: int, port: int, mac: str) -> list[dict[str, Any]]:
+    def bindings_at(self, dpid: int, port: int, mac: str) -> list[Binding]:
         """Bindings of a (switch, port, MAC), expired or not: what a revocation removes."""
         rows = self.db.execute(self._SELECT + " AND dpid=? AND port=? AND mac=?",
                                (dpid, port, mac)).fetchall()
-        return [dict(zip(self._COLS, r)) for r in rows]
+        return [Binding(*r) for r in rows]
 
     # --- SCS terminals and decisions -----------------------------------------------------
 
@@ -151,10 +149,10 @@ class Store:
         self.db.execute("REPLACE INTO terminals VALUES (?,?,?,?,?)",
                         (tid, number, json.dumps(state), json.dumps(decision), time.time()))
 
-    def terminals(self) -> list[tuple[str, int, dict[str, Any], dict[str, Any] | None]]:
+    def terminals(self) -> list[TerminalRecord]:
         rows = self.db.execute("SELECT tid, number, state, decision FROM terminals "
                                "ORDER BY number").fetchall()
-        return [(t, n, json.loads(s), json.loads(d)) for t, n, s, d in rows]
+        return [TerminalRecord(t, n, json.loads(s), json.loads(d)) for t, n, s, d in rows]
 
     def put_seal(self, group: str, sealed: bool) -> None:
         self.db.execute("REPLACE INTO seals VALUES (?,?,?)", (group, int(sealed), time.time()))

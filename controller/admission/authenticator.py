@@ -9,10 +9,13 @@ when the new exchange fails or the old session expires first.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Union
+
+from controller.effects import Count, Log
 
 from .eap_md5 import Md5Server
 from .eap_psk import PskServer
@@ -74,17 +77,6 @@ class Revoke:
     reason: str
 
 
-@dataclass(frozen=True)
-class Count:
-    name: str
-
-
-@dataclass(frozen=True)
-class Log:
-    level: str
-    text: str
-
-
 Effect = Union[SendFrame, Admit, Revoke, Count, Log]
 
 
@@ -134,7 +126,7 @@ class Authenticator:
     def port_up(self, dpid: int, port: int, now: float) -> list[Effect]:
         """A port came up: fresh port state (no hold-off carried over)."""
         self.ports[(dpid, port)] = self._new_port(now)
-        return [Log("debug", f"dot1x port up {dpid}:{port}")]
+        return [Log(logging.DEBUG, f"dot1x port up {dpid}:{port}")]
 
     def port_down(self, dpid: int, port: int, now: float) -> list[Effect]:
         """A port went down: every station on it loses access and state."""
@@ -159,7 +151,7 @@ class Authenticator:
         conv = self.convs[key] = _Conv(identifier=self.rng(1)[0], session=session)
         conv.reauth_by = now + grace_s
         return [Count("dot1x_restored"),
-                Log("info", f"dot1x {session.identity} ({mac}) on {dpid}:{port} restored; "
+                Log(logging.INFO, f"dot1x {session.identity} ({mac}) on {dpid}:{port} restored; "
                     f"re-authentication within {grace_s:g} s")] + \
             self._start(dpid, port, mac, now, reauth=True)
 
@@ -179,7 +171,7 @@ class Authenticator:
         try:
             f = parse_frame(frame)
         except MalformedFrame as exc:
-            return [Count("dot1x_malformed"), Log("debug", f"dot1x {dpid}:{port} malformed: {exc.reason}")]
+            return [Count("dot1x_malformed"), Log(logging.DEBUG, f"dot1x {dpid}:{port} malformed: {exc.reason}")]
         if f.dst not in (PAE_GROUP_ADDR, self.mac):
             return [Count("dot1x_wrong_destination")]
         mac = f.src
@@ -229,7 +221,7 @@ class Authenticator:
                     out += [SendFrame(dpid, port, build_eap_frame(mac, self.mac, conv.request)),
                             Count("dot1x_retransmit")]
                     continue
-                out += [Count("dot1x_timeout"), Log("info", f"dot1x {mac} on {dpid}:{port}: no answer")]
+                out += [Count("dot1x_timeout"), Log(logging.INFO, f"dot1x {mac} on {dpid}:{port}: no answer")]
                 if conv.reauth and s is not None:
                     conv.state, conv.reauth = "idle", False
                     conv.next_reauth = now + t.reauth_retry_s
@@ -238,7 +230,7 @@ class Authenticator:
                     self.convs.pop(key, None)
                 continue
             if s is not None and now >= conv.next_reauth:
-                out += [Count("dot1x_reauth"), Log("info", f"dot1x re-authenticating {s.identity}")]
+                out += [Count("dot1x_reauth"), Log(logging.INFO, f"dot1x re-authenticating {s.identity}")]
                 out += self._start(dpid, port, mac, now, reauth=True)
         return out
 
@@ -309,7 +301,7 @@ class Authenticator:
         if eap.identifier != conv.identifier:
             if eap.identifier in conv.used_ids:
                 return [Count("dot1x_eap_replay"),
-                        Log("debug", f"dot1x {mac}: old response id {eap.identifier} dropped")]
+                        Log(logging.DEBUG, f"dot1x {mac}: old response id {eap.identifier} dropped")]
             return [Count("dot1x_eap_out_of_sequence")]
         if conv.state == "identity":
             if eap.type != EapType.IDENTITY:
@@ -365,7 +357,7 @@ class Authenticator:
             self._next_id(conv)
             return [self._request(dpid, port, mac, conv, res.reply, now)]
         if not res.done:
-            return [Count("dot1x_eap_method_drop"), Log("debug", f"dot1x {mac}: {res.reason}")]
+            return [Count("dot1x_eap_method_drop"), Log(logging.DEBUG, f"dot1x {mac}: {res.reason}")]
         if not res.success:
             # An ID_P that is not the EAP identity fails at PSK-2 (in PskServer): no PSK-3.
             extra: list[Effect] = [Count("dot1x_psk_id_mismatch")] if res.id_mismatch else []
@@ -379,7 +371,7 @@ class Authenticator:
     def _on_md5(self, dpid, port, mac, conv: _Conv, raw: bytes, now: float) -> list[Effect]:
         res = conv.method.process(raw)
         if not res.done:
-            return [Count("dot1x_eap_method_drop"), Log("debug", f"dot1x {mac}: {res.reason}")]
+            return [Count("dot1x_eap_method_drop"), Log(logging.DEBUG, f"dot1x {mac}: {res.reason}")]
         if not res.success:
             return self._fail(dpid, port, mac, conv, now, f"EAP-MD5: {res.reason}")
         return self._succeed(dpid, port, mac, conv, now, b"", b"", "md5")
@@ -398,7 +390,7 @@ class Authenticator:
         return [self._send(dpid, port, mac, build_eap(EapCode.SUCCESS, conv.identifier)),
                 Admit(dpid, port, mac, conv.identity, session),
                 Count("dot1x_success"),
-                Log("info", f"dot1x {conv.identity} ({mac}) authenticated on {dpid}:{port} by {method}")]
+                Log(logging.INFO, f"dot1x {conv.identity} ({mac}) authenticated on {dpid}:{port} by {method}")]
 
     def _fail(self, dpid, port, mac, conv: _Conv, now: float, reason: str) -> list[Effect]:
         p = self._port(dpid, port, now)
@@ -408,7 +400,7 @@ class Authenticator:
         p.hold_until = now + hold
         out: list[Effect] = [self._send(dpid, port, mac, build_eap(EapCode.FAILURE, conv.identifier)),
                              Count("dot1x_failure"),
-                             Log("warning", f"dot1x {mac} on {dpid}:{port} failed ({reason}); "
+                             Log(logging.WARNING, f"dot1x {mac} on {dpid}:{port} failed ({reason}); "
                                  f"failure {p.failures}, hold-off {hold:g} s")]
         if conv.session is not None:
             out.append(Revoke(dpid, port, mac, f"re-authentication failed: {reason}"))

@@ -27,6 +27,8 @@ from typing import Callable, Protocol
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from controller.records import SpRecord, SsRecord
+
 from .authenticator import Session
 from .authorization import Authorization
 from .keys import purpose_key, sp_service_key_from_root
@@ -38,23 +40,6 @@ NONCE_LEN = 16
 TAG_LEN = 16
 CHALLENGE_LEN = NONCE_LEN + 8 + TAG_LEN     # random | expiry (ms, big-endian) | MAC
 UNKNOWN_CHALLENGE = "challenge unknown, used, expired or for another SP"
-
-
-@dataclass(frozen=True)
-class SsRecord:
-    isr_id: str
-    identity: str
-    group: str
-    sp_root: bytes
-    expires: float
-
-
-@dataclass(frozen=True)
-class SpRecord:
-    iac_id: str
-    sp_name: str
-    session_key: bytes      # SP-EAC key of this login: protects inquiry answers
-    expires: float
 
 
 class SessionStore(Protocol):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from controller.crs import messages as crsap
+from controller.effects import Audit, Count, Log, Rejected
 from controller.crs.control import Override, decide
 from controller.crs.correlation import Correlator
 from controller.crs.decision import Decision, Level, Location, worse
@@ -72,23 +73,7 @@ class SendUpdate:
     ip: str
 
 
-@dataclass(frozen=True)
-class Audit:
-    record: dict
-
-
-@dataclass(frozen=True)
-class Count:
-    name: str
-
-
-@dataclass(frozen=True)
-class Log:
-    level: int
-    text: str
-
-
-Effect = Enforce | Remove | SealGroup | Reply | SendUpdate | Audit | Count | Log
+Effect = Enforce | Remove | SealGroup | Reply | SendUpdate | Audit | Count | Log | Rejected
 
 
 # --- state -----------------------------------------------------------------------------
@@ -113,6 +98,26 @@ class Terminal:
     out_seq: int | None = None
     update_id: int = 0
     granted: tuple[str, str, float] | None = None   # (update id, item, at)
+
+    def to_state(self) -> dict[str, Any]:
+        """What the store keeps of this terminal (its decision is stored beside it)."""
+        return {"group": self.group, "ip": self.ip, "mac": self.mac, "dpid": self.dpid,
+                "port": self.port, "online": self.online, "own_level": self.own_level.value,
+                "own_reason": self.own_reason, "last_report": self.last_report,
+                "last_sci": self.last_sci,
+                "override": [self.override.kind, self.override.kbps] if self.override
+                else None}
+
+    @classmethod
+    def from_state(cls, tid: str, number: int, st: dict[str, Any],
+                   decision: Decision | None) -> "Terminal":
+        t = cls(tid, number, st["group"], st["ip"], st["mac"], st["dpid"], st["port"],
+                online=st["online"], own_level=Level(st["own_level"]),
+                own_reason=st["own_reason"], last_report=st["last_report"],
+                last_sci=st["last_sci"], decision=decision)
+        if st.get("override"):
+            t.override = Override(st["override"][0], st["override"][1])
+        return t
 
     @property
     def location(self) -> Location:
@@ -149,6 +154,19 @@ class SCS:
         self.by_ip: dict[str, str] = {}     # bound address -> terminal id (set by the NAC)
         self._levels: dict[str, tuple[Level, str, tuple[str, ...]]] = {}
         self._last_full: float | None = None
+
+    def restore(self, terminals: Iterable[Terminal], replay: dict[str, int],
+                sealed: Iterable[str], evidence: dict[str, Any]) -> None:
+        """State from the store after a restart: terminals with their decisions, replay
+        counters, sealed groups and correlation evidence."""
+        for t in terminals:
+            self.terminals[t.tid] = t
+            self._numbers = max(self._numbers, t.number)
+            if t.online and t.ip:
+                self.by_ip[t.ip] = t.tid
+        self.replay.last_seq.update(replay)
+        self.corr.sealed.update(sealed)
+        self.corr.restore(evidence)
 
     # --- NAC / lifecycle ----------------------------------------------------------------
 
@@ -515,8 +533,8 @@ class SCS:
         return crsap.encode("SCIResponse", SCS_SENDER, t.out_seq, now, body, key)
 
     def _reject(self, kind: str, reason: str, who: str | None) -> list[Effect]:
-        return [Count(f"crs_rejected_{kind}"),
-                Log(logging.WARNING, f"CRSAP message from {who or '?'} rejected: {reason}")]
+        return [Rejected(f"crs_rejected_{kind}",
+                         f"CRSAP message from {who or '?'} rejected: {reason}")]
 
 
 def effects_of(effects: Iterable[Effect], kind: type) -> list:

@@ -24,7 +24,8 @@ from ryu.ofproto import ofproto_v1_3
 from controller import restguard
 from controller import settings as settings_mod
 from controller import topology as topology_mod
-from controller.core import ApiError, Core
+from controller.core import Core
+from controller.operator import ApiError
 from controller.ryu_shell.ofconv import to_ryu
 
 log = logging.getLogger("crs.app")
@@ -246,31 +247,31 @@ class RestApi(ControllerBase):
     @route("crs", "/crs/v1/terminals", methods=["GET"])
     @operator_only
     def terminals(self, req, **_):
-        return _json(self.core.terminals())
+        return _json(self.core.api.terminals(time.time()))
 
     @route("crs", "/crs/v1/terminals/{who}", methods=["GET"])
     @operator_only
     def terminal(self, req, who, **_):
-        tid = self.core.resolve(who)
-        return _json(next(r for r in self.core.terminals() if r["identity"] == tid))
+        now = time.time()
+        return _json(self.core.api.row(self.core.api.resolve(who, now), now))
 
     # (the URL variable may not be called "action": Routes reserves that name)
     @route("crs", "/crs/v1/terminals/{who}/{verb}", methods=["POST"])
     @operator_only
     def terminal_action(self, req, who, verb, **_):
-        row, out = self.core.operator(verb, who, _json_body(req))
+        row, out = self.core.api.act(verb, who, _json_body(req), time.time())
         self.app.send(out)
         return _json(row)
 
     @route("crs", "/crs/v1/policy", methods=["GET"])
     @operator_only
     def policy(self, req, **_):
-        return _json(self.core.policy_show())
+        return _json(self.core.api.policy_show())
 
     @route("crs", "/crs/v1/policy/reload", methods=["POST"])
     @operator_only
     def policy_reload(self, req, **_):
-        shown, out = self.core.policy_reload()
+        shown, out = self.core.api.policy_reload(time.time())
         self.app.send(out)
         return _json(shown)
 
@@ -292,5 +293,6 @@ class RestApi(ControllerBase):
             raw = _body(req)
         except ApiError as exc:
             return _error(exc.status, exc.reason)
-        status, body = self.core.eac_request(req.method, f"/eac/v1/{path}", raw)
+        status, body = self.core.api.eac_request(req.method, f"/eac/v1/{path}", raw,
+                                                 time.time())
         return _json(body, status)

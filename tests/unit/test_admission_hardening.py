@@ -1,6 +1,7 @@
 """Issue 8, items 10, 11 and 14: EAP-PSK ID_P checked at PSK-2, secrets files (mode 0600, demo
 secrets only with `demo: true`, audit log 0600) and bounded, counted SP login challenges."""
 import json
+import logging
 import os
 import stat
 
@@ -68,7 +69,7 @@ def test_psk2_with_another_subscribers_id_p_fails_at_once_without_psk3():
     assert not [e for e in effects if isinstance(e, Admit)]
     names = [e.name for e in effects if isinstance(e, Count)]
     assert "dot1x_failure" in names and "dot1x_psk_id_mismatch" in names
-    logs = [e.text for e in effects if isinstance(e, Log) and e.level == "warning"]
+    logs = [e.text for e in effects if isinstance(e, Log) and e.level == logging.WARNING]
     assert any("ID_P 'c1t1@crs.example' differs from the EAP identity 'c1t2@crs.example'" in t
                for t in logs), logs
     assert auth.session(11, 3, MAC) is None

@@ -105,7 +105,7 @@ def test_scan_evidence_belongs_to_the_port_not_to_the_claimed_address(tmp_path):
     # c1t2's ARP for dark addresses claiming c1t1's address (had it passed table 0)
     for i in range(6):
         core.packet_in(1, 3, 2, arp_frame(C2, "10.0.1.1", f"10.0.1.{100 + i}"), T0 + 2 + i)
-    flagged = core.scs.corr.scan_until
+    flagged = core.security.scs.corr.scan_until
     assert "c1t1@crs.example" not in flagged and "c1t2@crs.example" in flagged
 
 
@@ -147,11 +147,11 @@ def test_a_reconnect_rebuild_never_opens_a_restriction_between_two_messages(tmp_
     sim.apply(m for _, m in core.crsap_message(report(keys, ident, 1, T0 + 1, CLEAN), T0 + 1)[2])
     sim.apply(m for _, m in core.crsap_message(
         report(k2, "c1t2@crs.example", 1, T0 + 1, CLEAN), T0 + 1)[2])
-    row, out = core.operator("rate-limit", "c1t1", {"kbps": 100}, now=T0 + 2)
+    row, out = core.api.act("rate-limit", "c1t1", {"kbps": 100}, T0 + 2)
     sim.apply(m for _, m in out)
     peer = ip_pkt(C1, C2, "10.0.1.1", "10.0.1.2", 5000)
     from controller.crs.enforcement import rate_meter_id
-    meter = rate_meter_id(core.scs.terminals[ident].number)
+    meter = rate_meter_id(core.security.scs.terminals[ident].number)
     r = sim.process(peer, 2)
     assert meter in r.meters and 2 in r.tables()
     # the switch reconnects: every message of the rebuild, applied one at a time
@@ -165,11 +165,11 @@ def test_a_reconnect_rebuild_never_opens_a_restriction_between_two_messages(tmp_
     _step_by_step_never_open(sim, [m for _, m in core.switch_up(1, set(), T0 + 5)], peer, 2,
                              lambda res: 2 in res.tables())
     # a sealed group's member relying on the seal: a seal (re)installed step by step
-    out = [m for _, m in core._seal("cell1", True)]
+    out = [m for _, m in core.security.seal("cell1", True)]
     outside = ip_pkt(C2, WEB_MAC, "10.0.1.2", "10.0.100.99", 5000)
     sim.apply(out)
     assert 2 not in sim.process(outside, 3).tables()
-    _step_by_step_never_open(sim, [m for _, m in core._seal("cell1", True)], outside, 3,
+    _step_by_step_never_open(sim, [m for _, m in core.security.seal("cell1", True)], outside, 3,
                              lambda res: 2 in res.tables())
 
 
@@ -209,10 +209,10 @@ def test_fuzzed_packet_ins_never_crash_and_never_admit_an_unauthenticated_statio
         from pathlib import Path
         core, sim = boot(Path(d), crs=True)
         authenticate(core, sim, 2, C1, "c1t1")
-        trusted = core._trusted.get(1, set())
+        trusted = core.admission.trusted.get(1, set())
         for i, (port, table, data) in enumerate(events):
             sim.apply(m for _, m in core.packet_in(1, port, table, data, T0 + 1 + i * 0.01))
-        bound = {(p, mac) for (_, p, mac) in core._bound}
+        bound = {(p, mac) for (_, p, mac) in core.admission.bound}
         assert bound <= {(2, C1)}
         for f in sim.table(0):
             if any(isinstance(i, Goto) for i in f.instructions):
@@ -247,9 +247,9 @@ def test_reauthentication_after_a_logoff_reconnects_an_infected_terminal(tmp_pat
     sim.apply(m for _, m in core.crsap_message(report(keys, ident, 1, T0 + 1, INFECTED),
                                                T0 + 1)[2])
     sim.apply(m for _, m in core.packet_in(1, 2, 0, sup.logoff(), T0 + 2))
-    assert not core.scs.terminals[ident].online
+    assert not core.security.scs.terminals[ident].online
     _, keys = authenticate(core, sim, 2, C1, "c1t1", T0 + 5000)
-    t = core.scs.terminals[ident]
+    t = core.security.scs.terminals[ident]
     assert t.online and t.decision is not None and t.decision.isolate
     peer = ip_pkt(C1, C2, "10.0.1.1", "10.0.1.2", 5000)
     assert 2 not in sim.process(peer, 2).tables()

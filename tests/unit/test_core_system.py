@@ -146,14 +146,14 @@ def test_forged_report_and_operator_actions(tmp_path):
     assert status == 403 and core.counters["crs_rejected_unauthenticated"] == 1
     sim.apply(m for _, m in core.crsap_message(report(keys, ident, 6, T0 + 2, CLEAN), T0 + 2)[2])
     peer = ip_pkt(C1, C2, "10.0.1.1", "10.0.1.2", 5000)
-    row, out = core.operator("quarantine", "10.0.1.1", now=T0 + 3)
+    row, out = core.api.act("quarantine", "10.0.1.1", None, T0 + 3)
     sim.apply(m for _, m in out)
     assert row["level"] and sim.process(peer, 2).dropped
-    row, out = core.operator("release", "c1t1", now=T0 + 4)
+    row, out = core.api.act("release", "c1t1", None, T0 + 4)
     sim.apply(m for _, m in out)
     assert not sim.process(peer, 2).dropped
     with pytest.raises(ApiError) as err:
-        core.operator("quarantine", "nobody", now=T0 + 5)
+        core.api.act("quarantine", "nobody", None, T0 + 5)
     assert err.value.status == 404
 
 

@@ -12,6 +12,7 @@ from controller.crs.policy import parse_policy
 from controller.crs.scs import (
     SCS, Audit, Count, Enforce, Log, Remove, Reply, SealGroup, SendUpdate, effects_of,
 )
+from controller.effects import Rejected
 
 DOC = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" /
                       "crs_policy.yaml").read_text())
@@ -114,8 +115,8 @@ def test_infected_report_isolates_and_grants_update_in_reply():
 
 
 def _rejected(effects, kind):
-    assert [type(e) for e in effects] == [Count, Log], effects
-    assert effects[0].name == f"crs_rejected_{kind}"
+    assert [type(e) for e in effects] == [Rejected], effects
+    assert effects[0].counter == f"crs_rejected_{kind}"
 
 
 def test_rejections_change_nothing():

@@ -1,0 +1,94 @@
+"""The operator API behind the REST endpoints: terminals, actions, policy, EAC inquiries.
+
+It reads the owners' state and asks them to act; it checks every request first and answers
+a refusal as an `ApiError` (HTTP status, reason), which the Ryu shell turns into JSON.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from controller.admission import eac_rest
+from controller.config import ConfigError
+from controller.effects import Out
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, reason: str, **extra: Any):
+        super().__init__(reason)
+        self.status, self.reason, self.extra = status, reason, extra
+
+
+class OperatorApi:
+    def __init__(self, admission, security, topology, settings):
+        self.admission, self.security = admission, security
+        self.topology, self.settings = topology, settings
+        self._ip_by_mac = {h.mac: h.ip for h in topology.hosts} if topology else {}
+
+    def terminals(self, now: float) -> list[dict[str, Any]]:
+        rows: dict[str, dict[str, Any]] = {}
+        if self.security is not None:
+            for st in self.security.status_rows():
+                rows[st["id"]] = {**st, "identity": st["id"]}
+        if self.admission is not None:
+            for b in self.admission.bindings(now):
+                row = rows.setdefault(b.identity, {
+                    "id": b.identity, "identity": b.identity, "dpid": b.dpid, "port": b.port,
+                    "mac": b.mac, "ip": b.ip or self._ip_by_mac.get(b.mac, ""),
+                    "level": None})
+                row.update({"authenticated": True, "isr_id": b.isr_id, "method": b.method,
+                            "session_expires": b.expires, "group": b.group})
+        for row in rows.values():
+            row.setdefault("authenticated", False)
+            row["name"] = row["identity"].split("@")[0]
+        return sorted(rows.values(), key=lambda r: r["identity"])
+
+    def resolve(self, who: str, now: float) -> str:
+        """A terminal by identity, name (identity's local part), IP or MAC."""
+        who = who.lower()
+        for row in self.terminals(now):
+            if who in (row["identity"].lower(), row["name"].lower(),
+                       str(row.get("ip") or "").lower(), str(row.get("mac") or "").lower()):
+                return row["identity"]
+        raise ApiError(404, f"no terminal {who!r} (give its name, identity, IP or MAC)")
+
+    def row(self, tid: str, now: float) -> dict[str, Any]:
+        return next(r for r in self.terminals(now) if r["identity"] == tid)
+
+    def act(self, action: str, who: str, body: dict[str, Any] | None,
+            now: float) -> tuple[dict[str, Any], Out]:
+        if self.security is None:
+            raise ApiError(409, "the reacting system is not enabled (crs.enabled: false)")
+        tid = self.resolve(who, now)
+        if tid not in self.security.scs.terminals:
+            raise ApiError(409, f"{tid} is authenticated but has not connected to the SCS")
+        kbps = None
+        if action == "rate-limit":
+            kbps = (body or {}).get("kbps")
+            if not isinstance(kbps, int) or isinstance(kbps, bool) or not 8 <= kbps <= 10**7:
+                raise ApiError(400, "rate-limit needs {\"kbps\": integer 8..10000000}")
+        elif action not in ("quarantine", "release"):
+            raise ApiError(404, f"unknown action {action!r}")
+        out = self.security.act(action, tid, kbps, now)
+        return self.row(tid, now), out
+
+    def policy_show(self) -> dict[str, Any]:
+        if self.security is None:
+            raise ApiError(409, "the reacting system is not enabled")
+        p = self.security.scs.policy
+        return {"version": p.version, "source": str(p.source),
+                "file": self.settings.crs_policy_file}
+
+    def policy_reload(self, now: float) -> tuple[dict[str, Any], Out]:
+        if self.security is None:
+            raise ApiError(409, "the reacting system is not enabled")
+        out = self.security.reload_policy(now)
+        if isinstance(out, ConfigError):
+            raise ApiError(400, "policy not reloaded; the old one stays in force",
+                           problems=str(out).splitlines())
+        return self.policy_show(), out
+
+    def eac_request(self, method: str, path: str, body: bytes,
+                    now: float) -> tuple[int, dict[str, Any]]:
+        if self.admission is None:
+            return 409, {"error": "authentication is not enabled (admission.mode: open)"}
+        return eac_rest.handle(method, path, body, now, self.admission.eac)

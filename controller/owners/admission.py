@@ -1,0 +1,276 @@
+"""Table 0's owner (X.1124): the 802.1X authenticator, the EAC and the admission bindings.
+
+A binding is (switch, port, MAC, IPv4): it is written to table 0 when EAP succeeds, pinned to
+the topology's address for that port (or to the first free address the terminal uses), held
+by the authenticator (Logoff, port down, expiry and, after a restart, a re-authentication
+within the grace time) and revoked by one cookie-masked delete. Pre-authentication ARP for
+the service address is answered here. The owner writes only table 0; what other owners must
+learn (a terminal admitted, moved, revoked, or its address pinned) goes to the core through
+`notify`, which returns the flows those owners need.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, replace
+from typing import Callable, Iterator
+
+from controller import packet
+from controller.admission import authenticator as auth_mod
+from controller.admission.authenticator import Authenticator, Session, Timers
+from controller.admission.authorization import load_authorization
+from controller.admission.binding import (
+    ControllerService, Server, binding_flows, preauth_flows, revoke_flows,
+)
+from controller.admission.credentials import load_credentials
+from controller.admission.eac import Eac
+from controller.admission.keys import purpose_key
+from controller.audit import AuditLog
+from controller.effects import COMMON, LogBudget, Out
+from controller.openflow.ofmsg import Message, Output, PacketOut
+from controller.pipeline import AdmissionMode, eapol_port_flows
+from controller.records import Binding
+from controller.settings import Settings
+from controller.store import Store
+from controller.topology import Topology
+
+
+@dataclass(frozen=True)
+class Connected:
+    """A terminal with a known address is admitted (new, moved, or back after a revocation):
+    the security owner must (re)connect it."""
+
+    binding: Binding
+    moved: bool
+
+
+@dataclass(frozen=True)
+class Revoked:
+    """A binding ended: forwarding forgets the MAC, the security owner the terminal."""
+
+    binding: Binding
+    reason: str
+
+
+Event = Connected | Revoked
+Notify = Callable[[Event, float], Out]
+
+
+def trusted_ports(t: Topology | None) -> dict[int, set[int]]:
+    """Ports whose traffic is admitted without 802.1X: inter-switch links, servers and the
+    controller's service address (all from the topology file)."""
+    if t is None:
+        return {}
+    ports = t.infra_ports()
+    for h in t.servers():
+        ports.setdefault(t.switch(h.switch).dpid, set()).add(h.port)
+    ports.setdefault(t.switch(t.service_switch).dpid, set()).add(t.service_port)
+    return ports
+
+
+class Admission:
+    def __init__(self, settings: Settings, topology: Topology | None, store: Store,
+                 audit: AuditLog, counters: Counter, common: Callable, notify: Notify,
+                 mode: AdmissionMode, now: float):
+        self.settings, self.topology, self.store, self.audit = settings, topology, store, audit
+        self.counters, self.common, self.notify, self.mode = counters, common, notify, mode
+        self.trusted = trusted_ports(topology)
+        self.warn = LogBudget(logging.getLogger("crs.admission"))
+        creds = load_credentials(settings.credentials_file)
+        self.authz = load_authorization(settings.authorization_file)
+        mac = topology.service_mac if topology else "02:00:00:00:ff:fe"
+        self.auth = Authenticator(creds, mac, Timers(
+            session_s=settings.session_s, reauth_margin_s=min(60.0, settings.session_s / 3)))
+        self.eac = Eac(store, creds, self.authz)
+        self.ctl_service = ControllerService(topology.service_ip, topology.service_mac,
+                                             (settings.rest_port,)) if topology else None
+        self.servers = [Server(h.name, h.ip) for h in topology.servers()] if topology else []
+        self._host_at = {} if topology is None else {
+            (topology.switch(h.switch).dpid, h.port): h.ip for h in topology.hosts}
+        self._host_ips = set(self._host_at.values())
+        # active bindings, indexed for the packet path: by (dpid, port, mac) and by address
+        self.bound: dict[tuple[int, int, str], Binding] = {}
+        self._by_ip: dict[str, str] = {}
+        for b in store.bindings(now):
+            self._index(b)
+        self._last_purge = self._last_expiry_check = now
+
+    # --- events ----------------------------------------------------------------------
+
+    def switch_up(self, dpid: int, now: float) -> tuple[list[Message], Out]:
+        """Table 0's flows of a (re)connecting switch after its base flows, and the
+        re-authentication requests of the bindings on it (restored after a restart)."""
+        svc_ip = self.topology.service_ip if (self.settings.preauth_arp_to_service
+                                              and self.topology) else None
+        msgs = preauth_flows(svc_ip)
+        out: Out = []
+        for b in self.store.bindings(now):
+            if b.dpid == dpid:
+                msgs += self._flows(b)
+                session = Session(b.identity, b.group, b.isr_id or "", b"", b"", b.start or 0.0,
+                                  b.expires, b.method or "")
+                out += self._auth(self.auth.restore(dpid, b.port, b.mac, session, now,
+                                                    self.settings.restore_grace_s), now)
+        return msgs, out
+
+    def port_up(self, dpid: int, port: int, now: float) -> Out:
+        out: Out = []
+        if port not in self.trusted.get(dpid, ()):
+            out += [(dpid, m) for m in eapol_port_flows(self.mode, port)]
+        return out + self._auth(self.auth.port_up(dpid, port, now), now)
+
+    def port_down(self, dpid: int, port: int, now: float) -> Out:
+        return self._auth(self.auth.port_down(dpid, port, now), now)
+
+    def eapol(self, dpid: int, port: int, data: bytes, now: float) -> Out:
+        return self._auth(self.auth.handle_frame(dpid, port, data, now), now)
+
+    def tick(self, now: float) -> Out:
+        out = self._auth(self.auth.tick(now), now)
+        if now - self._last_expiry_check >= 1.0:
+            self._last_expiry_check = now
+            for b in self.store.expired_bindings(now):
+                out += self._revoke(b.dpid, b.port, b.mac, "session expired", now)
+        if now - self._last_purge > 60:
+            self._last_purge = now
+            self.store.purge(now)
+        return out
+
+    def punt(self, dpid: int, port: int, frame: packet.Frame, now: float) -> Out:
+        """Table 0 sent this through the punt meter: a pre-auth ARP request for the service
+        address (answered here, never forwarded), the first frame of a binding whose address
+        is not known yet (pinned), or a bound terminal's frame with a source it does not own
+        (counted and dropped)."""
+        b = self.bound.get((dpid, port, frame.src))
+        if b is not None and b.ip is None:
+            return self._pin(b, frame, now)
+        t = self.topology
+        if (frame.arp_op == 1 and t is not None and frame.arp_tpa == t.service_ip
+                and frame.arp_spa != t.service_ip and frame.arp_sha == frame.src
+                and port not in self.trusted.get(dpid, ())
+                and (b is None or frame.arp_spa == b.ip)):
+            self.counters["preauth_arp_answered"] += 1
+            reply = packet.arp_reply(t.service_mac, t.service_ip, frame.src,
+                                     frame.arp_spa or "0.0.0.0")
+            return [(dpid, PacketOut(reply, (Output(port),)))]
+        if b is None:
+            self.counters["attack_preauth_frame_dropped"] += 1
+            return []
+        kind = "arp" if frame.arp_op is not None else "ip" if frame.ipv4_src else "other"
+        self.counters[f"attack_spoofed_{kind}_dropped"] += 1
+        self.warn(now, f"spoof:{b.identity}", "%s on %x:%d sent a %s frame as %s (bound to %s):"
+                  " dropped", b.identity, dpid, port, kind,
+                  frame.arp_spa or frame.ipv4_src or hex(frame.eth_type), b.ip)
+        return []
+
+    # --- queries ---------------------------------------------------------------------
+
+    def edge(self, dpid: int, port: int) -> bool:
+        return port not in self.trusted.get(dpid, ())
+
+    def bindings(self, now: float) -> Iterator[Binding]:
+        return self.store.bindings(now)
+
+    def sizes(self) -> dict[str, int]:
+        return {"bindings": len(self.bound), "dot1x_conversations": len(self.auth.convs),
+                "log_keys": len(self.warn.keys)}
+
+    # --- internals -------------------------------------------------------------------
+
+    def _flows(self, b: Binding) -> list[Message]:
+        return binding_flows(b.number, b.port, b.mac, b.ip, b.group, self.authz, self.servers,
+                             self.ctl_service)
+
+    def _index(self, b: Binding) -> None:
+        self.bound[b.location] = b
+        if b.ip:
+            self._by_ip[b.ip] = b.identity
+
+    def _unindex(self, b: Binding) -> None:
+        self.bound.pop(b.location, None)
+        if b.ip and self._by_ip.get(b.ip) == b.identity:
+            del self._by_ip[b.ip]
+
+    def _pin(self, b: Binding, frame: packet.Frame, now: float) -> Out:
+        """First frame of a binding without a known address: pin its source address, unless
+        that address belongs to someone else (another binding, a host of the topology, the
+        controller)."""
+        ip = frame.arp_spa if frame.arp_op is not None else frame.ipv4_src
+        if not ip or ip == "0.0.0.0":
+            self.counters["binding_unpinned_frame_dropped"] += 1
+            return []
+        t = self.topology
+        taken = ip in self._by_ip or (t is not None and (ip == t.service_ip
+                                                        or ip in self._host_ips))
+        if taken or (frame.arp_op is not None and frame.arp_sha != b.mac):
+            self.counters["attack_spoofed_first_address_dropped"] += 1
+            self.warn(now, f"pin:{b.identity}", "%s tried to take the address %s: dropped",
+                      b.identity, ip)
+            return []
+        b = replace(b, ip=ip)
+        self._index(b)
+        self.store.put_binding(b.identity, ip=ip)
+        self.counters["binding_address_pinned"] += 1
+        self.audit.write({"event": "binding_address", "identity": b.identity, "ip": ip,
+                          "dpid": b.dpid, "port": b.port, "mac": b.mac})
+        return [(b.dpid, m) for m in self._flows(b)] + self.notify(Connected(b, True), now)
+
+    def _auth(self, effects: list, now: float) -> Out:
+        out: Out = []
+        for e in effects:
+            if isinstance(e, auth_mod.SendFrame):
+                out.append((e.dpid, PacketOut(e.data, (Output(e.port),))))
+            elif isinstance(e, auth_mod.Admit):
+                out += self._admit(e, now)
+            elif isinstance(e, auth_mod.Revoke):
+                out += self._revoke(e.dpid, e.port, e.mac, e.reason, now)
+            elif isinstance(e, COMMON):
+                self.common(e)
+        return out
+
+    def _admit(self, e: auth_mod.Admit, now: float) -> Out:
+        s = e.session
+        prev = self.store.binding(s.identity)
+        moved = prev is None or prev.location != (e.dpid, e.port, e.mac)
+        ip = self._host_at.get((e.dpid, e.port)) or (None if moved else prev.ip)
+        if ip and self._by_ip.get(ip, s.identity) != s.identity:
+            # a second station on a port whose address someone else holds: it must show
+            # an address of its own (first address seen, if free)
+            ip = None
+        crs_key = purpose_key(s.emsk, "crs-report") if s.emsk else None
+        number = self.store.put_binding(
+            s.identity, grp=s.group, dpid=e.dpid, port=e.port, mac=e.mac, isr_id=s.isr_id,
+            crs_key=crs_key, method=s.method, start=s.start, expires=s.expires, ip=ip)
+        out: Out = []
+        if prev and prev.isr_id and prev.isr_id != s.isr_id:
+            self.eac.revoke(prev.isr_id)
+        if prev and moved:
+            self._unindex(prev)
+            out += [(prev.dpid, m) for m in revoke_flows(prev.number)]
+        self.eac.register(s)
+        self.counters["dot1x_admitted"] += 1
+        self.audit.write({"event": "authenticated", "identity": s.identity, "group": s.group,
+                          "dpid": e.dpid, "port": e.port, "mac": e.mac, "ip": ip,
+                          "isr_id": s.isr_id, "method": s.method, "expires": s.expires,
+                          "reauth": prev is not None})
+        b = Binding(s.identity, number, s.group, e.dpid, e.port, e.mac, s.isr_id, crs_key,
+                    s.method, s.start, s.expires, ip)
+        self._index(b)
+        out += [(e.dpid, m) for m in self._flows(b)]
+        if ip:
+            out += self.notify(Connected(b, moved), now)
+        return out
+
+    def _revoke(self, dpid: int, port: int, mac: str, reason: str, now: float) -> Out:
+        out: Out = []
+        for b in self.store.bindings_at(dpid, port, mac):
+            self._unindex(b)
+            out += [(dpid, m) for m in revoke_flows(b.number)]
+            if b.isr_id:
+                self.eac.revoke(b.isr_id)
+            self.store.drop_binding(b.identity)
+            self.counters["dot1x_revoked"] += 1
+            self.audit.write({"event": "revoked", "identity": b.identity, "dpid": dpid,
+                              "port": port, "mac": mac, "reason": reason})
+            out += self.notify(Revoked(b, reason), now)
+        return out

@@ -1,0 +1,304 @@
+"""Table 1's owner (X.1125): the SCS, its NAC/ASC enforcement, group seals, network evidence
+and web redirection.
+
+Decisions, seals, replay counters and correlation evidence are committed to the store
+before the flows that enforce them are returned; on a switch's (re)connect its table 1 is
+rebuilt from that state without deleting first (a deleted restriction would be an open
+door). The owner writes only table 1 (and its meters).
+"""
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from dataclasses import replace
+from typing import Any, Callable
+
+from controller import packet
+from controller.audit import AuditLog
+from controller.config import ConfigError
+from controller.crs import enforcement, nac
+from controller.crs import messages as crsap
+from controller.crs import scs as s
+from controller.crs.enforcement import ServiceAddresses
+from controller.crs.policy import load_policy, reload
+from controller.crs.scs import SCS, Terminal
+from controller.effects import COMMON, Audit, HttpPost, Out, Rejected, SwitchState
+from controller.openflow.ofmsg import OFPP_TABLE, Message, MeterMod, Output, PacketOut
+from controller.settings import Settings
+from controller.store import Store
+from controller.topology import Topology
+
+AGENT_PORT = 7125
+
+
+class Security:
+    def __init__(self, settings: Settings, topology: Topology, store: Store, audit: AuditLog,
+                 counters: Counter, common: Callable, switches: dict[int, SwitchState],
+                 now: float):
+        self.settings, self.topology, self.store, self.audit = settings, topology, store, audit
+        self.counters, self.common, self.switches = counters, common, switches
+        update = next((h for h in topology.hosts if h.role == "update"), None)
+        if update is None:
+            raise ValueError(f"{topology.file}: the reacting system needs a host with "
+                             "role: update")
+        self.svc = ServiceAddresses(topology.service_ip, update.ip, update.mac,
+                                    controller_ports=(settings.rest_port,))
+        self._now = now
+        policy = load_policy(settings.crs_policy_file)
+        store.add_policy(policy.version, str(policy.source))
+        self.scs = SCS(policy, lambda tid: store.crs_key(tid, self._now))
+        self.http_out: list[HttpPost] = []
+        self._gens: dict[str, int] = {}          # cookie generation per terminal
+        self._seal_gens: dict[str, int] = {}     # cookie generation per sealed group
+        self._at: dict[tuple[int, int], str] = {}   # (dpid, port) -> terminal online there
+        self._cells = {c.name: (i + 1, c) for i, c in enumerate(topology.cells)}
+        self._live: set[str] | None = None
+        self._restore()
+
+    # --- events from the core ---------------------------------------------------------
+
+    def connect(self, tid: str, group: str, ip: str, mac: str, dpid: int, port: int,
+                now: float, moved: bool) -> Out:
+        """The NAC's MS connect: on admission of a new or moved terminal, or of one the
+        SCS has as offline (revoked before)."""
+        t = self.scs.terminals.get(tid)
+        if not moved and t is not None and t.online:
+            return []
+        if t is not None:
+            self._at.pop((t.dpid, t.port), None)
+        self._at[(dpid, port)] = tid
+        self._live = None
+        return self._effects(self.scs.connect(tid, group, ip, mac, dpid, port, now), now)
+
+    def leave(self, tid: str, reason: str, now: float) -> Out:
+        t = self.scs.terminals.get(tid)
+        if t is None:
+            return []
+        if self._at.get((t.dpid, t.port)) == tid:
+            del self._at[(t.dpid, t.port)]
+        self._live = None
+        return self._effects(self.scs.leave(tid, now, reason), now)
+
+    def message(self, raw: bytes, now: float) -> tuple[int, bytes, Out]:
+        """POST /crsap/v1/messages from an agent: (HTTP status, body, flows)."""
+        self._now = now
+        with self.store.batch():      # the decision is on disk before its flows leave
+            before = self.scs.replay.accepted
+            effects = self.scs.handle(None, raw, now)
+            if self.scs.replay.accepted != before:   # every accepted message, Leave too
+                sender = crsap.decode(raw).sender
+                self.store.put_replay(sender, self.scs.replay.last_seq[sender])
+            out = self._effects(effects, now)
+        reply = next((e for e in effects if isinstance(e, s.Reply)), None)
+        if reply is not None:
+            return 200, reply.payload, out
+        if any(isinstance(e, Rejected) for e in effects):
+            return 403, b'{"error": "rejected"}', out
+        return 204, b"", out
+
+    def first_contact(self, tid: str, frame: packet.Frame, now: float) -> Out:
+        """Network evidence: a terminal's first attempt to reach an address (an ARP request,
+        or the first packet of a new host pair, both reach the controller), attributed to
+        the terminal bound to the ingress (switch, port). It succeeds when something lives
+        there (a host of the topology or a connected terminal); a scanner of dark address
+        space fails again and again."""
+        if frame.arp_op == 1:
+            dst = frame.arp_tpa
+        elif frame.ipv4_src and frame.ipv4_dst:
+            dst = frame.ipv4_dst
+        else:
+            return []
+        t = self.scs.terminals.get(tid)
+        if not dst or t is None or dst == t.ip:
+            return []
+        live = dst in self._live_ips()
+        return self._effects(self.scs.observe_first_contact(tid, dst, live, now), now)
+
+    def redirected(self, dpid: int, port: int) -> bool:
+        t = self.scs.terminals.get(self._at.get((dpid, port), ""))
+        return t is not None and t.decision is not None and t.decision.redirect_web
+
+    def redirect(self, dpid: int, port: int, frame: packet.Frame, data: bytes) -> Out:
+        """First packet of a redirected web connection: rewrite it to the update portal."""
+        t = self.scs.terminals.get(self._at.get((dpid, port), ""))
+        if t is None or not t.online or frame.ipv4_dst is None or frame.l4_src is None:
+            self.counters["redirect_unknown"] += 1
+            return []
+        flows = enforcement.redirect_connection_flows(t.location, self.svc, frame.ipv4_dst,
+                                                      frame.l4_src, frame.dst)
+        self.counters["redirected_connections"] += 1
+        return [(dpid, m) for m in flows] + [(dpid, PacketOut(data, (Output(OFPP_TABLE),),
+                                                               port))]
+
+    def tick(self, now: float) -> Out:
+        self._now = now
+        return self._effects(self.scs.tick(now), now)
+
+    def rebuild(self, dpid: int) -> list[Message]:
+        """Table 1 on (re)connect: base flow, then every stored decision and seal, added
+        without deleting first (deleting a restriction would open access)."""
+        sw = self.switches[dpid]
+        msgs: list[Message] = list(enforcement.base_flows())
+        for t in self.scs.terminals.values():
+            if t.dpid != dpid or t.decision is None or not t.online:
+                continue
+            for m in nac.hold(t.decision, t.location, self.svc, self._peers(t.group),
+                              self._gens.get(t.tid, 0), sw.meters):
+                msgs.append(m)
+                # The meter may have survived on the switch: never delete it (that would
+                # remove the flows using it, and the restriction with them); add it, and
+                # modify it to the wanted rate (one of the two fails harmlessly).
+                if isinstance(m, MeterMod) and m.command == "add":
+                    msgs.append(replace(m, command="modify"))
+        for group in self.store.sealed_groups():
+            msgs += [m for _, m in self.seal(group, True, only_dpid=dpid)]
+        return msgs
+
+    def take_http(self) -> list[HttpPost]:
+        out, self.http_out = self.http_out, []
+        return out
+
+    # --- operator actions (the operator API checks the request) -------------------------
+
+    def act(self, action: str, tid: str, kbps: int | None, now: float) -> Out:
+        if action == "quarantine":
+            effects = self.scs.quarantine(tid, now)
+        elif action == "release":
+            effects = self.scs.release(tid, now)
+        else:
+            effects = self.scs.rate_limit(tid, kbps, now)
+        out = self._effects(effects, now)
+        self._persist(tid)
+        return out
+
+    def reload_policy(self, now: float) -> Out | ConfigError:
+        new = reload(self.settings.crs_policy_file)
+        if isinstance(new, ConfigError):
+            return new
+        self.store.add_policy(new.version, str(new.source))
+        return self._effects(self.scs.reload(new, now), now)
+
+    def sizes(self) -> dict[str, int]:
+        c = self.scs.corr
+        return {"terminals": len(self.scs.terminals), "evidence_accused": len(c.accusations),
+                "evidence_first_contacts": len(c._seen), "evidence_scan_flags": len(c.scan_until)}
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _effects(self, effects: list, now: float) -> Out:
+        out: Out = []
+        for e in effects:
+            if isinstance(e, s.Enforce):
+                self._persist(e.terminal_id)       # committed before the flows exist
+                out += self._enforce(e.terminal_id)
+            elif isinstance(e, s.Remove):
+                self._persist(e.terminal_id)
+                sw = self.switches.get(e.location.dpid)
+                out += [(e.location.dpid, m) for m in
+                        nac.release(e.location, sw.meters if sw else set())]
+            elif isinstance(e, s.SealGroup):
+                self.store.put_seal(e.group, e.sealed)
+                out += self.seal(e.group, e.sealed)
+            elif isinstance(e, s.SendUpdate):
+                if e.ip:
+                    self.http_out.append(HttpPost(
+                        f"http://{e.ip}:{AGENT_PORT}/crsap/v1/messages", e.payload))
+            elif isinstance(e, Audit) and e.record.get("event") == "sci_report":
+                self.store.add_sci(e.record["terminal"], now, e.record.get("sci", {}))
+                self._persist(e.record["terminal"])
+                self.common(e)
+            elif isinstance(e, COMMON):
+                self.common(e)
+        if self.scs.corr.changes != self._evidence_saved:   # before the flows, like decisions
+            self._evidence_saved = self.scs.corr.changes
+            self.store.put_evidence(self.scs.corr.to_state())
+        return out
+
+    def _live_ips(self) -> set[str]:
+        """Every address something lives at: connected terminals and the topology's hosts
+        (rebuilt only after a terminal attached or left, never per packet)."""
+        if self._live is None:
+            t = self.topology
+            self._live = {x.ip for x in self.scs.terminals.values() if x.ip and x.online} | \
+                {h.ip for h in t.hosts} | {t.service_ip}
+        return self._live
+
+    def _peers(self, group: str | None) -> list[str]:
+        if group in self._cells:
+            return [self._cells[group][1].subnet]
+        return [t.ip for t in self.scs.terminals.values() if t.group == group and t.ip]
+
+    def _enforce(self, tid: str) -> Out:
+        t = self.scs.terminals[tid]
+        if t.decision is None or t.dpid not in self.switches:
+            return []
+        gen = self._gens.get(tid, 0) + 1
+        self._gens[tid] = gen
+        sw = self.switches[t.dpid]
+        msgs = nac.hold(t.decision, t.location, self.svc, self._peers(t.group), gen, sw.meters)
+        self.audit.write({"event": "flows", "terminal": tid, "dpid": t.dpid, "port": t.port,
+                          "generation": gen, "messages": len(msgs),
+                          "level": t.decision.level.value})
+        return [(t.dpid, m) for m in msgs]
+
+    def _group_index(self, group: str) -> int:
+        if group in self._cells:
+            return self._cells[group][0]
+        return 1000 + zlib.crc32(group.encode()) % 100000
+
+    def seal(self, group: str, sealed: bool, only_dpid: int | None = None) -> Out:
+        """Group seal flows on every switch with members (or only `only_dpid`, rebuilding
+        it under the current generation); a change moves to the next generation."""
+        idx = self._group_index(group)
+        members = [t.location for t in self.scs.terminals.values()
+                   if t.group == group and t.online]
+        per_switch = nac.group_ports(members)
+        if group in self._cells:   # a cell's switch is sealed even before its terminals attach
+            c, topo = self._cells[group][1], self.topology
+            dpid = topo.switch(c.switch).dpid
+            ports = [topo.host(n).port for n in c.terminals]
+            per_switch[dpid] = sorted(set(per_switch.get(dpid, [])) | set(ports))
+        pol = self.scs.policy.correlation
+        if only_dpid is None:
+            self._seal_gens[group] = self._seal_gens.get(group, 0) + 1
+        gen = self._seal_gens.get(group, 0)
+        out: Out = []
+        for dpid, ports in per_switch.items():
+            if dpid not in self.switches or (only_dpid is not None and dpid != only_dpid):
+                continue
+            if sealed:
+                msgs = enforcement.group_seal_flows(idx, ports, self._peers(group), self.svc,
+                                                    mode=pol.seal_mode,
+                                                    kbps=pol.seal_meter_kbps, gen=gen)
+            else:
+                msgs = enforcement.group_unseal_flows(idx)
+            out += [(dpid, m) for m in msgs]
+        self.audit.write({"event": "seal_flows", "group": group, "sealed": sealed,
+                          "switches": sorted(per_switch)})
+        return out
+
+    def _persist(self, tid: str) -> None:
+        t = self.scs.terminals.get(tid)
+        if t is None:
+            return
+        self.store.put_terminal(tid, t.number, {**t.to_state(), "gen": self._gens.get(tid, 0)},
+                                nac.decision_to_dict(t.decision) if t.decision else None)
+
+    def _restore(self) -> None:
+        """After a restart: terminals, decisions, overrides, seals, replay counters and
+        correlation evidence, from the store."""
+        terminals = []
+        for r in self.store.terminals():
+            t = Terminal.from_state(r.tid, r.number, r.state,
+                                    nac.decision_from_dict(r.decision) if r.decision else None)
+            terminals.append(t)
+            self._gens[r.tid] = r.state.get("gen", 0)
+            if t.online:
+                self._at[(t.dpid, t.port)] = t.tid
+        self.scs.restore(terminals, self.store.replay(), self.store.sealed_groups(),
+                         self.store.evidence())
+        self._evidence_saved = self.scs.corr.changes
+
+    def status_rows(self) -> list[dict[str, Any]]:
+        return self.scs.status()
+
