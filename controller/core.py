@@ -146,10 +146,13 @@ class Core:
         try:
             frame = packet.parse(data)
         except packet.BadFrame as exc:
+            self.counters["packet_in_bad"] += 1
             self.counters["bad_frames"] += 1
             self.warn(now, "bad_frame", "dpid %x port %d: dropped malformed frame: %s", dpid,
                       in_port, exc)
             return []
+        # every packet-in is accounted by class (`crs status`): a steady network costs little
+        self.counters[f"packet_in_{_packet_class(frame, table_id)}"] += 1
         if frame.eth_type == ETH_TYPE_LLDP:
             return []
         adm, sec = self.admission, self.security
@@ -228,3 +231,21 @@ class Core:
             # the EAC's only SP-challenge state (bounded; issuing a challenge adds nothing)
             "eac_spent_challenges": eac.spent_challenges() if eac else 0,
         }
+
+
+def _packet_class(frame: packet.Frame, table_id: int) -> str:
+    """eapol, lldp, admission_punt (table 0), security (table 1: redirect, throttle), then
+    for forwarding (table 2) arp, broadcast, or unicast (a new pair's first packet)."""
+    if frame.eth_type == ETH_TYPE_EAPOL:
+        return "eapol"
+    if frame.eth_type == ETH_TYPE_LLDP:
+        return "lldp"
+    if table_id == 0:
+        return "admission_punt"
+    if table_id == 1:
+        return "security"
+    if table_id != 2:
+        return "other_table"
+    if frame.arp_op is not None:
+        return "arp"
+    return "broadcast" if frame.is_multicast else "unicast"

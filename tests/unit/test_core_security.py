@@ -8,17 +8,30 @@ from __future__ import annotations
 import struct
 import tempfile
 
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import ARP, Ether
+from test_core_system import (
+    C1,
+    C2,
+    CLEAN,
+    INFECTED,
+    T0,
+    TOPO,
+    WEB_MAC,
+    authenticate,
+    boot,
+    ip_pkt,
+    report,
+    settings,
+)
 
 from controller import packet, topology
 from controller.core import Core
 from controller.openflow.flowsim import FlowSim
 from controller.openflow.ofmsg import Goto, PacketOut
-from test_core_system import (
-    C1, C2, CLEAN, INFECTED, T0, TOPO, WEB_MAC, authenticate, boot, ip_pkt, report, settings,
-)
 
 UPDATE_IP, SVC_IP = "10.0.100.20", "10.0.100.254"
 THIEF_PORT = 3
@@ -253,3 +266,15 @@ def test_reauthentication_after_a_logoff_reconnects_an_infected_terminal(tmp_pat
     assert t.online and t.decision is not None and t.decision.isolate
     peer = ip_pkt(C1, C2, "10.0.1.1", "10.0.1.2", 5000)
     assert 2 not in sim.process(peer, 2).tables()
+
+
+def test_every_packet_in_is_accounted_by_class(tmp_path):
+    core, sim = boot(tmp_path)
+    authenticate(core, sim, 2, C1, "c1t1")
+    core.packet_in(1, 2, 2, arp_frame(C1, "10.0.1.1", "10.0.1.2"), T0 + 1)
+    core.packet_in(1, 3, 0, arp_frame(C2, "10.0.1.2", SVC_IP), T0 + 1)
+    core.packet_in(1, 2, 2, b"\x00" * 5, T0 + 1)
+    c = core.counters
+    assert c["packet_in_eapol"] >= 2 and c["packet_in_arp"] == 1
+    assert c["packet_in_admission_punt"] == 1 and c["packet_in_bad"] == 1
+    assert sum(v for k, v in c.items() if k.startswith("packet_in_")) == c["packet_ins"]
