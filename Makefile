@@ -4,7 +4,7 @@ VENV   := .venv
 CRS    := $(VENV)/bin/crs
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: setup demo test unit integration bench clean-net check
+.PHONY: setup demo test unit integration bench clean-net check lint
 
 setup:
 	@scripts/setup.sh
@@ -12,8 +12,12 @@ setup:
 demo: setup
 	@$(CRS) demo
 
-test: setup
+test: setup lint
 	@$(PYTEST) tests
+
+# ruff (configuration in pyproject.toml): pyflakes, pycodestyle, import order, noqa markers
+lint: setup
+	@$(VENV)/bin/ruff check --quiet .
 
 unit: setup
 	@$(PYTEST) tests/unit

@@ -96,6 +96,7 @@ def network_check(topology_file: str | Path) -> dict[str, Any]:
     host reaches every other host and the controller's service address, and TCP flows from
     a terminal to the web server."""
     import time
+
     from controller import topology
     from controller.emulation.net import Emulation, Options
     from controller.emulation.processes import ControllerProcess

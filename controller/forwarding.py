@@ -13,10 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from controller.openflow.ofmsg import (
-    OFPP_CONTROLLER, OFPP_FLOOD, Apply, Message, Meter, MeterMod, Output, PacketOut,
+    OFPP_CONTROLLER,
+    OFPP_FLOOD,
+    Apply,
+    Message,
+    Meter,
+    MeterMod,
+    Output,
+    PacketOut,
 )
 from controller.openflow.tables import FORWARDING, Priority
-
 
 MISS_METER_ID = 2      # 1 is the EAPOL meter of table 0
 

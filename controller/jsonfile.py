@@ -1,7 +1,10 @@
-"""JSON files that programs on a terminal share (keys, posture, agent state).
+"""JSON files: the ones programs on a terminal share (keys, posture, agent state), results,
+and JSON-lines logs (the audit log, worm events).
 
 Readers must never see half a file, so writers replace it atomically (a temporary file in the
-same directory, flushed, then os.replace). Keys files are created with mode 0600.
+same directory, flushed, then os.replace). Keys files are created with mode 0600. A JSON-lines
+file is appended to while it is read, and a writer killed mid-line leaves a torn last line:
+its readers skip what is not a whole JSON object.
 """
 from __future__ import annotations
 
@@ -48,3 +51,34 @@ def read(path: str | Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def parse_lines(text: str | bytes) -> tuple[list[dict[str, Any]], int]:
+    """The JSON objects of JSON-lines text, in order, and how many non-blank lines were
+    not one (a torn last line, or anything else that is not a JSON object)."""
+    records: list[dict[str, Any]] = []
+    bad = 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            bad += 1
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+        else:
+            bad += 1
+    return records, bad
+
+
+def read_lines(path: str | Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file (an audit log, an events file); a line that is
+    not one (the torn last line of a file still being written) is skipped, and a missing or
+    unreadable file gives none."""
+    try:
+        text = Path(path).read_text(errors="replace")   # a torn character too
+    except OSError:
+        return []
+    return parse_lines(text)[0]

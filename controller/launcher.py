@@ -19,7 +19,6 @@ from typing import Any, Callable
 
 from controller import restguard
 from controller import settings as settings_mod
-from controller import topology
 from controller.config import ConfigError
 
 log = logging.getLogger("crs.rest")
@@ -30,20 +29,9 @@ REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
            % (len(_REFUSED_BODY), _REFUSED_BODY))
 
 
-def check(settings: settings_mod.Settings) -> None:
-    """Load every file the settings name, so problems surface before Ryu starts."""
-    topo = topology.load(settings.topology_file) if settings.topology_file else None
-    if settings.admission_mode == "authenticate":
-        from controller.admission.authorization import load_authorization
-        from controller.admission.credentials import load_credentials
-        load_credentials(settings.credentials_file, demo=settings.demo)   # 0600, demo: true
-        load_authorization(settings.authorization_file)
-    if settings.crs_enabled:
-        from controller.crs.policy import load_policy
-        load_policy(settings.crs_policy_file)
-        if topo is None:
-            raise ConfigError([(settings.config_file or "<command line>", "topology",
-                                "the reacting system needs a topology file")])
+def check(settings: settings_mod.Settings) -> settings_mod.Loaded:
+    """`settings.validate`: every problem surfaces (ConfigError) before Ryu starts."""
+    return settings_mod.validate(settings)
 
 
 def run(settings: settings_mod.Settings) -> int:

@@ -15,7 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.openflow.ofmsg import (
-    ETH_TYPE_EAPOL, ETH_TYPE_LLDP, OFPP_CONTROLLER, Apply, Goto, Message, Meter, MeterMod,
+    ETH_TYPE_EAPOL,
+    ETH_TYPE_LLDP,
+    OFPP_CONTROLLER,
+    Apply,
+    Goto,
+    Message,
+    Meter,
+    MeterMod,
     Output,
 )
 from controller.openflow.tables import ADMISSION, SECURITY, Priority

@@ -1,10 +1,14 @@
 """Controller settings: command-line options plus the controller configuration file.
 
-`crs controller` validates everything here before Ryu starts, so a bad file is an error
-message and exit status 2, never a half-started controller.
+`validate` is the one check of a controller's settings and of the files they name: `crs
+controller` runs it before Ryu starts (a bad file is an error message and exit status 2,
+never a half-started controller), `crs check` runs it on controller configuration files,
+and the core can take what it loaded. Every configurable default is written once, in
+`SCHEMA`; the `Settings` class takes its defaults from there (`KEYS` maps one to the other).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,16 +50,61 @@ SCHEMA = {
     "audit_log": Field(str, default="../var/audit.jsonl"),
     "demo": Field(bool, default=False,
                   doc="accept the demo secrets shipped in config/credentials.yaml (public)"),
-    # REST server guards (item 7 of issue 8); defaults live in Settings only
+    # REST server guards (item 7 of issue 8)
     "rest": Field(dict, default={}, items={
-        "conn_per_source": Field(int, check=in_range(1, 10000),
+        "conn_per_source": Field(int, default=32, check=in_range(1, 10000),
                                  doc="open connections one terminal address may hold"),
-        "conn_per_loopback": Field(int, check=in_range(0, 100000),
+        "conn_per_loopback": Field(int, default=256, check=in_range(0, 100000),
                                    doc="the same for loopback (operators); 0: no cap"),
-        "socket_timeout_s": Field(float, check=in_range(0.5, 3600),
+        "socket_timeout_s": Field(float, default=10.0, check=in_range(0.5, 3600),
                                   doc="idle or stalled client connections are closed after"),
     }),
 }
+
+# Settings attribute <- its key in a controller configuration file.
+KEYS: dict[str, str] = {
+    "admission_mode": "admission.mode",
+    "eapol_pps": "admission.eapol_pps",
+    "eapol_port_pps": "admission.eapol_port_pps",
+    "restore_grace_s": "admission.restore_grace_s",
+    "credentials_file": "admission.credentials",
+    "authorization_file": "admission.authorization",
+    "session_s": "admission.session_s",
+    "preauth_arp_to_service": "admission.preauth_arp_to_service",
+    "crs_enabled": "crs.enabled",
+    "crs_policy_file": "crs.policy",
+    "throttle_enabled": "throttle.enabled",
+    "throttle_working_set": "throttle.working_set",
+    "throttle_new_dest_per_s": "throttle.new_dest_per_s",
+    "idle_timeout_s": "forwarding.idle_timeout_s",
+    "topology_file": "topology",
+    "audit_log": "audit_log",
+    "demo": "demo",
+    "rest_conn_per_source": "rest.conn_per_source",
+    "rest_conn_per_loopback": "rest.conn_per_loopback",
+    "rest_socket_timeout_s": "rest.socket_timeout_s",
+}
+# File names: in a configuration file relative to its folder; without one, relative to the
+# shipped configuration folder (so the defaults name the same files either way).
+PATHS = frozenset({"credentials_file", "authorization_file", "crs_policy_file",
+                   "topology_file", "audit_log"})
+CONFIG_DIR = "config"
+
+
+def schema_field(key: str) -> Field:
+    """The schema entry of a dotted configuration key (e.g. "admission.session_s")."""
+    *sections, name = key.split(".")
+    schema = SCHEMA
+    for section in sections:
+        schema = schema[section].items
+    return schema[name]
+
+
+def _default(attr: str) -> Any:
+    value = schema_field(KEYS[attr]).default
+    if attr in PATHS and value is not None:
+        return os.path.normpath(os.path.join(CONFIG_DIR, value))
+    return value
 
 
 @dataclass
@@ -70,71 +119,114 @@ class Settings:
     db_path: str = "var/crs.db"
     log_level: str = "INFO"
     config_file: str | None = None
-    topology_file: str | None = None
-    admission_mode: str = "open"
-    eapol_pps: int = 1000
-    eapol_port_pps: int = 20
-    restore_grace_s: float = 30.0
-    idle_timeout_s: int = 300
-    audit_log: str = "var/audit.jsonl"
-    demo: bool = False                  # the shipped (public) demo secrets are accepted
-    credentials_file: str = "config/credentials.yaml"
-    authorization_file: str = "config/authorization.yaml"
-    session_s: int = 3600
-    preauth_arp_to_service: bool = True
-    crs_enabled: bool = False
-    crs_policy_file: str = "config/crs_policy.yaml"
-    throttle_enabled: bool = False
-    throttle_working_set: int = 5
-    throttle_new_dest_per_s: float = 1.0
-    rest_conn_per_source: int = 32
-    rest_conn_per_loopback: int = 256
-    rest_socket_timeout_s: float = 10.0
+    # from the configuration file (defaults: SCHEMA)
+    topology_file: str | None = _default("topology_file")
+    admission_mode: str = _default("admission_mode")
+    eapol_pps: int = _default("eapol_pps")
+    eapol_port_pps: int = _default("eapol_port_pps")
+    restore_grace_s: float = _default("restore_grace_s")
+    idle_timeout_s: int = _default("idle_timeout_s")
+    audit_log: str = _default("audit_log")
+    demo: bool = _default("demo")       # the shipped (public) demo secrets are accepted
+    credentials_file: str = _default("credentials_file")
+    authorization_file: str = _default("authorization_file")
+    session_s: int = _default("session_s")
+    preauth_arp_to_service: bool = _default("preauth_arp_to_service")
+    crs_enabled: bool = _default("crs_enabled")
+    crs_policy_file: str = _default("crs_policy_file")
+    throttle_enabled: bool = _default("throttle_enabled")
+    throttle_working_set: int = _default("throttle_working_set")
+    throttle_new_dest_per_s: float = _default("throttle_new_dest_per_s")
+    rest_conn_per_source: int = _default("rest_conn_per_source")
+    rest_conn_per_loopback: int = _default("rest_conn_per_loopback")
+    rest_socket_timeout_s: float = _default("rest_socket_timeout_s")
     token_file: str | None = None         # operator token; None: operator.token by db_path
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def load_settings(config_file: str | None, **overrides: Any) -> Settings:
-    """Settings from a controller config file (optional) and command-line overrides."""
+    """Settings from a controller config file (optional) and command-line overrides. The
+    file is checked against SCHEMA here; `validate` checks the result as a whole."""
     s = Settings(config_file=config_file)
     if config_file:
         v = Validator(str(config_file))
         doc = v.mapping(load_yaml(config_file), SCHEMA)
         v.raise_if_any()
         base = Path(config_file).parent
-
-        def rel(p: str) -> str:
-            return str(p if Path(p).is_absolute() else base / p)
-        adm, crs, thr = doc["admission"], doc["crs"], doc["throttle"]
-        s.admission_mode = adm["mode"]
-        s.eapol_pps = adm["eapol_pps"]
-        s.eapol_port_pps = adm["eapol_port_pps"]
-        s.restore_grace_s = adm["restore_grace_s"]
-        s.credentials_file = rel(adm["credentials"])
-        s.authorization_file = rel(adm["authorization"])
-        s.session_s = adm["session_s"]
-        s.preauth_arp_to_service = adm["preauth_arp_to_service"]
-        s.crs_enabled = crs["enabled"]
-        s.crs_policy_file = rel(crs["policy"])
-        s.throttle_enabled = thr["enabled"]
-        s.throttle_working_set = thr["working_set"]
-        s.throttle_new_dest_per_s = thr["new_dest_per_s"]
-        s.idle_timeout_s = doc["forwarding"]["idle_timeout_s"]
-        s.audit_log = rel(doc["audit_log"])
-        s.demo = doc["demo"]
-        for key, value in doc["rest"].items():
-            if value is not None:
-                setattr(s, f"rest_{key}", value)
-        if doc["topology"]:
-            s.topology_file = rel(doc["topology"])
-        if s.crs_enabled and s.admission_mode != "authenticate":
-            raise ConfigError([(str(config_file), "crs.enabled",
-                                "the reacting system needs admission.mode: authenticate "
-                                "(reports are signed with keys from X.1124 sessions)")])
+        for attr, key in KEYS.items():
+            value = doc
+            for part in key.split("."):
+                value = value[part]
+            if value is None or (attr == "topology_file" and not value):
+                continue
+            if attr in PATHS and not Path(value).is_absolute():
+                value = str(base / value)
+            setattr(s, attr, value)
     for key, value in overrides.items():
         if value is not None:
             setattr(s, key, value)
     return s
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The files a controller's settings name, as `validate` loaded them (None: not used)."""
+
+    topology: Any = None
+    credentials: Any = None
+    authorization: Any = None
+    policy: Any = None
+
+
+def validate(settings: Settings) -> Loaded:
+    """Every check of a controller's settings before it starts: each configurable value
+    against its schema entry (command-line overrides too), what needs what (the reacting
+    system needs authentication, a topology and an update server; the throttle needs a
+    topology), and every file they name loaded and checked (credentials 0600, shipped demo
+    secrets only with `demo: true`). Raises ConfigError listing every problem found, as
+    FILE: KEY: PROBLEM; returns what it loaded."""
+    from controller import topology as topology_mod
+    where = settings.config_file or "<command line>"
+    problems: list[tuple[str, str, str]] = []
+    v = Validator(where)
+    for attr, key in KEYS.items():
+        value = getattr(settings, attr)
+        if value is not None:
+            v.value(value, schema_field(key), key)
+    problems += v.problems
+
+    def load(loader: Any, *args: Any, **kw: Any) -> Any:
+        try:
+            return loader(*args, **kw)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            return None
+    topo = load(topology_mod.load, settings.topology_file) if settings.topology_file else None
+    out: dict[str, Any] = {"topology": topo}
+    if settings.admission_mode == "authenticate":
+        from controller.admission.authorization import load_authorization
+        from controller.admission.credentials import load_credentials
+        out["credentials"] = load(load_credentials, settings.credentials_file,
+                                  demo=settings.demo)      # 0600, demo: true
+        out["authorization"] = load(load_authorization, settings.authorization_file)
+    if settings.crs_enabled:
+        from controller.crs.policy import load_policy
+        if settings.admission_mode != "authenticate":
+            problems.append((where, "crs.enabled",
+                             "the reacting system needs admission.mode: authenticate "
+                             "(reports are signed with keys from X.1124 sessions)"))
+        out["policy"] = load(load_policy, settings.crs_policy_file)
+        if not settings.topology_file:
+            problems.append((where, "topology", "the reacting system needs a topology file"))
+        elif topo is not None and not any(h.role == "update" for h in topo.hosts):
+            problems.append((topo.file, "hosts",
+                             "the reacting system needs a host with role: update"))
+    if settings.throttle_enabled and not settings.topology_file:
+        problems.append((where, "topology",
+                         "the throttle needs a topology file (which ports are terminals)"))
+    if problems:
+        raise ConfigError(problems)
+    return Loaded(**out)
 
 
 # The launcher stores the validated settings here before Ryu loads the app (same process).

@@ -16,7 +16,14 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from controller.openflow.ofmsg import (
-    ETH_TYPE_ARP, ETH_TYPE_IP, OFPP_CONTROLLER, OFPP_TABLE, Apply, Goto, Message, Output,
+    ETH_TYPE_ARP,
+    ETH_TYPE_IP,
+    OFPP_CONTROLLER,
+    OFPP_TABLE,
+    Apply,
+    Goto,
+    Message,
+    Output,
     PacketOut,
 )
 from controller.openflow.tables import FORWARDING, SECURITY, Priority

@@ -15,8 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from controller.config import (
-    Field, Validator, in_range, is_ipv4, is_ipv4_network, is_mac, is_name,
-    load_yaml, one_of,
+    Field,
+    Validator,
+    in_range,
+    is_ipv4,
+    is_ipv4_network,
+    is_mac,
+    is_name,
+    load_yaml,
+    one_of,
 )
 
 LINK = {
@@ -211,7 +218,8 @@ def _resolve(doc: dict[str, Any], v: Validator, tpc_override: int | None) -> Top
     for i, s in enumerate(doc["switches"]):
         claim(s["name"], f"switches[{i}].name")
         if s["dpid"] in dpids:
-            v.problem(f"switches[{i}].dpid", f"duplicate dpid {s['dpid']} (also {dpids[s['dpid']]})")
+            v.problem(f"switches[{i}].dpid",
+                      f"duplicate dpid {s['dpid']} (also {dpids[s['dpid']]})")
         dpids[s["dpid"]] = s["name"]
         switches.append(SwitchSpec(s["name"], s["dpid"], s["role"]))
     switch_names = {s.name for s in switches}
@@ -268,7 +276,8 @@ def _resolve(doc: dict[str, Any], v: Validator, tpc_override: int | None) -> Top
     svc = doc["controller_service"]
     claim_ip(svc["ip"], "controller_service.ip")
     if svc["switch"] not in switch_names:
-        v.problem("controller_service.switch", f"{svc['switch']!r} is not a switch of this topology")
+        v.problem("controller_service.switch",
+                  f"{svc['switch']!r} is not a switch of this topology")
         return _empty(doc, net)
     service_port = port_of(svc["switch"])
 

@@ -15,7 +15,7 @@ import sys
 from mininet.topo import Topo
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from controller import topology  # noqa: E402
+from controller import topology
 
 
 class CrsTopo(Topo):

@@ -19,8 +19,17 @@ from controller.effects import Count, Log
 
 from .eap_md5 import Md5Server
 from .eap_psk import PskServer
-from .eapol import (PAE_GROUP_ADDR, Eap, EapCode, EapolType, EapType, MalformedFrame,
-                    build_eap, build_eap_frame, parse_frame)
+from .eapol import (
+    PAE_GROUP_ADDR,
+    Eap,
+    EapCode,
+    EapolType,
+    EapType,
+    MalformedFrame,
+    build_eap,
+    build_eap_frame,
+    parse_frame,
+)
 from .keys import isr_id as derive_isr_id
 
 Key = tuple[int, int, str]   # (dpid, port, mac)
@@ -171,7 +180,8 @@ class Authenticator:
         try:
             f = parse_frame(frame)
         except MalformedFrame as exc:
-            return [Count("dot1x_malformed"), Log(logging.DEBUG, f"dot1x {dpid}:{port} malformed: {exc.reason}")]
+            return [Count("dot1x_malformed"),
+                    Log(logging.DEBUG, f"dot1x {dpid}:{port} malformed: {exc.reason}")]
         if f.dst not in (PAE_GROUP_ADDR, self.mac):
             return [Count("dot1x_wrong_destination")]
         mac = f.src
@@ -221,16 +231,19 @@ class Authenticator:
                     out += [SendFrame(dpid, port, build_eap_frame(mac, self.mac, conv.request)),
                             Count("dot1x_retransmit")]
                     continue
-                out += [Count("dot1x_timeout"), Log(logging.INFO, f"dot1x {mac} on {dpid}:{port}: no answer")]
+                out += [Count("dot1x_timeout"),
+                        Log(logging.INFO, f"dot1x {mac} on {dpid}:{port}: no answer")]
                 if conv.reauth and s is not None:
                     conv.state, conv.reauth = "idle", False
                     conv.next_reauth = now + t.reauth_retry_s
                 else:
-                    out.append(self._send(dpid, port, mac, build_eap(EapCode.FAILURE, conv.identifier)))
+                    out.append(self._send(dpid, port, mac,
+                                          build_eap(EapCode.FAILURE, conv.identifier)))
                     self.convs.pop(key, None)
                 continue
             if s is not None and now >= conv.next_reauth:
-                out += [Count("dot1x_reauth"), Log(logging.INFO, f"dot1x re-authenticating {s.identity}")]
+                out += [Count("dot1x_reauth"),
+                        Log(logging.INFO, f"dot1x re-authenticating {s.identity}")]
                 out += self._start(dpid, port, mac, now, reauth=True)
         return out
 
@@ -265,7 +278,8 @@ class Authenticator:
     def _send(self, dpid: int, port: int, mac: str, eap: bytes) -> SendFrame:
         return SendFrame(dpid, port, build_eap_frame(mac, self.mac, eap))
 
-    def _request(self, dpid: int, port: int, mac: str, conv: _Conv, eap: bytes, now: float) -> Effect:
+    def _request(self, dpid: int, port: int, mac: str, conv: _Conv, eap: bytes,
+                 now: float) -> Effect:
         conv.request, conv.sent_at, conv.retries = eap, now, 0
         return self._send(dpid, port, mac, eap)
 
@@ -274,7 +288,8 @@ class Authenticator:
         conv.identifier = (conv.identifier + 1) & 0xFF
         return conv.identifier
 
-    def _start(self, dpid: int, port: int, mac: str, now: float, reauth: bool = False) -> list[Effect]:
+    def _start(self, dpid: int, port: int, mac: str, now: float,
+               reauth: bool = False) -> list[Effect]:
         key = (dpid, port, mac)
         conv = self.convs.get(key)
         if conv is None:
@@ -292,7 +307,8 @@ class Authenticator:
             out.append(Revoke(dpid, port, mac, "logoff"))
         return out
 
-    def _on_eap(self, dpid: int, port: int, mac: str, eap: Eap, raw: bytes, now: float) -> list[Effect]:
+    def _on_eap(self, dpid: int, port: int, mac: str, eap: Eap, raw: bytes,
+                now: float) -> list[Effect]:
         conv = self.convs.get((dpid, port, mac))
         if eap.code != EapCode.RESPONSE:
             return [Count("dot1x_eap_unexpected_code")]
@@ -301,7 +317,8 @@ class Authenticator:
         if eap.identifier != conv.identifier:
             if eap.identifier in conv.used_ids:
                 return [Count("dot1x_eap_replay"),
-                        Log(logging.DEBUG, f"dot1x {mac}: old response id {eap.identifier} dropped")]
+                        Log(logging.DEBUG,
+                            f"dot1x {mac}: old response id {eap.identifier} dropped")]
             return [Count("dot1x_eap_out_of_sequence")]
         if conv.state == "identity":
             if eap.type != EapType.IDENTITY:
@@ -322,7 +339,8 @@ class Authenticator:
             return self._fail(dpid, port, mac, conv, now, "identity is not UTF-8")
         if conv.reauth and conv.session is not None and identity != conv.session.identity:
             return self._fail(dpid, port, mac, conv, now,
-                              f"re-authentication as {identity!r}, session is {conv.session.identity!r}")
+                              f"re-authentication as {identity!r}, "
+                              f"session is {conv.session.identity!r}")
         conv.identity = identity
         sub = self.creds.subscriber(identity)
         if sub is None:
@@ -349,7 +367,8 @@ class Authenticator:
                 and sub is not None and sub.legacy and self.creds.md5_secret(conv.identity)):
             conv.nak_done = True
             return [Count("dot1x_nak_to_md5")] + self._begin_md5(dpid, port, mac, conv, now)
-        return self._fail(dpid, port, mac, conv, now, f"peer Nak, proposes {wanted}; none acceptable")
+        return self._fail(dpid, port, mac, conv, now,
+                          f"peer Nak, proposes {wanted}; none acceptable")
 
     def _on_psk(self, dpid, port, mac, conv: _Conv, raw: bytes, now: float) -> list[Effect]:
         res = conv.method.process(raw, (conv.identifier + 1) & 0xFF)
@@ -357,7 +376,8 @@ class Authenticator:
             self._next_id(conv)
             return [self._request(dpid, port, mac, conv, res.reply, now)]
         if not res.done:
-            return [Count("dot1x_eap_method_drop"), Log(logging.DEBUG, f"dot1x {mac}: {res.reason}")]
+            return [Count("dot1x_eap_method_drop"),
+                    Log(logging.DEBUG, f"dot1x {mac}: {res.reason}")]
         if not res.success:
             # An ID_P that is not the EAP identity fails at PSK-2 (in PskServer): no PSK-3.
             extra: list[Effect] = [Count("dot1x_psk_id_mismatch")] if res.id_mismatch else []
@@ -371,7 +391,8 @@ class Authenticator:
     def _on_md5(self, dpid, port, mac, conv: _Conv, raw: bytes, now: float) -> list[Effect]:
         res = conv.method.process(raw)
         if not res.done:
-            return [Count("dot1x_eap_method_drop"), Log(logging.DEBUG, f"dot1x {mac}: {res.reason}")]
+            return [Count("dot1x_eap_method_drop"),
+                    Log(logging.DEBUG, f"dot1x {mac}: {res.reason}")]
         if not res.success:
             return self._fail(dpid, port, mac, conv, now, f"EAP-MD5: {res.reason}")
         return self._succeed(dpid, port, mac, conv, now, b"", b"", "md5")
@@ -390,7 +411,8 @@ class Authenticator:
         return [self._send(dpid, port, mac, build_eap(EapCode.SUCCESS, conv.identifier)),
                 Admit(dpid, port, mac, conv.identity, session),
                 Count("dot1x_success"),
-                Log(logging.INFO, f"dot1x {conv.identity} ({mac}) authenticated on {dpid}:{port} by {method}")]
+                Log(logging.INFO, f"dot1x {conv.identity} ({mac}) authenticated "
+                                  f"on {dpid}:{port} by {method}")]
 
     def _fail(self, dpid, port, mac, conv: _Conv, now: float, reason: str) -> list[Effect]:
         p = self._port(dpid, port, now)
@@ -398,9 +420,11 @@ class Authenticator:
         t = self.timers
         hold = min(t.holdoff_base_s * 2 ** (p.failures - 1), t.holdoff_max_s)
         p.hold_until = now + hold
-        out: list[Effect] = [self._send(dpid, port, mac, build_eap(EapCode.FAILURE, conv.identifier)),
+        out: list[Effect] = [self._send(dpid, port, mac,
+                                        build_eap(EapCode.FAILURE, conv.identifier)),
                              Count("dot1x_failure"),
-                             Log(logging.WARNING, f"dot1x {mac} on {dpid}:{port} failed ({reason}); "
+                             Log(logging.WARNING,
+                                 f"dot1x {mac} on {dpid}:{port} failed ({reason}); "
                                  f"failure {p.failures}, hold-off {hold:g} s")]
         if conv.session is not None:
             out.append(Revoke(dpid, port, mac, f"re-authentication failed: {reason}"))

@@ -54,7 +54,8 @@ def load_authorization(path: str | Path) -> Authorization:
             v.problem(f"servers.{server}", is_name(str(server)))
         for svc, s in ((spec or {}).get("services") or {}).items():
             if s and s.get("proto") and s.get("port"):
-                auth.services[(str(server), str(svc))] = Allowed(str(server), str(svc), s["proto"], s["port"])
+                auth.services[(str(server), str(svc))] = Allowed(str(server), str(svc),
+                                                                 s["proto"], s["port"])
     for group, entries in (doc["groups"] or {}).items():
         if is_name(str(group)):
             v.problem(f"groups.{group}", is_name(str(group)))
@@ -65,7 +66,8 @@ def load_authorization(path: str | Path) -> Authorization:
                 continue
             server, _, svc = str(entry).partition("/")
             if (server, svc) not in auth.services:
-                v.problem(f"groups.{group}[{i}]", f"{entry!r} is not a server/service declared under servers")
+                v.problem(f"groups.{group}[{i}]",
+                          f"{entry!r} is not a server/service declared under servers")
                 continue
             allowed.add((server, svc))
         auth.groups[str(group)] = frozenset(allowed)

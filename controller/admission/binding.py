@@ -22,8 +22,17 @@ from dataclasses import dataclass
 
 from controller.admission.authorization import Authorization
 from controller.openflow.ofmsg import (
-    ETH_TYPE_ARP, ETH_TYPE_IP, IPPROTO_TCP, IPPROTO_UDP, OFPP_CONTROLLER, Apply, Goto,
-    Message, Meter, MeterMod, Output,
+    ETH_TYPE_ARP,
+    ETH_TYPE_IP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    OFPP_CONTROLLER,
+    Apply,
+    Goto,
+    Message,
+    Meter,
+    MeterMod,
+    Output,
 )
 from controller.openflow.tables import ADMISSION, SECURITY, Priority
 
@@ -84,8 +93,10 @@ def binding_flows(number: int, port: int, mac: str, ip: str | None, group: str,
         to_ctl = {**src, "ipv4_dst": ctl.ip, "ip_proto": IPPROTO_TCP}
         for p in ctl.tcp_ports:
             msgs.append(ADMISSION.flow(P + 100, {**to_ctl, "tcp_dst": p}, on, sub=number))
-        msgs.append(ADMISSION.flow(P + 100, {**to_ctl, "tcp_src": AGENT_PORT,
-                                             "tcp_dst": EPHEMERAL}, on, sub=number))
+        # below P + 100: a controller port in the ephemeral range also matches this flow,
+        # and overlapping flows must not share a priority (same instructions anyway)
+        msgs.append(ADMISSION.flow(P + 90, {**to_ctl, "tcp_src": AGENT_PORT,
+                                            "tcp_dst": EPHEMERAL}, on, sub=number))
         msgs.append(ADMISSION.flow(P + 50, {**src, "ipv4_dst": ctl.ip}, [], sub=number))
         # whatever else is addressed to the controller host's MAC (other protocols, other
         # addresses of its host) is dropped; ARP is handled above this

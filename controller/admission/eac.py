@@ -168,7 +168,8 @@ class Eac:
         """Record an SS session after EAP success (Admit). Re-authentication registers the
         new ISR-ID; the caller drops the old one with ``revoke``. MD5 sessions have no keys."""
         if not session.emsk or not session.isr_id:
-            return Refusal("no_keys", f"{session.identity} authenticated by {session.method}: no EMSK")
+            return Refusal("no_keys",
+                           f"{session.identity} authenticated by {session.method}: no EMSK")
         rec = SsRecord(session.isr_id, session.identity, session.group,
                        purpose_key(session.emsk, "sp-root"), session.expires)
         self.store.put_ss(rec)
@@ -268,7 +269,8 @@ class Eac:
         if now >= ss.expires:
             return Refusal("expired_isr_id")
         if not self.authz.entitled(ss.group, sp_rec.sp_name, service):
-            return Refusal("ss_not_entitled", f"group {ss.group} may not use {sp_rec.sp_name}/{service}")
+            return Refusal("ss_not_entitled",
+                           f"group {ss.group} may not use {sp_rec.sp_name}/{service}")
         key = sp_service_key_from_root(ss.sp_root, isr_id, sp_rec.sp_name, service)
         return Grant(key, min(ss.expires, sp_rec.expires), isr_id, ss.identity, ss.group,
                      sp_rec.sp_name, service)

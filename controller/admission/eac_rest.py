@@ -8,7 +8,8 @@ reason, never an exception.
 Binary values travel as lowercase hex. Endpoints:
 
   POST /eac/v1/sp/challenge {"sp"}                          -> {"nonce_eac"}
-  POST /eac/v1/sp/login {"sp","nonce_eac","nonce_sp","proof"} -> {"iac_id","expires","lifetime_s","eac_proof"}
+  POST /eac/v1/sp/login {"sp","nonce_eac","nonce_sp","proof"}
+       -> {"iac_id","expires","lifetime_s","eac_proof"}
   POST /eac/v1/inquiry {"iac_id","isr_id","service","nonce","mac"}
        -> {"key_sealed","expires","lifetime_s","isr_id","sp","service","identity","group","mac"}
 
@@ -61,7 +62,8 @@ def inquiry_mac(session_key: bytes, iac_id: str, isr_id: str, service: str, nonc
     return hmac.new(session_key, msg, hashlib.sha256).hexdigest()
 
 
-ANSWER_FIELDS = ("key_sealed", "expires", "lifetime_s", "isr_id", "sp", "service", "identity", "group")
+ANSWER_FIELDS = ("key_sealed", "expires", "lifetime_s", "isr_id", "sp", "service", "identity",
+                 "group")
 
 
 def answer_mac(session_key: bytes, nonce: str, answer: dict) -> str:
@@ -84,7 +86,8 @@ def open_answer(session_key: bytes, iac_id: str, nonce: str, answer: dict) -> Gr
         return None
     if key is None:
         return None
-    return Grant(key, meta.expires, meta.isr_id, meta.identity, meta.group, meta.sp_name, meta.service)
+    return Grant(key, meta.expires, meta.isr_id, meta.identity, meta.group, meta.sp_name,
+                 meta.service)
 
 
 # --- request handling --------------------------------------------------------------------------
@@ -134,7 +137,8 @@ def _inquiry(req: dict, now: float, eac: Eac) -> Reply:
         return _refuse(Refusal("unknown_iac_id"))
     expect = inquiry_mac(sp.session_key, req["iac_id"], req["isr_id"], req["service"], req["nonce"])
     if not hmac.compare_digest(expect, req["mac"].lower()):
-        return _refuse(Refusal("bad_request_mac", "inquiry MAC does not verify under this IAC-ID's key"))
+        return _refuse(Refusal("bad_request_mac",
+                               "inquiry MAC does not verify under this IAC-ID's key"))
     res = eac.inquire(req["iac_id"], req["isr_id"], req["service"], now)
     if isinstance(res, Refusal):
         return _refuse(res)
@@ -151,7 +155,8 @@ def _inquiry(req: dict, now: float, eac: Eac) -> Reply:
 # "mac" (hex, 32 bytes). Hex kinds are returned as bytes except where the handler wants text.
 ROUTES = {
     f"{PREFIX}/sp/challenge": ({"sp": "name"}, _challenge),
-    f"{PREFIX}/sp/login": ({"sp": "name", "nonce_eac": "nonce", "nonce_sp": "nonce", "proof": "mac"}, _login),
+    f"{PREFIX}/sp/login": ({"sp": "name", "nonce_eac": "nonce", "nonce_sp": "nonce",
+                            "proof": "mac"}, _login),
     f"{PREFIX}/inquiry": ({"iac_id": "id", "isr_id": "id", "service": "name", "nonce": "nonce_text",
                            "mac": "mac_text"}, _inquiry),
 }

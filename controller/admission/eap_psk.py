@@ -221,7 +221,8 @@ class PskServer:
         ad = bytes([EapCode.REQUEST, ident]) + length.to_bytes(2, "big") + bytes([EapType.PSK]) \
             + head[:17]
         ct, tag = eax_encrypt(tek, _nonce16(0), ad, plain)
-        reply = build_eap(EapCode.REQUEST, ident, EapType.PSK, head + (0).to_bytes(4, "big") + tag + ct)
+        reply = build_eap(EapCode.REQUEST, ident, EapType.PSK,
+                          head + (0).to_bytes(4, "big") + tag + ct)
         self.state = "sent3" if accept else "sent3_reject"
         return PskResult(reply=reply, id_p=id_p)
 

@@ -33,6 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
+from controller import jsonfile
+
 from . import mutual_auth
 from .credentials import sp_key_from_psk
 from .eac import NONCE_LEN, sp_proof, sp_session_key
@@ -157,7 +159,8 @@ class SpServer:
             grant = open_answer(self.session_key, iac, nonce, ans)
             if grant is None or grant.isr_id != isr_id or grant.sp_name != self.name \
                     or grant.service != self.service:
-                return 502, {"error": "bad_eac_answer", "detail": "answer MAC or sealed key invalid"}
+                return 502, {"error": "bad_eac_answer",
+                             "detail": "answer MAC or sealed key invalid"}
             try:
                 lifetime = float(ans["lifetime_s"])
             except (KeyError, TypeError, ValueError):
@@ -171,10 +174,13 @@ class SpServer:
         """SS service request: look the ISR-ID up at the EAC, then prove the key first."""
         if not isinstance(doc, dict) or set(doc) != {"isr_id", "service", "nonce_ss"} \
                 or not all(isinstance(v, str) for v in doc.values()):
-            return 400, {"error": "bad_request", "detail": "need isr_id, service, nonce_ss (strings)"}
+            return 400, {"error": "bad_request",
+                         "detail": "need isr_id, service, nonce_ss (strings)"}
         if doc["service"] != self.service:
-            return 404, {"error": "service_not_offered", "detail": f"{self.name} offers {self.service}"}
-        if not re.fullmatch(r"isr-[0-9a-f]{8,64}", doc["isr_id"]) or not HEX.match(doc["nonce_ss"]) \
+            return 404, {"error": "service_not_offered",
+                         "detail": f"{self.name} offers {self.service}"}
+        if not re.fullmatch(r"isr-[0-9a-f]{8,64}", doc["isr_id"]) \
+                or not HEX.match(doc["nonce_ss"]) \
                 or len(doc["nonce_ss"]) < 2 * NONCE_LEN or len(doc["nonce_ss"]) > 128:
             return 400, {"error": "bad_request", "detail": "malformed isr_id or nonce_ss"}
         with self.lock:
@@ -198,7 +204,8 @@ class SpServer:
         """The SS's proof; on success the service data."""
         if not isinstance(doc, dict) or set(doc) != {"session", "proof_ss"} \
                 or not all(isinstance(v, str) and HEX.match(v) for v in doc.values()):
-            return 400, {"error": "bad_request", "detail": "need session and proof_ss (hex strings)"}
+            return 400, {"error": "bad_request",
+                         "detail": "need session and proof_ss (hex strings)"}
         with self.lock:
             p = self.pending.pop(doc["session"], None)
         if p is None or p.deadline <= self.clock():
@@ -217,7 +224,8 @@ def make_http_server(sp: SpServer, host: str = "0.0.0.0", port: int = 8000) -> T
         def do_POST(self):
             n = self.headers.get("Content-Length", "")
             if not n.isdigit() or int(n) > MAX_BODY:
-                return self._send(400, {"error": "bad_request", "detail": "Content-Length missing or too large"})
+                return self._send(400, {"error": "bad_request",
+                                        "detail": "Content-Length missing or too large"})
             raw = self.rfile.read(int(n))
             try:
                 doc = json.loads(raw.decode())
@@ -249,14 +257,9 @@ def make_http_server(sp: SpServer, host: str = "0.0.0.0", port: int = 8000) -> T
 
 def read_keys(path: str | Path, now: float | None = None) -> tuple[str, bytes]:
     """(ISR-ID, sp_root) from the supplicant's keys file; ValueError with a reason otherwise."""
-    try:
-        doc = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise ValueError(f"cannot read keys file {path}: {exc.strerror}") from None
-    except ValueError:
-        raise ValueError(f"keys file {path} is not JSON") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"keys file {path} is not a JSON object")
+    doc = jsonfile.read(path)
+    if doc is None:
+        raise ValueError(f"keys file {path} is missing, unreadable or not a JSON object")
     isr, root = doc.get("isr_id"), doc.get("sp_root")
     if not isinstance(isr, str) or not isinstance(root, str) or not HEX.match(root):
         raise ValueError(f"keys file {path} has no isr_id/sp_root (EAP-MD5 gives no keys)")
@@ -285,17 +288,19 @@ def run_client(keys_file: str | Path, server: Post, sp_name: str, service: str) 
     except (KeyError, TypeError, ValueError):
         return 1, {"ok": False, "error": "bad_sp_answer"}
     if not mutual_auth.verify(key, "sp", nonce_ss, nonce_sp, isr, sp_name, service, proof_sp):
-        return 1, {"ok": False, "error": "bad_sp_proof", "detail": "the server does not hold our key"}
+        return 1, {"ok": False, "error": "bad_sp_proof",
+                   "detail": "the server does not hold our key"}
     st, fin = server(FINISH, {"session": session, "proof_ss": mutual_auth.proof(
         key, "ss", nonce_ss, nonce_sp, isr, sp_name, service).hex()})
     if st != 200:
         return 1, {"ok": False, "status": st, "error": fin.get("error", "refused"),
                    "detail": fin.get("detail", "")}
-    return 0, {"ok": True, "sp": sp_name, "service": service, "isr_id": isr, "data": fin.get("data"),
+    return 0, {"ok": True, "sp": sp_name, "service": service, "isr_id": isr,
+               "data": fin.get("data"),
                "elapsed_ms": (time.monotonic() - t0) * 1000}
 
 
-# --- command line ----------------------------------------------------------------------------------
+# --- command line --------------------------------------------------------------------------------
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m controller.admission.sp_demo",
@@ -317,7 +322,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``server`` runs until SIGTERM/SIGINT; ``client`` prints one JSON line, 0 on mutual success."""
+    """``server`` runs until SIGTERM/SIGINT; ``client`` prints one JSON line, 0 on mutual
+    success."""
     try:
         args = parser().parse_args(argv)
     except SystemExit as exc:

@@ -12,8 +12,17 @@ from typing import Callable
 
 from .eap_md5 import md5_response, md5_value
 from .eap_psk import PskPeer, key_setup
-from .eapol import (PAE_GROUP_ADDR, EapCode, EapolType, EapType, MalformedFrame, build_eap,
-                    build_eap_frame, build_frame, parse_frame)
+from .eapol import (
+    PAE_GROUP_ADDR,
+    EapCode,
+    EapolType,
+    EapType,
+    MalformedFrame,
+    build_eap,
+    build_eap_frame,
+    build_frame,
+    parse_frame,
+)
 from .keys import isr_id, purpose_key
 
 
@@ -81,7 +90,8 @@ class Supplicant:
         eap = f.eap
         if eap.code == EapCode.SUCCESS:
             if self.pending is None and self.md5_secret is None:
-                return PeerStep(note="Success before the method finished: ignored", status=self.status)
+                return PeerStep(note="Success before the method finished: ignored",
+                                status=self.status)
             self.status, self.keys = "success", self.pending
             return PeerStep(status="success", keys=self.pending)
         if eap.code == EapCode.FAILURE:
@@ -116,9 +126,11 @@ class Supplicant:
         if eap.type == EapType.NOTIFICATION:
             return self._reply(build_eap(EapCode.RESPONSE, eap.identifier, EapType.NOTIFICATION))
         # Unsupported method: Nak with what we can do (RFC 3748 §5.3.1).
-        mine = bytes([t for t, ok in ((EapType.PSK, self._ak_kdk), (EapType.MD5_CHALLENGE, self.md5_secret))
+        mine = bytes([t for t, ok in ((EapType.PSK, self._ak_kdk),
+                                      (EapType.MD5_CHALLENGE, self.md5_secret))
                       if ok is not None and t != eap.type]) or b"\x00"
         return self._reply(build_eap(EapCode.RESPONSE, eap.identifier, EapType.NAK, mine))
 
     def _reply(self, eap: bytes) -> PeerStep:
-        return PeerStep(frames=[build_eap_frame(self.authenticator, self.mac, eap)], status=self.status)
+        return PeerStep(frames=[build_eap_frame(self.authenticator, self.mac, eap)],
+                        status=self.status)

@@ -61,7 +61,8 @@ def keys_document(identity: str, keys: PeerKeys | None, method: str, now: float,
 
 
 def write_keys(path: Path, doc: dict) -> None:
-    """Atomic replace with mode 0600 (a reader never sees a half-written or readable-by-all file)."""
+    """Atomic replace with mode 0600 (a reader never sees a half-written or readable-by-all
+    file)."""
     jsonfile.write_atomic(path, doc, mode=0o600, sync=True)
 
 
@@ -87,9 +88,11 @@ class Runner:
     def __init__(self, sock, supplicant: Supplicant, keys_out: Path, once: bool,
                  reauth_s: float | None, lifetime_s: float, timeout_s: float,
                  out: Callable[[str], None] = lambda s: print(s, flush=True),
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time):
         self.sock, self.sup, self.keys_out = sock, supplicant, Path(keys_out)
-        self.once, self.reauth_s, self.lifetime_s, self.timeout_s = once, reauth_s, lifetime_s, timeout_s
+        self.once, self.reauth_s, self.lifetime_s, self.timeout_s = (
+            once, reauth_s, lifetime_s, timeout_s)
         self.out, self.clock, self.wall = out, clock, wall
         self.began = clock()            # start of the current exchange
         self.last_rx = self.began
@@ -106,7 +109,8 @@ class Runner:
         if self.start_tries == 1:
             self.began = now
             self.out(f"EAPOL-START {wall:.6f}")
-        self.next_start = now + (START_INTERVAL_S if self.start_tries < START_TRIES else SLOW_START_S)
+        self.next_start = now + (START_INTERVAL_S if self.start_tries < START_TRIES
+                                 else SLOW_START_S)
 
     def run(self) -> int:
         """Until --once finishes or a signal arrives (then EAPOL-Logoff, exit 0)."""
@@ -143,7 +147,7 @@ class Runner:
         now = self.clock()
         self.last_rx = now
         if was != "running" and step.status == "running" and self.start_tries == 0:
-            self.began = now                # an exchange the authenticator began (re-authentication)
+            self.began = now                # exchange the authenticator began (re-authentication)
         for f in step.frames:
             self.sock.send(f)
         if self.next_start is not None and self.start_tries and step.status == "running":
@@ -181,7 +185,8 @@ class Runner:
         if self.once and now - self.began > self.timeout_s:
             self._failure(now, f"timeout after {self.timeout_s:g} s")
             return
-        if self.sup.status == "running" and self.next_start is None and now - self.last_rx > STALL_S:
+        if self.sup.status == "running" and self.next_start is None \
+                and now - self.last_rx > STALL_S:
             self.next_start = now                   # the exchange went silent: start over
             self.start_tries = 0
         if self.next_start is not None and now >= self.next_start:
@@ -205,19 +210,22 @@ def _positive(v: str) -> float:
 
 
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="crs supplicant",
-                                 description="802.1X supplicant (EAP-PSK, legacy EAP-MD5) on one interface")
+    ap = argparse.ArgumentParser(
+        prog="crs supplicant",
+        description="802.1X supplicant (EAP-PSK, legacy EAP-MD5) on one interface")
     ap.add_argument("--interface", required=True)
     ap.add_argument("--identity", required=True)
     sec = ap.add_mutually_exclusive_group(required=True)
     sec.add_argument("--psk", type=_psk, help="EAP-PSK key, 32 hex digits")
-    sec.add_argument("--md5-secret", help="legacy EAP-MD5 secret (no keys, no mutual authentication)")
+    sec.add_argument("--md5-secret",
+                     help="legacy EAP-MD5 secret (no keys, no mutual authentication)")
     ap.add_argument("--keys-out", required=True, type=Path, help="keys JSON written on success")
     ap.add_argument("--reauth-s", type=_positive, help="ask for re-authentication this often")
     ap.add_argument("--lifetime-s", type=_positive, default=3600.0,
                     help="session lifetime written as 'expires' (EAPOL does not carry it)")
     ap.add_argument("--timeout-s", type=_positive, default=15.0, help="--once: give up after this")
-    ap.add_argument("--once", action="store_true", help="exit after the first result (0 success, 1 failure)")
+    ap.add_argument("--once", action="store_true",
+                    help="exit after the first result (0 success, 1 failure)")
     ap.add_argument("--psk-id-p", help="attack tests only: EAP-PSK ID_P other than --identity")
     return ap
 
@@ -231,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sock, mac = open_socket(args.interface)
     except OSError as exc:
-        print(f"crs supplicant: cannot open EAPOL socket on {args.interface}: {exc.strerror or exc}",
+        print(f"crs supplicant: cannot open EAPOL socket on {args.interface}: "
+              f"{exc.strerror or exc}",
               file=sys.stderr)
         return 2
     sup = Supplicant(args.identity, mac, psk=args.psk,

@@ -46,7 +46,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from controller.bench import common
-from controller.emulation.processes import ROOT, ControllerProcess, wait_until
+from controller.emulation.processes import (
+    ROOT,
+    ControllerProcess,
+    Timeout,
+    controller_config,
+    wait_until,
+)
 
 SERVER = "web"
 SERVER_PORT = 80                  # web/http: entitled for cells 1..3 (authorization.yaml)
@@ -76,7 +82,8 @@ def tcp_syn(src_ip: str, dst_ip: str, sport: int, dport: int, seq: int) -> bytes
     if not (0 < sport < 65536 and 0 < dport < 65536 and 0 <= seq < 2 ** 32):
         raise ValueError("ports 1..65535, seq 0..2^32-1")
     hdr = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, 0x02, 64240, 0, 0)
-    pseudo = socket.inet_aton(src_ip) + socket.inet_aton(dst_ip) + struct.pack("!BBH", 0, 6, len(hdr))
+    pseudo = (socket.inet_aton(src_ip) + socket.inet_aton(dst_ip)
+              + struct.pack("!BBH", 0, 6, len(hdr)))
     return hdr[:16] + struct.pack("!H", _checksum(pseudo + hdr)) + hdr[18:]
 
 
@@ -100,10 +107,12 @@ def parse_syn(ip_packet: bytes) -> Syn | None:
     flags = ip_packet[ihl + 13]
     if flags & 0x12 != 0x02:
         return None
-    return Syn(socket.inet_ntoa(ip_packet[12:16]), socket.inet_ntoa(ip_packet[16:20]), sport, dport, seq)
+    return Syn(socket.inet_ntoa(ip_packet[12:16]), socket.inet_ntoa(ip_packet[16:20]),
+               sport, dport, seq)
 
 
-def start_to_first_ms(starts: dict[str, float], arrivals: dict[str, float]) -> tuple[list[float], list[str]]:
+def start_to_first_ms(starts: dict[str, float],
+                      arrivals: dict[str, float]) -> tuple[list[float], list[str]]:
     """Per terminal: arrival minus EAPOL-Start, in ms; and the terminals missing either."""
     out, missing = [], []
     for name, t0 in starts.items():
@@ -211,7 +220,8 @@ def probe(sources: list[tuple[str, str]], server_ns: str, server_if: str, dst_ip
             if len(addr) > 2 and addr[2] == PACKET_OUTGOING:
                 continue
             syn = parse_syn(data)
-            if syn is None or syn.src_ip not in pending or (syn.dport, syn.sport, syn.dst_ip) != (dport, sport, dst_ip):
+            if (syn is None or syn.src_ip not in pending
+                    or (syn.dport, syn.sport, syn.dst_ip) != (dport, sport, dst_ip)):
                 continue
             ts = time.time()
             for level, kind, value in anc:
@@ -231,8 +241,9 @@ def probe(sources: list[tuple[str, str]], server_ns: str, server_if: str, dst_ip
 
 
 def probe_main(argv: Sequence[str]) -> int:
-    ap = argparse.ArgumentParser(prog="controller.bench.auth probe",
-                                 description="SYNs from terminals' namespaces to a server; first arrivals")
+    ap = argparse.ArgumentParser(
+        prog="controller.bench.auth probe",
+        description="SYNs from terminals' namespaces to a server; first arrivals")
     ap.add_argument("--server-netns", required=True, help="e.g. /proc/<pid>/ns/net")
     ap.add_argument("--server-if", required=True)
     ap.add_argument("--dst", required=True)
@@ -278,7 +289,8 @@ class Bench:
 
     def authenticated(self) -> set[str]:
         rows = self.ctl.get("/crs/v1/terminals")
-        return {r["name"] for r in rows if r.get("authenticated")} if isinstance(rows, list) else set()
+        return ({r["name"] for r in rows if r.get("authenticated")}
+                if isinstance(rows, list) else set())
 
     def wait_revoked(self, names: list[str], fatal: bool = True) -> list[str]:
         """Wait until none of ``names`` is authenticated (our supplicant logs off on SIGTERM).
@@ -286,7 +298,7 @@ class Bench:
         try:
             wait_until(lambda: not (self.authenticated() & set(names)), self.timeout_s,
                        f"{len(names)} terminal(s) revoked")
-        except AssertionError:
+        except Timeout:
             if fatal:
                 raise
         return sorted(self.authenticated() & set(names))
@@ -296,7 +308,8 @@ class Bench:
     def static_neighbour(self, names: list[str]) -> None:
         srv = self.topo.host(SERVER)
         for n in names:
-            self.emu.host(n).cmd(f"ip neigh replace {srv.ip} lladdr {srv.mac} dev {n}-eth0 nud permanent")
+            self.emu.host(n).cmd(f"ip neigh replace {srv.ip} lladdr {srv.mac} dev {n}-eth0 "
+                                 "nud permanent")
 
     def teach_server_location(self) -> None:
         """Let every switch learn where the server is before (b), as a server that talks would
@@ -313,7 +326,8 @@ class Bench:
             srv.cmd(f"ip neigh replace {t.ip} lladdr {t.mac} dev {SERVER}-eth0 nud permanent; "
                     f"ping -c1 -W1 {t.ip} >/dev/null; ip neigh del {t.ip} dev {SERVER}-eth0")
 
-    def first_packet_round(self, names: list[str], sport: int, interval_ms: float, tag: str) -> dict:
+    def first_packet_round(self, names: list[str], sport: int, interval_ms: float,
+                           tag: str) -> dict:
         """One round: probe on, our supplicants started together, first arrivals, logoff."""
         self.wait_revoked(names)
         srv = self.topo.host(SERVER)
@@ -338,7 +352,8 @@ class Bench:
                 log = self.work / f"sup-{tag}-{n}.out"
                 p = self.emu.popen(n, [PYTHON, "-m", "controller.admission.supplicant_main",
                                        "--interface", f"{n}-eth0", "--identity", f"{n}@crs.example",
-                                       "--psk", self.psk(n), "--keys-out", str(self.work / f"keys-{n}.json")],
+                                       "--psk", self.psk(n),
+                                       "--keys-out", str(self.work / f"keys-{n}.json")],
                                    stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=str(ROOT))
                 sups[n] = (p, log)
             try:
@@ -362,13 +377,16 @@ class Bench:
                     p.wait()
         ip_of = {self.topo.host(n).ip: n for n in names}
         arrivals = {ip_of[ip]: r["arrival"] for ip, r in first.items() if ip in ip_of}
-        lat, missing = start_to_first_ms({n: t for n, t in starts.items() if t is not None}, arrivals)
+        known = {n: t for n, t in starts.items() if t is not None}
+        lat, missing = start_to_first_ms(known, arrivals)
         missing += [n for n, t in starts.items() if t is None]
         done = _text(out).splitlines()[-1:] or [""]
-        interval = next((float(x.split("=")[1]) for x in done[0].split() if x.startswith("mean_interval_ms=")), None)
+        interval = next((float(x.split("=")[1]) for x in done[0].split()
+                         if x.startswith("mean_interval_ms=")), None)
         return {"ms": lat, "missing": sorted(set(missing)),
                 "dropped_before_first": [r["seq"] for r in first.values()],
-                "send_to_arrival_ms": [(r["arrival"] - r["sent_at"]) * 1000 for r in first.values()],
+                "send_to_arrival_ms": [(r["arrival"] - r["sent_at"]) * 1000
+                                       for r in first.values()],
                 "mean_send_interval_ms": interval}
 
     def first_packet(self, single: str, names: list[str], runs: int, rounds: int,
@@ -382,7 +400,8 @@ class Bench:
         print(f"(b) 1 terminal: {runs} runs", flush=True)
         many = []
         for r in range(rounds):
-            many.append(self.first_packet_round(names, 21000 + r, concurrent_interval_ms, f"bn-{r}"))
+            many.append(self.first_packet_round(names, 21000 + r, concurrent_interval_ms,
+                                                f"bn-{r}"))
             print(f"(b) {len(names)} terminals: round {r + 1}/{rounds}", flush=True)
         not_revoked = self.wait_revoked(sorted(set(names) | {single}), fatal=False)
 
@@ -390,10 +409,12 @@ class Bench:
             ms = [x for r in rs for x in r["ms"]]
             s = common.summary(ms)
             intervals = [r["mean_send_interval_ms"] for r in rs if r["mean_send_interval_ms"]]
+            dropped = [float(x) for r in rs for x in r["dropped_before_first"]]
+            to_arrival = [x for r in rs for x in r["send_to_arrival_ms"]]
             return {"start_to_first_packet_ms": s, "p50_ms": s["p50"], "p99_ms": s["p99"],
                     "missing": sum(len(r["missing"]) for r in rs),
-                    "syns_dropped_before_first": common.summary([float(x) for r in rs for x in r["dropped_before_first"]]),
-                    "send_to_arrival_ms": common.summary([x for r in rs for x in r["send_to_arrival_ms"]]),
+                    "syns_dropped_before_first": common.summary(dropped),
+                    "send_to_arrival_ms": common.summary(to_arrival),
                     "mean_send_interval_ms": sum(intervals) / len(intervals) if intervals else None}
         return {"single": {"runs": runs, "syn_interval_ms": interval_ms, **agg(one)},
                 "concurrent": {"n_terminals": len(names), "rounds": rounds,
@@ -457,26 +478,13 @@ class Bench:
         c_re = common.summary([x for e in per for x in e.success_ms[1:]])
         return {
             "single": {"first_ms": one.success_ms[0] if one.success_ms else None, "reauth_ms": s_re,
-                       "p50_ms": s_re["p50"], "p99_ms": s_re["p99"], "failures": len(one.failure_ms)},
+                       "p50_ms": s_re["p50"], "p99_ms": s_re["p99"],
+                       "failures": len(one.failure_ms)},
             "concurrent": {"n_terminals": len(names), "first_ms": first, "all_first_done_s": cold_s,
                            "reauth_ms": c_re, "p50_ms": c_re["p50"], "p99_ms": c_re["p99"],
                            "failures": sum(len(e.failure_ms) for e in per),
                            "unfinished": sum(e.unfinished for e in per)},
         }
-
-
-def controller_config(work: Path, topology_file: Path, eapol_pps: int) -> Path:
-    """The controller's YAML: authentication on, the CRS off (only X.1124 is measured)."""
-    cfg = work / "controller.yaml"
-    cfg.write_text(f"""
-admission: {{mode: authenticate, credentials: {ROOT}/config/credentials.yaml,
-            authorization: {ROOT}/config/authorization.yaml, session_s: 3600, eapol_pps: {eapol_pps}}}
-crs: {{enabled: false, policy: {ROOT}/config/crs_policy.yaml}}
-topology: {topology_file}
-audit_log: {work}/audit.jsonl
-demo: true
-""")
-    return cfg
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -497,18 +505,21 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
     from controller.admission.credentials import load_credentials
     from controller.bench import auth_reference
     from controller.config import load_yaml
-    from controller.emulation.net import Emulation, Options
+    from controller.emulation.net import start_network
 
     if min(n_terminals, runs, rounds, first_packet_runs) < 1 or first_packet_rounds < 0:
-        raise ValueError("n_terminals, runs, rounds, first_packet_runs >= 1; first_packet_rounds >= 0")
+        raise ValueError("n_terminals, runs, rounds, first_packet_runs >= 1; "
+                         "first_packet_rounds >= 0")
     if n_terminals > 3 * terminals_per_cell:
-        raise ValueError(f"{n_terminals} terminals need terminals_per_cell >= {-(-n_terminals // 3)}")
+        raise ValueError(f"{n_terminals} terminals need terminals_per_cell >= "
+                         f"{-(-n_terminals // 3)}")
     t_begin = time.monotonic()
     creds = load_credentials(ROOT / "config/credentials.yaml")
     result: dict[str, Any] = {}
     phases: dict[str, float] = {}
     if reference:
-        print(f"reference: hostapd, 1 terminal x {runs}, {n_terminals} terminals x {rounds} rounds", flush=True)
+        print(f"reference: hostapd, 1 terminal x {runs}, {n_terminals} terminals x {rounds} "
+              "rounds", flush=True)
         result["reference"] = auth_reference.run(n_terminals, runs, timeout_s, rounds=rounds)
         phases["reference"] = time.monotonic() - t_begin
     with tempfile.TemporaryDirectory(prefix="crs-bench-auth-") as tmp:
@@ -521,14 +532,12 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
         topo = topology.load(topo_path)
         names = [h.name for h in topo.terminals()][:n_terminals]
         single = names[0]
-        cfg = controller_config(work, topo_path, eapol_pps)
-        with ControllerProcess(work / "ctl", ["--config", str(cfg)]) as ctl:
-            emu = Emulation(topo, Options(controller_port=ctl.ofp_port, shaping=False))
-            emu.start()
+        # authentication on, the CRS off (only X.1124 is measured)
+        cfg = controller_config(work / "controller.yaml", topo_path, session_s=3600,
+                                extra={"admission": {"eapol_pps": eapol_pps}})
+        with ControllerProcess(work / "ctl", cfg) as ctl:
+            emu = start_network(topo, ctl)
             try:
-                emu.wait_connected(60)
-                wait_until(lambda: len(ctl.status()["switches"]) == len(topo.switches), 30,
-                           "all switches known to the controller")
                 b = Bench(emu, ctl, work, creds, timeout_s)
                 t = time.monotonic()
                 result["ours"] = b.eap(single, names, runs, rounds)
@@ -538,11 +547,11 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
                 # wpa_supplicant left behind) on the same OpenFlow port: the switches reconnect
                 # and their tables are rebuilt. Last, because 50 x 1000 SYN/s may overload it.
                 ctl.stop()
-                ctl = ControllerProcess(work / "ctl-b", ["--config", str(cfg)], ofp_port=ctl.ofp_port)
+                ctl = ControllerProcess(work / "ctl-b", cfg, ofp_port=ctl.ofp_port)
                 ctl.start()
                 try:
-                    wait_until(lambda: len(ctl.status()["switches"]) == len(topo.switches), 60,
-                               "all switches reconnected to the second controller")
+                    ctl.wait_switches(len(topo.switches), 60,
+                                      "all switches reconnected to the second controller")
                     b.ctl = ctl
                     result["ours_first_packet"] = b.first_packet(
                         single, names, first_packet_runs, first_packet_rounds, interval_ms,
@@ -559,14 +568,15 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
         for side in ("single", "concurrent"):
             for p in ("p50_ms", "p99_ms"):
                 ratio[f"{side}_{p[:3]}_ours_over_reference"] = _ratio(ours[side][p], ref[side][p])
-        ratio["concurrent_first_p50_ours_over_reference"] = _ratio(ours["concurrent"]["first_ms"]["p50"],
-                                                                   ref["concurrent"]["first_ms"]["p50"])
+        ratio["concurrent_first_p50_ours_over_reference"] = _ratio(
+            ours["concurrent"]["first_ms"]["p50"], ref["concurrent"]["first_ms"]["p50"])
     result["ratio"] = ratio
     result["parameters"] = {
         "method": "EAP-PSK", "topology": topo.name, "terminals_per_cell": terminals_per_cell,
         "n_terminals": n_terminals, "single_terminal": single, "runs": runs, "rounds": rounds,
         "first_packet_runs": first_packet_runs, "first_packet_rounds": first_packet_rounds,
-        "syn_interval_ms": interval_ms, "server": f"{SERVER} {topo.host(SERVER).ip} tcp/{SERVER_PORT}",
+        "syn_interval_ms": interval_ms,
+        "server": f"{SERVER} {topo.host(SERVER).ip} tcp/{SERVER_PORT}",
         "eapol_pps": eapol_pps, "crs_enabled": False, "link_shaping": False,
         "eap_timing": "wpa_supplicant -t: CTRL-EVENT-EAP-STARTED to CTRL-EVENT-EAP-SUCCESS",
         "first_packet_timing": "our supplicant's EAPOL-START line (wall clock before send) to the "
@@ -593,11 +603,12 @@ def report_table(res: dict[str, Any]) -> str:
                      r.get("p50_ms"), r.get("p99_ms"), ratio.get(f"{side}_p50_ours_over_reference"),
                      ratio.get(f"{side}_p99_ours_over_reference")])
     oc, rc = ours["concurrent"]["first_ms"], ref.get("concurrent", {}).get("first_ms", {})
-    rows.append([f"(a) EAP first, {n} at once", oc["n"], oc["p50"], oc["p99"], rc.get("p50"), rc.get("p99"),
-                 _ratio(oc["p50"], rc.get("p50")), _ratio(oc["p99"], rc.get("p99"))])
+    rows.append([f"(a) EAP first, {n} at once", oc["n"], oc["p50"], oc["p99"], rc.get("p50"),
+                 rc.get("p99"), _ratio(oc["p50"], rc.get("p50")), _ratio(oc["p99"], rc.get("p99"))])
     for side, label in (("single", "1 terminal"), ("concurrent", f"{n} at once")):
         s = fp[side]["start_to_first_packet_ms"]
-        rows.append([f"(b) Start->first pkt, {label}", s["n"], s["p50"], s["p99"], None, None, None, None])
+        rows.append([f"(b) Start->first pkt, {label}", s["n"], s["p50"], s["p99"],
+                     None, None, None, None])
     return common.table(rows, ["measurement", "n", "ours p50 ms", "ours p99 ms", "hostapd p50 ms",
                                "hostapd p99 ms", "ratio p50", "ratio p99"])
 
@@ -618,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(a.out, a.terminals, a.runs, a.rounds, a.first_packet_runs, a.first_packet_rounds,
             reference=not a.no_reference)
-    except (RuntimeError, ValueError, AssertionError) as exc:
+    except (RuntimeError, ValueError, Timeout) as exc:
         print(f"bench auth: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -23,11 +23,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from controller.emulation.processes import wait_until
+from controller.emulation.processes import Timeout, wait_until
 
 from . import common
-from .wpa import (Ctrl, Exchanges, VethNamespaces, exchanges, run_in, start_supplicant,
-                  stop_process, wait_results, write_supplicant_config)
+from .wpa import (
+    Ctrl,
+    Exchanges,
+    VethNamespaces,
+    exchanges,
+    run_in,
+    start_supplicant,
+    stop_process,
+    wait_results,
+    write_supplicant_config,
+)
 
 IDENTITY = "c1t1@crs.example"
 PSK = "00112233445566778899aabbccddeeff"      # DEMO ONLY (ops1's key in config/credentials.yaml)
@@ -130,7 +139,8 @@ def run(n_terminals: int = 50, runs: int = 30, timeout_s: float = 60.0,
         raise ValueError("n_terminals, runs and rounds must be >= 1")
     users = {f"c1t{i + 1}@crs.example": PSK for i in range(n_terminals)}
     idents = list(users)
-    with VethNamespaces(n_terminals) as net, tempfile.TemporaryDirectory(prefix="crs-authref-") as d:
+    with (VethNamespaces(n_terminals) as net,
+          tempfile.TemporaryDirectory(prefix="crs-authref-") as d):
         ref = Reference(net, Path(d), users)
         try:
             # single terminal: first exchange, then `runs` re-authentications one by one
@@ -182,7 +192,8 @@ def run(n_terminals: int = 50, runs: int = 30, timeout_s: float = 60.0,
 
 def main(argv: list[str] | None = None) -> int:
     """`crs bench auth-reference`: run, write results/bench/auth_reference.json, print a table."""
-    ap = argparse.ArgumentParser(prog="crs bench auth-reference", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="crs bench auth-reference",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--terminals", type=int, default=50)
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--out", default=str(common.ROOT / "results" / "bench"))
@@ -196,13 +207,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         res = run(args.terminals, args.runs)
-    except (RuntimeError, ValueError, AssertionError) as exc:
+    except (RuntimeError, ValueError, Timeout) as exc:
         print(f"auth-reference: {exc}", file=sys.stderr)
         return 1
     path = common.write(args.out, "auth_reference", res)
     s, c = res["single"], res["concurrent"]
     print(common.table([
-        ["hostapd, 1 terminal", s["reauth_ms"]["n"], s["p50_ms"], s["p99_ms"], s["first_ms"], s["failures"]],
+        ["hostapd, 1 terminal", s["reauth_ms"]["n"], s["p50_ms"], s["p99_ms"], s["first_ms"],
+         s["failures"]],
         [f"hostapd, {c['n_terminals']} at once", c["reauth_ms"]["n"], c["p50_ms"], c["p99_ms"],
          c["first_ms"]["p50"], c["failures"]]],
         ["EAP-PSK (STARTED->SUCCESS)", "n", "p50 ms", "p99 ms", "first ms", "failures"]))

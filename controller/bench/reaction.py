@@ -42,7 +42,14 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from controller.emulation.processes import ROOT, ControllerProcess, wait_until
+from controller import jsonfile
+from controller.emulation.processes import (
+    ROOT,
+    ControllerProcess,
+    Timeout,
+    controller_config,
+    wait_until,
+)
 
 DATAGRAM = struct.Struct("!Qd")     # sequence number, send time (Unix seconds)
 UDP_PORT = 5555
@@ -62,7 +69,9 @@ class Terminal:
 
     def __init__(self, keys_file: Path, scs_url: str, target: tuple[str, int] | None,
                  listen: int | None, interval_s: float, dump: Path):
-        keys = json.loads(keys_file.read_text())
+        keys = jsonfile.read(keys_file)
+        if keys is None:
+            raise ValueError(f"{keys_file}: no keys (not a JSON object, or missing)")
         self.identity: str = keys["identity"]
         self.key = bytes.fromhex(keys["crs_report_key"])
         self.scs_url = scs_url
@@ -247,16 +256,9 @@ def analyse_trial(t0: float, t_release: float, sent: array,
 
 def audit_times(audit_file: Path, identity: str, t0s: list[float]) -> list[dict[str, Any]]:
     """Per trial: t0 -> "sci_report" and "sci_report" -> "flows" (INFECTED) in ms."""
-    events = []
-    if audit_file.exists():
-        for line in audit_file.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if rec.get("terminal") == identity and rec.get("level") == "INFECTED" and \
-                    rec.get("event") in ("sci_report", "flows"):
-                events.append(rec)
+    events = [rec for rec in jsonfile.read_lines(audit_file)
+              if rec.get("terminal") == identity and rec.get("level") == "INFECTED"
+              and rec.get("event") in ("sci_report", "flows")]
     out = []
     for i, t0 in enumerate(t0s):
         nxt = t0s[i + 1] if i + 1 < len(t0s) else float("inf")
@@ -275,6 +277,7 @@ def audit_times(audit_file: Path, identity: str, t0s: list[float]) -> list[dict[
 def write_configs(run_dir: Path, topo_file: str) -> Path:
     """Controller config + a policy copy whose reports stay fresh for the whole run."""
     import yaml
+
     from controller.config import load_yaml
     from controller.crs.policy import load_policy
     policy = load_yaml(ROOT / "config/crs_policy.yaml")
@@ -283,13 +286,8 @@ def write_configs(run_dir: Path, topo_file: str) -> Path:
     pfile.write_text(yaml.safe_dump(policy, sort_keys=False))
     load_policy(pfile)          # the copy must still pass the policy checks
     cfg = run_dir / "controller.yaml"
-    cfg.write_text(yaml.safe_dump({
-        "admission": {"mode": "authenticate", "credentials": str(ROOT / "config/credentials.yaml"),
-                      "authorization": str(ROOT / "config/authorization.yaml"),
-                      "session_s": 3600},
-        "crs": {"enabled": True, "policy": str(pfile)},
-        "topology": str(ROOT / topo_file),
-        "audit_log": str(run_dir / "audit.jsonl"), "demo": True}, sort_keys=False))
+    controller_config(cfg, ROOT / topo_file, crs=True, policy=pfile,
+                      audit_log=run_dir / "audit.jsonl", session_s=3600)
     return cfg
 
 
@@ -330,7 +328,7 @@ def run(out_dir: str = "results/bench", trials: int = 100, interval_ms: float = 
     from controller import topology
     from controller.admission.credentials import load_credentials
     from controller.bench import common
-    from controller.emulation.net import Emulation, Options
+    from controller.emulation.net import start_network
 
     topo = topology.load(ROOT / topology_file)
     creds = load_credentials(ROOT / "config/credentials.yaml")
@@ -343,12 +341,8 @@ def run(out_dir: str = "results/bench", trials: int = 100, interval_ms: float = 
     try:
         cfg = write_configs(run_dir, topology_file)
         with ControllerProcess(run_dir / "controller", ["--config", str(cfg)]) as ctl:
-            emu = Emulation(topo, Options(controller_port=ctl.ofp_port, shaping=False))
-            emu.start()     # Emulation is not a context manager: stop() in finally
+            emu = start_network(topo, ctl)      # stopped in finally
             try:
-                emu.wait_connected(60)
-                wait_until(lambda: len(ctl.status()["switches"]) == len(topo.switches), 30,
-                           "all switches known to the controller")
                 scs = f"http://{topo.service_ip}:{ctl.rest_port}"
                 keys = {}
                 for host in (ATTACKER, VICTIM):
@@ -402,7 +396,7 @@ def run(out_dir: str = "results/bench", trials: int = 100, interval_ms: float = 
                         return r["at"] is not None and r["now"] - r["at"] > quiet
                     try:
                         wait_until(silent, 5, "victim hears nothing more", interval=0.02)
-                    except AssertionError as exc:
+                    except Timeout as exc:
                         failures.append(f"trial {i}: {exc}")
                     rel = attacker.ask("report clean")
                     if rel.get("level") != "COMPLIANT":

@@ -25,7 +25,8 @@ from typing import IO, Callable, Sequence
 from controller.emulation.processes import wait_until
 
 EVENT_RE = re.compile(r"^(\d+\.\d+): (?:(\S+): )?(CTRL-EVENT-[A-Z0-9-]+)(.*)$")
-STARTED, SUCCESS, FAILURE = "CTRL-EVENT-EAP-STARTED", "CTRL-EVENT-EAP-SUCCESS", "CTRL-EVENT-EAP-FAILURE"
+STARTED, SUCCESS, FAILURE = (
+    "CTRL-EVENT-EAP-STARTED", "CTRL-EVENT-EAP-SUCCESS", "CTRL-EVENT-EAP-FAILURE")
 
 Popen = Callable[[list[str], IO], "subprocess.Popen"]
 
@@ -36,7 +37,8 @@ def _quote(v: str) -> str:
     return f'"{v}"'
 
 
-def supplicant_config(identity: str, password: str, eap: str = "PSK", ctrl_dir: str | Path | None = None) -> str:
+def supplicant_config(identity: str, password: str, eap: str = "PSK",
+                      ctrl_dir: str | Path | None = None) -> str:
     """wpa_supplicant.conf for wired 802.1X. EAP-PSK's password is the PSK as 32 hex digits
     (unquoted); other methods take a quoted password."""
     if eap.upper() == "PSK":
@@ -61,8 +63,9 @@ def write_supplicant_config(path: str | Path, identity: str, password: str, eap:
     return p
 
 
-def start_supplicant(interface: str, conf: str | Path, log_path: str | Path, netns: str | None = None,
-                     popen: Popen | None = None, binary: str = "wpa_supplicant") -> subprocess.Popen:
+def start_supplicant(interface: str, conf: str | Path, log_path: str | Path,
+                     netns: str | None = None, popen: Popen | None = None,
+                     binary: str = "wpa_supplicant") -> subprocess.Popen:
     """Start ``wpa_supplicant -D wired -t`` on an interface; its output goes to ``log_path``.
 
     ``netns`` runs it through ``ip netns exec``; ``popen(argv, out)`` lets a caller start it
@@ -75,7 +78,8 @@ def start_supplicant(interface: str, conf: str | Path, log_path: str | Path, net
             return popen(argv, out)
         if netns:
             argv = ["ip", "netns", "exec", netns] + argv
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
     finally:
         out.close()       # the child holds its own copy
 
@@ -161,7 +165,8 @@ class Ctrl:
 
     def request(self, cmd: str) -> str:
         """Send one command (e.g. "REAUTHENTICATE", "STATUS"); the reply text."""
-        local = os.path.join(tempfile.gettempdir(), f"crs-wpactrl-{os.getpid()}-{os.urandom(4).hex()}")
+        local = os.path.join(tempfile.gettempdir(),
+                             f"crs-wpactrl-{os.getpid()}-{os.urandom(4).hex()}")
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             s.bind(local)

@@ -264,7 +264,7 @@ class Agent:
             def log_message(self, fmt: str, *args: Any) -> None:
                 log.debug(fmt, *args)
 
-            def do_POST(self) -> None:  # noqa: N802 (http.server naming)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 if self.path != crsap.HTTP_PATH or not 0 < length <= crsap.MAX_SIZE:
                     self.send_error(400)

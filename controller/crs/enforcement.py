@@ -14,6 +14,7 @@ changes its MAC or IP stays caught. Bands (tables.Priority), highest first:
 - SEC_REDIRECT  web redirection (see below).
 - SEC_DENY+200  restricted applications (ASC), e.g. tcp/25: dropped.
 - SEC_DENY+100  scope "group": destinations in the group -> forwarding (metered if limited).
+- SEC_DENY+90   redirected web: ARP to anyone -> forwarding (metered if limited).
 - SEC_DENY      everything else from the port: dropped (isolate, scope none/group), or
                 metered when the group is sealed in "meter" mode.
 - SEC_METER     rate limit: everything from the port through the terminal's meter.
@@ -38,8 +39,19 @@ from typing import Iterable, Sequence
 
 from controller.crs.decision import Decision, Location
 from controller.openflow.ofmsg import (
-    ETH_TYPE_ARP, ETH_TYPE_IP, IPPROTO_TCP, IPPROTO_UDP, OFPP_CONTROLLER, Apply, FlowMod,
-    Goto, Message, Meter, MeterMod, Output, SetField,
+    ETH_TYPE_ARP,
+    ETH_TYPE_IP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    OFPP_CONTROLLER,
+    Apply,
+    FlowMod,
+    Goto,
+    Message,
+    Meter,
+    MeterMod,
+    Output,
+    SetField,
 )
 from controller.openflow.tables import FORWARDING, SECURITY, Priority
 
@@ -106,8 +118,10 @@ def _allow_services(sub: int, prio: int, port: int, svc: ServiceAddresses) -> li
                           sub=sub) for a in (svc.controller_ip, svc.update_ip)]
     msgs += [SECURITY.flow(prio, {**tcp_ctl, "tcp_dst": p}, [_goto()], sub=sub)
              for p in svc.controller_ports]
-    msgs.append(SECURITY.flow(prio, {**tcp_ctl, "tcp_src": svc.agent_port,
-                                     "tcp_dst": (0x8000, 0x8000)}, [_goto()], sub=sub))
+    # one step below: a controller port in the ephemeral range (>= 32768) also matches this
+    # flow, and two overlapping flows must not share a priority (same instructions anyway)
+    msgs.append(SECURITY.flow(prio - 10, {**tcp_ctl, "tcp_src": svc.agent_port,
+                                          "tcp_dst": (0x8000, 0x8000)}, [_goto()], sub=sub))
     msgs.append(SECURITY.flow(prio, {**ip, "ipv4_dst": svc.update_ip}, [_goto()], sub=sub))
     return msgs
 
@@ -147,7 +161,8 @@ def terminal_flows(decision: Decision, loc: Location, svc: ServiceAddresses,
             "in_port": port, "eth_type": ETH_TYPE_IP, "ip_proto": proto, key: s.port}, [],
             sub=n))
     if decision.redirect_web and not decision.isolate:
-        msgs.append(_arp_to(n, Priority.SEC_DENY + 100, port, None, fwd))
+        # below the group's ARP flows (+100), which it contains; same instructions
+        msgs.append(_arp_to(n, Priority.SEC_DENY + 90, port, None, fwd))
     if decision.isolate or decision.scope != "all":
         if decision.scope == "group" and not decision.isolate:
             for peer in peers:

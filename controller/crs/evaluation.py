@@ -39,7 +39,8 @@ TESTS: dict[str, Callable[[dict[str, Any], Any], bool]] = {
     "threats_present": lambda s, want: bool(_threats(s)) == want,
     "patch_level_below": lambda s, n: _below(_int(s, "os", "patch_level"), n),
     "signature_version_below": lambda s, n: _below(_int(s, "antivirus", "signature_version"), n),
-    "agent_version_below": lambda s, v: version_tuple(s.get("agent_version", "")) < version_tuple(v),
+    "agent_version_below": lambda s, v: (version_tuple(s.get("agent_version", ""))
+                                         < version_tuple(v)),
     "firewall": lambda s, want: s.get("firewall") is want,
     "os_name_in": lambda s, names: (s.get("os") or {}).get("name") in names,
     "attackers_reported": lambda s, want: bool(s.get("attackers")) == want,

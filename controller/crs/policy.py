@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from controller.config import (
-    ConfigError, Field, Validator, in_range, is_name, load_yaml, one_of,
+    ConfigError,
+    Field,
+    Validator,
+    in_range,
+    is_name,
+    load_yaml,
+    one_of,
 )
 from controller.crs.decision import ACTIONS, SCOPES, Level, Service
 
@@ -52,79 +58,7 @@ def _is_url(value: str) -> str | None:
     return None if re.match(r"^https?://[^\s/]+", value) else f"{value!r} is not an http URL"
 
 
-LEVEL_CONTROL: dict[str, Field] = {
-    "actions": Field(list, required=True, items=Field(str, check=one_of(*ACTIONS))),
-    "restrict_apps": Field(list, default=[], items=Field(str, check=_is_service)),
-    "rate_limit_kbps": Field(int, check=in_range(8, 10_000_000)),
-    "scope": Field(str, default="all", check=one_of(*SCOPES)),
-    "update": Field(str, check=is_name),
-}
-
-SCHEMA: dict[str, Field] = {
-    "version": Field(int, required=True, check=in_range(0, 2 ** 31)),
-    "report": Field(dict, default={}, items={
-        "interval_s": Field(float, default=10.0, check=in_range(0.1, 86400)),
-        "stale_after_s": Field(float, default=45.0, check=in_range(0.1, 86400 * 7)),
-    }),
-    "evaluation": Field(dict, required=True, items={
-        "default": Field(str, default="COMPLIANT", check=one_of(*LEVEL_NAMES)),
-        "rules": Field(list, default=[], items={
-            "name": Field(str, required=True, check=is_name),
-            "level": Field(str, required=True, check=one_of(*LEVEL_NAMES)),
-            "when": Field(dict, default={}, items=CONDITIONS),
-        }),
-    }),
-    "control": Field(dict, required=True, items={
-        "levels": Field(dict, required=True,
-                        items={lv: Field(dict, required=True, items=LEVEL_CONTROL)
-                               for lv in LEVEL_NAMES}),
-        "groups": Field(dict, default={}, items=Field(dict)),
-    }),
-    "updates": Field(dict, default={}, items={
-        "server_url": Field(str, default="http://10.0.100.20/updates", check=_is_url),
-        "items": Field(dict, default={}, items=Field(dict, items={
-            "patch_level": Field(int, check=in_range(0, 2 ** 31)),
-            "signature_version": Field(int, check=in_range(0, 2 ** 31)),
-            "agent_version": Field(str, check=_is_version),
-            "clean": Field(bool, default=False),
-            "firewall": Field(bool),
-        })),
-        "max_concurrent": Field(int, default=5, check=in_range(1, 100_000)),
-        "per_second": Field(float, default=2.0, check=in_range(0.001, 100_000)),
-        "timeout_s": Field(float, default=60.0, check=in_range(1, 86400)),
-    }),
-    "correlation": Field(dict, default={}, items={
-        "accusers_k": Field(int, default=2, check=in_range(2, 1000)),
-        "window_s": Field(float, default=60.0, check=in_range(1, 86400)),
-        "accused_level": Field(str, default="INFECTED", check=one_of(*LEVEL_NAMES)),
-        "scan": Field(dict, default={}, items={
-            "weight": Field(int, default=1, check=in_range(0, 1000)),
-            "hold_s": Field(float, default=60.0, check=in_range(1, 86400)),
-            "trw": Field(dict, default={}, items={
-                "enabled": Field(bool, default=True),
-                "theta0": Field(float, default=0.8, check=in_range(0.0, 1.0)),
-                "theta1": Field(float, default=0.2, check=in_range(0.0, 1.0)),
-                "alpha": Field(float, default=0.01, check=in_range(0.0, 1.0)),
-                "beta": Field(float, default=0.99, check=in_range(0.0, 1.0)),
-            }),
-            "new_destinations": Field(dict, default={}, items={
-                "enabled": Field(bool, default=True),
-                "max": Field(int, default=20, check=in_range(1, 1_000_000)),
-                "window_s": Field(float, default=10.0, check=in_range(0.1, 86400)),
-            }),
-        }),
-        "group_seal": Field(dict, default={}, items={
-            "enabled": Field(bool, default=True),
-            "infected_m": Field(int, default=3, check=in_range(1, 1_000_000)),
-            "release_below": Field(int, default=0, check=in_range(0, 1_000_000)),
-            "mode": Field(str, default="drop", check=one_of("drop", "meter")),
-            "meter_kbps": Field(int, default=500, check=in_range(8, 10_000_000)),
-        }),
-    }),
-}
-
-
-# --- typed result ----------------------------------------------------------------------
+# --- typed result (the schema below takes its defaults from these classes) -------------
 
 @dataclass(frozen=True)
 class Rule:
@@ -164,7 +98,7 @@ class CorrelationParams:
     new_dest_window_s: float = 10.0
     seal_enabled: bool = True
     seal_m: int = 3
-    seal_release_below: int = 3     # unseal when the count drops below this (<= m)
+    seal_release_below: int = seal_m    # unseal when the count drops below this (<= m)
     seal_mode: str = "drop"
     seal_meter_kbps: int = 500
 
@@ -194,6 +128,87 @@ class Policy:
 
     def update_url(self, item: str) -> str:
         return f"{self.update_server_url.rstrip('/')}/{item}"
+
+
+# --- schema ----------------------------------------------------------------------------
+
+LEVEL_CONTROL: dict[str, Field] = {
+    "actions": Field(list, required=True, items=Field(str, check=one_of(*ACTIONS))),
+    "restrict_apps": Field(list, default=[], items=Field(str, check=_is_service)),
+    "rate_limit_kbps": Field(int, check=in_range(8, 10_000_000)),
+    "scope": Field(str, default=LevelControl.scope, check=one_of(*SCOPES)),
+    "update": Field(str, check=is_name),
+}
+
+_C, _T = CorrelationParams, TRWParams     # the defaults below are theirs
+
+SCHEMA: dict[str, Field] = {
+    "version": Field(int, required=True, check=in_range(0, 2 ** 31)),
+    "report": Field(dict, default={}, items={
+        "interval_s": Field(float, default=Policy.report_interval_s, check=in_range(0.1, 86400)),
+        "stale_after_s": Field(float, default=Policy.stale_after_s,
+                               check=in_range(0.1, 86400 * 7)),
+    }),
+    "evaluation": Field(dict, required=True, items={
+        "default": Field(str, default="COMPLIANT", check=one_of(*LEVEL_NAMES)),
+        "rules": Field(list, default=[], items={
+            "name": Field(str, required=True, check=is_name),
+            "level": Field(str, required=True, check=one_of(*LEVEL_NAMES)),
+            "when": Field(dict, default={}, items=CONDITIONS),
+        }),
+    }),
+    "control": Field(dict, required=True, items={
+        "levels": Field(dict, required=True,
+                        items={lv: Field(dict, required=True, items=LEVEL_CONTROL)
+                               for lv in LEVEL_NAMES}),
+        "groups": Field(dict, default={}, items=Field(dict)),
+    }),
+    "updates": Field(dict, default={}, items={
+        "server_url": Field(str, default=Policy.update_server_url, check=_is_url),
+        "items": Field(dict, default={}, items=Field(dict, items={
+            "patch_level": Field(int, check=in_range(0, 2 ** 31)),
+            "signature_version": Field(int, check=in_range(0, 2 ** 31)),
+            "agent_version": Field(str, check=_is_version),
+            "clean": Field(bool, default=False),
+            "firewall": Field(bool),
+        })),
+        "max_concurrent": Field(int, default=Policy.update_max_concurrent,
+                                check=in_range(1, 100_000)),
+        "per_second": Field(float, default=Policy.update_per_second,
+                            check=in_range(0.001, 100_000)),
+        "timeout_s": Field(float, default=Policy.update_timeout_s, check=in_range(1, 86400)),
+    }),
+    "correlation": Field(dict, default={}, items={
+        "accusers_k": Field(int, default=_C.accusers_k, check=in_range(2, 1000)),
+        "window_s": Field(float, default=_C.window_s, check=in_range(1, 86400)),
+        "accused_level": Field(str, default=_C.accused_level.value, check=one_of(*LEVEL_NAMES)),
+        "scan": Field(dict, default={}, items={
+            "weight": Field(int, default=_C.scan_weight, check=in_range(0, 1000)),
+            "hold_s": Field(float, default=_C.scan_hold_s, check=in_range(1, 86400)),
+            "trw": Field(dict, default={}, items={
+                "enabled": Field(bool, default=_T.enabled),
+                "theta0": Field(float, default=_T.theta0, check=in_range(0.0, 1.0)),
+                "theta1": Field(float, default=_T.theta1, check=in_range(0.0, 1.0)),
+                "alpha": Field(float, default=_T.alpha, check=in_range(0.0, 1.0)),
+                "beta": Field(float, default=_T.beta, check=in_range(0.0, 1.0)),
+            }),
+            "new_destinations": Field(dict, default={}, items={
+                "enabled": Field(bool, default=_C.new_dest_enabled),
+                "max": Field(int, default=_C.new_dest_max, check=in_range(1, 1_000_000)),
+                "window_s": Field(float, default=_C.new_dest_window_s,
+                                  check=in_range(0.1, 86400)),
+            }),
+        }),
+        "group_seal": Field(dict, default={}, items={
+            "enabled": Field(bool, default=_C.seal_enabled),
+            "infected_m": Field(int, default=_C.seal_m, check=in_range(1, 1_000_000)),
+            # 0: the same as infected_m
+            "release_below": Field(int, default=0, check=in_range(0, 1_000_000)),
+            "mode": Field(str, default=_C.seal_mode, check=one_of("drop", "meter")),
+            "meter_kbps": Field(int, default=_C.seal_meter_kbps, check=in_range(8, 10_000_000)),
+        }),
+    }),
+}
 
 
 def load_policy(path: str | Path) -> Policy:

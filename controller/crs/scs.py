@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from controller.crs import messages as crsap
-from controller.effects import Audit, Count, Log, Rejected
 from controller.crs.control import Override, decide
 from controller.crs.correlation import Correlator
 from controller.crs.decision import Decision, Level, Location, worse
 from controller.crs.evaluation import evaluate
 from controller.crs.policy import Policy
+from controller.effects import Audit, Count, Log, Rejected
 
 SCS_SENDER = "scs"
 ELIGIBLE_ACCUSER_LEVELS = (Level.COMPLIANT, Level.VULNERABLE)

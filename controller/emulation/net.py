@@ -19,13 +19,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from controller.emulation.record import Record, existing_bridges, records, teardown
+from controller.topology import Topology
 from mininet.link import Link, TCIntf, TCLink
 from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import Host, OVSSwitch, RemoteController
-
-from controller.emulation.record import Record, existing_bridges, records, teardown
-from controller.topology import Topology
 
 SERVICE_NODE = "crssvc"
 LOCK_FILE = "/run/lock/crs-emulation.lock"
@@ -230,6 +229,25 @@ class Emulation:
                        capture_output=True, check=False)
 
 
+def start_network(topo: Topology, ctl: Any, *, shaping: bool = False,
+                  connect_timeout_s: float = 60.0, known_timeout_s: float = 30.0,
+                  emulation_cls: type[Emulation] = Emulation) -> Emulation:
+    """Bring `topo` up under the controller process `ctl` (emulation.processes.
+    ControllerProcess) and return it once every switch is connected and the controller
+    reports all of them (a Ryu reference app, which has no status, only the former). What
+    was started is stopped when it fails; otherwise the caller stops it."""
+    emu = emulation_cls(topo, Options(controller_port=ctl.ofp_port, shaping=shaping))
+    emu.start()          # waits its turn on the machine-wide lock
+    try:
+        emu.wait_connected(connect_timeout_s)
+        if not getattr(ctl, "ryu_app", None):
+            ctl.wait_switches(len(topo.switches), known_timeout_s)
+    except BaseException:
+        emu.stop()
+        raise
+    return emu
+
+
 def acquire_lock(timeout_s: float = 1800.0) -> int:
     """One emulated network at a time on a machine: they share the service address (one
     root-namespace route) and switch names. A second one waits its turn, in arrival order:
@@ -266,7 +284,7 @@ class _deadline:
         import threading
         self.active = threading.current_thread() is threading.main_thread()
         if self.active:
-            def expired(signum, frame):  # noqa: ARG001
+            def expired(signum, frame):
                 raise TimeoutError
             self.old = signal.signal(signal.SIGALRM, expired)
             signal.alarm(self.seconds)

@@ -1,8 +1,10 @@
 """Controller processes started by tests, benchmarks, the demo and experiments.
 
 A `ControllerProcess` is a real `crs controller` (ryu-manager) child process on free ports,
-stopped by its own PID. `wait_until` is the one way this project waits: poll a condition
-until a deadline, then fail naming what did not happen.
+stopped by its own PID. `controller_config` writes the configuration of one that
+authenticates terminals (X.1124, optionally with the reacting system). `wait_until` is the one
+way this project waits: poll a condition until a deadline, then fail naming what did not
+happen.
 """
 from __future__ import annotations
 
@@ -17,12 +19,17 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Callable
 
+import yaml
+
 from controller.restguard import auth_header, read_token
 
 ROOT = Path(__file__).resolve().parents[2]
+CREDENTIALS = ROOT / "config" / "credentials.yaml"      # the shipped (public) demo secrets
+AUTHORIZATION = ROOT / "config" / "authorization.yaml"
+CRS_POLICY = ROOT / "config" / "crs_policy.yaml"
 
 
-class Timeout(AssertionError):
+class Timeout(Exception):
     pass
 
 
@@ -46,6 +53,53 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def auth_document(topology: str | Path, *, crs: bool = False,
+                  policy: str | Path | None = None, audit_log: str | Path | None = None,
+                  session_s: int | None = None, credentials: str | Path | None = None,
+                  authorization: str | Path | None = None, demo: bool = True,
+                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The configuration (config/controller.yaml schema) of a controller that authenticates
+    terminals: the shipped credentials and authorization unless others are given, `demo:
+    true` (the shipped secrets are public: the controller refuses them without it), the
+    reacting system with `policy` (default: the shipped one) when `crs`. `extra` adds keys;
+    a mapping in it is merged into the section of the same name."""
+    admission: dict[str, Any] = {"mode": "authenticate",
+                                 "credentials": str(credentials or CREDENTIALS),
+                                 "authorization": str(authorization or AUTHORIZATION)}
+    if session_s is not None:
+        admission["session_s"] = session_s
+    doc: dict[str, Any] = {"admission": admission}
+    if crs:
+        doc["crs"] = {"enabled": True, "policy": str(policy or CRS_POLICY)}
+    doc["topology"] = str(topology)
+    if audit_log is not None:
+        doc["audit_log"] = str(audit_log)
+    doc["demo"] = demo
+    for key, value in (extra or {}).items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict):
+            doc[key] = {**doc[key], **value}
+        else:
+            doc[key] = value
+    return doc
+
+
+def controller_config(path: str | Path, topology: str | Path, *, crs: bool = False,
+                      policy: str | Path | None = None, audit_log: str | Path | None = None,
+                      session_s: int | None = None, credentials: str | Path | None = None,
+                      authorization: str | Path | None = None, demo: bool = True,
+                      extra: dict[str, Any] | None = None) -> list[str]:
+    """Write `auth_document(...)` to `path` (the audit log goes next to it unless given) and
+    return the arguments that start a controller with it: ["--config", path]."""
+    path = Path(path)
+    doc = auth_document(topology, crs=crs, policy=policy,
+                        audit_log=audit_log or path.parent / "audit.jsonl", session_s=session_s,
+                        credentials=credentials, authorization=authorization, demo=demo,
+                        extra=extra)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return ["--config", str(path)]
 
 
 class ControllerProcess:
@@ -89,6 +143,11 @@ class ControllerProcess:
 
     def status(self) -> dict:
         return self.request("GET", "/crs/v1/status")
+
+    def wait_switches(self, count: int, timeout: float = 30,
+                      what: str = "all switches known to the controller") -> None:
+        """Wait until the controller reports `count` connected switches (GET status)."""
+        wait_until(lambda: len(self.status()["switches"]) == count, timeout, what)
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """A JSON REST call, as the operator (POSTs carry the controller's operator token);

@@ -14,6 +14,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from controller import jsonfile
+
 STATE_DIR = Path(os.environ.get("CRS_STATE_DIR", "/var/lib/crs/net"))
 
 
@@ -38,7 +40,10 @@ class Record:
 
     @classmethod
     def load(cls, path: Path) -> "Record":
-        return cls(**json.loads(path.read_text()))
+        data = jsonfile.read(path)
+        if data is None:
+            raise ValueError(f"{path}: not a network record")
+        return cls(**data)
 
 
 def records() -> list[Record]:

@@ -18,15 +18,13 @@ network held it before there was anything to detect).
 reaction latency = enforced - detected (the reacting system's own share: agent report,
 correlation, decision, flow installation); reaction time R = enforced - infected (what the
 models call R: detection delay + reaction latency). All times are time.time() seconds.
-Pure functions over lists of records; reading files is left to the helpers at the end.
+Pure functions over lists of records (files are read with controller.jsonfile).
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 RESTRICTING = ("isolate", "meter_kbps", "group_sealed")
@@ -183,7 +181,8 @@ def authentication_times(logs: dict[str, str], keys: dict[str, dict[str, Any]],
 def merge_configuration(facts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """summary.json keys for one configuration from its runs' runner facts (the runs'
     `reaction` and `authentication` sections): pooled over hosts of all runs."""
-    lat = [x for f in facts for x in (f.get("reaction") or {}).get("reaction_latency_s_per_host", [])]
+    lat = [x for f in facts
+           for x in (f.get("reaction") or {}).get("reaction_latency_s_per_host", [])]
     rts = [(f.get("reaction") or {}).get("reaction_time_s") for f in facts]
     rts = [x for x in rts if x is not None]
     auth = [x for f in facts for x in ((f.get("authentication") or {}).get("per_terminal_s")
@@ -203,32 +202,6 @@ def merge_configuration(facts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a JSON-lines file; unreadable lines and a missing file give nothing."""
-    out = []
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError:
-        return out
-    for line in lines:
-        try:
-            r = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(r, dict):
-            out.append(r)
-    return out
-
-
 __all__ = ["authentication_times", "controller_events", "eap_success_s", "enforcement_after",
            "host_times",
-           "merge_configuration", "per_host", "read_jsonl", "restricting", "summarize_hosts"]
-
-
-def read_json(path: str | Path) -> dict[str, Any] | None:
-    """A JSON object file, or None (missing or unreadable)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+           "merge_configuration", "per_host", "restricting", "summarize_hosts"]

@@ -28,6 +28,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from controller import jsonfile
 from controller.experiment import model
 
 DEFAULT_QUIET_S = 10.0
@@ -96,19 +97,14 @@ def read_events(paths: Iterable[str | Path]) -> tuple[list[dict[str, Any]], int]
     records, bad = [], 0
     for p in paths:
         try:
-            lines = Path(p).read_text().splitlines()
+            text = Path(p).read_text(errors="replace")
         except OSError:
             bad += 1
             continue
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                bad += 1
-                continue
-            if isinstance(rec, dict) and isinstance(rec.get("t"), (int, float)):
+        recs, n_bad = jsonfile.parse_lines(text)
+        bad += n_bad
+        for rec in recs:
+            if isinstance(rec.get("t"), (int, float)):
                 records.append(rec)
             else:
                 bad += 1
@@ -226,11 +222,13 @@ def summarize_configuration(results: Sequence[RunResult]) -> dict[str, Any]:
         out["fit_r2"] = round(statistics.median(f.r2 for f in fits), 4)
         out["fitted_t50_s"] = round(statistics.median(f.t_mid for f in fits), 3)
         if "predicted_k_per_s" in out:
-            out["fitted_k_error_fraction"] = round(out["fitted_k_per_s"] / out["predicted_k_per_s"] - 1, 4)
+            out["fitted_k_error_fraction"] = round(
+                out["fitted_k_per_s"] / out["predicted_k_per_s"] - 1, 4)
     return out
 
 
-def summarize(results: Sequence[RunResult], scenario: dict[str, Any] | None = None) -> dict[str, Any]:
+def summarize(results: Sequence[RunResult],
+              scenario: dict[str, Any] | None = None) -> dict[str, Any]:
     """summary.json: the scenario's parameters and one object per configuration, in the
     order configurations first appear."""
     if not results:

@@ -10,7 +10,8 @@ progress line, stops at the duration or when everything is infected / contained,
 worms' events, and tears down exactly what it started. Then results.write_outputs,
 plots.plot_all and the printed table.
 
-Runs in the Mininet process: never import Ryu here (RUNBOOK).
+Runs in the Mininet process: never import Ryu here. Ryu's start-up monkey-patches the standard
+library with eventlet, whose `select` has no `poll()`, which Mininet needs.
 """
 from __future__ import annotations
 
@@ -28,10 +29,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from controller import jsonfile
 from controller.config import ConfigError
 from controller.emulation.processes import ROOT, ControllerProcess, Timeout, wait_until
 from controller.experiment import defences as dfs
-from controller.experiment import reaction, results, scenario as scn
+from controller.experiment import reaction, results
+from controller.experiment import scenario as scn
 from controller.worm.targets import parse_space
 
 SINK_MAC = "02:00:de:ad:be:ef"
@@ -114,16 +117,8 @@ class EventTail:
             return []
         self.offset += len(data)
         self.buf += data
-        *lines, self.buf = self.buf.split(b"\n")
-        out = []
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict):
-                out.append(rec)
-        return out
+        complete, _, self.buf = self.buf.rpartition(b"\n")
+        return jsonfile.parse_lines(complete)[0]
 
 
 @dataclass
@@ -164,7 +159,7 @@ def _sh(host: Any, cmd: str) -> str:
 def run_one(ctx: RunContext) -> tuple[results.RunResult, dict[str, Any]]:
     """One run on a fresh controller and network; returns its result and runner facts."""
     from controller import topology
-    from controller.emulation.net import Emulation, Options
+    from controller.emulation.net import Emulation, start_network
     sc, spec, run_dir = ctx.sc, ctx.spec, ctx.run_dir
     # Each run starts from nothing: a controller database or audit log left by an earlier run
     # in the same folder would be restored (the controller never forgets a quarantine).
@@ -177,9 +172,8 @@ def run_one(ctx: RunContext) -> tuple[results.RunResult, dict[str, Any]]:
         old.unlink()
     topo = topology.load(ctx.topo_file, terminals_per_cell=sc.terminals_per_cell)
     files = dfs.write_defence_files(spec.defence, spec.params, sc.cells, ctx.topo_file,
-                                    run_dir / "config", authenticate=sc.authenticate)
-    cfg_text = files.controller_config.read_text()
-    files.controller_config.write_text(cfg_text + f"audit_log: {run_dir / 'audit.jsonl'}\n")
+                                    run_dir / "config", authenticate=sc.authenticate,
+                                    audit_log=run_dir / "audit.jsonl")
     plan = scn.plan_hosts(sc, spec.seed)
     facts: dict[str, Any] = {"configuration": spec.label, "run": spec.run, "seed": spec.seed,
                              "seed_host": next(h.name for h in plan if h.seed_host)}
@@ -194,15 +188,10 @@ def run_one(ctx: RunContext) -> tuple[results.RunResult, dict[str, Any]]:
         emu = None
         try:
             ctl.start(timeout=60)
-            emu = _timed(Emulation)(topo, Options(controller_port=ctl.ofp_port,
-                                                  shaping=sc.shaping))
             t_wait = time.time()
-            emu.start()
+            emu = start_network(topo, ctl, shaping=sc.shaping, emulation_cls=_timed(Emulation))
             facts["waited_s"] = round(emu.locked_at - t_wait, 2)   # someone else's network
             t_setup += emu.locked_at - t_wait
-            emu.wait_connected(60)
-            wait_until(lambda: len(ctl.status()["switches"]) == len(topo.switches), 30,
-                       "all switches known to the controller")
             facts["network_up_s"] = round(time.time() - t_setup, 2)
             facts["neighbours"] = _static_neighbours(emu, topo, sc, tmpd)
             postures = {}
@@ -229,7 +218,7 @@ def run_one(ctx: RunContext) -> tuple[results.RunResult, dict[str, Any]]:
                               params=spec.params)
     if files.agents:
         worm_records, _ = results.read_events(paths)
-        hosts = reaction.per_host(worm_records, reaction.read_jsonl(run_dir / "audit.jsonl"))
+        hosts = reaction.per_host(worm_records, jsonfile.read_lines(run_dir / "audit.jsonl"))
         (run_dir / "reaction.json").write_text(json.dumps(hosts, indent=1))
         facts["reaction"] = reaction.summarize_hosts(hosts)
     return result, facts
@@ -241,7 +230,7 @@ def _authentication_facts(plan: list[scn.HostPlan], tmpd: Path) -> dict[str, Any
     for h in plan:
         d = tmpd / h.name
         logs[h.name] = _read_text(d / "supplicant.log")
-        k = reaction.read_json(d / "keys.json")
+        k = jsonfile.read(d / "keys.json")
         if k is not None:
             keys[h.name] = k
         st = _read_text(d / "supplicant.started")
@@ -511,7 +500,7 @@ def run_scenario(path: str | Path, out_dir: str | Path, progress: bool = True,
             try:
                 r, f = run_one(ctx)
                 break
-            except Exception as exc:  # noqa: BLE001 - one failed run must not lose the others
+            except Exception as exc:
                 err = f"{type(exc).__name__}: {exc}".strip()
                 log(f"  run failed (attempt {attempt}/{SETUP_ATTEMPTS}): {err.splitlines()[0]}")
         if r is None:
@@ -521,7 +510,8 @@ def run_scenario(path: str | Path, out_dir: str | Path, progress: bool = True,
         f.update(infected=r.infected, vulnerable=r.vulnerable,
                  infected_fraction=round(r.infected_fraction, 4), end_s=round(r.end_s, 2))
         log(f"  {r.infected}/{r.vulnerable} infected, {f['stop_reason']}, "
-            f"{r.probes_sent} probes, packet-ins {f.get('controller_counters', {}).get('packet_ins', '?')}")
+            f"{r.probes_sent} probes, packet-ins "
+            f"{f.get('controller_counters', {}).get('packet_ins', '?')}")
         done.append(r)
         facts.append(f)
     if not done:
@@ -541,7 +531,8 @@ def run_scenario(path: str | Path, out_dir: str | Path, progress: bool = True,
     from controller.experiment import plots
     made = plots.plot_all(summary, done, out, overhead_s=1.0)
     log(results.format_table(summary))
-    log("written: " + ", ".join(str(p) for p in [out / "summary.json", out / "timeline.csv", *made]))
+    written = [out / "summary.json", out / "timeline.csv", *made]
+    log("written: " + ", ".join(str(p) for p in written))
     return summary
 
 

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from controller.config import (
-    ConfigError, Field, Validator, in_range, is_ipv4_network, is_name, load_yaml, one_of,
+    ConfigError,
+    Field,
+    Validator,
+    in_range,
+    is_ipv4_network,
+    is_name,
+    load_yaml,
+    one_of,
 )
 from controller.worm.targets import STRATEGIES, TargetError, parse_space
 
@@ -162,7 +169,8 @@ SCHEMA = {
     "defences": Field(list, required=True),
     "duration_s": Field(float, required=True, check=_positive),
     "seeds": Field(list, default=[1], items=Field(int), check=_unique_ints),
-    "runs": Field(int, check=in_range(1, 10000), doc="runs per configuration (default: len(seeds))"),
+    "runs": Field(int, check=in_range(1, 10000),
+                  doc="runs per configuration (default: len(seeds))"),
 }
 
 
@@ -195,7 +203,8 @@ def parse_scenario(data: Any, file: str = "<scenario>", check_files: bool = Fals
     if d["strategy"] == "hitlist" and not d["hitlist"]:
         v.problem("hitlist", "strategy 'hitlist' needs a hitlist file")
     if d["strategy"] == "local" and d["local_preference"] == 0:
-        v.problem("local_preference", "strategy 'local' with preference 0 is uniform; set 0 < p <= 1")
+        v.problem("local_preference",
+                  "strategy 'local' with preference 0 is uniform; set 0 < p <= 1")
     if check_files:
         base = Path(file).parent
         for key in ("topology", "hitlist"):
@@ -259,7 +268,8 @@ def _defences(v: Validator, items: list[Any]) -> list[Defence]:
         allowed = {**COMMON_PARAMS, **DEFENCE_PARAMS[name]}
         schema = {"name": Field(str, required=True), "label": Field(str, check=is_name)}
         for p, default in allowed.items():
-            schema[p] = Field((float, list) if p not in INT_PARAMS else (int, list), default=default)
+            schema[p] = Field((float, list) if p not in INT_PARAMS else (int, list),
+                              default=default)
         d = v.mapping(item, schema, key)
         params = {}
         for p in allowed:
@@ -270,7 +280,8 @@ def _defences(v: Validator, items: list[Any]) -> list[Defence]:
                 kind = int if p in INT_PARAMS else (int, float)
                 if isinstance(x, bool) or not isinstance(x, kind) or not lo <= x <= hi:
                     v.problem(f"{key}.{p}" + (f"[{j}]" if isinstance(d.get(p), list) else ""),
-                              f"{x!r} must be a {'whole ' if p in INT_PARAMS else ''}number in {lo}..{hi}")
+                              f"{x!r} must be a {'whole ' if p in INT_PARAMS else ''}"
+                              f"number in {lo}..{hi}")
             params[p] = d.get(p)
         label = d.get("label") or name
         if label in labels:

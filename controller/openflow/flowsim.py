@@ -5,16 +5,36 @@ them here, and check the fate of packets table by table, without Ryu or a switch
 OF1.3 semantics for what this project uses: priorities, table-miss (drop when no flow
 matches), goto, apply-actions with output and set-field, meter instructions, strict and
 non-strict add/modify/delete with cookie masks, and masked IPv4/MAC matches.
+
+Like Faucet's fake table it refuses what a real switch would resolve arbitrarily: an `add`
+whose match overlaps another flow's match at the same priority in the same table (some packet
+matches both, and OF1.3 leaves undefined which one it hits) is an AssertionError naming both.
+The same match again replaces the flow, as on a switch.
 """
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from controller.openflow.ofmsg import (
-    OFPP_ALL, OFPP_ANY, OFPP_CONTROLLER, OFPP_FLOOD, OFPP_IN_PORT, Apply, Barrier, FlowMod,
-    Goto, Message, Meter, MeterMod, Output, PacketOut, SetField, match_key,
+    OFPP_ALL,
+    OFPP_ANY,
+    OFPP_CONTROLLER,
+    OFPP_FLOOD,
+    OFPP_IN_PORT,
+    Apply,
+    Barrier,
+    FlowMod,
+    Goto,
+    Message,
+    Meter,
+    MeterMod,
+    Output,
+    PacketOut,
+    SetField,
+    match_key,
 )
 
 
@@ -130,9 +150,17 @@ class FlowSim:
 
     def _flow_mod(self, mod: FlowMod) -> None:
         if mod.command == "add":
+            key = match_key(mod.match)
             self.flows = [f for f in self.flows if not (
                 f.table_id == mod.table_id and f.priority == mod.priority
-                and match_key(f.match) == match_key(mod.match))]
+                and match_key(f.match) == key)]
+            for f in self.flows:
+                if f.table_id == mod.table_id and f.priority == mod.priority and \
+                        matches_overlap(f.match, mod.match):
+                    raise AssertionError(
+                        f"overlapping flows in table {mod.table_id} at priority "
+                        f"{mod.priority}: {f.match} (cookie {f.cookie:#x}) and "
+                        f"{dict(mod.match)} (cookie {mod.cookie:#x}): some packet matches both")
             self.flows.append(Flow(mod.table_id, mod.priority, dict(mod.match),
                                    mod.instructions, mod.cookie, mod.idle_timeout))
             return
@@ -160,6 +188,48 @@ class FlowSim:
             return f.priority == mod.priority and match_key(f.match) == match_key(mod.match)
         # non-strict: the flow must be at least as specific as the given match
         return all(k in f.match and f.match[k] == v for k, v in mod.match.items())
+
+
+def matches_overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether some packet matches both `a` and `b`: every field they share must be
+    compatible (equal values, or masked values that intersect); a field only one of them
+    tests does not keep them apart."""
+    return all(_values_intersect(a[k], b[k]) for k in a.keys() & b.keys())
+
+
+def _values_intersect(x: Any, y: Any) -> bool:
+    vx, mx = _value_mask(x)
+    vy, my = _value_mask(y)
+    if vx is None or vy is None:      # a value this simulator has no bit form for
+        return x == y
+    return (vx ^ vy) & mx & my == 0
+
+
+def _value_mask(v: Any) -> tuple[int | None, int]:
+    """A match value as (bits, mask); an exact value has every bit in its mask (-1)."""
+    if isinstance(v, tuple):
+        base, mask = v
+        b, m = _bits(base), _bits(mask)
+        return (b & m, m) if b is not None and m is not None else (None, 0)
+    return _bits(v), -1
+
+
+def _bits(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, str):
+        if _MAC_RE.fullmatch(v):
+            return _mac_int(v)
+        try:
+            return int(ipaddress.IPv4Address(v))
+        except ValueError:
+            return None
+    return None
+
+
+_MAC_RE = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 
 
 def _field_matches(value: Any, want: Any) -> bool:

@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from controller.openflow.ofmsg import (
-    OFPP_ANY, Apply, FlowMod, Goto, Instruction, Meter,
+    OFPP_ANY,
+    Apply,
+    FlowMod,
+    Goto,
+    Instruction,
+    Meter,
 )
 
 OWNER_SHIFT = 56

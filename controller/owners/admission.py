@@ -20,7 +20,11 @@ from controller.admission import authenticator as auth_mod
 from controller.admission.authenticator import Authenticator, Session, Timers
 from controller.admission.authorization import load_authorization
 from controller.admission.binding import (
-    ControllerService, Server, binding_flows, preauth_flows, revoke_flows,
+    ControllerService,
+    Server,
+    binding_flows,
+    preauth_flows,
+    revoke_flows,
 )
 from controller.admission.credentials import load_credentials
 from controller.admission.eac import Eac

@@ -5,7 +5,16 @@ from ryu.ofproto import ofproto_v1_3 as ofp
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 from controller.openflow.ofmsg import (
-    OFP_NO_BUFFER, Apply, Barrier, FlowMod, Goto, Message, Meter, MeterMod, Output, PacketOut,
+    OFP_NO_BUFFER,
+    Apply,
+    Barrier,
+    FlowMod,
+    Goto,
+    Message,
+    Meter,
+    MeterMod,
+    Output,
+    PacketOut,
     SetField,
 )
 

@@ -18,9 +18,10 @@ infected + (k + phase) / rate, with a per-host phase in [0, 1) so hosts do not f
 The average rate is exact; a late loop catches up in bounded bursts.
 Targets: see targets.TargetPicker; the sequence depends only on (seed, own IP).
 
-Wire format: probe  b"<marker> PROBE <name> xxx..." padded to --probe-size bytes; a vulnerable listener answers every probe
-with b"<marker> ACK <name>" so network evidence (and the scanner's counts) can tell success
-from failure. Both use the service port as source and destination port.
+Wire format: probe  b"<marker> PROBE <name> xxx..." padded to --probe-size bytes; a vulnerable
+listener answers every probe with b"<marker> ACK <name>" so network evidence (and the
+scanner's counts) can tell success from failure. Both use the service port as source and
+destination port.
 
 Run: python -m controller.worm.host --name c1t1 --ip 10.0.1.1 --posture P --events E ...
 """
@@ -43,7 +44,13 @@ from typing import Any, Callable, TextIO
 
 from controller.worm import posture as pst
 from controller.worm.targets import (
-    STRATEGIES, AddressSpace, TargetError, TargetPicker, host_rng, load_hitlist, parse_space,
+    STRATEGIES,
+    AddressSpace,
+    TargetError,
+    TargetPicker,
+    host_rng,
+    load_hitlist,
+    parse_space,
 )
 
 DEFAULT_PORT = 4444
@@ -292,7 +299,8 @@ def config_from_args(args: argparse.Namespace) -> WormConfig:
         raise ValueError(f"--ip: {args.ip!r} is not an IPv4 address") from None
     if not 0 < args.port < 65536:
         raise ValueError(f"--port: {args.port} is outside 1..65535")
-    for flag, value in (("--scan-rate", args.scan_rate), ("--detection-delay", args.detection_delay)):
+    for flag, value in (("--scan-rate", args.scan_rate),
+                        ("--detection-delay", args.detection_delay)):
         if not value >= 0 or value == float("inf"):
             raise ValueError(f"{flag}: {value} must be a finite number >= 0")
     if args.duration is not None and not args.duration > 0:
@@ -302,7 +310,8 @@ def config_from_args(args: argparse.Namespace) -> WormConfig:
     if not args.marker or any(c.isspace() for c in args.marker):
         raise ValueError("--marker: must be non-empty without spaces")
     space = parse_space(args.space)
-    local = parse_space(args.local_space or str(ipaddress.IPv4Network(f"{args.ip}/24", strict=False)))
+    local = parse_space(args.local_space
+                        or str(ipaddress.IPv4Network(f"{args.ip}/24", strict=False)))
     hitlist = load_hitlist(args.hitlist) if args.hitlist else []
     if args.strategy == "hitlist" and not hitlist:
         raise ValueError("--strategy hitlist needs a non-empty --hitlist file")

@@ -86,7 +86,7 @@ def parse_space(spec: str | Iterable[str]) -> AddressSpace:
             merged[-1][1] = max(merged[-1][1], last)
         else:
             merged.append([first, last])
-    return AddressSpace(tuple((f, l - f + 1) for f, l in merged))
+    return AddressSpace(tuple((lo, hi - lo + 1) for lo, hi in merged))
 
 
 def load_hitlist(path: str | Path) -> list[str]:

@@ -10,7 +10,12 @@ import subprocess
 
 import pytest
 
-from controller.emulation.processes import ROOT, ControllerProcess, wait_until  # noqa: F401
+from controller.emulation.processes import (  # noqa: F401
+    ROOT,
+    ControllerProcess,
+    controller_config,
+    wait_until,
+)
 
 
 def pytest_collection_modifyitems(items):
@@ -43,17 +48,12 @@ def controller(tmp_path):
 @pytest.fixture
 def network():
     from controller import topology
-    from controller.emulation.net import Emulation, Options
+    from controller.emulation.net import start_network
     emus = []
 
     def make(topo_file: str, ctl: ControllerProcess, shaping: bool = False, **kw):
-        topo = topology.load(ROOT / topo_file, **kw)
-        emu = Emulation(topo, Options(controller_port=ctl.ofp_port, shaping=shaping))
+        emu = start_network(topology.load(ROOT / topo_file, **kw), ctl, shaping=shaping)
         emus.append(emu)
-        emu.start()
-        emu.wait_connected(60)
-        wait_until(lambda: len(ctl.status()["switches"]) == len(topo.switches), 30,
-                   "all switches known to the controller")
         return emu
     yield make
     for emu in emus:

@@ -6,7 +6,6 @@ Raw frames come from `attacker.py`, run inside the attacking host; signed CRSAP 
 made with the attacker's own keys (a dishonest terminal holds its keys)."""
 from __future__ import annotations
 
-import json
 import re
 import signal
 import subprocess
@@ -15,11 +14,12 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from conftest import ROOT, ControllerProcess, ping, tcp_ok, wait_until
+from test_crs import CLEAN, CREDS, INFECTED, PY, CrsNet
+
+from controller import jsonfile
 from controller.crs import messages as crsap
 from controller.crs.agent import sci_from_posture
-from test_crs import CLEAN, CREDS, INFECTED, PY, CrsNet
 
 ATTACKER = str(ROOT / "tests/integration/attacker.py")
 SVC_IP = "10.0.100.254"
@@ -65,7 +65,7 @@ class Reporter:
         self.seq = int(time.time() * 1000)
 
     def message(self, kind: str = "SCIReport", posture=None, **body) -> bytes:
-        key = bytes.fromhex(json.loads(self.keys.read_text())["crs_report_key"])
+        key = bytes.fromhex(jsonfile.read(self.keys)["crs_report_key"])
         self.seq += 1
         if kind == "SCIReport":
             body = {"sci": sci_from_posture(posture or CLEAN)}
@@ -200,7 +200,7 @@ def test_one_terminal_cannot_frame_another_or_hide_behind_its_address(crs):
            "--dst-ip", UPDATE_IP, "--count", "20")
     # the liar's recorded address did not move, and the fake scan was not pinned on the victim
     assert net.row("c1t2")["ip"] == "10.0.1.2" and net.row("c1t1")["ip"] == "10.0.1.1"
-    audit = [json.loads(x) for x in (net.tmp / "audit.jsonl").read_text().splitlines()]
+    audit = jsonfile.read_lines(net.tmp / "audit.jsonl")
     assert not [a for a in audit if a.get("event") == "scan_flagged"], "fake scan evidence"
     wait_until(lambda: counter(net, "attack_spoofed_arp_dropped") >= 1 and
                counter(net, "attack_spoofed_ip_dropped") >= 1, 10, "spoofed frames counted")

@@ -6,7 +6,8 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, ping, tcp_ok, wait_until, web_server
+from conftest import ROOT, controller_config, ping, tcp_ok, wait_until, web_server
+
 from controller.admission.credentials import load_credentials
 from controller.admission.eapol import EapCode, EapType, MalformedFrame, parse_frame
 
@@ -17,13 +18,8 @@ UPDATE = "10.0.100.20"
 
 
 def auth_config(tmp_path, credentials=None, demo=True):
-    cfg = tmp_path / "controller.yaml"
-    cfg.write_text(f"""
-admission: {{mode: authenticate, credentials: {credentials or ROOT / 'config/credentials.yaml'},
-            authorization: {ROOT}/config/authorization.yaml}}
-topology: {ROOT}/topologies/minimal.yaml
-audit_log: {tmp_path}/audit.jsonl
-""" + ("demo: true\n" if demo else ""))
+    _, cfg = controller_config(tmp_path / "controller.yaml", ROOT / "topologies/minimal.yaml",
+                               credentials=credentials, demo=demo)
     return cfg
 
 

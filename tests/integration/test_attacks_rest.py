@@ -11,9 +11,10 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from conftest import ROOT, ping, wait_until
 from test_crs import CLEAN, CREDS, PY, CrsNet
+
+from controller import jsonfile
 
 ATTACK_CONNECTIONS = 1200      # more than eventlet's default pool of 1,024 connections
 
@@ -137,7 +138,7 @@ class RestNet(CrsNet):
         out = self.h(host).cmd(f"PYTHONPATH={ROOT} {PY} {script} {url} "
                                f"{self.tmp / f'{host}-keys.json'} {count} {gap} "
                                f"'{json.dumps(CLEAN)}' 2>&1")
-        line = next((l for l in out.splitlines() if l.startswith("RESULT ")), None)
+        line = next((x for x in out.splitlines() if x.startswith("RESULT ")), None)
         assert line, out[-2000:]
         return json.loads(line[len("RESULT "):])
 
@@ -145,7 +146,7 @@ class RestNet(CrsNet):
         script = self.script("raw.py", RAW)
         out = self.h(host).cmd(f"{PY} {script} {self.service} {self.ctl.rest_port} "
                                f"'{data}' {int(shut)} 2>&1")
-        line = next((l for l in out.splitlines() if l.startswith("ANSWER ")), None)
+        line = next((x for x in out.splitlines() if x.startswith("ANSWER ")), None)
         assert line, out[-2000:]
         return ast.literal_eval(line[len("ANSWER "):])   # the bytes' repr printed above
 
@@ -171,12 +172,12 @@ def test_one_terminal_holding_idle_connections_does_not_stall_other_reports(rest
         # unguarded, eventlet takes 1,024 of them (and its backlog some more), then no one:
         # the attacker's next connects fail
         def attacking():
-            st = json.loads(stats.read_text())
+            st = jsonfile.read(stats)
             return st["opened"] >= 1100 or (st["opened"] >= 1000 and st["connect_failures"] >= 3)
         wait_until(attacking, 60, "the attacker opened its connections")
         time.sleep(2)
         results = {v: net.reports(v, 5) for v in ("c1t2", "c2t1")}
-        attack = json.loads(stats.read_text())
+        attack = jsonfile.read(stats)
     finally:
         attacker.kill()
         attacker.wait(timeout=10)

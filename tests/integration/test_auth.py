@@ -5,26 +5,18 @@ import signal
 import subprocess
 import time
 
+from conftest import ROOT, controller_config, ping, tcp_ok, wait_until, web_server
 
-
-from conftest import ROOT, ping, tcp_ok, wait_until, web_server
+from controller import jsonfile
 from controller.admission.credentials import load_credentials
 from controller.bench import wpa
 
 CREDS = load_credentials(ROOT / "config/credentials.yaml")
 
 
-def auth_config(tmp_path, topo="topologies/minimal.yaml", crs=False, session_s=3600):
-    cfg = tmp_path / "controller.yaml"
-    cfg.write_text(f"""
-admission: {{mode: authenticate, credentials: {ROOT}/config/credentials.yaml,
-            authorization: {ROOT}/config/authorization.yaml, session_s: {session_s}}}
-crs: {{enabled: {str(crs).lower()}, policy: {ROOT}/config/crs_policy.yaml}}
-topology: {ROOT}/{topo}
-audit_log: {tmp_path}/audit.jsonl
-demo: true
-""")
-    return ["--config", str(cfg)]
+def auth_config(tmp_path, topo="topologies/minimal.yaml", session_s=3600, **kw):
+    return controller_config(tmp_path / "controller.yaml", ROOT / topo, session_s=session_s,
+                             **kw)
 
 
 def start_wpa(emu, tmp_path, host, password=None):
@@ -92,7 +84,7 @@ def test_logoff_and_port_down_revoke_within_a_second(controller, network, tmp_pa
     web_server(emu, "update", 80)
     (sup_c1t1, k1), (_, k2) = start_ours(emu, tmp_path, "c1t1"), start_ours(emu, tmp_path, "c1t2")
     wait_until(lambda: k1.exists() and k2.exists(), 30, "both keys files")
-    keys = json.loads(k1.read_text())
+    keys = jsonfile.read(k1)
     assert keys["isr_id"] == terminal(ctl, "c1t1")["isr_id"]
     wait_until(lambda: tcp_ok(emu.host("c1t1"), "10.0.100.20", 80), 15, "c1t1 in")
     wait_until(lambda: tcp_ok(emu.host("c1t2"), "10.0.100.20", 80), 15, "c1t2 in")
@@ -147,10 +139,10 @@ def test_sp_inquiry_gives_the_key_the_terminal_derived(controller, network, tmp_
         return json.loads(out.splitlines()[0]), "EXIT=0" in out
     result, ok = client(keys)
     assert ok and result["ok"] is True
-    assert result["isr_id"] == json.loads(keys.read_text())["isr_id"]
+    assert result["isr_id"] == jsonfile.read(keys)["isr_id"]
     # an ISR-ID the EAC never issued: the SP's inquiry is refused and so is the client
     forged = tmp_path / "forged-keys.json"
-    real = json.loads(keys.read_text())
+    real = jsonfile.read(keys)
     forged.write_text(json.dumps({**real, "isr_id": "isr-" + "ab" * 12}))
     result, ok = client(forged)
     assert not ok and result["error"] == "unknown_isr_id", result
@@ -179,6 +171,7 @@ def test_legacy_md5_subscriber_with_wpa_supplicant(controller, network, tmp_path
     """EAP-MD5 only for a subscriber marked legacy: it gets in (no keys, no mutual auth);
     a non-legacy subscriber offering only MD5 does not."""
     import yaml
+
     from controller.admission.credentials import encrypt_md5_secret, new_md5_key_file
     key_file = tmp_path / "md5.key"
     new_md5_key_file(key_file)
@@ -189,11 +182,7 @@ def test_legacy_md5_subscriber_with_wpa_supplicant(controller, network, tmp_path
                                  "md5_token": encrypt_md5_secret(key_file, "old-secret")})
     (tmp_path / "creds.yaml").write_text(yaml.safe_dump(creds))
     (tmp_path / "creds.yaml").chmod(0o600)
-    args = auth_config(tmp_path)
-    cfg = tmp_path / "controller.yaml"
-    cfg.write_text(cfg.read_text().replace(f"{ROOT}/config/credentials.yaml",
-                                           str(tmp_path / "creds.yaml")))
-    ctl = controller(*args)
+    ctl = controller(*auth_config(tmp_path, credentials=tmp_path / "creds.yaml"))
     emu = network("topologies/minimal.yaml", ctl)
     web_server(emu, "update", 80)
     logs = {}

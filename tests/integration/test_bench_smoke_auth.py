@@ -1,12 +1,12 @@
 """The authentication benchmark (controller/bench/auth.py): its packet helpers, and a SMOKE
 run (tiny parameters, about 30 s) that checks it runs end to end and writes a well-formed
 results file. No timing is asserted: a benchmark is not a test."""
-import json
 import shutil
 
 import pytest
 from scapy.layers.inet import IP, TCP
 
+from controller import jsonfile
 from controller.bench import auth
 
 
@@ -35,7 +35,8 @@ def test_parse_syn_ignores_what_is_not_a_bare_syn():
 def test_output_parsers_and_latency_pairing():
     sending, first = auth.parse_probe_output(
         "SENDING 100.0\nFIRST 10.0.1.1 100.5 3 100.49 4\nFIRST bad\nDONE missing=0\n")
-    assert sending and first == {"10.0.1.1": {"arrival": 100.5, "seq": 3, "sent_at": 100.49, "sent": 4}}
+    assert sending and first == {"10.0.1.1": {"arrival": 100.5, "seq": 3, "sent_at": 100.49,
+                                              "sent": 4}}
     assert auth.supplicant_start_time("EAPOL-START 99.25\nEAP-SUCCESS 0.01\n") == 99.25
     assert auth.supplicant_start_time("EAP-FAILURE timeout\n") is None
     ms, missing = auth.start_to_first_ms({"a": 100.0, "b": 100.0}, {"a": 100.25, "c": 1.0})
@@ -52,7 +53,7 @@ def test_smoke_benchmark_writes_well_formed_auth_json(tmp_path):
     res = auth.run(str(tmp_path), n_terminals=3, runs=2, rounds=1, first_packet_runs=1,
                    first_packet_rounds=1, terminals_per_cell=1, timeout_s=30,
                    workdir=str(tmp_path / "work"))
-    doc = json.loads((tmp_path / "auth.json").read_text())
+    doc = jsonfile.read(tmp_path / "auth.json")
     assert doc["benchmark"] == "auth" and doc["machine"]["cores"] and doc["commit"]
     for side in ("ours", "reference"):
         for k in ("single", "concurrent"):

@@ -1,9 +1,9 @@
 """SMOKE TESTS of the X.1125 benchmarks (reaction, reports): they run on tiny parameters and
 write well-formed result files with the expected keys. They assert no timings (a benchmark
 is not a test); the analysis of the raw records is checked on hand-made data."""
-import json
 from array import array
 
+from controller import jsonfile
 from controller.bench import reaction, reports
 from controller.crs import messages as crsap
 
@@ -27,7 +27,7 @@ def test_reports_benchmark_writes_its_file(tmp_path):
     result = reports.run(str(tmp_path), terminals=300, groups=3, clients=2, warmup_s=0.5,
                          duration_s=1.5, scs_reports=50, scs_max_s=2, core_reports=30,
                          core_max_s=2, scaling=(30,))
-    data = json.loads((tmp_path / "reports.json").read_text())
+    data = jsonfile.read(tmp_path / "reports.json")
     assert data["benchmark"] == "reports" and data["parameters"]["terminals"] == 300
     assert data["terminals_restored"] == 300
     e2e = data["end_to_end"]
@@ -58,7 +58,7 @@ def test_reports_are_accepted_by_the_pure_scs():
 
 def test_reaction_benchmark_writes_its_file(tmp_path):
     result = reaction.run(str(tmp_path), trials=3)
-    data = json.loads((tmp_path / "reaction.json").read_text())
+    data = jsonfile.read(tmp_path / "reaction.json")
     assert data["benchmark"] == "reaction" and data["parameters"]["trials"] == 3
     assert data["failures"] == [] and data["trials_valid"] == 3
     for key in ("reaction_first_lost_ms", "reaction_last_arrival_ms", "report_http_ms",

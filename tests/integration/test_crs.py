@@ -10,8 +10,9 @@ import urllib.request
 
 import pytest
 import yaml
+from conftest import ROOT, ControllerProcess, controller_config, ping, tcp_ok, wait_until
 
-from conftest import ROOT, ControllerProcess, ping, tcp_ok, wait_until
+from controller import jsonfile
 from controller.admission.credentials import load_credentials
 from controller.crs import messages as crsap
 from controller.crs.agent import sci_from_posture
@@ -34,16 +35,9 @@ class CrsNet:
         if policy_edit:
             policy_edit(policy)
         (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
-        cfg = tmp_path / "controller.yaml"
-        cfg.write_text(yaml.safe_dump({
-            "admission": {"mode": "authenticate",
-                          "credentials": str(ROOT / "config/credentials.yaml"),
-                          "authorization": str(ROOT / "config/authorization.yaml"),
-                          **(admission or {})},
-            "crs": {"enabled": True, "policy": str(tmp_path / "policy.yaml")},
-            "topology": str(ROOT / topo),
-            "audit_log": str(tmp_path / "audit.jsonl"), "demo": True}))
-        self.cfg = ["--config", str(cfg)]
+        self.cfg = controller_config(tmp_path / "controller.yaml", ROOT / topo, crs=True,
+                                     policy=tmp_path / "policy.yaml",
+                                     extra={"admission": admission or {}})
         self.ctl = controller(*self.cfg)
         self.emu = network(topo, self.ctl)
         self._update_server()
@@ -97,7 +91,7 @@ class CrsNet:
         wait_until(lambda: self.level(host) == level, timeout, f"{host} at {level}")
 
     def set_posture(self, path, **changes):
-        data = json.loads(path.read_text())
+        data = jsonfile.read(path)
         data.update(changes)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
@@ -127,12 +121,12 @@ def test_infected_report_isolates_and_a_clean_report_after_the_update_releases(c
     # the agent fetches it from the update server (reachable while isolated), reports clean
     wait_until(lambda: "GET /updates/clean" in net.update_log.read_text(), 30,
                "the isolated terminal fetched its update")
-    audit = [json.loads(l) for l in (net.tmp / "audit.jsonl").read_text().splitlines()]
+    audit = jsonfile.read_lines(net.tmp / "audit.jsonl")
     levels = [a["level"] for a in audit if a.get("event") == "decision"
               and a.get("terminal") == "c1t1@crs.example"]
     assert "INFECTED" in levels and levels[levels.index("INFECTED")] == "INFECTED"
     net.wait_level("c1t1", "COMPLIANT")
-    assert json.loads(p1.read_text())["threats"][0]["cleaned"] is True
+    assert jsonfile.read(p1)["threats"][0]["cleaned"] is True
     wait_until(lambda: ping(net.h("c1t1"), "10.0.2.1"), 15, "released terminal reaches c2t1")
 
 
@@ -199,7 +193,7 @@ def test_correlation_needs_k_distinct_reporters(crs):
     wait_until(lambda: net.row("c1t1")["last_report"] and
                any(a.get("event") == "sci_report" and a.get("terminal") == "c1t1@crs.example"
                    and a["sci"].get("attackers")
-                   for a in map(json.loads, (net.tmp / "audit.jsonl").read_text().splitlines())),
+                   for a in jsonfile.read_lines(net.tmp / "audit.jsonl")),
                15, "first accusation recorded")
     assert net.level("c1t3") == "COMPLIANT", "one accuser must not be enough"
     net.set_posture(v2, attackers=seen)
@@ -255,7 +249,7 @@ def test_forged_and_replayed_reports_change_nothing(crs):
         except urllib.error.HTTPError as exc:
             return exc.code
     bad = {**CLEAN, "threats": INFECTED}
-    c2_key = bytes.fromhex(json.loads((net.tmp / "c1t2-keys.json").read_text())["crs_report_key"])
+    c2_key = bytes.fromhex(jsonfile.read(net.tmp / "c1t2-keys.json")["crs_report_key"])
     c1 = "c1t1@crs.example"
     body = {"ms_id": c1, "sci": sci_from_posture(bad)}
     # signed with another terminal's key
@@ -266,7 +260,7 @@ def test_forged_and_replayed_reports_change_nothing(crs):
     assert post(crsap.encode("SCIReport", "c1t2@crs.example", int(time.time() * 1000) + 10**6,
                              time.time(), other, c2_key)) == 403
     # a replay of an accepted report
-    c1_key = bytes.fromhex(json.loads((net.tmp / "c1t1-keys.json").read_text())["crs_report_key"])
+    c1_key = bytes.fromhex(jsonfile.read(net.tmp / "c1t1-keys.json")["crs_report_key"])
     good = crsap.encode("SCIReport", c1, int(time.time() * 1000) + 2 * 10**6, time.time(),
                         {"ms_id": c1, "sci": sci_from_posture(CLEAN)}, c1_key)
     assert post(good) == 200
@@ -297,6 +291,6 @@ def test_an_update_pushed_by_the_scs_reaches_the_agent(crs):
     assert net.ctl.request("POST", "/crs/v1/policy/reload")["version"] == policy["version"]
     wait_until(lambda: "GET /updates/baseline" in net.update_log.read_text(), 30,
                "the pushed update fetched by the agent")
-    audit = [json.loads(x) for x in (net.tmp / "audit.jsonl").read_text().splitlines()]
+    audit = jsonfile.read_lines(net.tmp / "audit.jsonl")
     assert any(a.get("event") == "update" and a.get("terminal") == "c1t1@crs.example"
                for a in audit)

@@ -8,14 +8,13 @@ module (about 30-60 s per run). The first tests are pure and fast.
 from __future__ import annotations
 
 import importlib.util
-import json
 
 import pytest
 import yaml
-
 from conftest import ROOT
-from controller.experiment import defences, runner
 
+from controller import jsonfile
+from controller.experiment import defences, runner
 
 # --- pure pieces (no network) ------------------------------------------------------------
 
@@ -104,7 +103,7 @@ def test_without_defence_the_worm_spreads(ci_small):
     assert (out / "timeline.png").stat().st_size > 0
     rows = (out / "timeline.csv").read_text().splitlines()
     assert rows[0].startswith("time_s,") and len(rows) > 5
-    written = json.loads((out / "summary.json").read_text())
+    written = jsonfile.read(out / "summary.json")
     facts = written["runner"]["runs"][0]
     assert written["runner"]["failed_runs"] == 0
     assert facts["neighbours"]["entries"] > 0

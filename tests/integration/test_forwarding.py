@@ -2,6 +2,7 @@
 import signal
 
 from conftest import ROOT, ControllerProcess, ping, wait_until
+
 from controller.emulation.traffic import all_pairs, iperf3
 
 
@@ -44,11 +45,12 @@ def test_users_own_mininet_tree(controller):
     """`mn --topo tree,depth=2,fanout=3` pointed at our controller: no topology file."""
     import os
     from functools import partial
+
+    from controller.emulation.net import acquire_lock, release_lock
+    from controller.emulation.record import Record, existing_bridges, teardown
     from mininet.net import Mininet
     from mininet.node import OVSSwitch, RemoteController
     from mininet.topolib import TreeTopo
-    from controller.emulation.net import acquire_lock, release_lock
-    from controller.emulation.record import Record, existing_bridges, teardown
     ctl = controller()
     lock = acquire_lock()
     topo = TreeTopo(depth=2, fanout=3)

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, wait_until
+
 from controller.emulation.record import alive, existing_bridges, records
 
 

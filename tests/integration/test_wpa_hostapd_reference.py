@@ -67,19 +67,19 @@ def test_supplicant_config_refuses_bad_values():
 def test_our_supplicant_interoperates_with_hostapd(tmp_path):
     """crs supplicant (supplicant_main) against hostapd's EAP-PSK server: the same exchange
     wpa_supplicant makes, so our peer is not only tested against our own server."""
-    import json
+    from controller import jsonfile
     from controller.emulation.processes import ROOT
     with wpa.VethNamespaces(1) as net:
         ref = auth_reference.Reference(net, tmp_path, {auth_reference.IDENTITY: auth_reference.PSK})
         try:
             t, _ = net.pairs[0]
-            p = subprocess.run(["ip", "netns", "exec", net.ns_t, str(ROOT / ".venv/bin/python"), "-m",
-                                "controller.admission.supplicant_main", "--interface", t,
+            p = subprocess.run(["ip", "netns", "exec", net.ns_t, str(ROOT / ".venv/bin/python"),
+                                "-m", "controller.admission.supplicant_main", "--interface", t,
                                 "--identity", auth_reference.IDENTITY, "--psk", auth_reference.PSK,
                                 "--keys-out", str(tmp_path / "keys.json"), "--once"],
                                capture_output=True, text=True, timeout=60, cwd=ROOT)
         finally:
             ref.close()
-    assert p.returncode == 0 and any(l.startswith("EAP-SUCCESS ") for l in p.stdout.splitlines()), \
+    assert p.returncode == 0 and any(x.startswith("EAP-SUCCESS ") for x in p.stdout.splitlines()), \
         p.stdout + p.stderr
-    assert json.loads((tmp_path / "keys.json").read_text())["isr_id"].startswith("isr-")
+    assert jsonfile.read(tmp_path / "keys.json")["isr_id"].startswith("isr-")

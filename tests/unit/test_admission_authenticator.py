@@ -2,14 +2,20 @@
 import os
 
 from cryptography.fernet import Fernet
-from hypothesis import given, settings, HealthCheck
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.admission.authenticator import (Admit, Authenticator, Count, Revoke, SendFrame,
-                                                Timers)
+from controller.admission.authenticator import (
+    Admit,
+    Authenticator,
+    Count,
+    Revoke,
+    SendFrame,
+    Timers,
+)
 from controller.admission.credentials import Credentials, Subscriber
 from controller.admission.eap_psk import key_setup
-from controller.admission.eapol import EapCode, EapType, PAE_GROUP_ADDR, parse_frame
+from controller.admission.eapol import PAE_GROUP_ADDR, EapCode, EapType, parse_frame
 from controller.admission.keys import isr_id
 from controller.admission.supplicant import Supplicant
 
@@ -96,7 +102,8 @@ def test_wrong_psk_fails_then_exponential_holdoff():
         assert step.status == "failure" and not of(effs, Admit)
         hold = auth.ports[(11, 3)].hold_until - now
         holds.append(hold)
-        assert counts(auth.handle_frame(11, 3, bad.start(), now + hold - 0.01)) == ["dot1x_holdoff_drop"]
+        early = auth.handle_frame(11, 3, bad.start(), now + hold - 0.01)
+        assert counts(early) == ["dot1x_holdoff_drop"]
         now += hold
     assert holds == [1, 2, 4, 4]
     _, _, effs, step = authenticate(auth, Supplicant("c1t1@crs.example", MAC, psk=PSK), now)

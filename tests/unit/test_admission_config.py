@@ -7,8 +7,14 @@ import yaml
 from cryptography.fernet import Fernet
 
 from controller.admission.authorization import load_authorization
-from controller.admission.credentials import (encrypt_md5_secret, hash_psk, load_credentials,
-                                              new_md5_key_file, sp_key_from_psk, template_psk)
+from controller.admission.credentials import (
+    encrypt_md5_secret,
+    hash_psk,
+    load_credentials,
+    new_md5_key_file,
+    sp_key_from_psk,
+    template_psk,
+)
 from controller.admission.eap_md5 import Md5Server, md5_response
 from controller.admission.eap_psk import key_setup
 from controller.admission.eapol import EapCode, EapType, build_eap, parse_eap
@@ -37,7 +43,8 @@ def test_shipped_files_load_and_cover_terminals():
 
 def test_helpers():
     ak, kdk = hash_psk("00112233445566778899aabbccddeeff")
-    assert (bytes.fromhex(ak), bytes.fromhex(kdk)) == key_setup(bytes.fromhex("00112233445566778899aabbccddeeff"))
+    expected = key_setup(bytes.fromhex("00112233445566778899aabbccddeeff"))
+    assert (bytes.fromhex(ak), bytes.fromhex(kdk)) == expected
     with pytest.raises(ValueError):
         hash_psk("0011")
     assert template_psk(b"m", "a") == hmac.new(b"m", b"a", hashlib.sha256).digest()[:16]
@@ -62,9 +69,11 @@ def test_errors_name_file_key_and_problem(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_credentials(p)
     text = str(e.value)
-    for needle in ("subscribers[0].ak: must be 32 hex digits", "subscribers[1].method: md5 is allowed only",
+    for needle in ("subscribers[0].ak: must be 32 hex digits",
+                   "subscribers[1].method: md5 is allowed only",
                    "md5_key_file: md5 subscribers need", "subscribers[2].identity: duplicate",
-                   "templates[0].host_regex: invalid regular expression", "templates[0].identity: must contain",
+                   "templates[0].host_regex: invalid regular expression",
+                   "templates[0].identity: must contain",
                    "templates[0].demo_only", "bogus: unknown key"):
         assert f"{p}: {needle}" in text
 
@@ -77,7 +86,8 @@ def test_md5_subscriber_with_key_file(tmp_path):
         new_md5_key_file(kf)
     token = encrypt_md5_secret(kf, "s3cret")
     p = write(tmp_path, {"md5_key_file": "md5.key", "subscribers": [
-        {"identity": "old", "group": "legacy", "method": "md5", "legacy": True, "md5_token": token}]})
+        {"identity": "old", "group": "legacy", "method": "md5", "legacy": True,
+         "md5_token": token}]})
     creds = load_credentials(p)
     assert creds.md5_secret("old") == b"s3cret" and creds.psk_keys("old") is None
     creds.fernet = Fernet(Fernet.generate_key())           # wrong key: no secret, no crash
@@ -85,7 +95,8 @@ def test_md5_subscriber_with_key_file(tmp_path):
 
 
 def test_authorization_errors(tmp_path):
-    p = write(tmp_path, {"servers": {"web": {"services": {"http": {"proto": "sctp", "port": 99999}}}},
+    http = {"proto": "sctp", "port": 99999}
+    p = write(tmp_path, {"servers": {"web": {"services": {"http": http}}},
                          "groups": {"g": ["web/ftp"]}})
     with pytest.raises(ConfigError) as e:
         load_authorization(p)

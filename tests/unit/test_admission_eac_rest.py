@@ -27,8 +27,10 @@ def make_eac():
         groups={"cell1": frozenset({("web", "http"), ("mail", "smtp")}),
                 "cell3": frozenset({("web", "http")})})
     eac = Eac(MemoryStore(), creds, authz, iac_lifetime_s=100)
-    eac.register(Session("c1t1@crs.example", "cell1", isr_id(EMSK), b"m" * 64, EMSK, 0.0, 50.0, "psk"))
-    eac.register(Session("c3t1@crs.example", "cell3", isr_id(EMSK3), b"m" * 64, EMSK3, 0.0, 50.0, "psk"))
+    eac.register(Session("c1t1@crs.example", "cell1", isr_id(EMSK), b"m" * 64, EMSK, 0.0, 50.0,
+                         "psk"))
+    eac.register(Session("c3t1@crs.example", "cell3", isr_id(EMSK3), b"m" * 64, EMSK3, 0.0, 50.0,
+                         "psk"))
     return eac
 
 
@@ -44,7 +46,8 @@ def login(eac, name="web", now=1.0, key=None):
     assert st_ == 200, ch
     n_eac, n_sp = bytes.fromhex(ch["nonce_eac"]), os.urandom(16)
     k = key or SP_KEYS[name]
-    status, out = post(eac, "/sp/login", {"sp": name, "nonce_eac": n_eac.hex(), "nonce_sp": n_sp.hex(),
+    status, out = post(eac, "/sp/login", {"sp": name, "nonce_eac": n_eac.hex(),
+                                          "nonce_sp": n_sp.hex(),
                                           "proof": sp_proof(k, "sp", name, n_eac, n_sp).hex()}, now)
     if status == 200:
         assert bytes.fromhex(out["eac_proof"]) == sp_proof(k, "eac", name, n_eac, n_sp)
@@ -98,15 +101,17 @@ def test_sp_login_refusals_are_401():
     doc = {"sp": "web", "nonce_eac": ch["nonce_eac"], "nonce_sp": n_sp.hex(),
            "proof": sp_proof(SP_KEYS["web"], "sp", "web", n_eac, n_sp).hex()}
     assert post(eac, "/sp/login", doc)[0] == 200
-    assert post(eac, "/sp/login", doc) == (401, {"error": "unknown_challenge",
-                                                 "detail": "challenge unknown, used, expired or for another SP"})
+    assert post(eac, "/sp/login", doc) == (401, {
+        "error": "unknown_challenge",
+        "detail": "challenge unknown, used, expired or for another SP"})
 
 
 def test_inquiry_refusals_map_to_statuses():
     eac = make_eac()
     _, lg, skey = login(eac)
     iac = lg["iac_id"]
-    assert inquiry(eac, "iac-" + "00" * 12, skey, isr_id(EMSK))[:2] == (401, {"error": "unknown_iac_id"})
+    unknown = inquiry(eac, "iac-" + "00" * 12, skey, isr_id(EMSK))
+    assert unknown[:2] == (401, {"error": "unknown_iac_id"})
     st_, out, _ = inquiry(eac, iac, os.urandom(32), isr_id(EMSK))
     assert (st_, out["error"]) == (401, "bad_request_mac")
     st_, out, _ = inquiry(eac, iac, skey, "isr-" + "ab" * 12)
@@ -148,7 +153,8 @@ def test_routing_and_malformed_bodies_are_clean_errors():
     bad_login = {"sp": "web", "nonce_eac": "00" * 4, "nonce_sp": "00" * 16, "proof": "00" * 32}
     assert "nonce" in post(eac, "/sp/login", bad_login)[1]["detail"]
     assert post(eac, "/sp/login", {**bad_login, "nonce_eac": "zz" * 16})[0] == 400
-    assert post(eac, "/sp/login", {**bad_login, "nonce_eac": "00" * 16, "proof": "00" * 8})[0] == 400
+    assert post(eac, "/sp/login",
+                {**bad_login, "nonce_eac": "00" * 16, "proof": "00" * 8})[0] == 400
     assert post(eac, "/inquiry", {"iac_id": "nope", "isr_id": "isr-00", "service": "http",
                                   "nonce": "00" * 16, "mac": "00" * 32})[0] == 400
 
@@ -156,8 +162,9 @@ def test_routing_and_malformed_bodies_are_clean_errors():
 @settings(max_examples=300, deadline=None)
 @given(path=st.sampled_from(["/eac/v1/sp/challenge", "/eac/v1/sp/login", "/eac/v1/inquiry", "/x"]),
        body=st.one_of(st.binary(max_size=300),
-                      st.dictionaries(st.sampled_from(["sp", "nonce_eac", "nonce_sp", "proof", "iac_id",
-                                                       "isr_id", "service", "nonce", "mac", "z"]),
+                      st.dictionaries(st.sampled_from(["sp", "nonce_eac", "nonce_sp", "proof",
+                                                       "iac_id", "isr_id", "service", "nonce",
+                                                       "mac", "z"]),
                                       st.one_of(st.text(max_size=70), st.integers(), st.none(),
                                                 st.binary(min_size=16, max_size=32).map(bytes.hex)))
                       .map(lambda d: json.dumps(d).encode())))

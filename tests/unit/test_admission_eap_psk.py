@@ -84,7 +84,8 @@ def test_message_layouts():
     srv = p.PskServer(b"crs-eac", {b"me": (ak, kdk)}.get, rng=lambda n: b"S" * n)
     peer = p.PskPeer(b"me", ak, kdk, rng=lambda n: b"P" * n)
     m1 = parse_eap(srv.first(1))
-    assert (m1.code, m1.type, m1.data) == (EapCode.REQUEST, EapType.PSK, b"\x00" + b"S" * 16 + b"crs-eac")
+    assert (m1.code, m1.type, m1.data) == (EapCode.REQUEST, EapType.PSK,
+                                           b"\x00" + b"S" * 16 + b"crs-eac")
     m2 = parse_eap(peer.process(m1.encode()).reply)
     assert m2.data[0] == 0x40 and m2.data[1:17] == b"S" * 16 and m2.data[17:33] == b"P" * 16
     assert m2.data[33:49] == p.aes_cmac(ak, b"me" + b"crs-eac" + b"S" * 16 + b"P" * 16)
@@ -151,6 +152,7 @@ def test_garbage_never_raises(data, which):
     srv.first(1)
     peer = p.PskPeer(b"x", ak, kdk)
     for obj in (srv, peer):
-        pkt = bytes([1 if obj is peer else 2, 1]) + (len(data) + 5).to_bytes(2, "big") + b"\x2f" + data
+        pkt = (bytes([1 if obj is peer else 2, 1]) + (len(data) + 5).to_bytes(2, "big")
+               + b"\x2f" + data)
         res = obj.process(pkt, 2) if obj is srv else obj.process(pkt)
         assert not res.success

@@ -2,14 +2,24 @@
 import struct
 
 import pytest
-from hypothesis import given, settings, HealthCheck
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scapy.layers.eap import EAP, EAPOL, EAP_MD5
+from scapy.layers.eap import EAP, EAP_MD5, EAPOL
 from scapy.layers.l2 import Ether
 
 from controller.admission.eapol import (
-    PAE_GROUP_ADDR, Eap, EapCode, EapolType, EapType, MalformedFrame, build_eap,
-    build_eap_frame, build_frame, parse_eap, parse_frame)
+    PAE_GROUP_ADDR,
+    Eap,
+    EapCode,
+    EapolType,
+    EapType,
+    MalformedFrame,
+    build_eap,
+    build_eap_frame,
+    build_frame,
+    parse_eap,
+    parse_frame,
+)
 
 CTRL = "02:00:00:00:00:fe"
 TERM = "02:00:00:0c:01:01"
@@ -31,7 +41,8 @@ def test_identity_response_from_scapy_parses():
 
 def test_md5_and_nak_and_success_match_scapy():
     md5 = bytes(EAP_MD5(code=1, id=3, value=b"0" * 16, optional_name=b"x"))
-    assert build_eap(EapCode.REQUEST, 3, EapType.MD5_CHALLENGE, bytes([16]) + b"0" * 16 + b"x") == md5
+    assert build_eap(EapCode.REQUEST, 3, EapType.MD5_CHALLENGE,
+                     bytes([16]) + b"0" * 16 + b"x") == md5
     assert build_eap(EapCode.SUCCESS, 9) == bytes(EAP(code=3, id=9))
     nak = bytes(EAP(code=2, id=9, type=3, desired_auth_types=[4]))
     assert parse_eap(nak) == Eap(EapCode.RESPONSE, 9, EapType.NAK, b"\x04")
@@ -86,8 +97,10 @@ def test_random_bytes_only_malformed(data):
 
 
 eap_packets = st.builds(
-    lambda code, ident, typ, data: Eap(code, ident, None, b"") if code > 2 else Eap(code, ident, typ, data),
-    st.sampled_from([1, 2, 3, 4]), st.integers(0, 255), st.integers(0, 255), st.binary(max_size=200))
+    lambda code, ident, typ, data: (Eap(code, ident, None, b"") if code > 2
+                                    else Eap(code, ident, typ, data)),
+    st.sampled_from([1, 2, 3, 4]), st.integers(0, 255), st.integers(0, 255),
+    st.binary(max_size=200))
 
 
 @given(eap_packets, st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=4),

@@ -11,11 +11,17 @@ import yaml
 from controller import cli, launcher
 from controller.admission.authenticator import Admit, Authenticator, Count, Log, SendFrame
 from controller.admission.authorization import Allowed, Authorization
-from controller.admission.credentials import (DEMO_FINGERPRINTS, Credentials, ServiceProvider,
-                                              Subscriber, encrypt_md5_secret, fingerprint,
-                                              load_credentials, new_md5_key_file)
-from controller.admission.eac import (CHALLENGE_LEN, Eac, MemoryStore, Refusal, SpLogin,
-                                      sp_proof)
+from controller.admission.credentials import (
+    DEMO_FINGERPRINTS,
+    Credentials,
+    ServiceProvider,
+    Subscriber,
+    encrypt_md5_secret,
+    fingerprint,
+    load_credentials,
+    new_md5_key_file,
+)
+from controller.admission.eac import CHALLENGE_LEN, Eac, MemoryStore, Refusal, SpLogin, sp_proof
 from controller.admission.eac_rest import handle
 from controller.admission.eap_psk import PskPeer, PskServer, key_setup
 from controller.admission.eapol import EapCode, EapType, parse_frame

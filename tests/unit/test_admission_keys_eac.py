@@ -8,8 +8,17 @@ from controller.admission import mutual_auth
 from controller.admission.authenticator import Session
 from controller.admission.authorization import Allowed, Authorization
 from controller.admission.credentials import Credentials, ServiceProvider
-from controller.admission.eac import (Eac, Grant, MemoryStore, Refusal, SpLogin, open_grant,
-                                      seal_grant, sp_proof, sp_session_key)
+from controller.admission.eac import (
+    Eac,
+    Grant,
+    MemoryStore,
+    Refusal,
+    SpLogin,
+    open_grant,
+    seal_grant,
+    sp_proof,
+    sp_session_key,
+)
 from controller.admission.keys import isr_id, purpose_key, sp_service_key
 
 EMSK = bytes(range(64))
@@ -29,7 +38,8 @@ def test_isr_id_and_service_keys():
     assert i.startswith("isr-") and i == isr_id(EMSK) and i != isr_id(bytes(64))
     k = sp_service_key(EMSK, i, "web", "http")
     assert len(k) == 32
-    assert len({k, sp_service_key(EMSK, i, "mail", "http"), sp_service_key(EMSK, i, "web", "portal"),
+    assert len({k, sp_service_key(EMSK, i, "mail", "http"),
+                sp_service_key(EMSK, i, "web", "portal"),
                 sp_service_key(EMSK, "isr-other", "web", "http")}) == 4
 
 
@@ -82,7 +92,8 @@ def test_full_x1124_flow_both_ends_get_same_key():
     assert mutual_auth.verify(ss_key, "sp", n_ss, n_sp, s.isr_id, "web", "http", p_sp)
     p_ss = mutual_auth.proof(ss_key, "ss", n_ss, n_sp, s.isr_id, "web", "http")
     assert mutual_auth.verify(g.key, "ss", n_ss, n_sp, s.isr_id, "web", "http", p_ss)
-    assert not mutual_auth.verify(g.key, "ss", n_ss, n_sp, s.isr_id, "web", "http", p_sp)  # reflection
+    # reflection
+    assert not mutual_auth.verify(g.key, "ss", n_ss, n_sp, s.isr_id, "web", "http", p_sp)
     assert not mutual_auth.verify(os.urandom(32), "sp", n_ss, n_sp, s.isr_id, "web", "http", p_sp)
     assert not mutual_auth.verify(g.key, "ss", n_ss, n_ss, s.isr_id, "web", "http", p_ss)
 
@@ -146,7 +157,8 @@ def test_sp_login_failures():
     assert isinstance(eac.sp_authenticate("web", n, n_sp, good, 1.0), SpLogin)
     assert eac.sp_authenticate("web", n, n_sp, good, 1.0).reason == "unknown_challenge"  # one-time
     n2 = eac.sp_challenge("web", 0.0)
-    late = eac.sp_authenticate("web", n2, n_sp, sp_proof(SP_KEYS["web"], "sp", "web", n2, n_sp), 31.0)
+    late = eac.sp_authenticate("web", n2, n_sp,
+                               sp_proof(SP_KEYS["web"], "sp", "web", n2, n_sp), 31.0)
     assert late.reason == "unknown_challenge"
 
 

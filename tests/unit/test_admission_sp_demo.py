@@ -23,7 +23,12 @@ import pytest
 from controller.admission import eac_rest, sp_demo, supplicant_main
 from controller.admission.authenticator import Admit, Authenticator, Revoke, SendFrame, Session
 from controller.admission.authorization import Allowed, Authorization
-from controller.admission.credentials import (Credentials, ServiceProvider, Subscriber, sp_key_from_psk)
+from controller.admission.credentials import (
+    Credentials,
+    ServiceProvider,
+    Subscriber,
+    sp_key_from_psk,
+)
 from controller.admission.eac import Eac, MemoryStore
 from controller.admission.eap_psk import key_setup
 from controller.admission.eapol import ETH_P_EAPOL, EapolType, parse_frame
@@ -38,7 +43,8 @@ IDENT = "c1t1@crs.example"
 
 def make_eac(session_s=3600.0):
     subs = {IDENT: Subscriber(IDENT, "cell1", "psk", False, *key_setup(PSK)),
-            "c3t1@crs.example": Subscriber("c3t1@crs.example", "cell3", "psk", False, *key_setup(PSK))}
+            "c3t1@crs.example": Subscriber("c3t1@crs.example", "cell3", "psk", False,
+                                           *key_setup(PSK))}
     creds = Credentials(subscribers=subs, service_providers={
         n: ServiceProvider(n, (svc,), bytes.fromhex(sp_key_from_psk(SP_PSK[n])))
         for n, svc in (("web", "http"), ("mail", "smtp"))})
@@ -112,7 +118,8 @@ def keys_file(tmp_path, s: Session, name="keys.json"):
     """What supplicant_main writes for this session."""
     pk = PeerKeys(s.msk, s.emsk, s.isr_id, purpose_key(s.emsk, "crs-report"))
     path = tmp_path / name
-    supplicant_main.write_keys(path, supplicant_main.keys_document(s.identity, pk, "psk", time.time(), 3600))
+    supplicant_main.write_keys(
+        path, supplicant_main.keys_document(s.identity, pk, "psk", time.time(), 3600))
     return path
 
 
@@ -149,12 +156,13 @@ def test_mutual_authentication_and_key_cache(world, tmp_path):
 def test_refusals_carry_the_eacs_reason(world, tmp_path):
     eac, _, _, urls = world
     s3 = register(eac, "c3t1@crs.example", "cell3")
-    rc, out = sp_demo.run_client(keys_file(tmp_path, s3), sp_demo.http_post(urls["mail"]), "mail", "smtp")
+    rc, out = sp_demo.run_client(keys_file(tmp_path, s3), sp_demo.http_post(urls["mail"]),
+                                 "mail", "smtp")
     assert (rc, out["status"], out["error"]) == (1, 403, "ss_not_entitled")
     emsk = os.urandom(64)                                      # authenticated nowhere
     ghost = Session(IDENT, "cell1", isr_id(emsk), b"", emsk, 0, time.time() + 60, "psk")
-    rc, out = sp_demo.run_client(keys_file(tmp_path, ghost, "g.json"), sp_demo.http_post(urls["web"]),
-                                 "web", "http")
+    rc, out = sp_demo.run_client(keys_file(tmp_path, ghost, "g.json"),
+                                 sp_demo.http_post(urls["web"]), "web", "http")
     assert (rc, out["status"], out["error"]) == (1, 404, "unknown_isr_id")
     old = register(eac, expires=time.time() - 1)
     rc, out = sp_demo.run_client(keys_file(tmp_path, old, "o.json"), sp_demo.http_post(urls["web"]),
@@ -178,8 +186,10 @@ def test_each_side_must_prove_the_key(world, tmp_path):
     web = sps["web"]
     st, h = web.hello({"isr_id": s.isr_id, "service": "http", "nonce_ss": os.urandom(16).hex()})
     assert st == 200
-    assert web.finish({"session": h["session"], "proof_ss": os.urandom(32).hex()}) [1]["error"] == "bad_ss_proof"
-    assert web.finish({"session": h["session"], "proof_ss": os.urandom(32).hex()})[1]["error"] == "unknown_session"
+    assert web.finish({"session": h["session"],
+                       "proof_ss": os.urandom(32).hex()})[1]["error"] == "bad_ss_proof"
+    assert web.finish({"session": h["session"],
+                       "proof_ss": os.urandom(32).hex()})[1]["error"] == "unknown_session"
 
 
 def test_sp_with_wrong_psk_cannot_log_in_nor_serve(world):
@@ -204,7 +214,8 @@ def test_sp_http_front_end_rejects_garbage(world):
         assert post(sp_demo.HELLO, doc)[0] == 400
     assert post(sp_demo.FINISH, {"session": "x"})[0] == 400
     assert post("/other", {})[0] == 404
-    req = sp_demo.urllib.request.Request(urls["web"] + sp_demo.HELLO, data=b"{not json", method="POST")
+    req = sp_demo.urllib.request.Request(urls["web"] + sp_demo.HELLO, data=b"{not json",
+                                         method="POST")
     with pytest.raises(sp_demo.urllib.error.HTTPError) as e:
         sp_demo.urllib.request.urlopen(req, timeout=5)
     assert e.value.code == 400
@@ -335,7 +346,8 @@ def test_supplicant_process_authenticates_reauthenticates_and_logs_off(veth, tmp
     try:
         d.pump(lambda: d.of(Admit), 15, "the first authentication")
         s1 = d.of(Admit)[0].session
-        wait_until(lambda: any(x.startswith("EAP-SUCCESS ") for x in lines(out)), 5, "EAP-SUCCESS line")
+        wait_until(lambda: any(x.startswith("EAP-SUCCESS ") for x in lines(out)), 5,
+                   "EAP-SUCCESS line")
         secs = float(next(x for x in lines(out) if x.startswith("EAP-SUCCESS")).split()[1])
         assert 0 < secs < 5
         keys = json.loads((tmp_path / "keys.json").read_text())
@@ -365,7 +377,8 @@ def test_supplicant_process_authenticates_reauthenticates_and_logs_off(veth, tmp
         assert s2.isr_id != s1.isr_id
         wait_until(lambda: json.loads((tmp_path / "keys.json").read_text())["isr_id"] == s2.isr_id,
                    5, "keys file rewritten with the new ISR-ID")
-        wait_until(lambda: sum(x.startswith("EAP-SUCCESS") for x in lines(out)) == 2, 5, "2nd success")
+        wait_until(lambda: sum(x.startswith("EAP-SUCCESS") for x in lines(out)) == 2, 5,
+                   "2nd success")
 
         # SIGTERM: EAPOL-Logoff, then exit 0.
         p.send_signal(signal.SIGTERM)
@@ -419,5 +432,5 @@ def test_supplicant_command_line_errors(capsys):
     assert supplicant_main.main(["--interface", "lo", "--identity", "a", "--psk", "12",
                                  "--keys-out", "/tmp/x"]) == 2
     assert "32 hex digits" in capsys.readouterr().err
-    assert supplicant_main.main(["--interface", "crs-no-such-if0", "--identity", "a", "--psk", "00" * 16,
-                                 "--keys-out", "/tmp/x"]) == 2
+    assert supplicant_main.main(["--interface", "crs-no-such-if0", "--identity", "a",
+                                 "--psk", "00" * 16, "--keys-out", "/tmp/x"]) == 2

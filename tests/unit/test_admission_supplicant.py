@@ -1,6 +1,13 @@
 """Our supplicant's peer behaviour on its own (the authenticator tests drive it end to end)."""
-from controller.admission.eapol import (PAE_GROUP_ADDR, Eap, EapCode, EapolType, EapType,
-                                        build_eap_frame, parse_frame)
+from controller.admission.eapol import (
+    PAE_GROUP_ADDR,
+    Eap,
+    EapCode,
+    EapolType,
+    EapType,
+    build_eap_frame,
+    parse_frame,
+)
 from controller.admission.supplicant import Supplicant
 
 CTRL = "02:00:00:00:00:fe"
@@ -23,7 +30,8 @@ def test_start_and_logoff_frames():
 def test_identity_and_nak_of_unknown_method():
     s = Supplicant("c1t1@crs.example", MAC, psk=bytes(16))
     r = parse_frame(s.handle(req(4, EapType.IDENTITY)).frames[0])
-    assert r.dst == CTRL and r.eap == Eap(EapCode.RESPONSE, 4, EapType.IDENTITY, b"c1t1@crs.example")
+    assert r.dst == CTRL and r.eap == Eap(EapCode.RESPONSE, 4, EapType.IDENTITY,
+                                          b"c1t1@crs.example")
     nak = parse_frame(s.handle(req(5, 13, b"\x20")).frames[0]).eap      # EAP-TLS asked
     assert nak == Eap(EapCode.RESPONSE, 5, EapType.NAK, bytes([EapType.PSK]))
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.crs.correlation import SCAN_ACCUSER, TRW, Correlator
 from controller.crs.policy import CorrelationParams, TRWParams

@@ -12,7 +12,14 @@ from controller.crs.decision import Decision, Level, Location, Service
 from controller.crs.policy import parse_policy
 from controller.openflow.flowsim import FlowSim
 from controller.openflow.ofmsg import (
-    ETH_TYPE_ARP, ETH_TYPE_IP, IPPROTO_TCP, IPPROTO_UDP, Apply, FlowMod, Goto, Output,
+    ETH_TYPE_ARP,
+    ETH_TYPE_IP,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    Apply,
+    FlowMod,
+    Goto,
+    Output,
 )
 from controller.openflow.tables import ADMISSION, FORWARDING, SECURITY, Priority
 

@@ -10,7 +10,15 @@ from controller.crs import messages as m
 from controller.crs.decision import Level
 from controller.crs.policy import parse_policy
 from controller.crs.scs import (
-    SCS, Audit, Count, Enforce, Log, Remove, Reply, SealGroup, SendUpdate, effects_of,
+    SCS,
+    Audit,
+    Count,
+    Enforce,
+    Remove,
+    Reply,
+    SealGroup,
+    SendUpdate,
+    effects_of,
 )
 from controller.effects import Rejected
 

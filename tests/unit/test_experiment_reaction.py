@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.experiment import defences, reaction
 from controller.experiment.scenario import parse_scenario

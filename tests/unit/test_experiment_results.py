@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.experiment import model
 from controller.emulation.processes import wait_until
+from controller.experiment import model
 from controller.experiment import results as res
 from controller.worm.host import WormConfig, WormHost
 from controller.worm.targets import parse_space

@@ -9,7 +9,12 @@ import yaml
 from controller.config import ConfigError
 from controller.experiment import model
 from controller.experiment.scenario import (
-    expand, load_scenario, parse_scenario, plan_hosts, run_seed, worm_argv,
+    expand,
+    load_scenario,
+    parse_scenario,
+    plan_hosts,
+    run_seed,
+    worm_argv,
 )
 from controller.worm import host as worm_host
 
@@ -80,7 +85,8 @@ def test_defence_problems():
 
 
 def test_space_and_seed_host_must_fit_the_terminals():
-    assert "space: contains none of the terminals" in problems({**BASE, "space": ["192.168.0.0/24"]})
+    assert "space: contains none of the terminals" in problems(
+        {**BASE, "space": ["192.168.0.0/24"]})
     assert "space[0]: 'nope' is not an IPv4 network" in problems({**BASE, "space": ["nope"]})
     assert "seed_host: 'c9t9' is not a terminal" in problems({**BASE, "seed_host": "c9t9"})
     assert "hitlist: strategy 'hitlist' needs" in problems({**BASE, "strategy": "hitlist"})

@@ -7,7 +7,12 @@ from controller.core import Core
 from controller.forwarding import Forwarding
 from controller.openflow.flowsim import FlowSim
 from controller.openflow.ofmsg import (
-    OFPP_CONTROLLER, OFPP_FLOOD, Apply, Goto, Output, PacketOut,
+    OFPP_CONTROLLER,
+    OFPP_FLOOD,
+    Apply,
+    Goto,
+    Output,
+    PacketOut,
 )
 from controller.openflow.tables import ADMISSION, FORWARDING, SECURITY, PipelineError, Priority
 from controller.pipeline import AdmissionMode, admission_base, security_base

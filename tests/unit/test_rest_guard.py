@@ -8,7 +8,6 @@ import pytest
 from controller import restguard
 from controller.restguard import REFUSED_COUNTER, SourceCap, operator_post_refusal
 
-
 # --- per-source cap -------------------------------------------------------------------------
 
 def test_a_source_gets_its_cap_and_no_more_and_others_are_unaffected():

@@ -93,7 +93,8 @@ def test_loop_is_rejected(tmp_path):
         "  - {a: s1, b: s2, bw_mbps: 10}\n",
         "  - {a: s1, b: s2, bw_mbps: 10}\n  - {a: s2, b: s3}\n  - {a: s3, b: s1}\n")
     found = problems(tmp_path, text)
-    assert [(k, p) for _, k, p in found] == [("links[2]", "s3 - s1 closes a loop; switches must form a tree")]
+    assert [(k, p) for _, k, p in found] == [
+        ("links[2]", "s3 - s1 closes a loop; switches must form a tree")]
 
 
 def test_broken_yaml_and_missing_file(tmp_path):

@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-
+from controller import jsonfile
 from controller.emulation.processes import wait_until
 from controller.worm import host as worm_host
 from controller.worm.host import WormConfig, WormHost
@@ -28,7 +28,7 @@ def free_udp_port() -> int:
 
 
 def events(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return jsonfile.read_lines(path)
 
 
 def make(tmp: Path, n: int, port: int, **kw) -> WormConfig:

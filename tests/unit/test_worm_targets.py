@@ -5,10 +5,15 @@ import collections
 import random
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.worm.targets import (
-    TargetError, TargetPicker, host_rng, load_hitlist, parse_space,
+    TargetError,
+    TargetPicker,
+    host_rng,
+    load_hitlist,
+    parse_space,
 )
 
 
