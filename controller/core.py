@@ -30,7 +30,7 @@ from controller.operator import ApiError, OperatorApi  # noqa: F401  (re-exporte
 from controller.owners.admission import Admission, Connected, Revoked, trusted_ports
 from controller.owners.security import Security
 from controller.pipeline import AdmissionMode, admission_base, security_base
-from controller.settings import Settings
+from controller.settings import Loaded, Settings
 from controller.store import Store
 from controller.throttle import Throttle
 from controller.topology import Topology, ports_toward
@@ -41,7 +41,9 @@ log = logging.getLogger("crs.core")
 class Core:
     def __init__(self, settings: Settings, topology: Topology | None = None,
                  now: float | None = None, store: Store | None = None,
-                 audit: AuditLog | None = None):
+                 audit: AuditLog | None = None, loaded: Loaded | None = None):
+        """`store`, `audit` and `loaded` (the parsed credentials, authorization and policy,
+        from `settings.validate`) are built or loaded from the settings when not given."""
         now = self._now = time.time() if now is None else now
         self.settings, self.topology = settings, topology
         self.store = store if store is not None else Store(settings.db_path)
@@ -59,13 +61,14 @@ class Core:
             self.forwarding.infra = topology.infra_ports()
         self.admission = None if self.mode.open else Admission(
             settings, topology, self.store, self.audit, self.counters, self.common,
-            self._admission_event, self.mode, now)
+            self._admission_event, self.mode, now, loaded)
         self.security = None
         if settings.crs_enabled:
             if topology is None:
                 raise ValueError("the reacting system needs a topology file (servers, cells)")
             self.security = Security(settings, topology, self.store, self.audit,
-                                     self.counters, self.common, self.switches, now)
+                                     self.counters, self.common, self.switches, now,
+                                     loaded.policy if loaded else None)
         self.throttle = None
         if settings.throttle_enabled:
             if topology is None:

@@ -37,7 +37,7 @@ def check(settings: settings_mod.Settings) -> settings_mod.Loaded:
 def run(settings: settings_mod.Settings) -> int:
     # Validate everything before Ryu starts: a bad file is exit status 2, not a traceback.
     try:
-        check(settings)
+        loaded = check(settings)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -50,7 +50,7 @@ def run(settings: settings_mod.Settings) -> int:
         print(f"error: cannot write the operator token file {settings.token_file}: {exc}",
               file=sys.stderr)
         return 2
-    settings_mod.CURRENT = settings
+    settings_mod.CURRENT, settings_mod.LOADED = settings, loaded
     # Ryu installs the log handler; only our own loggers' level is set here.
     logging.getLogger("crs").setLevel(settings.log_level.upper())
 

@@ -231,3 +231,4 @@ def validate(settings: Settings) -> Loaded:
 
 # The launcher stores the validated settings here before Ryu loads the app (same process).
 CURRENT: Settings | None = None
+LOADED: Loaded | None = None        # what `validate` loaded for CURRENT

@@ -34,7 +34,7 @@ from controller.effects import COMMON, LogBudget, Out
 from controller.openflow.ofmsg import Message, Output, PacketOut
 from controller.pipeline import AdmissionMode, eapol_port_flows
 from controller.records import Binding
-from controller.settings import Settings
+from controller.settings import Loaded, Settings
 from controller.store import Store
 from controller.topology import Topology
 
@@ -75,13 +75,14 @@ def trusted_ports(t: Topology | None) -> dict[int, set[int]]:
 class Admission:
     def __init__(self, settings: Settings, topology: Topology | None, store: Store,
                  audit: AuditLog, counters: Counter, common: Callable, notify: Notify,
-                 mode: AdmissionMode, now: float):
+                 mode: AdmissionMode, now: float, loaded: Loaded | None = None):
         self.settings, self.topology, self.store, self.audit = settings, topology, store, audit
         self.counters, self.common, self.notify, self.mode = counters, common, notify, mode
         self.trusted = trusted_ports(topology)
         self.warn = LogBudget(logging.getLogger("crs.admission"))
-        creds = load_credentials(settings.credentials_file)
-        self.authz = load_authorization(settings.authorization_file)
+        creds = (loaded and loaded.credentials) or load_credentials(settings.credentials_file)
+        self.authz = (loaded and loaded.authorization) or \
+            load_authorization(settings.authorization_file)
         mac = topology.service_mac if topology else "02:00:00:00:ff:fe"
         self.auth = Authenticator(creds, mac, Timers(
             session_s=settings.session_s, reauth_margin_s=min(60.0, settings.session_s / 3)))

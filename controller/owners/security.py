@@ -20,7 +20,7 @@ from controller.crs import enforcement, nac
 from controller.crs import messages as crsap
 from controller.crs import scs as s
 from controller.crs.enforcement import ServiceAddresses
-from controller.crs.policy import load_policy, reload
+from controller.crs.policy import Policy, load_policy, reload
 from controller.crs.scs import SCS, Terminal
 from controller.effects import COMMON, Audit, HttpPost, Out, Rejected, SwitchState
 from controller.openflow.ofmsg import OFPP_TABLE, Message, MeterMod, Output, PacketOut
@@ -34,7 +34,7 @@ AGENT_PORT = 7125
 class Security:
     def __init__(self, settings: Settings, topology: Topology, store: Store, audit: AuditLog,
                  counters: Counter, common: Callable, switches: dict[int, SwitchState],
-                 now: float):
+                 now: float, policy: Policy | None = None):
         self.settings, self.topology, self.store, self.audit = settings, topology, store, audit
         self.counters, self.common, self.switches = counters, common, switches
         update = next((h for h in topology.hosts if h.role == "update"), None)
@@ -44,7 +44,7 @@ class Security:
         self.svc = ServiceAddresses(topology.service_ip, update.ip, update.mac,
                                     controller_ports=(settings.rest_port,))
         self._now = now
-        policy = load_policy(settings.crs_policy_file)
+        policy = policy or load_policy(settings.crs_policy_file)
         store.add_policy(policy.version, str(policy.source))
         self.scs = SCS(policy, lambda tid: store.crs_key(tid, self._now))
         self.http_out: list[HttpPost] = []

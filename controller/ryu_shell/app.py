@@ -26,7 +26,6 @@ from ryu.ofproto import ofproto_v1_3
 
 from controller import restguard
 from controller import settings as settings_mod
-from controller import topology as topology_mod
 from controller.core import Core
 from controller.operator import ApiError
 from controller.ryu_shell.ofconv import to_ryu
@@ -44,8 +43,9 @@ class CrsController(app_manager.RyuApp):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         settings = settings_mod.CURRENT or settings_mod.Settings()
-        topo = topology_mod.load(settings.topology_file) if settings.topology_file else None
-        self.core = Core(settings, topo)
+        loaded = settings_mod.LOADED or settings_mod.validate(settings)
+        topo = loaded.topology
+        self.core = Core(settings, topo, loaded=loaded)
         self.datapaths: dict[int, object] = {}
         self.operator_token = _operator_token(settings.token_file)
         kwargs["wsgi"].register(RestApi, {API: self})
