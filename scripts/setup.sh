@@ -45,7 +45,7 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; 
   # setuptools of the venv, i.e. without build isolation.
   "${pip[@]}" setuptools wheel pbr 2>&1 | grep -v '^WARNING: Location' || true
   "${pip[@]}" --no-build-isolation ryu eventlet dnspython scapy cryptography pyOpenSSL PyYAML \
-      pytest pytest-timeout hypothesis matplotlib numpy ruff 2>&1 | grep -v '^WARNING: Location' || true
+      pytest pytest-timeout hypothesis matplotlib numpy ruff inotify_simple 2>&1 | grep -v '^WARNING: Location' || true
   "${pip[@]}" --no-build-isolation --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
   "$VENV/bin/python" -c 'import ryu, eventlet, scapy, cryptography, yaml, mininet.net, controller' \
     || { echo "setup: the venv does not import its dependencies" >&2; exit 1; }

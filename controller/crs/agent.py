@@ -3,12 +3,14 @@
 It reads the terminal's posture file (the JSON document described in docs/crs.md, "The
 posture file"), reports it to the SCS as a
 signed SCIReport at start (after an MSConnectReport), every --interval seconds and at once when
-the posture file changes (mtime polled every 100 ms). It signs with the crs-report key of the
+the posture file changes (the kernel's file notifications wake it at once; without them
+its mtime is polled every 100 ms). It signs with the crs-report key of the
 keys file the supplicant writes (re-read when that file changes). It obeys the SCS: an
 SCIResponse or an UpdateCommand naming an update makes it GET the item from the update server
 and then rewrite the posture (raise patch level / signature version, mark threats cleaned,
 clear attackers) and report again. It answers SCA probe requests on --listen (default 7125)
-and sends Leave on SIGTERM/SIGINT. Standard library only (urllib, http.server, json).
+and sends Leave on SIGTERM/SIGINT. Standard library (urllib, http.server, json), plus
+inotify_simple for the file notifications when it is there.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from typing import Any, Callable
 
 from controller import jsonfile
 from controller.crs import messages as crsap
+from controller.crs.filewatch import FileWatch
 
 AGENT_VERSION = "1.0.0"
 POLL_S = 0.1
@@ -313,13 +316,18 @@ class Agent:
             self.posture_changed()
             self.report()
             next_report = self.clock() + self.interval_s
-            while not self.stopping.wait(POLL_S):
+            watch = FileWatch([self.posture_path, self.keys_path])
+            while not self.stopping.is_set():
+                watch.wait(POLL_S)           # returns at once when a watched file changes
+                if self.stopping.is_set():
+                    break
                 while not self.commands.empty():
                     self.apply_update(self.commands.get_nowait())
                 self.reload_keys()
                 if self.posture_changed() or self.clock() >= next_report:
                     self.report()
                     next_report = self.clock() + self.interval_s
+            watch.close()
             self.send("Leave", {"ms_id": self.name, "reason": "stopped"})
         finally:
             self.server.shutdown()
