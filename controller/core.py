@@ -54,7 +54,6 @@ class Core:
         self.mode = AdmissionMode(open=settings.admission_mode == "open",
                                   eapol_pps=settings.eapol_pps,
                                   eapol_port_pps=settings.eapol_port_pps)
-        self._trusted = trusted_ports(topology)
         self.forwarding = Forwarding(idle_timeout=settings.idle_timeout_s)
         if topology is not None:
             self.forwarding.toward = ports_toward(topology)
@@ -62,6 +61,8 @@ class Core:
         self.admission = None if self.mode.open else Admission(
             settings, topology, self.store, self.audit, self.counters, self.common,
             self._admission_event, self.mode, now, loaded)
+        # ports admitted without 802.1X (inter-switch, servers, the service address)
+        self._trusted = self.admission.trusted if self.admission else trusted_ports(topology)
         self.security = None
         if settings.crs_enabled:
             if topology is None:

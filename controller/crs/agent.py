@@ -317,22 +317,29 @@ class Agent:
             self.report()
             next_report = self.clock() + self.interval_s
             watch = FileWatch([self.posture_path, self.keys_path])
-            while not self.stopping.is_set():
-                watch.wait(POLL_S)           # returns at once when a watched file changes
-                if self.stopping.is_set():
-                    break
-                while not self.commands.empty():
-                    self.apply_update(self.commands.get_nowait())
-                self.reload_keys()
-                if self.posture_changed() or self.clock() >= next_report:
-                    self.report()
-                    next_report = self.clock() + self.interval_s
-            watch.close()
+            try:
+                self._loop(watch, next_report)
+            finally:
+                watch.close()
             self.send("Leave", {"ms_id": self.name, "reason": "stopped"})
         finally:
             self.server.shutdown()
             self.server.server_close()
         return 0
+
+    def _loop(self, watch: FileWatch, next_report: float) -> None:
+        """Until stopped: updates the SCS ordered, changed keys, reports (at once when the
+        posture file changed, else every interval)."""
+        while not self.stopping.is_set():
+            watch.wait(POLL_S)           # returns at once when a watched file changes
+            if self.stopping.is_set():
+                break
+            while not self.commands.empty():
+                self.apply_update(self.commands.get_nowait())
+            self.reload_keys()
+            if self.posture_changed() or self.clock() >= next_report:
+                self.report()
+                next_report = self.clock() + self.interval_s
 
     def stop(self, *_: Any) -> None:
         self.stopping.set()

@@ -341,6 +341,7 @@ class SCS:
             fresh = Correlator(policy.correlation)
             fresh.accusations, fresh.scan_until = self.corr.accusations, self.corr.scan_until
             fresh.scan_reason, fresh.sealed = self.corr.scan_reason, self.corr.sealed
+            fresh.changes = self.corr.changes + 1     # the evidence is stored again
             self.corr = fresh
         for t in self.terminals.values():
             if t.last_sci is not None and self._fresh(t, now):
