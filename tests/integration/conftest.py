@@ -1,7 +1,8 @@
 """Fixtures for tests on real Open vSwitch, Mininet and ryu-manager processes.
 
 Every test starts its own controller process (free ports, its own database) and its own
-network, and removes exactly those afterwards: by PID, and by the network's record.
+network, and removes exactly those afterwards: by PID, and by the network's record. The helpers
+(ping, tcp_ok, web_server, CrsNet...) are in nethelpers.py; tests never import a conftest.
 """
 from __future__ import annotations
 
@@ -9,19 +10,9 @@ import os
 import subprocess
 
 import pytest
+from nethelpers import ROOT
 
-from controller.emulation.processes import (  # noqa: F401
-    ROOT,
-    ControllerProcess,
-    controller_config,
-    wait_until,
-)
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if "/integration/" in str(item.fspath):
-            item.add_marker(pytest.mark.integration)
+from controller.emulation.processes import ControllerProcess
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -58,25 +49,3 @@ def network():
     yield make
     for emu in emus:
         emu.stop()
-
-
-def ping(host, ip: str, count: int = 1, timeout: int = 2) -> bool:
-    out = host.cmd(f"ping -c {count} -W {timeout} -q {ip}")
-    return f" {count} received" in out
-
-
-def tcp_ok(host, ip: str, port: int, timeout: float = 2.0) -> bool:
-    """Whether `host` completes a TCP handshake with ip:port."""
-    out = host.cmd(f"python3 -c \"import socket; socket.create_connection(('{ip}', {port}), "
-                   f"{timeout}); print('TCP-OK')\" 2>&1")
-    return "TCP-OK" in out
-
-
-def web_server(emu, host: str, port: int = 80):
-    """A static HTTP server on a host (python's http.server), started and recorded."""
-    ip = emu.host(host).IP()
-    proc = emu.popen(host, ["python3", "-m", "http.server", str(port), "--bind", ip],
-                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(lambda: f":{port}" in emu.host(host).cmd(f"ss -ltn 'sport = :{port}'"), 10,
-               f"http server on {host}:{port}")
-    return proc

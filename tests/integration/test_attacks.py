@@ -14,12 +14,12 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import ROOT, ControllerProcess, ping, tcp_ok, wait_until
-from test_crs import CLEAN, CREDS, INFECTED, PY, CrsNet
+from nethelpers import CLEAN, CREDS, INFECTED, PY, ROOT, CrsNet, ping, tcp_ok
 
 from controller import jsonfile
 from controller.crs import messages as crsap
 from controller.crs.agent import sci_from_posture
+from controller.emulation.processes import ControllerProcess, wait_until
 
 ATTACKER = str(ROOT / "tests/integration/attacker.py")
 SVC_IP = "10.0.100.254"

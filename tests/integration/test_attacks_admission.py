@@ -6,13 +6,11 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, controller_config, ping, tcp_ok, wait_until, web_server
+from nethelpers import CREDS, PY, ROOT, ping, tcp_ok, web_server
 
-from controller.admission.credentials import load_credentials
 from controller.admission.eapol import EapCode, EapType, MalformedFrame, parse_frame
+from controller.emulation.processes import controller_config, wait_until
 
-CREDS = load_credentials(ROOT / "config/credentials.yaml")
-PY = str(ROOT / ".venv/bin/python")
 SP_UPDATE_PSK = "65535d86f1468bf7728722f3a955f8ce"  # demo-only, listed in config/credentials.yaml
 UPDATE = "10.0.100.20"
 

@@ -11,10 +11,10 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import ROOT, ping, wait_until
-from test_crs import CLEAN, CREDS, PY, CrsNet
+from nethelpers import CLEAN, CREDS, PY, ROOT, CrsNet, ping
 
 from controller import jsonfile
+from controller.emulation.processes import wait_until
 
 ATTACK_CONNECTIONS = 1200      # more than eventlet's default pool of 1,024 connections
 

@@ -5,13 +5,11 @@ import signal
 import subprocess
 import time
 
-from conftest import ROOT, controller_config, ping, tcp_ok, wait_until, web_server
+from nethelpers import CREDS, ROOT, ping, tcp_ok, web_server
 
 from controller import jsonfile
-from controller.admission.credentials import load_credentials
 from controller.bench import wpa
-
-CREDS = load_credentials(ROOT / "config/credentials.yaml")
+from controller.emulation.processes import controller_config, wait_until
 
 
 def auth_config(tmp_path, topo="topologies/minimal.yaml", session_s=3600, **kw):

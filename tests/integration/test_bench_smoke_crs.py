@@ -3,6 +3,8 @@ write well-formed result files with the expected keys. They assert no timings (a
 is not a test); the analysis of the raw records is checked on hand-made data."""
 from array import array
 
+from nethelpers import ROOT
+
 from controller import jsonfile
 from controller.bench import reaction, reports
 from controller.crs import messages as crsap
@@ -45,7 +47,7 @@ def test_reports_benchmark_writes_its_file(tmp_path):
 def test_reports_are_accepted_by_the_pure_scs():
     from controller.crs.policy import load_policy
     from controller.crs.scs import Enforce, Reply
-    policy = load_policy("config/crs_policy.yaml")
+    policy = load_policy(ROOT / "config/crs_policy.yaml")
     terms = reports.population(5, 2)
     scs = reports.pure_scs(terms, policy, 1000.0)
     out = scs.handle(None, reports.report(terms[0], 1, 1000.0), 1000.0)

@@ -10,98 +10,12 @@ import urllib.request
 
 import pytest
 import yaml
-from conftest import ROOT, ControllerProcess, controller_config, ping, tcp_ok, wait_until
+from nethelpers import CLEAN, INFECTED, CrsNet, ping, tcp_ok
 
 from controller import jsonfile
-from controller.admission.credentials import load_credentials
 from controller.crs import messages as crsap
 from controller.crs.agent import sci_from_posture
-
-CREDS = load_credentials(ROOT / "config/credentials.yaml")
-PY = str(ROOT / ".venv/bin/python")
-CLEAN = {"os": {"name": "MobileOS", "patch_level": 12},
-         "antivirus": {"engine": "1.0", "signature_version": 2041},
-         "agent_version": "1.0.0", "firewall": True, "threats": [], "attackers": []}
-
-
-class CrsNet:
-    """Controller (authentication + CRS) and mobile_core with agents on chosen terminals."""
-
-    def __init__(self, controller, network, tmp_path, policy_edit=None,
-                 topo="topologies/mobile_core.yaml", admission=None):
-        self.tmp = tmp_path
-        policy = yaml.safe_load((ROOT / "config/crs_policy.yaml").read_text())
-        policy["report"] = {"interval_s": 2, "stale_after_s": 600}
-        if policy_edit:
-            policy_edit(policy)
-        (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
-        self.cfg = controller_config(tmp_path / "controller.yaml", ROOT / topo, crs=True,
-                                     policy=tmp_path / "policy.yaml",
-                                     extra={"admission": admission or {}})
-        self.ctl = controller(*self.cfg)
-        self.emu = network(topo, self.ctl)
-        self._update_server()
-        self.servers = {}
-
-    def _update_server(self):
-        root = self.tmp / "www"
-        (root / "updates").mkdir(parents=True)
-        for item in ("baseline", "clean"):
-            (root / "updates" / item).write_text(f"update {item}\n")
-        self.update_log = self.tmp / "update-http.log"
-        self.emu.popen("update", ["python3", "-m", "http.server", "80", "--bind", "10.0.100.20",
-                                  "--directory", str(root)],
-                       stdout=open(self.update_log, "wb"), stderr=subprocess.STDOUT)
-        wait_until(lambda: ":80" in self.emu.host("update").cmd("ss -ltn 'sport = :80'"), 10,
-                   "update server")
-
-    def listen(self, host, port):
-        """A TCP listener on a host (stands for an application service)."""
-        ip = self.emu.host(host).IP()
-        self.emu.popen(host, ["python3", "-m", "http.server", str(port), "--bind", ip],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: f":{port}" in self.emu.host(host).cmd(f"ss -ltn 'sport = :{port}'"),
-                   10, f"listener {host}:{port}")
-
-    def terminal(self, host, posture=None):
-        ident = f"{host}@crs.example"
-        keys = self.tmp / f"{host}-keys.json"
-        post = self.tmp / f"{host}-posture.json"
-        post.write_text(json.dumps(posture or CLEAN))
-        self.emu.popen(host, [PY, "-m", "controller.admission.supplicant_main", "--interface",
-                              f"{host}-eth0", "--identity", ident, "--psk",
-                              CREDS.demo_psk(ident).hex(), "--keys-out", str(keys)],
-                       stdout=open(self.tmp / f"{host}-sup.log", "wb"), stderr=subprocess.STDOUT)
-        wait_until(keys.exists, 30, f"{host} authenticated")
-        self.emu.popen(host, [PY, "-m", "controller.crs.agent", "--posture", str(post),
-                              "--keys", str(keys), "--name", ident, "--interval", "2",
-                              "--scs", f"http://10.0.100.254:{self.ctl.rest_port}"],
-                       stdout=open(self.tmp / f"{host}-agent.log", "wb"),
-                       stderr=subprocess.STDOUT)
-        return post
-
-    def row(self, host):
-        return next((t for t in self.ctl.get("/crs/v1/terminals") if t["name"] == host), None)
-
-    def level(self, host):
-        row = self.row(host)
-        return row and row.get("level")
-
-    def wait_level(self, host, level, timeout=20):
-        wait_until(lambda: self.level(host) == level, timeout, f"{host} at {level}")
-
-    def set_posture(self, path, **changes):
-        data = jsonfile.read(path)
-        data.update(changes)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(path)
-
-    def h(self, name):
-        return self.emu.host(name)
-
-
-INFECTED = [{"name": "Worm.Demo", "count": 1, "cleaned": False}]
+from controller.emulation.processes import ControllerProcess, wait_until
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import importlib.util
 
 import pytest
 import yaml
-from conftest import ROOT
+from nethelpers import ROOT
 
 from controller import jsonfile
 from controller.experiment import defences, runner

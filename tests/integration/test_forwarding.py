@@ -1,8 +1,9 @@
 """Forwarding on real Open vSwitch + Mininet + ryu-manager, admission open."""
 import signal
 
-from conftest import ROOT, ControllerProcess, ping, wait_until
+from nethelpers import ROOT, ping
 
+from controller.emulation.processes import ControllerProcess, wait_until
 from controller.emulation.traffic import all_pairs, iperf3
 
 

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, wait_until
+from nethelpers import ROOT
 
+from controller.emulation.processes import wait_until
 from controller.emulation.record import alive, existing_bridges, records
 
 

@@ -4,6 +4,7 @@ import hmac
 
 import pytest
 import yaml
+from corekit import ROOT
 from cryptography.fernet import Fernet
 
 from controller.admission.authorization import load_authorization
@@ -19,8 +20,6 @@ from controller.admission.eap_md5 import Md5Server, md5_response
 from controller.admission.eap_psk import key_setup
 from controller.admission.eapol import EapCode, EapType, build_eap, parse_eap
 from controller.config import ConfigError
-
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 def test_shipped_files_load_and_cover_terminals():

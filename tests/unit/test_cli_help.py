@@ -13,13 +13,11 @@ import importlib
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from corekit import ROOT
 
 from controller import cli
-
-ROOT = Path(__file__).resolve().parents[2]
 
 # subcommands a program's parser accepts without declaring them as subparsers
 EXTRA = [("experiment", "run")]

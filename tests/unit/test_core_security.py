@@ -8,12 +8,7 @@ from __future__ import annotations
 import struct
 import tempfile
 
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hsettings
-from hypothesis import strategies as st
-from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import ARP, Ether
-from test_core_system import (
+from corekit import (
     C1,
     C2,
     CLEAN,
@@ -22,11 +17,16 @@ from test_core_system import (
     TOPO,
     WEB_MAC,
     authenticate,
-    boot,
+    boot_core,
     ip_pkt,
     report,
     settings,
 )
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import ARP, Ether
 
 from controller import packet, topology
 from controller.core import Core
@@ -47,8 +47,8 @@ def arp_pkt(src_mac, spa, tpa, sha=None):
             "arp_op": 1, "arp_spa": spa, "arp_tpa": tpa, "arp_sha": sha or src_mac}
 
 
-def test_binding_pins_the_address_for_ip_and_arp(tmp_path):
-    core, sim = boot(tmp_path)
+def test_binding_pins_the_address_for_ip_and_arp(boot):
+    core, sim = boot()
     authenticate(core, sim, 2, C1, "c1t1")
     to_update = ip_pkt(C1, WEB_MAC, "10.0.1.1", UPDATE_IP, 80)
     assert sim.process(to_update, 2).tables() == [0, 1, 2]
@@ -67,8 +67,8 @@ def test_binding_pins_the_address_for_ip_and_arp(tmp_path):
     assert core.counters["attack_spoofed_arp_dropped"] == 1
 
 
-def test_terminals_reach_only_the_controllers_http_port(tmp_path):
-    core, sim = boot(tmp_path)
+def test_terminals_reach_only_the_controllers_http_port(boot):
+    core, sim = boot()
     authenticate(core, sim, 2, C1, "c1t1")
     ctl_mac = topology.load(TOPO).service_mac
     to_ctl = ip_pkt(C1, ctl_mac, "10.0.1.1", SVC_IP, core.settings.rest_port)
@@ -84,8 +84,8 @@ def test_terminals_reach_only_the_controllers_http_port(tmp_path):
     assert sim.process({**reply, "tcp_dst": 6653}, 2).dropped
 
 
-def test_preauth_arp_is_answered_by_the_controller_and_teaches_nothing(tmp_path):
-    core, sim = boot(tmp_path)
+def test_preauth_arp_is_answered_by_the_controller_and_teaches_nothing(boot):
+    core, sim = boot()
     authenticate(core, sim, 2, C1, "c1t1")
     t = topology.load(TOPO)
     stolen = arp_pkt(C1, "10.0.1.1", SVC_IP)            # the victim's MAC, another port
@@ -109,8 +109,8 @@ def test_preauth_arp_is_answered_by_the_controller_and_teaches_nothing(tmp_path)
     assert core.counters["attack_unbound_source_dropped"] == 1
 
 
-def test_scan_evidence_belongs_to_the_port_not_to_the_claimed_address(tmp_path):
-    core, sim = boot(tmp_path, crs=True)
+def test_scan_evidence_belongs_to_the_port_not_to_the_claimed_address(boot):
+    core, sim = boot(crs=True)
     _, k1 = authenticate(core, sim, 2, C1, "c1t1")
     _, k2 = authenticate(core, sim, 3, C2, "c1t2")
     for keys, ident in ((k1, "c1t1@crs.example"), (k2, "c1t2@crs.example")):
@@ -122,8 +122,8 @@ def test_scan_evidence_belongs_to_the_port_not_to_the_claimed_address(tmp_path):
     assert "c1t1@crs.example" not in flagged and "c1t2@crs.example" in flagged
 
 
-def test_restored_sessions_keep_logoff_port_down_and_must_reauthenticate(tmp_path):
-    core, sim = boot(tmp_path)
+def test_restored_sessions_keep_logoff_port_down_and_must_reauthenticate(boot, tmp_path):
+    core, sim = boot()
     sup, _ = authenticate(core, sim, 2, C1, "c1t1")
     authenticate(core, sim, 3, C2, "c1t2")
     to_update = ip_pkt(C1, WEB_MAC, "10.0.1.1", UPDATE_IP, 80)
@@ -152,8 +152,8 @@ def _step_by_step_never_open(sim: FlowSim, msgs, pkt, port, opened) -> None:
         assert not opened(sim.process(pkt, port)), f"open after {m}"
 
 
-def test_a_reconnect_rebuild_never_opens_a_restriction_between_two_messages(tmp_path):
-    core, sim = boot(tmp_path, crs=True)
+def test_a_reconnect_rebuild_never_opens_a_restriction_between_two_messages(boot):
+    core, sim = boot(crs=True)
     _, keys = authenticate(core, sim, 2, C1, "c1t1")
     _, k2 = authenticate(core, sim, 3, C2, "c1t2")
     ident = "c1t1@crs.example"
@@ -220,7 +220,7 @@ def frames(draw):
 def test_fuzzed_packet_ins_never_crash_and_never_admit_an_unauthenticated_station(events):
     with tempfile.TemporaryDirectory() as d:
         from pathlib import Path
-        core, sim = boot(Path(d), crs=True)
+        core, sim = boot_core(Path(d), crs=True)
         authenticate(core, sim, 2, C1, "c1t1")
         trusted = core.admission.trusted.get(1, set())
         for i, (port, table, data) in enumerate(events):
@@ -233,8 +233,8 @@ def test_fuzzed_packet_ins_never_crash_and_never_admit_an_unauthenticated_statio
                 assert port in trusted or (port, mac) in bound, f
 
 
-def test_a_second_station_on_a_bound_port_gets_no_address_of_anothers(tmp_path):
-    core, sim = boot(tmp_path)
+def test_a_second_station_on_a_bound_port_gets_no_address_of_anothers(boot):
+    core, sim = boot()
     authenticate(core, sim, 2, C1, "c1t1")
     other = "02:00:00:00:42:42"
     authenticate(core, sim, 2, other, "c1t2")          # a hub: another subscriber, same port
@@ -252,8 +252,8 @@ def test_a_second_station_on_a_bound_port_gets_no_address_of_anothers(tmp_path):
     assert 2 not in sim.process(as_c1, 2).tables()
 
 
-def test_reauthentication_after_a_logoff_reconnects_an_infected_terminal(tmp_path):
-    core, sim = boot(tmp_path, crs=True)
+def test_reauthentication_after_a_logoff_reconnects_an_infected_terminal(boot):
+    core, sim = boot(crs=True)
     sup, keys = authenticate(core, sim, 2, C1, "c1t1")
     authenticate(core, sim, 3, C2, "c1t2")
     ident = "c1t1@crs.example"
@@ -268,8 +268,8 @@ def test_reauthentication_after_a_logoff_reconnects_an_infected_terminal(tmp_pat
     assert 2 not in sim.process(peer, 2).tables()
 
 
-def test_every_packet_in_is_accounted_by_class(tmp_path):
-    core, sim = boot(tmp_path)
+def test_every_packet_in_is_accounted_by_class(boot):
+    core, sim = boot()
     authenticate(core, sim, 2, C1, "c1t1")
     core.packet_in(1, 2, 2, arp_frame(C1, "10.0.1.1", "10.0.1.2"), T0 + 1)
     core.packet_in(1, 3, 0, arp_frame(C2, "10.0.1.2", SVC_IP), T0 + 1)

@@ -1,12 +1,9 @@
 """The whole pure core, driven like the real controller: EAP through packet-ins, reports
 through the CRSAP endpoint, a restart from the same database; checked on a simulated switch."""
-from pathlib import Path
-
 import pytest
+from corekit import C1, C2, CLEAN, INFECTED, T0, TOPO, WEB_MAC, authenticate, ip_pkt, report
 
 from controller import topology
-from controller.admission.credentials import load_credentials
-from controller.admission.supplicant import Supplicant
 from controller.core import ApiError, Core
 from controller.crs import messages as crsap
 from controller.crs.agent import sci_from_posture
@@ -14,57 +11,9 @@ from controller.openflow.flowsim import FlowSim
 from controller.openflow.ofmsg import PacketOut
 from controller.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
-TOPO = str(ROOT / "topologies" / "minimal.yaml")
-CREDENTIALS = str(ROOT / "config" / "credentials.yaml")
-C1, C2 = "02:00:0a:00:01:01", "02:00:0a:00:01:02"
-WEB_MAC = "02:00:0a:00:64:14"
-T0 = 1_000_000.0
 
-
-def settings(tmp_path, crs=False):
-    return Settings(db_path=str(tmp_path / "crs.db"), audit_log=str(tmp_path / "audit.jsonl"),
-                    topology_file=TOPO, admission_mode="authenticate",
-                    credentials_file=CREDENTIALS,
-                    authorization_file=str(ROOT / "config" / "authorization.yaml"),
-                    crs_enabled=crs, crs_policy_file=str(ROOT / "config" / "crs_policy.yaml"))
-
-
-def boot(tmp_path, crs=False, now=T0):
-    core = Core(settings(tmp_path, crs), topology.load(TOPO), now=now)
-    sim = FlowSim()
-    sim.apply(m for _, m in core.switch_up(1, {1, 2, 3, 4}, now))
-    return core, sim
-
-
-def ip_pkt(src_mac, dst_mac, src_ip, dst_ip, dport=80):
-    return {"eth_src": src_mac, "eth_dst": dst_mac, "eth_type": 0x0800, "ipv4_src": src_ip,
-            "ipv4_dst": dst_ip, "ip_proto": 6, "tcp_dst": dport}
-
-
-def authenticate(core, sim, port, mac, host, now=T0):
-    ident = f"{host}@crs.example"
-    psk = load_credentials(CREDENTIALS).demo_psk(ident)
-    sup = Supplicant(ident, mac, psk=psk)
-    frames, step = [sup.start()], None
-    for _ in range(20):
-        if not frames:
-            break
-        out = []
-        for f in frames:
-            msgs = core.packet_in(1, port, 0, f, now)
-            sim.apply(m for _, m in msgs)
-            out += [m.data for _, m in msgs if isinstance(m, PacketOut)]
-        frames = []
-        for data in out:
-            step = sup.handle(data)
-            frames += step.frames
-    assert step is not None and step.status == "success", step
-    return sup, step.keys
-
-
-def test_nothing_but_eapol_before_authentication_and_entitled_services_after(tmp_path):
-    core, sim = boot(tmp_path)
+def test_nothing_but_eapol_before_authentication_and_entitled_services_after(boot):
+    core, sim = boot()
     to_web = ip_pkt(C1, WEB_MAC, "10.0.1.1", "10.0.100.20", 80)
     assert sim.process(to_web, 2).dropped and sim.process(to_web, 2).tables() == []  # table-0 miss
     authenticate(core, sim, 2, C1, "c1t1")
@@ -77,8 +26,8 @@ def test_nothing_but_eapol_before_authentication_and_entitled_services_after(tmp
     assert core.counters["dot1x_admitted"] == 1
 
 
-def test_logoff_and_port_down_revoke(tmp_path):
-    core, sim = boot(tmp_path)
+def test_logoff_and_port_down_revoke(boot):
+    core, sim = boot()
     to_web = ip_pkt(C1, WEB_MAC, "10.0.1.1", "10.0.100.20", 80)
     sup, _ = authenticate(core, sim, 2, C1, "c1t1")
     sim.apply(m for _, m in core.packet_in(1, 2, 0, sup.logoff(), T0 + 1))
@@ -89,27 +38,17 @@ def test_logoff_and_port_down_revoke(tmp_path):
     assert sim.process(to_web, 2).dropped
 
 
-def test_restart_rebuilds_bindings_from_the_store(tmp_path):
-    core, sim = boot(tmp_path)
+def test_restart_rebuilds_bindings_from_the_store(boot):
+    core, sim = boot()
     authenticate(core, sim, 2, C1, "c1t1")
-    core2, sim2 = boot(tmp_path, now=T0 + 5)
+    core2, sim2 = boot(now=T0 + 5)
     to_web = ip_pkt(C1, WEB_MAC, "10.0.1.1", "10.0.100.20", 80)
     assert sim2.process(to_web, 2).tables() == [0, 1, 2]
     assert sim2.process(ip_pkt(C2, WEB_MAC, "10.0.1.2", "10.0.100.20"), 3).dropped
 
 
-def report(keys, ident, seq, now, posture):
-    body = {"ms_id": ident, "sci": sci_from_posture(posture)}
-    return crsap.encode("SCIReport", ident, seq, now, body, keys.crs_report_key)
-
-
-CLEAN = {"os": {"patch_level": 12}, "antivirus": {"signature_version": 2041},
-         "agent_version": "1.0.0", "firewall": True, "threats": [], "attackers": []}
-INFECTED = {**CLEAN, "threats": [{"name": "Worm.Demo", "count": 1, "cleaned": False}]}
-
-
-def test_report_isolates_survives_restart_and_clean_report_releases(tmp_path):
-    core, sim = boot(tmp_path, crs=True)
+def test_report_isolates_survives_restart_and_clean_report_releases(boot):
+    core, sim = boot(crs=True)
     _, keys = authenticate(core, sim, 2, C1, "c1t1")
     ident = "c1t1@crs.example"
     peer = ip_pkt(C1, C2, "10.0.1.1", "10.0.1.2", 5000)
@@ -127,7 +66,7 @@ def test_report_isolates_survives_restart_and_clean_report_releases(tmp_path):
     status, _, out = core.crsap_message(report(keys, ident, 1, T0 + 1, CLEAN), T0 + 3)
     assert status == 403 and sim.process(peer, 2).dropped
     # restart: a fresh core on the same database rebuilds the isolation on connect
-    core2, sim2 = boot(tmp_path, crs=True, now=T0 + 4)
+    core2, sim2 = boot(crs=True, now=T0 + 4)
     assert sim2.process(peer, 2).dropped
     assert sim2.process(to_update, 2).tables() == [0, 1, 2]
     status, body, out = core2.crsap_message(report(keys, ident, 3, T0 + 5, CLEAN), T0 + 5)
@@ -136,8 +75,8 @@ def test_report_isolates_survives_restart_and_clean_report_releases(tmp_path):
     assert sim2.process(peer, 2).tables() == [0, 1, 2]
 
 
-def test_forged_report_and_operator_actions(tmp_path):
-    core, sim = boot(tmp_path, crs=True)
+def test_forged_report_and_operator_actions(boot):
+    core, sim = boot(crs=True)
     _, keys = authenticate(core, sim, 2, C1, "c1t1")
     ident = "c1t1@crs.example"
     forged = crsap.encode("SCIReport", ident, 5, T0 + 1,
@@ -179,9 +118,9 @@ def test_throttle_mode_sends_new_destinations_through_the_controller(tmp_path):
     assert core.status()["counters"]["throttle_released"] == 1
 
 
-def test_a_scanner_of_dark_addresses_is_flagged_from_its_arp_requests(tmp_path):
+def test_a_scanner_of_dark_addresses_is_flagged_from_its_arp_requests(boot):
     from scapy.layers.l2 import ARP, Ether
-    core, sim = boot(tmp_path, crs=True)
+    core, sim = boot(crs=True)
     _, keys = authenticate(core, sim, 2, C1, "c1t1")
     ident = "c1t1@crs.example"
     sim.apply(m for _, m in core.crsap_message(report(keys, ident, 1, T0 + 1, CLEAN), T0 + 1)[2])
@@ -196,11 +135,11 @@ def test_a_scanner_of_dark_addresses_is_flagged_from_its_arp_requests(tmp_path):
     assert not sim.process(peer, 2).dropped
 
 
-def test_a_session_restored_after_restart_still_expires(tmp_path):
-    core, sim = boot(tmp_path)
+def test_a_session_restored_after_restart_still_expires(boot):
+    core, sim = boot()
     authenticate(core, sim, 2, C1, "c1t1")
     to_update = ip_pkt(C1, WEB_MAC, "10.0.1.1", "10.0.100.20", 80)
-    core2, sim2 = boot(tmp_path, now=T0 + 10)          # restart: no authenticator state
+    core2, sim2 = boot(now=T0 + 10)          # restart: no authenticator state
     assert not sim2.process(to_update, 2).dropped
     sim2.apply(m for _, m in core2.tick(T0 + 3600 + 1))  # past the session's lifetime
     assert sim2.process(to_update, 2).dropped

@@ -1,10 +1,9 @@
 """Scenario schema, validation messages, run expansion, host planning, worm command lines."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
+from corekit import ROOT
 
 from controller.config import ConfigError
 from controller.experiment import model
@@ -18,7 +17,6 @@ from controller.experiment.scenario import (
 )
 from controller.worm import host as worm_host
 
-REPO = Path(__file__).resolve().parents[2]
 SHIPPED = ["demo", "ci_small", "delay_sweep", "scope_sweep", "scale200"]
 
 BASE = {"name": "t", "topology": "topologies/mobile_core.yaml", "cells": 2,
@@ -33,8 +31,8 @@ def problems(data: dict, file: str = "s.yaml") -> str:
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_scenarios_are_valid(name):
-    topo = REPO / "topologies" / "mobile_core.yaml"
-    sc = load_scenario(REPO / "scenarios" / f"{name}.yaml", check_files=topo.exists())
+    topo = ROOT / "topologies" / "mobile_core.yaml"
+    sc = load_scenario(ROOT / "scenarios" / f"{name}.yaml", check_files=topo.exists())
     assert sc.name == name
     specs = expand(sc)
     assert len(specs) >= 2 * sc.runs
@@ -44,7 +42,7 @@ def test_shipped_scenarios_are_valid(name):
 def test_demo_defaults_meet_the_design_targets():
     """The demo must reach > 80 % without defence and stay < 10 % with isolation (1 s delay),
     per the models: logistic time to 80 % and blacklisting 1/(1-K*R)."""
-    sc = load_scenario(REPO / "scenarios" / "demo.yaml", check_files=False)
+    sc = load_scenario(ROOT / "scenarios" / "demo.yaml", check_files=False)
     assert sc.cells == 3 and sc.terminals_per_cell == 8 and sc.duration_s <= 90
     assert {d.name for d in sc.defences} == {"none", "crs_isolate"}
     k = model.predicted_k(sc.scan_rate, sc.vulnerable, sc.omega)
@@ -144,7 +142,7 @@ def test_plan_hosts_is_deterministic_and_sane():
 
 
 def test_worm_argv_is_accepted_by_the_worm():
-    sc = load_scenario(REPO / "scenarios" / "scope_sweep.yaml", check_files=False)
+    sc = load_scenario(ROOT / "scenarios" / "scope_sweep.yaml", check_files=False)
     spec = expand(sc)[-1]
     for h in plan_hosts(sc, spec.seed)[:3]:
         argv = worm_argv(sc, spec, h, "/tmp/p.json", "/tmp/e.jsonl")

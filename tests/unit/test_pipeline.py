@@ -1,7 +1,6 @@
 """The pipeline builders, checked by running packets through the simulated flow table."""
-from pathlib import Path
-
 import pytest
+from corekit import ROOT
 
 from controller.core import Core
 from controller.forwarding import Forwarding
@@ -18,7 +17,6 @@ from controller.openflow.tables import ADMISSION, FORWARDING, SECURITY, Pipeline
 from controller.pipeline import AdmissionMode, admission_base, security_base
 from controller.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
 H1, H2 = "02:00:0a:00:01:01", "02:00:0a:00:01:02"
 BCAST = "ff:ff:ff:ff:ff:ff"
 

@@ -11,14 +11,14 @@ import sys
 import threading
 from pathlib import Path
 
+from corekit import ROOT
+
 from controller import jsonfile
 from controller.emulation.processes import wait_until
 from controller.worm import host as worm_host
 from controller.worm.host import WormConfig, WormHost
 from controller.worm.posture import read_posture
 from controller.worm.targets import parse_space
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def free_udp_port() -> int:
@@ -190,7 +190,7 @@ def test_sigterm_stops_cleanly(tmp_path):
     cmd = [sys.executable, "-m", "controller.worm.host", "--name", "c1t1", "--ip", "127.0.0.1",
            "--posture", str(tmp_path / "p.json"), "--events", str(ev), "--port", str(port),
            "--infected", "--scan-rate", "5", "--space", "127.0.0.0/29", "--seed", "3"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     wait_until(lambda: ev.exists() and "infected" in ev.read_text(), 10, "the worm running")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(5) == 0

@@ -1,0 +1,33 @@
+"""What the unit and the integration tests share: the `integration` marker on every test under
+tests/integration/, the repository's root, and the fixtures of the pure-core tests.
+
+Helpers that tests import live in modules that are neither tests nor conftests: tests/corekit.py
+and tests/integration/nethelpers.py. With pytest's default import mode ("prepend") tests/ is on
+sys.path because this file lives there, and tests/integration/ because its test modules and its
+conftest.py live there; tests never import `conftest` (two files share that module name)."""
+from __future__ import annotations
+
+import pytest
+
+# the helpers' asserts report like the tests' own (rewritten before their first import)
+pytest.register_assert_rewrite("corekit", "nethelpers")
+
+from corekit import ROOT, T0, boot_core  # noqa: E402
+
+INTEGRATION = ROOT / "tests" / "integration"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.path.resolve().is_relative_to(INTEGRATION):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def boot(tmp_path):
+    """Boots the pure core on a simulated switch, its database in the test's tmp_path:
+    `core, sim = boot(crs=True)`; called again (with a later `now`), a restart of the
+    controller on the same database."""
+    def make(crs=False, now=T0):
+        return boot_core(tmp_path, crs, now)
+    return make

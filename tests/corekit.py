@@ -1,0 +1,80 @@
+"""Helpers for the tests (not a test module, not a conftest): the repository's root, and for the
+pure core's tests (tests/unit/test_core_*.py) the demo topology's addresses, a core booted on a
+simulated switch, EAP authentication through packet-ins and signed CRSAP reports.
+
+pytest's default import mode puts tests/ on sys.path (tests/conftest.py lives there), so test
+modules import this as `corekit` whatever the working directory; the `boot` fixture in
+tests/conftest.py binds `boot_core` to the test's tmp_path."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from controller import topology
+from controller.admission.credentials import load_credentials
+from controller.admission.supplicant import Supplicant
+from controller.core import Core
+from controller.crs import messages as crsap
+from controller.crs.agent import sci_from_posture
+from controller.openflow.flowsim import FlowSim
+from controller.openflow.ofmsg import PacketOut
+from controller.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]          # the repository
+TOPO = str(ROOT / "topologies" / "minimal.yaml")
+CREDENTIALS = str(ROOT / "config" / "credentials.yaml")
+C1, C2 = "02:00:0a:00:01:01", "02:00:0a:00:01:02"
+WEB_MAC = "02:00:0a:00:64:14"
+T0 = 1_000_000.0
+
+CLEAN = {"os": {"patch_level": 12}, "antivirus": {"signature_version": 2041},
+         "agent_version": "1.0.0", "firewall": True, "threats": [], "attackers": []}
+INFECTED = {**CLEAN, "threats": [{"name": "Worm.Demo", "count": 1, "cleaned": False}]}
+
+
+def settings(tmp_path, crs=False):
+    return Settings(db_path=str(tmp_path / "crs.db"), audit_log=str(tmp_path / "audit.jsonl"),
+                    topology_file=TOPO, admission_mode="authenticate",
+                    credentials_file=CREDENTIALS,
+                    authorization_file=str(ROOT / "config" / "authorization.yaml"),
+                    crs_enabled=crs, crs_policy_file=str(ROOT / "config" / "crs_policy.yaml"))
+
+
+def boot_core(tmp_path, crs=False, now=T0):
+    """A core whose database and audit log are in `tmp_path`, and a simulated switch that
+    holds what it installed at the switch's connection. Tests use the `boot` fixture; this
+    is for the ones that cannot take tmp_path (hypothesis tests)."""
+    core = Core(settings(tmp_path, crs), topology.load(TOPO), now=now)
+    sim = FlowSim()
+    sim.apply(m for _, m in core.switch_up(1, {1, 2, 3, 4}, now))
+    return core, sim
+
+
+def ip_pkt(src_mac, dst_mac, src_ip, dst_ip, dport=80):
+    return {"eth_src": src_mac, "eth_dst": dst_mac, "eth_type": 0x0800, "ipv4_src": src_ip,
+            "ipv4_dst": dst_ip, "ip_proto": 6, "tcp_dst": dport}
+
+
+def authenticate(core, sim, port, mac, host, now=T0):
+    ident = f"{host}@crs.example"
+    psk = load_credentials(CREDENTIALS).demo_psk(ident)
+    sup = Supplicant(ident, mac, psk=psk)
+    frames, step = [sup.start()], None
+    for _ in range(20):
+        if not frames:
+            break
+        out = []
+        for f in frames:
+            msgs = core.packet_in(1, port, 0, f, now)
+            sim.apply(m for _, m in msgs)
+            out += [m.data for _, m in msgs if isinstance(m, PacketOut)]
+        frames = []
+        for data in out:
+            step = sup.handle(data)
+            frames += step.frames
+    assert step is not None and step.status == "success", step
+    return sup, step.keys
+
+
+def report(keys, ident, seq, now, posture):
+    body = {"ms_id": ident, "sci": sci_from_posture(posture)}
+    return crsap.encode("SCIReport", ident, seq, now, body, keys.crs_report_key)
