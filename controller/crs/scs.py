@@ -13,8 +13,8 @@ Rejected input changes nothing and yields Count + Log.
 """
 from __future__ import annotations
 
+import heapq
 import logging
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -147,16 +147,25 @@ class SCS:
         self.terminals: dict[str, Terminal] = {}
         self.replay = crsap.ReplayState()
         self.corr = Correlator(policy.correlation)
-        self.queue: deque[str] = deque()
+        self.queue: dict[str, None] = {}     # terminals waiting for an update slot, in order
         self.tokens = 0.0
         self.tokens_at: float | None = None
         self._numbers = 0
         self.by_ip: dict[str, str] = {}     # bound address -> terminal id (set by the NAC)
         self._levels: dict[str, tuple[Level, str, tuple[str, ...]]] = {}
         self._last_full: float | None = None
+        # Indexes that keep the work per report independent of network and group size:
+        self.members: dict[str, set[str]] = {}       # group -> online terminals
+        self.roster: dict[str, set[str]] = {}        # group -> every terminal, online or not
+        self._infected: dict[str, set[str]] = {}     # group -> online members now INFECTED
+        self._counted: dict[str, str] = {}           # terminal -> group it is counted in
+        self._granted: set[str] = set()              # online terminals with an update slot
+        self._stale_heap: list[tuple[float, str]] = []   # (report goes stale at, terminal)
+        self._stale_watched: set[str] = set()
+        self._accused: set[str] = set()              # cached level carries accusers
 
     def restore(self, terminals: Iterable[Terminal], replay: dict[str, int],
-                sealed: Iterable[str], evidence: dict[str, Any]) -> None:
+                sealed: Iterable[str], evidence: dict[str, Any], now: float) -> None:
         """State from the store after a restart: terminals with their decisions, replay
         counters, sealed groups and correlation evidence."""
         for t in terminals:
@@ -164,9 +173,16 @@ class SCS:
             self._numbers = max(self._numbers, t.number)
             if t.online and t.ip:
                 self.by_ip[t.ip] = t.tid
+            if t.group:
+                self.roster.setdefault(t.group, set()).add(t.tid)
+            if t.online:
+                self._join(t)
         self.replay.last_seq.update(replay)
         self.corr.sealed.update(sealed)
         self.corr.restore(evidence)
+        for t in self.terminals.values():     # every online terminal has a cached level
+            if t.online:
+                self._level_of(t, now)
 
     # --- NAC / lifecycle ----------------------------------------------------------------
 
@@ -177,6 +193,7 @@ class SCS:
         A terminal whose stored report is still fresh keeps its level (roaming inside one
         CRS network, 13.2); otherwise it starts at UNKNOWN until it reports."""
         t = self.terminals.get(terminal_id)
+        old_group = None
         if t is None:
             self._numbers += 1
             t = Terminal(terminal_id, self._numbers, group, ip, mac, dpid, port)
@@ -184,10 +201,19 @@ class SCS:
         else:
             if self.by_ip.get(t.ip) == terminal_id:
                 del self.by_ip[t.ip]
+            if t.online:
+                old_group = t.group
+                self._part(t)
+            if t.group != group and t.group in self.roster:
+                self.roster[t.group].discard(terminal_id)
             t.group, t.ip, t.mac, t.dpid, t.port, t.online = group, ip, mac, dpid, port, True
             t.decision = None  # flows must be (re)installed at the new location
+        if group:
+            self.roster.setdefault(group, set()).add(terminal_id)
+        self._join(t)
         if ip:
             self.by_ip[ip] = terminal_id
+        self._watch_stale(t)
         if not self._fresh(t, now):
             # INFECTED is lifted only by a clean report, never by coming back later
             t.own_level = worse(t.own_level, Level.UNKNOWN)
@@ -196,7 +222,7 @@ class SCS:
         out: list[Effect] = [Audit({"event": "connect", "terminal": terminal_id, "ip": ip,
                                     "mac": mac, "dpid": dpid, "port": port, "group": group,
                                     "at": now}), Count("crs_connect")]
-        return out + self._recompute(now, [terminal_id])
+        return out + self._recompute(now, [terminal_id], extra_groups=(old_group,))
 
     def agent_left(self, terminal_id: str, now: float, reason: str) -> list[Effect]:
         """The terminal's agent said Leave, but its binding (its access) remains: it stays
@@ -219,15 +245,15 @@ class SCS:
         if t is None or not t.online:
             return [Count("crs_leave_unknown"),
                     Log(logging.INFO, f"leave for unknown or offline terminal {terminal_id}")]
-        t.online, t.decision, t.granted = False, None, None
-        if terminal_id in self.queue:
-            self.queue.remove(terminal_id)
+        self._part(t)
+        t.online, t.decision = False, None
+        self._set_granted(t, None)
+        self.queue.pop(terminal_id, None)
         if self.by_ip.get(t.ip) == terminal_id:
             del self.by_ip[t.ip]
         out: list[Effect] = [Remove(terminal_id, t.location), Count("crs_leave"),
                              Audit({"event": "leave", "terminal": terminal_id,
                                     "reason": reason, "at": now})]
-        self._levels.pop(terminal_id, None)
         return out + self._recompute(now, [terminal_id])
 
     # --- SCA messages ---------------------------------------------------------------------
@@ -289,9 +315,9 @@ class SCS:
         addresses nobody holds cannot grow the evidence tables."""
         sci = msg.body["sci"]
         t.last_sci, t.last_report = sci, now
+        self._watch_stale(t)
         t.own_level, t.own_reason = evaluate(sci, self.policy)
-        if t.granted is not None:
-            t.granted = None  # the report after an update closes the update's slot
+        self._set_granted(t, None)  # the report after an update closes the update's slot
         out: list[Effect] = []
         accused: list[str] = []
         for a in sci.get("attackers", ()):
@@ -317,18 +343,23 @@ class SCS:
             return out
         self._last_full = now
         self.corr.expire(now)
-        for t in self.terminals.values():
-            if not t.online:
-                continue
-            if t.own_level in ELIGIBLE_ACCUSER_LEVELS and not self._fresh(t, now):
-                t.own_level, t.own_reason = Level.UNKNOWN, \
-                    f"no report for {self.policy.stale_after_s:g} s"
-                out.append(Count("crs_stale"))
+        touched: set[str] = set()
+        for t in self._due_stale(now):
+            t.own_level, t.own_reason = Level.UNKNOWN, \
+                f"no report for {self.policy.stale_after_s:g} s"
+            out.append(Count("crs_stale"))
+            touched.add(t.tid)
+        for tid in list(self._granted):
+            t = self.terminals[tid]
             if t.granted and now - t.granted[2] > self.policy.update_timeout_s:
                 out += [Count("crs_update_timeout"),
                         Log(logging.WARNING, f"update {t.granted[1]} of {t.tid} timed out")]
-                t.granted = None
-        out += self._recompute(now)
+                self._set_granted(t, None)
+        # Evidence ages with time: whoever has accusers or a scan flag, or had them at the
+        # last evaluation, is evaluated again (the evidence's size, not the network's).
+        touched |= {tid for tid in self.corr.sources() if tid in self.terminals}
+        touched |= self._accused
+        out += self._recompute(now, sorted(touched))
         for tid in self._grant(now):
             out += self._push_update(tid, now)
         return out
@@ -343,9 +374,12 @@ class SCS:
             fresh.scan_reason, fresh.sealed = self.corr.scan_reason, self.corr.sealed
             fresh.changes = self.corr.changes + 1     # the evidence is stored again
             self.corr = fresh
+        self._stale_heap, self._stale_watched = [], set()   # stale_after_s may have changed
         for t in self.terminals.values():
             if t.last_sci is not None and self._fresh(t, now):
                 t.own_level, t.own_reason = evaluate(t.last_sci, policy)
+            if t.online:
+                self._watch_stale(t)
         out: list[Effect] = [Audit({"event": "policy", "from": old, "to": policy.version,
                                     "source": policy.source, "at": now}),
                              Count("crs_policy_reload")]
@@ -417,13 +451,80 @@ class SCS:
                 level = accused
             reason = f"{reason}; accused by {', '.join(accusers)}"
         self._levels[t.tid] = (level, reason, accusers)
+        if accusers:
+            self._accused.add(t.tid)
+        else:
+            self._accused.discard(t.tid)
+        self._count(t, level)
         return level, reason, accusers
 
-    def _recompute(self, now: float, only: Iterable[str] | None = None) -> list[Effect]:
+    # --- indexes (kept in step with every change of online, group and level) ------------
+
+    def _join(self, t: Terminal) -> None:
+        if t.group:
+            self.members.setdefault(t.group, set()).add(t.tid)
+
+    def _part(self, t: Terminal) -> None:
+        """`t` goes offline or leaves its group: out of every index."""
+        if t.group in self.members:
+            self.members[t.group].discard(t.tid)
+            if not self.members[t.group]:
+                del self.members[t.group]
+        self._levels.pop(t.tid, None)
+        self._accused.discard(t.tid)
+        self._count(t, None)
+
+    def _count(self, t: Terminal, level: Level | None) -> None:
+        """Keep `_infected` (a group's INFECTED members, what its seal is decided on)."""
+        was = self._counted.get(t.tid)
+        want = t.group if level is Level.INFECTED and t.online and t.group else None
+        if was == want:
+            return
+        if was is not None:
+            self._infected[was].discard(t.tid)
+            if not self._infected[was]:
+                del self._infected[was]
+            del self._counted[t.tid]
+        if want is not None:
+            self._infected.setdefault(want, set()).add(t.tid)
+            self._counted[t.tid] = want
+
+    def _set_granted(self, t: Terminal, granted: tuple[str, str, float] | None) -> None:
+        t.granted = granted
+        if granted is not None and t.online:
+            self._granted.add(t.tid)
+        else:
+            self._granted.discard(t.tid)
+
+    def _watch_stale(self, t: Terminal) -> None:
+        """Remember when `t`'s last report goes stale (one entry per terminal at most)."""
+        if t.last_report is None or t.tid in self._stale_watched:
+            return
+        self._stale_watched.add(t.tid)
+        heapq.heappush(self._stale_heap, (t.last_report + self.policy.stale_after_s, t.tid))
+
+    def _due_stale(self, now: float) -> list[Terminal]:
+        """Online terminals of an eligible level whose last report has gone stale."""
+        due = []
+        heap = self._stale_heap
+        while heap and heap[0][0] < now:
+            _, tid = heapq.heappop(heap)
+            self._stale_watched.discard(tid)
+            t = self.terminals.get(tid)
+            if t is None or not t.online:
+                continue
+            if self._fresh(t, now):        # it reported since: watch its new deadline
+                self._watch_stale(t)
+            elif t.own_level in ELIGIBLE_ACCUSER_LEVELS:
+                due.append(t)
+        return due
+
+    def _recompute(self, now: float, only: Iterable[str] | None = None,
+                   extra_groups: Iterable[str | None] = ()) -> list[Effect]:
         """Bring decisions, group seals and the update queue up to date: for every online
-        terminal, or only for `only` (and their groups). Per-report work then costs the
-        size of the sender's group, not of the whole network; `tick` still does a full pass
-        once a second, which catches expiries that touch no report."""
+        terminal (a policy reload), or only for `only` (and their groups, plus
+        `extra_groups`). A group's seal is decided on its indexed INFECTED count, so the
+        work per report is constant; only a seal that changes touches every member."""
         out: list[Effect] = []
         if only is None:
             targets = {t.tid: t for t in self.terminals.values() if t.online}
@@ -436,20 +537,18 @@ class SCS:
             groups = sorted({t.group for t in targets.values() if t.group} | set(self.corr.sealed))
         else:   # also the groups of terminals that just went offline
             groups = sorted({self.terminals[tid].group for tid in only
-                             if tid in self.terminals and self.terminals[tid].group})
+                             if tid in self.terminals and self.terminals[tid].group}
+                            | {g for g in extra_groups if g})
         for g in groups:
-            members = [t for t in self.terminals.values() if t.online and t.group == g]
-            n = 0
-            for t in members:
-                cached = self._levels.get(t.tid) or self._level_of(t, now)
-                n += cached[0] is Level.INFECTED
+            n = len(self._infected.get(g, ()))
             change = self.corr.seal_update(g, n)
             if change is not None:
                 out += [SealGroup(g, change), Count("crs_group_seal" if change
                                                    else "crs_group_unseal"),
                         Audit({"event": "group_seal", "group": g, "sealed": change,
                                "infected": n, "at": now})]
-                for t in members:      # the seal changes every member's decision
+                for tid in self.members.get(g, ()):   # the seal changes every decision
+                    t = self.terminals[tid]
                     targets.setdefault(t.tid, t)
                     if t.tid not in self._levels:
                         self._level_of(t, now)
@@ -464,15 +563,15 @@ class SCS:
                                **d.summary()})]
             needs = d.update is not None
             if needs and t.granted is None and t.tid not in self.queue:
-                self.queue.append(t.tid)
-            elif not needs and t.tid in self.queue:
-                self.queue.remove(t.tid)
+                self.queue[t.tid] = None
+            elif not needs:
+                self.queue.pop(t.tid, None)
         return out
 
     def _grant(self, now: float) -> list[str]:
         """Start queued updates within the pacing limits; returns the terminals granted."""
         granted: list[str] = []
-        in_flight = sum(1 for t in self.terminals.values() if t.online and t.granted)
+        in_flight = len(self._granted)
         # token bucket: per_second on average, bursts of at most max(1, per_second)
         rate = self.policy.update_per_second
         cap = max(1.0, rate)
@@ -483,12 +582,13 @@ class SCS:
         self.tokens_at = now
         while self.queue and in_flight < self.policy.update_max_concurrent \
                 and self.tokens >= 1.0:
-            tid = self.queue.popleft()
+            tid = next(iter(self.queue))
+            del self.queue[tid]
             t = self.terminals[tid]
             if not t.online or t.decision is None or t.decision.update is None:
                 continue
             t.update_id += 1
-            t.granted = (f"{t.number}-{t.update_id}", t.decision.update, now)
+            self._set_granted(t, (f"{t.number}-{t.update_id}", t.decision.update, now))
             granted.append(tid)
             in_flight += 1
             self.tokens -= 1.0
@@ -507,8 +607,8 @@ class SCS:
         except Exception:
             key = None
         if not key:
-            t.granted = None
-            self.queue.append(tid)
+            self._set_granted(t, None)
+            self.queue[tid] = None
             return [Count("crs_update_no_key"),
                     Log(logging.WARNING, f"no key to sign an update for {tid}")]
         body = self._update_body(t)
