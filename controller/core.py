@@ -29,7 +29,7 @@ from controller.openflow.ofmsg import ETH_TYPE_EAPOL, ETH_TYPE_LLDP
 from controller.operator import ApiError, OperatorApi  # noqa: F401  (re-exported for the shell)
 from controller.owners.admission import Admission, Connected, Revoked, trusted_ports
 from controller.owners.security import Security
-from controller.pipeline import AdmissionMode, admission_base, security_base
+from controller.pipeline import AdmissionMode, admission_base, punt_class, security_base
 from controller.settings import Loaded, Settings
 from controller.store import Store
 from controller.throttle import Throttle
@@ -156,7 +156,7 @@ class Core:
                       in_port, exc)
             return []
         # every packet-in is accounted by class (`crs status`): a steady network costs little
-        self.counters[f"packet_in_{_packet_class(frame, table_id)}"] += 1
+        self.counters[f"packet_in_{punt_class(frame, table_id)}"] += 1
         if frame.eth_type == ETH_TYPE_LLDP:
             return []
         adm, sec = self.admission, self.security
@@ -209,10 +209,16 @@ class Core:
 
     def crsap_message(self, raw: bytes, now: float | None = None) -> tuple[int, bytes, Out]:
         """POST /crsap/v1/messages from an agent: (HTTP status, body, flows)."""
+        return self.crsap_messages([raw], now)[0]
+
+    def crsap_messages(self, raws: list[bytes],
+                       now: float | None = None) -> list[tuple[int, bytes, Out]]:
+        """Agents' messages as one group commit: (HTTP status, body, flows) for each."""
         now = self._now = time.time() if now is None else now
         if self.security is None:
-            return 503, b'{"error": "the reacting system is not enabled"}', []
-        return self.security.message(raw, now)
+            return [(503, b'{"error": "the reacting system is not enabled"}', [])
+                    for _ in raws]
+        return self.security.messages(raws, now)
 
     def status(self) -> dict[str, Any]:
         eac = self.admission.eac if self.admission else None
@@ -236,20 +242,3 @@ class Core:
             "eac_spent_challenges": eac.spent_challenges() if eac else 0,
         }
 
-
-def _packet_class(frame: packet.Frame, table_id: int) -> str:
-    """eapol, lldp, admission_punt (table 0), security (table 1: redirect, throttle), then
-    for forwarding (table 2) arp, broadcast, or unicast (a new pair's first packet)."""
-    if frame.eth_type == ETH_TYPE_EAPOL:
-        return "eapol"
-    if frame.eth_type == ETH_TYPE_LLDP:
-        return "lldp"
-    if table_id == 0:
-        return "admission_punt"
-    if table_id == 1:
-        return "security"
-    if table_id != 2:
-        return "other_table"
-    if frame.arp_op is not None:
-        return "arp"
-    return "broadcast" if frame.is_multicast else "unicast"

@@ -25,7 +25,8 @@ from controller.openflow.ofmsg import (
     MeterMod,
     Output,
 )
-from controller.openflow.tables import ADMISSION, SECURITY, Priority
+from controller.openflow.tables import ADMISSION, FORWARDING, SECURITY, Priority
+from controller.packet import Frame
 
 # Meter ids on a switch, one range per user (a collision silently shares a rate):
 #   1                     EAPOL, per switch (ports not yet seen)
@@ -85,3 +86,22 @@ def security_base() -> list[Message]:
     """Table 1's miss flow (owned by the reacting system's enforcement)."""
     from controller.crs.enforcement import base_flows
     return base_flows()
+
+
+def punt_class(frame: Frame, table_id: int) -> str:
+    """What a packet-in is, for counting: eapol, lldp, admission_punt (table 0), security
+    (table 1: redirect, throttle), then for forwarding (table 2) arp, broadcast, or unicast
+    (a new pair's first packet)."""
+    if frame.eth_type == ETH_TYPE_EAPOL:
+        return "eapol"
+    if frame.eth_type == ETH_TYPE_LLDP:
+        return "lldp"
+    if table_id == ADMISSION.table_id:
+        return "admission_punt"
+    if table_id == SECURITY.table_id:
+        return "security"
+    if table_id != FORWARDING.table_id:
+        return "other_table"
+    if frame.arp_op is not None:
+        return "arp"
+    return "broadcast" if frame.is_multicast else "unicast"

@@ -285,7 +285,7 @@ class ReplayState:
     advance), so numbers keep increasing across restarts without stored state."""
 
     last_seq: dict[str, int] = field(default_factory=dict)
-    accepted: int = 0          # messages accepted so far (the store persists each one)
+    dirty: set[str] = field(default_factory=set)   # senders accepted since last stored
 
     def forget(self, sender: str) -> None:
         self.last_seq.pop(sender, None)
@@ -308,7 +308,7 @@ def verify(msg: Message, key: bytes | None, replay: ReplayState, now: float,
     if last is not None and msg.seq <= last:
         raise BadMessage(f"replayed or old sequence number {msg.seq} (last {last})")
     replay.last_seq[msg.sender] = msg.seq
-    replay.accepted += 1
+    replay.dirty.add(msg.sender)
 
 
 def next_seq(last: int | None, now: float) -> int:

@@ -17,7 +17,6 @@ from controller import packet
 from controller.audit import AuditLog
 from controller.config import ConfigError
 from controller.crs import enforcement, nac
-from controller.crs import messages as crsap
 from controller.crs import scs as s
 from controller.crs.enforcement import ServiceAddresses
 from controller.crs.policy import Policy, load_policy, reload
@@ -29,6 +28,15 @@ from controller.store import Store
 from controller.topology import Topology
 
 AGENT_PORT = 7125
+
+
+def _answer(effects: list) -> tuple[int, bytes]:
+    reply = next((e for e in effects if isinstance(e, s.Reply)), None)
+    if reply is not None:
+        return 200, reply.payload
+    if any(isinstance(e, Rejected) for e in effects):
+        return 403, b'{"error": "rejected"}'
+    return 204, b""
 
 
 class Security:
@@ -79,22 +87,22 @@ class Security:
         self._live = None
         return self._effects(self.scs.leave(tid, now, reason), now)
 
-    def message(self, raw: bytes, now: float) -> tuple[int, bytes, Out]:
-        """POST /crsap/v1/messages from an agent: (HTTP status, body, flows)."""
+    def messages(self, raws: list[bytes], now: float) -> list[tuple[int, bytes, Out]]:
+        """POST /crsap/v1/messages from agents, handled in order as one group commit:
+        (HTTP status, body, flows) for each. Every decision, sequence number and piece of
+        evidence of the group is on disk (one transaction, one sync) before any of the
+        group's flows or answers leave."""
         self._now = now
-        with self.store.batch():      # the decision is on disk before its flows leave
-            before = self.scs.replay.accepted
-            effects = self.scs.handle(None, raw, now)
-            if self.scs.replay.accepted != before:   # every accepted message, Leave too
-                sender = crsap.decode(raw).sender
-                self.store.put_replay(sender, self.scs.replay.last_seq[sender])
-            out = self._effects(effects, now)
-        reply = next((e for e in effects if isinstance(e, s.Reply)), None)
-        if reply is not None:
-            return 200, reply.payload, out
-        if any(isinstance(e, Rejected) for e in effects):
-            return 403, b'{"error": "rejected"}', out
-        return 204, b"", out
+        results: list[tuple[int, bytes, Out]] = []
+        replay = self.scs.replay
+        with self.store.batch():
+            for raw in raws:
+                effects = self.scs.handle(None, raw, now)
+                results.append((*_answer(effects), self._effects(effects, now)))
+            for sender in replay.dirty:     # every accepted message, Leave too
+                self.store.put_replay(sender, replay.last_seq[sender])
+            replay.dirty.clear()
+        return results
 
     def first_contact(self, tid: str, frame: packet.Frame, now: float) -> Out:
         """Network evidence: a terminal's first attempt to reach an address (an ARP request,
@@ -226,7 +234,10 @@ class Security:
     def _peers(self, group: str | None) -> list[str]:
         if group in self._cells:
             return [self._cells[group][1].subnet]
-        return [t.ip for t in self.scs.terminals.values() if t.group == group and t.ip]
+        terms = self.scs.terminals
+        return [terms[tid].ip for tid in sorted(self.scs.roster.get(group or "", ()),
+                                                key=lambda x: terms[x].number)
+                if terms[tid].ip]
 
     def _enforce(self, tid: str) -> Out:
         t = self.scs.terminals[tid]
@@ -250,8 +261,8 @@ class Security:
         """Group seal flows on every switch with members (or only `only_dpid`, rebuilding
         it under the current generation); a change moves to the next generation."""
         idx = self._group_index(group)
-        members = [t.location for t in self.scs.terminals.values()
-                   if t.group == group and t.online]
+        members = [self.scs.terminals[tid].location
+                   for tid in sorted(self.scs.members.get(group, ()))]
         per_switch = nac.group_ports(members)
         if group in self._cells:   # a cell's switch is sealed even before its terminals attach
             c, topo = self._cells[group][1], self.topology
@@ -296,7 +307,7 @@ class Security:
             if t.online:
                 self._at[(t.dpid, t.port)] = t.tid
         self.scs.restore(terminals, self.store.replay(), self.store.sealed_groups(),
-                         self.store.evidence())
+                         self.store.evidence(), self._now)
         self._evidence_saved = self.scs.corr.changes
 
     def status_rows(self) -> list[dict[str, Any]]:

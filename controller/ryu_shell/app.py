@@ -34,6 +34,7 @@ log = logging.getLogger("crs.app")
 API = "crs_api"
 TICK_S = 0.1
 MAX_BODY = 64 * 1024
+MAX_GROUP = 256     # CRSAP messages committed together at most
 
 
 class CrsController(app_manager.RyuApp):
@@ -50,6 +51,7 @@ class CrsController(app_manager.RyuApp):
         self.operator_token = _operator_token(settings.token_file)
         kwargs["wsgi"].register(RestApi, {API: self})
         self._ticker = hub.spawn(self._tick_loop)
+        self.crsap = CrsapGroupCommit(self)
         log.info("controller up: admission %s, crs %s, topology %s", settings.admission_mode,
                  "on" if settings.crs_enabled else "off",
                  topo.name if topo else "none (learning only)")
@@ -141,6 +143,51 @@ class CrsController(app_manager.RyuApp):
                 self.send(self.core.tick(time.time()))
             except Exception:  # a bug in one tick must not stop the controller
                 log.exception("tick failed")
+
+
+class CrsapGroupCommit:
+    """CRSAP messages that arrive while the core is busy wait in a queue and are handled
+    together: one store transaction (one disk sync) for all of them, then their flows,
+    then their answers. Alone, a message is handled at once, as before."""
+
+    def __init__(self, app: CrsController):
+        self.app = app
+        self.queue = hub.Queue()
+        self.groups = 0
+        self.messages = 0
+        hub.spawn(self._loop)
+
+    def submit(self, raw: bytes) -> tuple[int, bytes]:
+        done, slot = hub.Event(), []
+        self.queue.put((raw, done, slot))
+        done.wait()
+        return slot[0]
+
+    def _loop(self) -> None:
+        while True:
+            items = [self.queue.get()]
+            while len(items) < MAX_GROUP:
+                try:
+                    items.append(self.queue.get_nowait())
+                except hub.QueueEmpty:
+                    break
+            try:
+                results = self.app.core.crsap_messages([raw for raw, _, _ in items],
+                                                       time.time())
+            except Exception:  # a bug must not stop the loop nor leave senders waiting
+                log.exception("CRSAP group of %d failed", len(items))
+                results = [(500, b'{"error": "internal error"}', [])] * len(items)
+            self.groups += 1
+            self.messages += len(items)
+            self.app.core.counters["crsap_group_commits"] += 1
+            for _, _, out in results:      # committed: now the flows, then the answers
+                try:
+                    self.app.send(out)
+                except Exception:
+                    log.exception("sending CRSAP flows failed")
+            for (_, done, slot), (status, body, _) in zip(items, results):
+                slot.append((status, body))
+                done.set()
 
 
 def _post(url: str, body: bytes) -> None:
@@ -286,8 +333,7 @@ class RestApi(ControllerBase):
             raw = _body(req)
         except ApiError as exc:
             return _error(exc.status, exc.reason)
-        status, body, out = self.core.crsap_message(raw)
-        self.app.send(out)
+        status, body = self.app.crsap.submit(raw)
         return Response(status=status, content_type="application/json", body=body)
 
     @route("eac", "/eac/v1/{path:.*}", methods=["POST", "GET"])
