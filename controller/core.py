@@ -33,7 +33,7 @@ from controller.pipeline import AdmissionMode, admission_base, punt_class, secur
 from controller.settings import Loaded, Settings
 from controller.store import Store
 from controller.throttle import Throttle
-from controller.topology import Topology, ports_toward
+from controller.topology import Topology
 
 log = logging.getLogger("crs.core")
 
@@ -54,13 +54,16 @@ class Core:
         self.mode = AdmissionMode(open=settings.admission_mode == "open",
                                   eapol_pps=settings.eapol_pps,
                                   eapol_port_pps=settings.eapol_port_pps)
-        self.forwarding = Forwarding(idle_timeout=settings.idle_timeout_s)
-        if topology is not None:
-            self.forwarding.toward = ports_toward(topology)
-            self.forwarding.infra = topology.infra_ports()
+        self.forwarding = Forwarding(idle_timeout=settings.idle_timeout_s,
+                                     flood_unknown_arp=self.mode.open)
         self.admission = None if self.mode.open else Admission(
             settings, topology, self.store, self.audit, self.counters, self.common,
             self._admission_event, self.mode, now, loaded)
+        if topology is not None:    # servers, the service address, restored bindings
+            self.forwarding.place_topology(topology, everyone=self.mode.open)
+            for b in self.admission.bound.values() if self.admission else ():
+                if b.ip:
+                    self.forwarding.place(b.mac, b.dpid, b.port, b.ip)
         # ports admitted without 802.1X (inter-switch, servers, the service address)
         self._trusted = self.admission.trusted if self.admission else trusted_ports(topology)
         self.security = None
@@ -99,10 +102,11 @@ class Core:
             if self.security is not None:
                 out += self.security.leave(b.identity, e.reason, now)
             return out
+        out = self.forwarding.place(b.mac, b.dpid, b.port, b.ip)
         if self.security is None:
-            return []
-        return self.security.connect(b.identity, b.group, b.ip, b.mac, b.dpid, b.port, now,
-                                     e.moved)
+            return out
+        return out + self.security.connect(b.identity, b.group, b.ip, b.mac, b.dpid, b.port,
+                                           now, e.moved)
 
     # --- switch lifecycle --------------------------------------------------------------
 
@@ -187,6 +191,8 @@ class Core:
                     return []
                 if sec is not None:
                     out = sec.first_contact(b.identity, frame, now)
+            if frame.arp_op == 1 and self.forwarding.proxy_arp:
+                return out + self.forwarding.arp_request(dpid, in_port, frame, data)[0]
             return out + self.forwarding.packet_in(dpid, in_port, frame.src, frame.dst, data)
         self.counters["unexpected_packet_ins"] += 1
         return []

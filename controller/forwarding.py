@@ -1,28 +1,39 @@
-"""L2 forwarding (table 2): learn where each MAC lives, install flows per (source, destination).
+"""L2 forwarding in two tables, as Faucet does: O(hosts) flows, not O(pairs).
 
-Flows match (in_port, eth_src, eth_dst), as Ryu's simple_switch_13 does, so every new pair
-of hosts costs one packet-in and the controller learns every source it must know. (A
-destination-only flow would let replies bypass the controller and leave their senders
-unlearned, flooding through the controller forever.) When both ends are known, both
-directions are installed at once. Each new pair is also a "first contact" the reacting
-system and the throttle can observe. Flooding relies on the switch graph being a tree
-(topology files are checked for that).
+Table 2 (eth_src) holds one flow per known host and switch: (in_port, eth_src) -> table 3.
+A frame from a source the switch does not know there misses, goes to the controller through
+a packets/s meter, and teaches where the source lives (or that it moved). Table 3 (eth_dst)
+holds one flow per known host and switch: eth_dst -> the port toward it; a miss floods.
+
+With a topology file the controller places hosts before they send: servers and the service
+address when a switch connects, a terminal when its binding is made (admission on), every
+host of the file when admission is open. A placed host gets its two flows on every switch
+at once (the port toward its edge switch; the switch graph is a tree), so a new pair costs
+no packet-in at all. ARP requests then go to the controller, which hands each to the one
+placed host that holds the asked address (no flooding) and drops the rest when admission is
+on (nobody lives there; the request is a failed first contact, evidence for the scan
+detector). Without a topology file hosts
+are learned per switch from table-2 misses and ARP is flooded like any broadcast.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from controller import packet
 from controller.openflow.ofmsg import (
+    ETH_TYPE_ARP,
     OFPP_CONTROLLER,
     OFPP_FLOOD,
     Apply,
+    Goto,
     Message,
     Meter,
     MeterMod,
     Output,
     PacketOut,
 )
-from controller.openflow.tables import FORWARDING, Priority
+from controller.openflow.tables import ETH_DST, FORWARDING, Priority
+from controller.topology import Topology, ports_toward
 
 MISS_METER_ID = 2      # 1 is the EAPOL meter of table 0
 
@@ -30,100 +41,171 @@ MISS_METER_ID = 2      # 1 is the EAPOL meter of table 0
 # a worm's probes to them are dropped in the datapath instead of flooded through the controller.
 DARK_MAC = "02:00:de:ad:be:ef"
 
+Out = list[tuple[int, Message]]
+
+
+@dataclass
+class Placed:
+    dpid: int        # the edge switch
+    port: int        # its port
+    ip: str | None
+
 
 @dataclass
 class Forwarding:
     idle_timeout: int = 300
-    # dpid -> mac -> port
-    macs: dict[int, dict[str, int]] = field(default_factory=dict)
-
     miss_pps: int = 1000
     # From the topology file (optional): the port of switch x toward switch a, and which
-    # ports are inter-switch. A host learned on an edge port is then known on every switch
-    # at once, so a new pair's first packet installs the whole path.
+    # ports are inter-switch. With them hosts are placed on every switch at once.
     toward: dict[tuple[int, int], int] = field(default_factory=dict)
     infra: dict[int, set[int]] = field(default_factory=dict)
+    topology_known: bool = False     # hosts are placed on every switch; ARP is directed
+    # ARP requests for an address nobody was placed at: flooded (open network) or dropped
+    flood_unknown_arp: bool = True
+    # dpid -> mac -> port: what each connected switch holds in tables 2 and 3
+    macs: dict[int, dict[str, int]] = field(default_factory=dict)
+    placed: dict[str, Placed] = field(default_factory=dict)      # mac -> where
+    by_ip: dict[str, str] = field(default_factory=dict)          # placed ip -> mac
+
+    @property
+    def proxy_arp(self) -> bool:
+        return self.topology_known
 
     def switch_up(self, dpid: int) -> list[Message]:
-        """Base flows of table 2: drop what we learned before; table-miss to the controller
-        through a packets/s meter, so no host can flood the controller with new pairs."""
+        """Base flows of tables 2 and 3 (table-2 misses to the controller through a
+        packets/s meter, so no host can flood the controller), then every placed host."""
         self.macs[dpid] = {}
-        return [
-            FORWARDING.delete_all(),
+        msgs: list[Message] = [
+            FORWARDING.delete_all(), ETH_DST.delete_all(),
             MeterMod(MISS_METER_ID, "delete"),
             MeterMod(MISS_METER_ID, "add", rate=self.miss_pps, burst=max(10, self.miss_pps // 10),
                      pps=True),
             FORWARDING.flow(Priority.MISS, {}, [Meter(MISS_METER_ID),
                                                 Apply((Output(OFPP_CONTROLLER),))]),
-            FORWARDING.flow(Priority.FWD_DROP, {"eth_dst": DARK_MAC}, []),
+            ETH_DST.flow(Priority.MISS, {}, [Apply((Output(OFPP_FLOOD),))]),
+            ETH_DST.flow(Priority.FWD_DROP, {"eth_dst": DARK_MAC}, []),
         ]
+        if self.proxy_arp:
+            msgs.append(FORWARDING.flow(Priority.FWD_ARP, {"eth_type": ETH_TYPE_ARP,
+                                                           "arp_op": 1},
+                                        [Meter(MISS_METER_ID),
+                                         Apply((Output(OFPP_CONTROLLER),))]))
+        for mac, p in self.placed.items():
+            port = self._port_on(dpid, p)
+            if port is not None:
+                msgs += self._install(dpid, mac, port, permanent=True)
+        return msgs
 
     def switch_down(self, dpid: int) -> None:
         self.macs.pop(dpid, None)
 
+    def place(self, mac: str, dpid: int, port: int, ip: str | None) -> Out:
+        """`mac` (with `ip`) lives at edge (dpid, port): its flows on every switch."""
+        if not self.topology_known:
+            return []      # without the switch graph, hosts are learned per switch
+        old = self.placed.get(mac)
+        if old is not None and (old.dpid, old.port) == (dpid, port) and old.ip == ip:
+            return []
+        out = self.forget(mac) if old is not None or any(mac in t for t in
+                                                          self.macs.values()) else []
+        p = self.placed[mac] = Placed(dpid, port, ip)
+        if ip:
+            self.by_ip[ip] = mac
+        for sw in self.macs:
+            at = self._port_on(sw, p)
+            if at is not None:
+                out += [(sw, m) for m in self._install(sw, mac, at, permanent=True)]
+        return out
+
+    def place_topology(self, t: Topology, everyone: bool) -> None:
+        """Learn the switch graph from the file and place its servers and the service
+        address (every host of the file when `everyone`: admission is open; otherwise
+        terminals are placed when their binding is made)."""
+        self.topology_known, self.toward, self.infra = True, ports_toward(t), t.infra_ports()
+        for h in t.hosts if everyone else t.servers():
+            self.place(h.mac, t.switch(h.switch).dpid, h.port, h.ip)
+        self.place(t.service_mac, t.switch(t.service_switch).dpid, t.service_port,
+                   t.service_ip)
+
+    def forget(self, mac: str) -> Out:
+        """Forget a host everywhere (it left, or moved)."""
+        p = self.placed.pop(mac, None)
+        if p is not None and p.ip and self.by_ip.get(p.ip) == mac:
+            del self.by_ip[p.ip]
+        out: Out = []
+        for dpid, table in self.macs.items():
+            if table.pop(mac, None) is not None:
+                out += [(dpid, m) for m in _flows_of(mac)]
+        return out
+
     def port_down(self, dpid: int, port: int) -> list[Message]:
-        """Forget the hosts behind a port that went down and remove their flows."""
+        """Forget the hosts learned behind a port that went down and remove their flows
+        (placed hosts go when their binding is revoked)."""
         table = self.macs.get(dpid, {})
-        gone = [mac for mac, p in table.items() if p == port]
+        gone = [mac for mac, p in table.items() if p == port and mac not in self.placed]
         msgs: list[Message] = []
         for mac in gone:
             del table[mac]
             msgs += _flows_of(mac)
         return msgs
 
-    def forget(self, mac: str) -> list[tuple[int, Message]]:
-        """Forget a host everywhere (it left, or moved)."""
-        out = []
-        for dpid, table in self.macs.items():
-            if table.pop(mac, None) is not None:
-                out += [(dpid, m) for m in _flows_of(mac)]
-        return out
-
     def packet_in(self, dpid: int, in_port: int, src: str, dst: str,
-                  data: bytes) -> list[tuple[int, Message]]:
-        """A frame that missed table 2. Returns messages per switch: where both hosts are
-        known, the pair's flows go to every such switch at once, so the rest of the path
-        needs no packet-in."""
+                  data: bytes) -> Out:
+        """A frame whose source table 2 does not know on that port: learn it (on every
+        switch, when the topology is known), then send the frame on its way."""
         table = self.macs.setdefault(dpid, {})
-        out: list[tuple[int, Message]] = []
-        if not int(src[:2], 16) & 1 and table.get(src) != in_port:
-            if src in table:      # moved: its old flows point the wrong way
-                out += [(dpid, m) for m in _flows_of(src)]
-            table[src] = in_port
-            if self.toward and in_port not in self.infra.get(dpid, ()):
-                out += self._place_everywhere(src, dpid)
+        out: Out = []
+        if not int(src[:2], 16) & 1 and src not in self.placed:
+            if table.get(src, in_port) != in_port:    # moved: its old flows point wrongly
+                out += self.forget(src)
+            if self.topology_known and in_port not in self.infra.get(dpid, ()):
+                out += self.place(src, dpid, in_port, None)
+            else:
+                out += [(dpid, m) for m in self._install(dpid, src, in_port, permanent=False)]
         out_port = table.get(dst)
         if out_port is None or int(dst[:2], 16) & 1:
             out.append((dpid, PacketOut(data, (Output(OFPP_FLOOD),), in_port)))
-            return out
-        if out_port == in_port:
-            return out  # destination is behind the port it came from: nothing to do
-        for sw, macs in self.macs.items():
-            a, b = macs.get(src), macs.get(dst)
-            if a is not None and b is not None and a != b:
-                out += [(sw, self._pair_flow(a, src, dst, b)),
-                        (sw, self._pair_flow(b, dst, src, a))]
-        out.append((dpid, PacketOut(data, (Output(out_port),), in_port)))
+        elif out_port != in_port:
+            out.append((dpid, PacketOut(data, (Output(out_port),), in_port)))
         return out
 
-    def _place_everywhere(self, mac: str, edge: int) -> list[tuple[int, Message]]:
-        """`mac` sits on an edge port of switch `edge`: on every other connected switch it
-        is behind the port toward `edge` (the switch graph is a tree)."""
-        out: list[tuple[int, Message]] = []
-        for sw, macs in self.macs.items():
-            port = self.toward.get((sw, edge))
-            if sw == edge or port is None or macs.get(mac) == port:
-                continue
-            if mac in macs:
-                out += [(sw, m) for m in _flows_of(mac)]
-            macs[mac] = port
-        return out
+    def arp_request(self, dpid: int, in_port: int, frame: packet.Frame,
+                    data: bytes) -> tuple[Out, bool]:
+        """An ARP request table 2 sent up: delivered to the placed host that holds the asked
+        address only (out of its edge port), else flooded or dropped. The host answers
+        itself, so its reply crosses its own table 1: an isolated terminal stays silent,
+        which a reply made by the controller on its behalf would betray. Returns the
+        messages and whether someone lives at the asked address."""
+        mac = self.by_ip.get(frame.arp_tpa or "")
+        if mac is not None:
+            p = self.placed[mac]
+            if frame.arp_tpa == frame.arp_spa or (p.dpid, p.port) == (dpid, in_port):
+                return [], True            # a gratuitous ARP, or asked from its own port
+            if p.dpid not in self.macs:
+                return [], True            # its switch is not connected
+            return [(p.dpid, PacketOut(data, (Output(p.port),)))], True
+        if self.flood_unknown_arp:
+            return [(dpid, PacketOut(data, (Output(OFPP_FLOOD),), in_port))], False
+        return [], False
 
-    def _pair_flow(self, in_port: int, src: str, dst: str, out_port: int) -> Message:
-        return FORWARDING.flow(Priority.FWD_HOST,
-                               {"in_port": in_port, "eth_src": src, "eth_dst": dst},
-                               [Apply((Output(out_port),))], idle_timeout=self.idle_timeout)
+    # --- internals ----------------------------------------------------------------------
+
+    def _port_on(self, sw: int, p: Placed) -> int | None:
+        return p.port if sw == p.dpid else self.toward.get((sw, p.dpid))
+
+    def _install(self, dpid: int, mac: str, port: int, permanent: bool) -> list[Message]:
+        table = self.macs.setdefault(dpid, {})
+        msgs: list[Message] = []
+        if table.get(mac, port) != port:
+            msgs += _flows_of(mac)
+        table[mac] = port
+        idle = 0 if permanent else self.idle_timeout
+        return msgs + [
+            FORWARDING.flow(Priority.FWD_HOST, {"in_port": port, "eth_src": mac},
+                            [Goto(ETH_DST.table_id)], idle_timeout=idle),
+            ETH_DST.flow(Priority.FWD_HOST, {"eth_dst": mac}, [Apply((Output(port),))]),
+        ]
 
 
 def _flows_of(mac: str) -> list[Message]:
-    return [FORWARDING.delete_match({"eth_src": mac}), FORWARDING.delete_match({"eth_dst": mac})]
+    return [FORWARDING.delete_match({"eth_src": mac}), ETH_DST.delete_match({"eth_dst": mac})]

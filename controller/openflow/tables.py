@@ -1,9 +1,10 @@
-"""The three-table OF1.3 pipeline: one table, one owner, one cookie, named priority bands.
+"""The four-table OF1.3 pipeline: one table, one owner, one cookie, named priority bands.
 
 | table | owner | decides |
 | 0 admission  | EAC (X.1124)       | who may send at all |
 | 1 security   | CRS NAC/ASC (X.1125) | per-terminal and per-group restrictions |
-| 2 forwarding | forwarding         | where a permitted packet goes |
+| 2 eth_src    | forwarding         | is the source known here (else learn it; ARP requests up) |
+| 3 eth_dst    | forwarding         | where a permitted packet goes (else flood) |
 
 A `Table` knows which match fields it accepts and which tables it may jump to, and every flow
 it builds is checked against that: a mistake fails in a unit test, not on a switch.
@@ -115,8 +116,9 @@ L4 = {"tcp_src", "tcp_dst", "udp_src", "udp_dst"}
 
 ADMISSION = Table(0, "admission", 0x01, frozenset(L2 | L3 | L4), frozenset({1}))
 SECURITY = Table(1, "security", 0x02, frozenset(L2 | L3 | L4), frozenset({2}))
-FORWARDING = Table(2, "forwarding", 0x03, frozenset(L2), frozenset())
-PIPELINE = (ADMISSION, SECURITY, FORWARDING)
+FORWARDING = Table(2, "eth_src", 0x03, frozenset(L2 | {"arp_op"}), frozenset({3}))
+ETH_DST = Table(3, "eth_dst", 0x04, frozenset(L2), frozenset())
+PIPELINE = (ADMISSION, SECURITY, FORWARDING, ETH_DST)
 
 
 class Priority:
@@ -135,8 +137,9 @@ class Priority:
     SEC_METER = 15000      # per-terminal rate limit, then forwarding
     SEC_GROUP = 10000      # group scope (sealed cell)
     SEC_THROTTLE = 5000    # virus throttle: working-set destinations on, the rest to the controller
-    # table 2 forwarding
-    FWD_DROP = 30000       # frames to the dark-address MAC of experiments
-    FWD_HOST = 20000       # known destination MAC
+    # tables 2 (eth_src) and 3 (eth_dst) forwarding
+    FWD_DROP = 30000       # table 3: frames to the dark-address MAC of experiments
+    FWD_ARP = 25000        # table 2: ARP requests to the controller (proxy ARP, evidence)
+    FWD_HOST = 20000       # a known host: table 2 its (in_port, source), table 3 its MAC
     FWD_FLOOD = 10000      # broadcast / multicast
     MISS = 0

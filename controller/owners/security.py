@@ -106,7 +106,8 @@ class Security:
 
     def first_contact(self, tid: str, frame: packet.Frame, now: float) -> Out:
         """Network evidence: a terminal's first attempt to reach an address (an ARP request,
-        or the first packet of a new host pair, both reach the controller), attributed to
+        which table 2 sends up; or, without placed hosts, the first packet of a frame from
+        a source not yet known there), attributed to
         the terminal bound to the ingress (switch, port). It succeeds when something lives
         there (a host of the topology or a connected terminal); a scanner of dark address
         space fails again and again."""

@@ -51,10 +51,11 @@ def test_binding_pins_the_address_for_ip_and_arp(boot):
     core, sim = boot()
     authenticate(core, sim, 2, C1, "c1t1")
     to_update = ip_pkt(C1, WEB_MAC, "10.0.1.1", UPDATE_IP, 80)
-    assert sim.process(to_update, 2).tables() == [0, 1, 2]
+    assert sim.process(to_update, 2).tables() == [0, 1, 2, 3]
     spoofed = sim.process({**to_update, "ipv4_src": "10.0.1.2"}, 2)
     assert spoofed.tables() == [0] and spoofed.to_controller and not spoofed.outputs
-    assert sim.process(arp_pkt(C1, "10.0.1.1", "10.0.1.2"), 2).tables() == [0, 1, 2]
+    arp = sim.process(arp_pkt(C1, "10.0.1.1", "10.0.1.2"), 2)   # admitted, then proxy ARP
+    assert arp.tables() == [0, 1, 2] and arp.to_controller
     for bad in (arp_pkt(C1, "10.0.1.2", "10.0.1.9"), arp_pkt(C1, "10.0.1.1", "10.0.1.9",
                                                               sha=C2)):
         r = sim.process(bad, 2)
@@ -72,7 +73,7 @@ def test_terminals_reach_only_the_controllers_http_port(boot):
     authenticate(core, sim, 2, C1, "c1t1")
     ctl_mac = topology.load(TOPO).service_mac
     to_ctl = ip_pkt(C1, ctl_mac, "10.0.1.1", SVC_IP, core.settings.rest_port)
-    assert sim.process(to_ctl, 2).tables() == [0, 1, 2]
+    assert sim.process(to_ctl, 2).tables() == [0, 1, 2, 3]
     for port in (6653, 22, 5432):
         assert sim.process({**to_ctl, "tcp_dst": port}, 2).dropped
     # other addresses of the controller's host, other protocols to its MAC: dropped
@@ -80,7 +81,7 @@ def test_terminals_reach_only_the_controllers_http_port(boot):
     assert sim.process({"eth_src": C1, "eth_dst": ctl_mac, "eth_type": 0x86DD}, 2).dropped
     # the agent's reply to the controller's update push (from 7125 to an ephemeral port)
     reply = {**to_ctl, "tcp_src": 7125, "tcp_dst": 41000}
-    assert sim.process(reply, 2).tables() == [0, 1, 2]
+    assert sim.process(reply, 2).tables() == [0, 1, 2, 3]
     assert sim.process({**reply, "tcp_dst": 6653}, 2).dropped
 
 
@@ -248,7 +249,7 @@ def test_a_second_station_on_a_bound_port_gets_no_address_of_anothers(boot):
     own = bytes(Ether(src=other, dst=WEB_MAC) / IP(src="10.0.1.50", dst=UPDATE_IP) / UDP())
     sim.apply(m for _, m in core.packet_in(1, 2, 0, own, T0 + 2))
     assert sim.process(ip_pkt(other, WEB_MAC, "10.0.1.50", UPDATE_IP, 80), 2).tables() == \
-        [0, 1, 2]
+        [0, 1, 2, 3]
     assert 2 not in sim.process(as_c1, 2).tables()
 
 

@@ -17,9 +17,9 @@ def test_nothing_but_eapol_before_authentication_and_entitled_services_after(boo
     to_web = ip_pkt(C1, WEB_MAC, "10.0.1.1", "10.0.100.20", 80)
     assert sim.process(to_web, 2).dropped and sim.process(to_web, 2).tables() == []  # table-0 miss
     authenticate(core, sim, 2, C1, "c1t1")
-    assert sim.process(to_web, 2).tables() == [0, 1, 2]
+    assert sim.process(to_web, 2).tables() == [0, 1, 2, 3]
     assert sim.process({**to_web, "tcp_dst": 22}, 2).dropped       # not entitled
-    assert sim.process(ip_pkt(C1, C2, "10.0.1.1", "10.0.1.2", 5000), 2).tables() == [0, 1, 2]
+    assert sim.process(ip_pkt(C1, C2, "10.0.1.1", "10.0.1.2", 5000), 2).tables() == [0, 1, 2, 3]
     # another MAC on the same port, or the same MAC on another port: still out
     assert sim.process({**to_web, "eth_src": "02:00:00:00:99:99"}, 2).dropped
     assert sim.process(to_web, 3).dropped
@@ -43,7 +43,7 @@ def test_restart_rebuilds_bindings_from_the_store(boot):
     authenticate(core, sim, 2, C1, "c1t1")
     core2, sim2 = boot(now=T0 + 5)
     to_web = ip_pkt(C1, WEB_MAC, "10.0.1.1", "10.0.100.20", 80)
-    assert sim2.process(to_web, 2).tables() == [0, 1, 2]
+    assert sim2.process(to_web, 2).tables() == [0, 1, 2, 3]
     assert sim2.process(ip_pkt(C2, WEB_MAC, "10.0.1.2", "10.0.100.20"), 3).dropped
 
 
@@ -68,11 +68,11 @@ def test_report_isolates_survives_restart_and_clean_report_releases(boot):
     # restart: a fresh core on the same database rebuilds the isolation on connect
     core2, sim2 = boot(crs=True, now=T0 + 4)
     assert sim2.process(peer, 2).dropped
-    assert sim2.process(to_update, 2).tables() == [0, 1, 2]
+    assert sim2.process(to_update, 2).tables() == [0, 1, 2, 3]
     status, body, out = core2.crsap_message(report(keys, ident, 3, T0 + 5, CLEAN), T0 + 5)
     sim2.apply(m for _, m in out)
     assert crsap.decode(body).body["level"] == "COMPLIANT"
-    assert sim2.process(peer, 2).tables() == [0, 1, 2]
+    assert sim2.process(peer, 2).tables() == [0, 1, 2, 3]
 
 
 def test_forged_report_and_operator_actions(boot):
@@ -112,9 +112,9 @@ def test_throttle_mode_sends_new_destinations_through_the_controller(tmp_path):
     out = core.packet_in(1, 2, 1, frame, T0)
     sim.apply(m for _, m in out)
     assert any(isinstance(m, PacketOut) and m.data == frame for _, m in out)
-    assert sim.process(probe, 2).tables() == [0, 1, 2]
+    assert sim.process(probe, 2).tables() == [0, 1, 2, 3]
     # servers are not throttled (only terminals' ports are)
-    assert sim.process({**probe, "eth_src": "02:00:0a:00:64:14"}, 4).tables() == [0, 1, 2]
+    assert sim.process({**probe, "eth_src": "02:00:0a:00:64:14"}, 4).tables() == [0, 1, 2, 3]
     assert core.status()["counters"]["throttle_released"] == 1
 
 

@@ -33,7 +33,7 @@ def switch(mode=AdmissionMode(open=True), infra=()):
     return sim
 
 
-def test_open_admission_passes_every_table_to_the_controller_until_learned():
+def test_open_admission_sends_an_unknown_source_to_the_controller():
     sim = switch()
     r = sim.process({"eth_src": H1, "eth_dst": H2, "eth_type": 0x0800}, in_port=1)
     assert r.tables() == [0, 1, 2] and r.to_controller and not r.outputs
@@ -58,45 +58,58 @@ def test_lldp_never_leaves_table_zero():
     assert r.dropped
 
 
-def test_learning_installs_pair_flows_both_ways_and_floods_unknown():
-    fwd, sim = Forwarding(), switch()
-    out = [m for _, m in fwd.packet_in(1, 1, H1, BCAST, frame(BCAST, H1))]
+def learn(fwd, sim, port, mac, dst=BCAST):
+    out = [m for _, m in fwd.packet_in(1, port, mac, dst, frame(dst, mac))]
     sim.apply(out)
+    return out
+
+
+def test_learning_installs_one_source_and_one_destination_flow_per_host():
+    fwd, sim = Forwarding(), switch()
+    out = learn(fwd, sim, 1, H1)
     assert [m.actions for m in out if isinstance(m, PacketOut)] == [(Output(OFPP_FLOOD),)]
-    # the reply from H2 still reaches the controller, which learns H2 and installs both ways
+    # H2 is not known yet: its first frame reaches the controller, which learns it
     r = sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, in_port=2)
     assert r.to_controller and not r.outputs
-    out = [m for _, m in fwd.packet_in(1, 2, H2, H1, frame(H1, H2))]
-    sim.apply(out)
+    out = learn(fwd, sim, 2, H2, H1)
     assert [m.actions for m in out if isinstance(m, PacketOut)] == [(Output(1),)]
     assert sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, 2).ports == [1]
     assert sim.process({"eth_src": H1, "eth_dst": H2, "eth_type": 0x0800}, 1).ports == [2]
-    # a third host talking to H1 is a new pair: the controller sees it and learns it
+    # a known source to an unknown destination is flooded by the switch, not the controller
+    r = sim.process({"eth_src": H1, "eth_dst": "02:00:0a:00:01:09", "eth_type": 0x0800}, 1)
+    assert r.flooded and not r.to_controller
+    # a third host costs one packet-in, and then reaches both others with none
     h3 = "02:00:0a:00:01:03"
     assert sim.process({"eth_src": h3, "eth_dst": H1, "eth_type": 0x0800}, 3).to_controller
-    sim.apply(m for _, m in fwd.packet_in(1, 3, h3, H1, frame(H1, h3)))
-    assert fwd.macs[1][h3] == 3
-    assert sim.process({"eth_src": H1, "eth_dst": h3, "eth_type": 0x0800}, 1).ports == [3]
+    learn(fwd, sim, 3, h3, H1)
+    for src, dst, port in ((h3, H2, 2), (H2, h3, 3), (H1, h3, 3)):
+        r = sim.process({"eth_src": src, "eth_dst": dst, "eth_type": 0x0800}, fwd.macs[1][src])
+        assert r.ports == [port] and not r.to_controller
+    # O(hosts): one flow per host in each table (plus the misses and the dark-address drop)
+    assert len([f for f in sim.table(2) if f.priority == Priority.FWD_HOST]) == 3
+    assert len([f for f in sim.table(3) if f.priority == Priority.FWD_HOST]) == 3
 
 
 def test_host_move_replaces_its_flows():
     fwd, sim = Forwarding(), switch()
-    sim.apply(m for _, m in fwd.packet_in(1, 1, H1, BCAST, frame(BCAST, H1)))
-    sim.apply(m for _, m in fwd.packet_in(1, 2, H2, H1, frame(H1, H2)))
+    learn(fwd, sim, 1, H1)
+    learn(fwd, sim, 2, H2, H1)
     assert sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, 2).ports == [1]
-    sim.apply(m for _, m in fwd.packet_in(1, 3, H1, BCAST, frame(BCAST, H1)))   # H1 now on port 3
-    assert sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, 2).to_controller
-    sim.apply(m for _, m in fwd.packet_in(1, 2, H2, H1, frame(H1, H2)))
+    # H1 speaks from port 3: its source flow does not match there, the controller relearns
+    assert sim.process({"eth_src": H1, "eth_dst": BCAST, "eth_type": 0x0800}, 3).to_controller
+    learn(fwd, sim, 3, H1)
     assert sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, 2).ports == [3]
+    assert sim.process({"eth_src": H1, "eth_dst": H2, "eth_type": 0x0800}, 1).to_controller
 
 
 def test_port_down_forgets_hosts_behind_it():
     fwd, sim = Forwarding(), switch()
-    sim.apply(m for _, m in fwd.packet_in(1, 1, H1, BCAST, frame(BCAST, H1)))
-    sim.apply(m for _, m in fwd.packet_in(1, 2, H2, H1, frame(H1, H2)))
+    learn(fwd, sim, 1, H1)
+    learn(fwd, sim, 2, H2, H1)
     sim.apply(fwd.port_down(1, 1))
     r = sim.process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x0800}, in_port=2)
-    assert r.to_controller and not r.outputs
+    assert r.flooded and 1 not in r.ports          # H1's destination flow is gone
+    assert sim.process({"eth_src": H1, "eth_dst": H2, "eth_type": 0x0800}, 1).to_controller
 
 
 def own_settings(tmp_path):
@@ -161,46 +174,39 @@ def test_flowsim_priority_and_masked_match():
 
 def test_dark_address_mac_is_dropped_in_the_datapath():
     from controller.forwarding import DARK_MAC
-    r = switch().process({"eth_src": H1, "eth_dst": DARK_MAC, "eth_type": 0x0800}, 1)
-    assert r.dropped and r.tables() == [0, 1, 2]
+    fwd, sim = Forwarding(), switch()
+    learn(fwd, sim, 1, H1)
+    r = sim.process({"eth_src": H1, "eth_dst": DARK_MAC, "eth_type": 0x0800}, 1)
+    assert r.dropped and r.tables() == [0, 1, 2, 3]
 
 
-def test_first_packet_installs_the_pair_on_every_switch_that_knows_both_hosts():
-    fwd = Forwarding()
-    sims = {d: switch() for d in (1, 2)}
-    for d in (1, 2):
-        sims[d].apply(m for _, m in [(d, x) for x in fwd.switch_up(d)])
-    # broadcasts taught both switches where H1 and H2 are
-    fwd.packet_in(1, 1, H1, BCAST, frame(BCAST, H1))
-    fwd.packet_in(2, 9, H1, BCAST, frame(BCAST, H1))
-    fwd.packet_in(1, 5, H2, BCAST, frame(BCAST, H2))
-    fwd.packet_in(2, 3, H2, BCAST, frame(BCAST, H2))
-    out = fwd.packet_in(1, 1, H1, H2, frame(H2, H1))
-    for d, m in out:
-        sims[d].apply([m])
-    assert sims[2].process({"eth_src": H1, "eth_dst": H2, "eth_type": 0x800}, 9).ports == [3]
-    assert sims[2].process({"eth_src": H2, "eth_dst": H1, "eth_type": 0x800}, 3).ports == [9]
-
-
-def test_with_the_topology_a_hosts_first_packet_installs_the_whole_path():
-    """mobile_core: c1t1 (bs1) -> web (svc) crosses bs1, agg1, gw, svc; one packet-in at bs1
-    for the pair puts its flows on all four switches."""
+def placed_network(name, fwd_kw=None):
+    """Every switch of a topology file, as the core places hosts on it."""
     from controller import topology
     from controller.topology import ports_toward
-    topo = topology.load(ROOT / "topologies" / "mobile_core.yaml")
-    fwd = Forwarding(toward=ports_toward(topo), infra=topo.infra_ports())
+    topo = topology.load(ROOT / "topologies" / name)
+    fwd = Forwarding(topology_known=True, toward=ports_toward(topo), infra=topo.infra_ports(),
+                     **(fwd_kw or {}))
     sims = {}
     for s in topo.switches:
         sims[s.dpid] = switch()
         sims[s.dpid].apply(fwd.switch_up(s.dpid))
-    c1, web = topo.host("c1t1"), topo.host("web")
-    bs1, svc = topo.switch("bs1").dpid, topo.switch("svc").dpid
-    # web announced itself once (e.g. an ARP): known everywhere
-    fwd.packet_in(svc, web.port, web.mac, BCAST, frame(BCAST, web.mac))
-    out = fwd.packet_in(bs1, c1.port, c1.mac, web.mac, frame(web.mac, c1.mac))
-    for d, m in out:
+    return topo, fwd, sims
+
+
+def place(topo, fwd, sims, host):
+    h = topo.host(host)
+    for d, m in fwd.place(h.mac, topo.switch(h.switch).dpid, h.port, h.ip):
         sims[d].apply([m])
-    # (switch, in_port, out_port) along bs1 -> agg1 -> gw -> svc
+    return h
+
+
+def test_with_the_topology_placed_hosts_reach_each_other_with_no_packet_in():
+    """mobile_core: c1t1 (bs1) -> web (svc) crosses bs1, agg1, gw, svc; once both are placed
+    (web from the file, c1t1 at its binding) every switch forwards both ways by itself."""
+    from controller.topology import ports_toward
+    topo, fwd, sims = placed_network("mobile_core.yaml")
+    c1, web = place(topo, fwd, sims, "c1t1"), place(topo, fwd, sims, "web")
     path = [("bs1", c1.port, 1), ("agg1", 2, 1), ("gw", 2, 1), ("svc", 1, web.port)]
     for name, in_port, out_port in path:
         d = topo.switch(name).dpid
@@ -208,9 +214,51 @@ def test_with_the_topology_a_hosts_first_packet_installs_the_whole_path():
         assert r.ports == [out_port] and not r.to_controller, (name, r)
         back = sims[d].process({"eth_src": web.mac, "eth_dst": c1.mac, "eth_type": 0x800},
                                out_port)
-        assert back.ports == [in_port], (name, back)
-    assert topo.host("c1t1").port != 1
-    assert ports_toward(topo)[(topo.switch("gw").dpid, bs1)] == 2
+        assert back.ports == [in_port] and not back.to_controller, (name, back)
+    assert ports_toward(topo)[(topo.switch("gw").dpid, topo.switch("bs1").dpid)] == 2
+    # a switch that connects later gets every placed host at once
+    late = FlowSim()
+    late.apply(admission_base(AdmissionMode(open=True), set()) + security_base())
+    bs1 = topo.switch("bs1").dpid
+    late.apply(fwd.switch_up(bs1))
+    assert late.process({"eth_src": c1.mac, "eth_dst": web.mac, "eth_type": 0x800},
+                        c1.port).ports == [1]
+
+
+def test_arp_for_a_placed_host_goes_to_that_host_only_and_the_rest_is_dropped():
+    from scapy.layers.l2 import ARP, Ether
+
+    from controller import packet
+    topo, fwd, sims = placed_network("mobile_core.yaml", {"flood_unknown_arp": False})
+    c1, web = place(topo, fwd, sims, "c1t1"), place(topo, fwd, sims, "web")
+    bs1, svc = topo.switch("bs1").dpid, topo.switch("svc").dpid
+    r = sims[bs1].process({"eth_src": c1.mac, "eth_dst": BCAST, "eth_type": 0x0806,
+                           "arp_op": 1}, c1.port)
+    assert r.to_controller and not r.outputs         # never flooded through the network
+    ask = bytes(Ether(src=c1.mac, dst=BCAST) / ARP(op=1, hwsrc=c1.mac, psrc=c1.ip,
+                                                   pdst=web.ip))
+    out, live = fwd.arp_request(bs1, c1.port, packet.parse(ask), ask)
+    # web answers itself (its reply crosses its own table 1): the request goes to its port
+    assert live and out == [(svc, PacketOut(ask, (Output(web.port),)))]
+    dark = bytes(Ether(src=c1.mac, dst=BCAST) / ARP(op=1, hwsrc=c1.mac, psrc=c1.ip,
+                                                    pdst="10.0.1.200"))
+    assert fwd.arp_request(bs1, c1.port, packet.parse(dark), dark) == ([], False)
+
+
+def test_flows_grow_with_hosts_not_with_pairs():
+    """metro: every host placed; each switch then holds two flows per host (source and
+    destination) and a constant few, whatever the number of pairs that talk."""
+    topo, fwd, sims = placed_network("metro.yaml")
+    for h in topo.hosts:
+        place(topo, fwd, sims, h.name)
+    n = len(topo.hosts)
+    for d, sim in sims.items():
+        flows = len(sim.table(2)) + len(sim.table(3))
+        assert 2 * n <= flows <= 2 * n + 5, (d, flows, n)
+    a, b = topo.hosts[0], topo.hosts[-1]
+    edge = topo.switch(a.switch).dpid
+    r = sims[edge].process({"eth_src": a.mac, "eth_dst": b.mac, "eth_type": 0x800}, a.port)
+    assert r.ports and not r.to_controller and not r.flooded
 
 
 def test_meter_id_ranges_never_collide():
