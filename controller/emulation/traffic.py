@@ -13,13 +13,16 @@ from controller.emulation.processes import wait_until
 
 
 def all_pairs(emu: Any, extra_ips: list[str] | None = None) -> list[tuple[str, str]]:
-    """Ping every other host (and `extra_ips`) once from every host; return failed pairs."""
+    """Ping every other host (and `extra_ips`) once from every host, all sources at once
+    (each pings its targets in turn); return the failed pairs."""
     hosts = emu.hosts()
-    failed: list[tuple[str, str]] = []
     for src in hosts:
         targets = [h.IP() for h in hosts if h is not src] + list(extra_ips or [])
-        out = src.cmd("for ip in " + " ".join(targets) +
-                      "; do ping -c1 -W2 -q $ip >/dev/null || echo FAIL $ip; done")
+        src.sendCmd("for ip in " + " ".join(targets) +
+                    "; do ping -c1 -W2 -q $ip >/dev/null || echo FAIL $ip; done")
+    failed: list[tuple[str, str]] = []
+    for src in hosts:
+        out = src.waitOutput()
         failed += [(src.name, line.split()[1]) for line in out.splitlines()
                    if line.startswith("FAIL")]
     return failed
