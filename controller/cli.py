@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("name", choices=["forwarding", "auth", "reaction", "reports", "all"])
     b.add_argument("--out", default="results/bench")
     b.add_argument("--repeat", type=int, default=3)
+    b.add_argument("--profile", action="store_true",
+                   help="also write a cProfile of the in-process part (<name>.prof)")
     b.set_defaults(func=cmd_bench)
     return p
 
@@ -351,7 +353,7 @@ BENCHES = {
     "forwarding": ("controller.bench.forwarding", lambda a: {"repeat": a.repeat}),
     "auth": ("controller.bench.auth", lambda a: {}),
     "reaction": ("controller.bench.reaction", lambda a: {}),
-    "reports": ("controller.bench.reports", lambda a: {}),
+    "reports": ("controller.bench.reports", lambda a: {"profile": a.profile}),
 }
 
 

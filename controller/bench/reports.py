@@ -9,11 +9,14 @@ crs-report keys, each with a fresh clean report and its COMPLIANT decision):
   terminals as `Core._persist` writes them; the controller restores them at start), and
   `clients` load-generator processes posting signed clean reports over keep-alive HTTP to
   /crsap/v1/messages for `duration_s` after a warm-up: accepted reports per second, latency;
-- in-process, the pure core (`Core.crsap_message` on a copy of the same store: decode,
-  key lookup, verify, evaluate, correlate, decide, SQLite commits, audit line);
+- in-process, the pure core (`Core.crsap_messages` on a copy of the same store: decode,
+  key lookup, verify, evaluate, correlate, decide, SQLite commit, audit line), one message
+  per commit and in groups (the controller's group commit), at 100 ... 100,000 terminals;
 - in-process, the pure SCS (`SCS.handle`, keys from a dict): steady reports (clean ->
   clean, no decision change) and flips (infected <-> clean, a decision and flows each time),
-  also at smaller populations to show how the cost grows with the number of terminals.
+  at 100 ... 100,000 terminals (a PNG of cost against terminals: it must be flat);
+- a breakdown of the pure core's time per report by stage, from a cProfile pass separate
+  from the timed ones (`--profile` also writes that profile next to the JSON).
 """
 from __future__ import annotations
 
@@ -142,30 +145,101 @@ def time_scs(terms: list[BenchTerminal], policy: Any, reports: int, max_s: float
     return {"us": us, "replies": replies}
 
 
-def time_core(db_path: Path, cfg: Path, terms: list[BenchTerminal], reports: int,
-              max_s: float, seed: int = 3) -> dict[str, Any]:
-    """Microseconds per `Core.crsap_message` (the pure core with its SQLite store)."""
+# Where a report's time goes in the pure core: (stage, functions whose cumulative time is
+# that stage's). Stages nest (the SCS calls decode and verify), so each stage's own time is
+# its cumulative time less that of the stages inside it.
+STAGES = [
+    ("decode + schema", ["crs/messages.py:decode"]),
+    ("verify (HMAC, replay)", ["crs/messages.py:verify"]),
+    ("evaluate (8.1)", ["crs/evaluation.py:evaluate"]),
+    ("correlate + decide", ["crs/scs.py:_recompute"]),
+    ("answer (encode, sign)", ["crs/scs.py:_response"]),
+    ("SCS other", ["crs/scs.py:handle"]),
+    ("store writes + audit", ["owners/security.py:_effects"]),
+    ("commit (disk sync)", ["store.py:__exit__"]),
+    ("core other", ["owners/security.py:messages"]),
+]
+
+
+def _core(db_path: Path, cfg: Path) -> Any:
     from controller import topology
     from controller.core import Core
     from controller.settings import load_settings
     settings = load_settings(str(cfg), db_path=str(db_path))
-    core = Core(settings, topology.load(settings.topology_file))
+    return Core(settings, topology.load(settings.topology_file))
+
+
+def time_core(db_path: Path, cfg: Path, terms: list[BenchTerminal], reports: int,
+              max_s: float, group: int = 1, seed: int = 3,
+              profile: Any = None) -> dict[str, Any]:
+    """Microseconds per report through `Core.crsap_messages` (the pure core with its SQLite
+    store), `group` messages per call and commit (1: each on its own)."""
+    core = _core(db_path, cfg)
     rng = random.Random(seed)
     us: list[float] = []
     statuses: Counter[int] = Counter()
     deadline = time.perf_counter() + max_s
-    for i in range(reports):
-        t = rng.choice(terms)
+    seq = crsap.next_seq(None, time.time())
+    for _ in range(max(1, reports // group)):
         now = time.time()
-        raw = report(t, crsap.next_seq(None, now) + i, now)
+        raws = []
+        for t in rng.sample(terms, min(group, len(terms))):
+            seq += 1
+            raws.append(report(t, seq, now))
+        if profile is not None:
+            profile.enable()
         t1 = time.perf_counter()
-        status, _, _ = core.crsap_message(raw, now)
-        us.append((time.perf_counter() - t1) * 1e6)
-        statuses[status] += 1
+        results = core.crsap_messages(raws, now)
+        per = (time.perf_counter() - t1) * 1e6 / len(raws)
+        if profile is not None:
+            profile.disable()
+        us += [per] * len(raws)
+        statuses.update(status for status, _, _ in results)
         if time.perf_counter() > deadline:
             break
     core.store.close()
     return {"us": us, "statuses": dict(statuses)}
+
+
+def breakdown(profile: Any, reports: int) -> dict[str, float]:
+    """Microseconds per report in each stage of STAGES, from a cProfile pass."""
+    import pstats
+    stats = pstats.Stats(profile).stats      # (file, line, name) -> (cc, nc, tt, ct, callers)
+    cum: dict[str, float] = {}
+    for (file, _, name), (_, _, _, ct, _) in stats.items():
+        for stage, funcs in STAGES:
+            if any(file.endswith(f.split(":")[0]) and name == f.split(":")[1]
+                   for f in funcs):
+                cum[stage] = cum.get(stage, 0.0) + ct
+    own: dict[str, float] = {}
+    inner = {"SCS other": ["decode + schema", "verify (HMAC, replay)", "evaluate (8.1)",
+                           "correlate + decide", "answer (encode, sign)"],
+             "core other": ["SCS other", "store writes + audit", "commit (disk sync)"]}
+    for stage, _ in STAGES:
+        total = cum.get(stage, 0.0)
+        for sub in inner.get(stage, []):
+            total -= cum.get(sub, 0.0)
+        own[stage] = max(0.0, total) * 1e6 / max(1, reports)
+    return own
+
+
+def plot_scaling(path: Path, sizes: list[int], series: dict[str, list[float]]) -> None:
+    """Cost per report against the number of terminals (log x): flat is the target."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6.4, 4.0))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for label, ys in series.items():
+        ax.plot(sizes, ys, marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("terminals known to the SCS")
+    ax.set_ylabel("µs per report (p50)")
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png")
 
 
 # --- load generator ----------------------------------------------------------------------
@@ -236,14 +310,18 @@ def load(port: int, terms: list[BenchTerminal], clients: int, warmup_s: float,
 
 def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 10,
         clients: int = 4, warmup_s: float = 3.0, duration_s: float = 20.0,
-        scs_reports: int = 2000, scs_max_s: float = 20.0, core_reports: int = 500,
-        core_max_s: float = 20.0, scaling: tuple[int, ...] = (100, 1000),
-        keep_dir: str | None = None) -> dict[str, Any]:
-    """Prepare `terminals` terminals, measure the three ways, write reports.json."""
-    if min(terminals, groups, clients, scs_reports, core_reports) < 1 or duration_s <= 0 \
-            or any(n < 1 for n in scaling):
-        raise ValueError("terminals, groups, clients, report counts and scaling sizes must "
-                         "be >= 1 and duration_s > 0")
+        scs_reports: int = 2000, scs_max_s: float = 20.0, core_reports: int = 512,
+        core_max_s: float = 20.0, core_group: int = 32,
+        scaling: tuple[int, ...] = (100, 1000, 10_000, 100_000),
+        keep_dir: str | None = None, profile: bool = False) -> dict[str, Any]:
+    """Prepare the populations, measure the three ways, write reports.json (and the PNG of
+    cost against terminals; with `profile`, the pure core's cProfile as reports.prof)."""
+    if min(terminals, groups, clients, scs_reports, core_reports, core_group) < 1 \
+            or duration_s <= 0 or any(n < 1 for n in scaling):
+        raise ValueError("terminals, groups, clients, report counts, group and scaling "
+                         "sizes must be >= 1 and duration_s > 0")
+    import cProfile
+
     from controller.bench import common
     from controller.bench.reaction import write_configs
     from controller.crs.policy import load_policy
@@ -252,36 +330,57 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
     tmp = tempfile.TemporaryDirectory(prefix="crs-reports-") if keep_dir is None else None
     run_dir = Path(keep_dir or tmp.name)
     run_dir.mkdir(parents=True, exist_ok=True)
+    sizes = sorted({*scaling, terminals})
     try:
         cfg = write_configs(run_dir, TOPOLOGY)
         policy = load_policy(run_dir / "crs_policy.yaml")
-        terms = population(terminals, groups)
+        everyone = population(max(sizes), groups)
         t1 = time.perf_counter()
         base_db = run_dir / "population.db"
-        populate_store(base_db, terms, policy, time.time())
+        populate_store(base_db, everyone[:terminals], policy, time.time())
         prepare_s = time.perf_counter() - t1
         print(f"prepared {terminals} terminals in {prepare_s:.1f} s", flush=True)
 
         scs: dict[str, Any] = {}
-        for n in sorted({*scaling, terminals}):
-            sub = terms[:n]
+        core_by: dict[str, Any] = {}
+        prof = cProfile.Profile()
+        profiled = 0
+        for n in sizes:
+            sub = everyone[:n]
             steady = time_scs(sub, policy, scs_reports, scs_max_s, flip=False)
             flips = time_scs(sub, policy, max(1, scs_reports // 4), scs_max_s / 2, flip=True)
             scs[str(n)] = {"steady_us": common.summary(steady["us"]),
                            "flip_us": common.summary(flips["us"]),
                            "replies": steady["replies"] + flips["replies"]}
-            print(f"pure SCS, {n} terminals: steady p50 "
-                  f"{scs[str(n)]['steady_us']['p50']:.0f} us", flush=True)
-
-        core_db = run_dir / "core" / "crs.db"
-        core_db.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(base_db, core_db)
-        core = time_core(core_db, cfg, terms, core_reports, core_max_s)
-        print(f"pure core: p50 {common.percentile(core['us'], 50):.0f} us", flush=True)
+            db = run_dir / f"core-{n}" / "crs.db"
+            db.parent.mkdir(parents=True, exist_ok=True)
+            if n == terminals:
+                shutil.copy(base_db, db)
+            else:
+                populate_store(db, sub, policy, time.time())
+            one = time_core(db, cfg, sub, core_reports, core_max_s, group=1)
+            grouped = time_core(db, cfg, sub, core_reports, core_max_s, group=core_group)
+            core_by[str(n)] = {"group_1_us": common.summary(one["us"]),
+                               f"group_{core_group}_us": common.summary(grouped["us"]),
+                               "statuses": one["statuses"],
+                               "grouped_statuses": grouped["statuses"]}
+            if n == terminals:      # the breakdown: a separate pass under the profiler
+                profiled = len(time_core(db, cfg, sub, core_reports, core_max_s, group=1,
+                                         seed=4, profile=prof)["us"])
+            print(f"{n} terminals: pure SCS steady p50 "
+                  f"{scs[str(n)]['steady_us']['p50']:.0f} us; pure core p50 "
+                  f"{core_by[str(n)]['group_1_us']['p50']:.0f} us alone, "
+                  f"{core_by[str(n)][f'group_{core_group}_us']['p50']:.0f} us in groups "
+                  f"of {core_group}", flush=True)
+        stages = breakdown(prof, profiled)
+        if profile:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            prof.dump_stats(str(Path(out_dir) / "reports.prof"))
 
         ctl_dir = run_dir / "controller"
         ctl_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy(base_db, ctl_dir / "crs.db")
+        terms = everyone[:terminals]
         with ControllerProcess(ctl_dir, ["--config", str(cfg), "--rest-host", "127.0.0.1"]) \
                 as ctl:
             restored = sum(1 for r in ctl.get("/crs/v1/terminals") if r.get("level"))
@@ -291,10 +390,12 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
         if tmp is not None:
             tmp.cleanup()
     big = scs[str(terminals)]
+    core = core_by[str(terminals)]
     result = {
         "parameters": {"terminals": terminals, "groups": groups, "clients": clients,
                        "warmup_s": warmup_s, "duration_s": duration_s,
                        "scs_reports": scs_reports, "core_reports": core_reports,
+                       "core_group": core_group, "sizes": sizes,
                        "report": "clean SCIReport (COMPLIANT, no decision change)",
                        "transport": "HTTP/1.1 keep-alive on 127.0.0.1, one connection "
                                     "per client process"},
@@ -303,30 +404,47 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
         "end_to_end": {"accepted_per_s": e2e["accepted_per_s"],
                        "latency_ms": common.summary(e2e["lat_ms"]),
                        "statuses": e2e["statuses"],
+                       "messages_per_commit": counters.get("crs_msg_SCIReport", 0)
+                       / max(1, counters.get("crsap_group_commits", 0)),
                        "controller_counters": {k: v for k, v in counters.items()
-                                               if k.startswith("crs_")}},
-        "core_in_process": {"us": common.summary(core["us"]), "statuses": core["statuses"],
-                            "reports_per_s": (1e6 / common.percentile(core["us"], 50))
-                            if core["us"] else None},
+                                               if k.startswith(("crs_", "crsap_"))}},
+        "core_in_process": {"us": core["group_1_us"], "statuses": core["statuses"],
+                            f"group_{core_group}_us": core[f"group_{core_group}_us"],
+                            "reports_per_s": (1e6 / core["group_1_us"]["p50"])
+                            if core["group_1_us"]["p50"] else None},
+        "core_breakdown_us": stages,
+        "core_by_terminals": core_by,
         "scs_in_process": {"steady_us": big["steady_us"], "flip_us": big["flip_us"],
                            "reports_per_s": (1e6 / big["steady_us"]["p50"])
                            if big["steady_us"]["p50"] else None},
         "scs_by_terminals": scs,
     }
     path = common.write(out_dir, "reports", result)
+    plot_scaling(Path(out_dir) / "reports_scaling.png", sizes, {
+        "pure SCS, steady": [scs[str(n)]["steady_us"]["p50"] for n in sizes],
+        "pure SCS, flip": [scs[str(n)]["flip_us"]["p50"] for n in sizes],
+        "pure core, alone": [core_by[str(n)]["group_1_us"]["p50"] for n in sizes],
+        f"pure core, groups of {core_group}":
+            [core_by[str(n)][f"group_{core_group}_us"]["p50"] for n in sizes]})
     lat = result["end_to_end"]["latency_ms"]
     rows = [["end to end (HTTP, controller)", "reports/s", e2e["accepted_per_s"], None, None,
              None],
-            ["", "latency ms", None, lat["p50"], lat["p99"], lat["n"]]]
-    c = result["core_in_process"]["us"]
-    rows.append(["pure core (Core.crsap_message)", "us/report", None, c["p50"], c["p99"],
-                 c["n"]])
-    for n, r in scs.items():
+            ["", "latency ms", None, lat["p50"], lat["p99"], lat["n"]],
+            ["", "messages per commit", result["end_to_end"]["messages_per_commit"], None,
+             None, None]]
+    for n in sizes:
+        for kind in ("group_1_us", f"group_{core_group}_us"):
+            c = core_by[str(n)][kind]
+            rows.append([f"pure core, {n} terminals", kind.replace("_us", "") + " us/report",
+                         None, c["p50"], c["p99"], c["n"]])
+    for n in sizes:
         for kind in ("steady_us", "flip_us"):
-            s = r[kind]
+            c = scs[str(n)][kind]
             rows.append([f"pure SCS.handle, {n} terminals", kind.replace("_us", "") + " us",
-                         None, s["p50"], s["p99"], s["n"]])
+                         None, c["p50"], c["p99"], c["n"]])
     print(common.table(rows, ["measurement", "unit", "rate", "p50", "p99", "n"]))
+    print(common.table([[k, v] for k, v in stages.items()],
+                       [f"pure core, {terminals} terminals, one per commit", "us/report"]))
     print(f"written: {path}")
     return result
 
@@ -339,6 +457,7 @@ if __name__ == "__main__":
     ap.add_argument("--duration-s", type=float, default=20.0)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--keep-dir")
+    ap.add_argument("--profile", action="store_true")
     a = ap.parse_args()
     run(a.out, terminals=a.terminals, duration_s=a.duration_s, clients=a.clients,
-        keep_dir=a.keep_dir)
+        keep_dir=a.keep_dir, profile=a.profile)

@@ -38,6 +38,14 @@ def test_reports_benchmark_writes_its_file(tmp_path):
     assert e2e["latency_ms"]["n"] > 0 and e2e["latency_ms"]["p50"] > 0
     assert data["core_in_process"]["statuses"] == {"200": data["core_in_process"]["us"]["n"]}
     assert set(data["scs_by_terminals"]) == {"30", "300"}
+    for n in ("30", "300"):     # the pure core, alone and in group commits, at each size
+        c = data["core_by_terminals"][n]
+        assert set(c["statuses"]) == {"200"} and set(c["grouped_statuses"]) == {"200"}
+        assert c["group_1_us"]["p50"] > 0 and c["group_32_us"]["p50"] > 0
+    stages = data["core_breakdown_us"]
+    assert stages["commit (disk sync)"] > 0 and stages["verify (HMAC, replay)"] > 0
+    assert e2e["messages_per_commit"] >= 1
+    assert (tmp_path / "reports_scaling.png").stat().st_size > 1000
     for r in data["scs_by_terminals"].values():
         assert r["steady_us"]["n"] > 0 and r["flip_us"]["n"] > 0
     assert result["scs_in_process"]["steady_us"]["p99"] >= \
