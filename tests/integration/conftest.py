@@ -49,3 +49,10 @@ def network():
     yield make
     for emu in emus:
         emu.stop()
+
+
+@pytest.fixture
+def crs(controller, network, tmp_path):
+    """An emulated network with the reacting system: `crs(topo=..., policy_edit=...)`."""
+    from nethelpers import CrsNet
+    return lambda **kw: CrsNet(controller, network, tmp_path, **kw)

@@ -27,11 +27,6 @@ UPDATE_IP = "10.0.100.20"
 MINIMAL = "topologies/minimal.yaml"
 
 
-@pytest.fixture
-def crs(controller, network, tmp_path):
-    return lambda **kw: CrsNet(controller, network, tmp_path, **kw)
-
-
 def isolate_infected(p):
     p["control"]["levels"]["INFECTED"] = {"actions": ["isolate"]}
 

@@ -8,19 +8,13 @@ import time
 import urllib.error
 import urllib.request
 
-import pytest
 import yaml
-from nethelpers import CLEAN, INFECTED, CrsNet, ping, tcp_ok
+from nethelpers import CLEAN, INFECTED, ping, tcp_ok
 
 from controller import jsonfile
 from controller.crs import messages as crsap
 from controller.crs.agent import sci_from_posture
 from controller.emulation.processes import ControllerProcess, wait_until
-
-
-@pytest.fixture
-def crs(controller, network, tmp_path):
-    return lambda **kw: CrsNet(controller, network, tmp_path, **kw)
 
 
 def test_infected_report_isolates_and_a_clean_report_after_the_update_releases(crs):
