@@ -44,6 +44,7 @@ class Store:
             if not os.path.exists(self.path):
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._depth = 0          # open batches (nested ones join the outermost)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")   # a decision is on disk before its flows
         self.db.executescript(SCHEMA)
@@ -107,8 +108,9 @@ class Store:
         return row[0] if row else None
 
     def batch(self) -> "Batch":
-        """One transaction (one disk sync) for the writes of one event."""
-        return Batch(self.db)
+        """One transaction (one disk sync) for the writes of one event. Batches nest: an
+        inner one joins the outer transaction, which commits once at its end."""
+        return Batch(self)
 
     def drop_binding(self, identity: str) -> None:
         """The session ended: keep the number (stable cookies), forget the rest."""
@@ -183,11 +185,15 @@ class Store:
 
 
 class Batch:
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
+    def __init__(self, store: Store):
+        self.store = store
 
     def __enter__(self) -> None:
-        self.db.execute("BEGIN")
+        if self.store._depth == 0:
+            self.store.db.execute("BEGIN")
+        self.store._depth += 1
 
     def __exit__(self, exc_type, *_: Any) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        self.store._depth -= 1
+        if self.store._depth == 0:
+            self.store.db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -631,7 +631,8 @@ class SCS:
         if update is not None:
             body["update"] = update
         t.out_seq = crsap.next_seq(t.out_seq, now)
-        return crsap.encode("SCIResponse", SCS_SENDER, t.out_seq, now, body, key)
+        return crsap.encode("SCIResponse", SCS_SENDER, t.out_seq, now, body, key,
+                            check=update is not None)
 
     def _reject(self, kind: str, reason: str, who: str | None) -> list[Effect]:
         return [Rejected(f"crs_rejected_{kind}",

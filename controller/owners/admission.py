@@ -221,6 +221,12 @@ class Admission:
         return [(b.dpid, m) for m in self._flows(b)] + self.notify(Connected(b, True), now)
 
     def _auth(self, effects: list, now: float) -> Out:
+        if any(isinstance(e, (auth_mod.Admit, auth_mod.Revoke)) for e in effects):
+            with self.store.batch():   # the binding and what follows it: one commit
+                return self._auth_effects(effects, now)
+        return self._auth_effects(effects, now)
+
+    def _auth_effects(self, effects: list, now: float) -> Out:
         out: Out = []
         for e in effects:
             if isinstance(e, auth_mod.SendFrame):
