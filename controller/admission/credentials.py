@@ -190,6 +190,9 @@ class Template:
         return (host, {k: v for k, v in m.groupdict().items() if v is not None}) if m else None
 
 
+MAX_DERIVED = 100_000    # template subscribers kept derived (bounded: identities are input)
+
+
 @dataclass
 class Credentials:
     """Lookups the authenticator and the EAC need; all keyed by identity / SP name."""
@@ -200,6 +203,8 @@ class Credentials:
     service_providers: dict[str, ServiceProvider] = field(default_factory=dict)
     fernet: Fernet | None = None
     demo_secrets: tuple[str, ...] = ()     # keys holding a shipped (public) demo secret
+    # template subscribers already derived (the key derivation costs AES blocks each time)
+    _derived: dict[str, Subscriber] = field(default_factory=dict, repr=False, compare=False)
 
     def subscriber(self, identity: str | bytes) -> Subscriber | None:
         """Explicit entry first, then the first matching template (PSK via HMAC(master, id))."""
@@ -208,7 +213,7 @@ class Credentials:
                 identity = identity.decode()
             except UnicodeDecodeError:
                 return None
-        sub = self.subscribers.get(identity)
+        sub = self.subscribers.get(identity) or self._derived.get(identity)
         if sub is not None:
             return sub
         for t in self.templates:
@@ -221,7 +226,11 @@ class Credentials:
             except (KeyError, IndexError, ValueError):
                 return None
             ak, kdk = key_setup(template_psk(t.master, identity))
-            return Subscriber(identity, group, "psk", False, ak, kdk, template=t.name)
+            sub = Subscriber(identity, group, "psk", False, ak, kdk, template=t.name)
+            if len(self._derived) >= MAX_DERIVED:
+                self._derived.pop(next(iter(self._derived)))     # oldest first
+            self._derived[identity] = sub
+            return sub
         return None
 
     def psk_keys(self, identity: str | bytes) -> tuple[bytes, bytes] | None:

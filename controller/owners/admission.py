@@ -267,7 +267,11 @@ class Admission:
         b = Binding(s.identity, number, s.group, e.dpid, e.port, e.mac, s.isr_id, crs_key,
                     s.method, s.start, s.expires, ip)
         self._index(b)
-        out += [(e.dpid, m) for m in self._flows(b)]
+        flows = self._flows(b)
+        if moved or prev is None or flows != self._flows(prev):
+            out += [(e.dpid, m) for m in flows]
+        else:       # a re-authentication in place: the switch holds these flows already
+            self.counters["dot1x_reauth_flows_kept"] += 1
         if ip:
             out += self.notify(Connected(b, moved), now)
         return out

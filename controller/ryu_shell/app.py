@@ -27,6 +27,7 @@ from ryu.ofproto import ofproto_v1_3
 from controller import restguard
 from controller import settings as settings_mod
 from controller.core import Core
+from controller.openflow.ofmsg import PacketOut
 from controller.operator import ApiError
 from controller.ryu_shell.ofconv import to_ryu
 
@@ -59,10 +60,14 @@ class CrsController(app_manager.RyuApp):
     # --- sending -----------------------------------------------------------------------
 
     def send(self, out) -> None:
-        for dpid, msg in out:
+        last = len(out) - 1
+        for i, (dpid, msg) in enumerate(out):
             dp = self.datapaths.get(dpid)
             if dp is not None:
                 dp.send_msg(to_ryu(dp, msg))
+                if i < last and isinstance(msg, PacketOut):
+                    hub.sleep(0)   # let the frame (e.g. an EAP Success) leave before the
+                    #                flow-mods behind it are converted
         for post in self.core.take_http():
             hub.spawn(_post, post.url, post.body)
 
