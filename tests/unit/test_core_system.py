@@ -143,3 +143,26 @@ def test_a_session_restored_after_restart_still_expires(boot):
     assert not sim2.process(to_update, 2).dropped
     sim2.apply(m for _, m in core2.tick(T0 + 3600 + 1))  # past the session's lifetime
     assert sim2.process(to_update, 2).dropped
+
+
+def test_reauthentication_in_place_keeps_the_flows_and_a_move_reinstalls_them(boot):
+    from controller.openflow.ofmsg import FlowMod
+    core, sim = boot()
+    authenticate(core, sim, 2, C1, "c1t1")
+    sent = []
+    real = core.packet_in
+
+    def recording(*a, **kw):
+        out = real(*a, **kw)
+        sent.extend(m for _, m in out)
+        return out
+    core.packet_in = recording
+    authenticate(core, sim, 2, C1, "c1t1", now=T0 + 60)       # same port, same MAC
+    assert not [m for m in sent if isinstance(m, FlowMod) and m.table_id == 0]
+    assert core.counters["dot1x_reauth_flows_kept"] == 1
+    to_web = ip_pkt(C1, WEB_MAC, "10.0.1.1", "10.0.100.20", 80)
+    assert sim.process(to_web, 2).tables() == [0, 1, 2, 3]    # still admitted
+    sent.clear()
+    authenticate(core, sim, 3, C1, "c1t1", now=T0 + 120)      # moved to another port
+    assert [m for m in sent if isinstance(m, FlowMod) and m.table_id == 0]
+    assert sim.process(to_web, 2).dropped
