@@ -218,7 +218,7 @@ class Admission:
         self.counters["binding_address_pinned"] += 1
         self.audit.write({"event": "binding_address", "identity": b.identity, "ip": ip,
                           "dpid": b.dpid, "port": b.port, "mac": b.mac})
-        return [(b.dpid, m) for m in self._flows(b)] + self.notify(Connected(b, True), now)
+        return self.notify(Connected(b, True), now) + [(b.dpid, m) for m in self._flows(b)]
 
     def _auth(self, effects: list, now: float) -> Out:
         if any(isinstance(e, (auth_mod.Admit, auth_mod.Revoke)) for e in effects):
@@ -267,13 +267,13 @@ class Admission:
         b = Binding(s.identity, number, s.group, e.dpid, e.port, e.mac, s.isr_id, crs_key,
                     s.method, s.start, s.expires, ip)
         self._index(b)
+        if ip:      # forwarding and restrictions first, admission last: the first frame
+            out += self.notify(Connected(b, moved), now)   # admitted finds them in place
         flows = self._flows(b)
         if moved or prev is None or flows != self._flows(prev):
             out += [(e.dpid, m) for m in flows]
         else:       # a re-authentication in place: the switch holds these flows already
             self.counters["dot1x_reauth_flows_kept"] += 1
-        if ip:
-            out += self.notify(Connected(b, moved), now)
         return out
 
     def _revoke(self, dpid: int, port: int, mac: str, reason: str, now: float) -> Out:

@@ -166,3 +166,23 @@ def test_reauthentication_in_place_keeps_the_flows_and_a_move_reinstalls_them(bo
     authenticate(core, sim, 3, C1, "c1t1", now=T0 + 120)      # moved to another port
     assert [m for m in sent if isinstance(m, FlowMod) and m.table_id == 0]
     assert sim.process(to_web, 2).dropped
+
+
+def test_admission_is_the_last_flow_sent_restrictions_and_forwarding_come_first(boot):
+    from controller.openflow.ofmsg import FlowMod
+    core, sim = boot(crs=True)
+    sent = []
+    real = core.packet_in
+
+    def recording(*a, **kw):
+        out = real(*a, **kw)
+        sent.extend(m for _, m in out)
+        return out
+    core.packet_in = recording
+    authenticate(core, sim, 2, C1, "c1t1")
+    adds = [m for m in sent if isinstance(m, FlowMod) and m.command == "add"]
+    first_admission = min(i for i, m in enumerate(adds) if m.table_id == 0)
+    assert [m for m in adds if m.table_id == 1], "the terminal's table-1 flows were sent"
+    assert [m for m in adds if m.table_id in (2, 3)], "and its forwarding flows"
+    assert all(m.table_id == 0 for m in adds[first_admission:]), \
+        "no table-1, 2 or 3 flow of the terminal may follow its admission"
