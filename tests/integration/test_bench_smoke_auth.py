@@ -65,6 +65,9 @@ def test_smoke_benchmark_writes_well_formed_auth_json(tmp_path):
     assert fp["single"]["start_to_first_packet_ms"]["n"] == 1 and fp["single"]["missing"] == 0
     assert fp["concurrent"]["start_to_first_packet_ms"]["n"] == 3
     assert fp["single"]["p50_ms"] > 0
+    b = doc["breakdown"]       # the controller timed every EAPOL packet-in it handled
+    assert b["eapol_packet_ins"] >= 4 * 2 and b["per_message_core_us"] > 0
+    assert 0 < b["in_controller_ms"] and b["legs_and_supplicant_ms"] is not None
     assert set(doc["ratio"]) >= {"single_p50_ours_over_reference", "single_p99_ours_over_reference",
                                  "concurrent_p50_ours_over_reference",
                                  "concurrent_p99_ours_over_reference"}
