@@ -60,7 +60,9 @@ class Security:
         self._seal_gens: dict[str, int] = {}     # cookie generation per sealed group
         self._at: dict[tuple[int, int], str] = {}   # (dpid, port) -> terminal online there
         self._cells = {c.name: (i + 1, c) for i, c in enumerate(topology.cells)}
-        self._live: set[str] | None = None
+        # addresses something always lives at (the topology's hosts, the service address);
+        # connected terminals are the SCS's address index
+        self._static_live = {h.ip for h in topology.hosts} | {topology.service_ip}
         self._restore()
 
     # --- events from the core ---------------------------------------------------------
@@ -75,7 +77,6 @@ class Security:
         if t is not None:
             self._at.pop((t.dpid, t.port), None)
         self._at[(dpid, port)] = tid
-        self._live = None
         return self._effects(self.scs.connect(tid, group, ip, mac, dpid, port, now), now)
 
     def leave(self, tid: str, reason: str, now: float) -> Out:
@@ -84,7 +85,6 @@ class Security:
             return []
         if self._at.get((t.dpid, t.port)) == tid:
             del self._at[(t.dpid, t.port)]
-        self._live = None
         return self._effects(self.scs.leave(tid, now, reason), now)
 
     def messages(self, raws: list[bytes], now: float) -> list[tuple[int, bytes, Out]]:
@@ -120,7 +120,7 @@ class Security:
         t = self.scs.terminals.get(tid)
         if not dst or t is None or dst == t.ip:
             return []
-        live = dst in self._live_ips()
+        live = dst in self._static_live or dst in self.scs.by_ip
         return self._effects(self.scs.observe_first_contact(tid, dst, live, now), now)
 
     def redirected(self, dpid: int, port: int) -> bool:
@@ -222,15 +222,6 @@ class Security:
             self._evidence_saved = self.scs.corr.changes
             self.store.put_evidence(self.scs.corr.to_state())
         return out
-
-    def _live_ips(self) -> set[str]:
-        """Every address something lives at: connected terminals and the topology's hosts
-        (rebuilt only after a terminal attached or left, never per packet)."""
-        if self._live is None:
-            t = self.topology
-            self._live = {x.ip for x in self.scs.terminals.values() if x.ip and x.online} | \
-                {h.ip for h in t.hosts} | {t.service_ip}
-        return self._live
 
     def _peers(self, group: str | None) -> list[str]:
         if group in self._cells:
