@@ -98,7 +98,7 @@ class Core:
         """What table 0's owner tells the others: connect or forget a terminal."""
         b = e.binding
         if isinstance(e, Revoked):
-            out = self.forwarding.forget(b.mac)
+            out = self.forwarding.forget(b.mac, at=(b.dpid, b.port))
             if self.security is not None:
                 out += self.security.leave(b.identity, e.reason, now)
             return out

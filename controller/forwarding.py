@@ -36,6 +36,7 @@ from controller.openflow.tables import ETH_DST, FORWARDING, Priority
 from controller.topology import Topology, ports_toward
 
 MISS_METER_ID = 2      # 1 is the EAPOL meter of table 0
+FLOOD_METER_ID = 0x00D00001   # table 3's flood of unknown destinations and broadcasts
 
 # Experiments give unused ("dark") addresses this MAC in the terminals' neighbour tables, so
 # a worm's probes to them are dropped in the datapath instead of flooded through the controller.
@@ -55,16 +56,19 @@ class Placed:
 class Forwarding:
     idle_timeout: int = 300
     miss_pps: int = 1000
+    flood_pps: int = 1000      # what any one switch floods (broadcasts, unknown unicast)
     # From the topology file (optional): the port of switch x toward switch a, and which
     # ports are inter-switch. With them hosts are placed on every switch at once.
     toward: dict[tuple[int, int], int] = field(default_factory=dict)
     infra: dict[int, set[int]] = field(default_factory=dict)
     topology_known: bool = False     # hosts are placed on every switch; ARP is directed
+    max_learned: int = 8192          # learned (not placed) hosts kept per switch
     # ARP requests for an address nobody was placed at: flooded (open network) or dropped
     flood_unknown_arp: bool = True
     # dpid -> mac -> port: what each connected switch holds in tables 2 and 3
     macs: dict[int, dict[str, int]] = field(default_factory=dict)
     placed: dict[str, Placed] = field(default_factory=dict)      # mac -> where
+    fixed: set[str] = field(default_factory=set)    # placed from the topology file
     by_ip: dict[str, str] = field(default_factory=dict)          # placed ip -> mac
 
     @property
@@ -82,7 +86,11 @@ class Forwarding:
                      pps=True),
             FORWARDING.flow(Priority.MISS, {}, [Meter(MISS_METER_ID),
                                                 Apply((Output(OFPP_CONTROLLER),))]),
-            ETH_DST.flow(Priority.MISS, {}, [Apply((Output(OFPP_FLOOD),))]),
+            MeterMod(FLOOD_METER_ID, "delete"),
+            MeterMod(FLOOD_METER_ID, "add", rate=self.flood_pps,
+                     burst=max(10, self.flood_pps // 10), pps=True),
+            ETH_DST.flow(Priority.MISS, {}, [Meter(FLOOD_METER_ID),
+                                             Apply((Output(OFPP_FLOOD),))]),
             ETH_DST.flow(Priority.FWD_DROP, {"eth_dst": DARK_MAC}, []),
         ]
         if self.proxy_arp:
@@ -106,6 +114,8 @@ class Forwarding:
         old = self.placed.get(mac)
         if old is not None and (old.dpid, old.port) == (dpid, port) and old.ip == ip:
             return []
+        if mac in self.fixed and old is not None:
+            return []      # a host of the topology file never moves (its MAC is reserved)
         out = self.forget(mac) if old is not None or any(mac in t for t in
                                                           self.macs.values()) else []
         p = self.placed[mac] = Placed(dpid, port, ip)
@@ -124,11 +134,19 @@ class Forwarding:
         self.topology_known, self.toward, self.infra = True, ports_toward(t), t.infra_ports()
         for h in t.hosts if everyone else t.servers():
             self.place(h.mac, t.switch(h.switch).dpid, h.port, h.ip)
+            self.fixed.add(h.mac)
         self.place(t.service_mac, t.switch(t.service_switch).dpid, t.service_port,
                    t.service_ip)
+        self.fixed.add(t.service_mac)
 
-    def forget(self, mac: str) -> Out:
-        """Forget a host everywhere (it left, or moved)."""
+    def forget(self, mac: str, at: tuple[int, int] | None = None) -> Out:
+        """Forget a host everywhere (it left, or moved); with `at`, only if it was placed
+        at that (dpid, port): a revoked binding never removes a host placed elsewhere."""
+        if at is not None and mac in self.placed and \
+                (self.placed[mac].dpid, self.placed[mac].port) != at:
+            return []
+        if mac in self.fixed:
+            return []
         p = self.placed.pop(mac, None)
         if p is not None and p.ip and self.by_ip.get(p.ip) == mac:
             del self.by_ip[p.ip]
@@ -151,17 +169,22 @@ class Forwarding:
 
     def packet_in(self, dpid: int, in_port: int, src: str, dst: str,
                   data: bytes) -> Out:
-        """A frame whose source table 2 does not know on that port: learn it (on every
-        switch, when the topology is known), then send the frame on its way."""
+        """A frame whose source table 2 does not know on that port: learn it on this switch
+        (a host neither the file nor a binding placed; it ages out: the source flow is
+        relearnt every `idle_timeout` s, the destination flow idles out after twice that,
+        and each switch keeps at most `max_learned` of them), then send the frame on."""
         table = self.macs.setdefault(dpid, {})
         out: Out = []
         if not int(src[:2], 16) & 1 and src not in self.placed:
             if table.get(src, in_port) != in_port:    # moved: its old flows point wrongly
                 out += self.forget(src)
-            if self.topology_known and in_port not in self.infra.get(dpid, ()):
-                out += self.place(src, dpid, in_port, None)
-            else:
-                out += [(dpid, m) for m in self._install(dpid, src, in_port, permanent=False)]
+            table.pop(src, None)                      # newest last: the oldest age out first
+            while len(table) >= self.max_learned:
+                oldest = next((m for m in table if m not in self.placed), None)
+                if oldest is None:
+                    break
+                del table[oldest]       # its flows age out in the switch by their timeouts
+            out += [(dpid, m) for m in self._install(dpid, src, in_port, permanent=False)]
         out_port = table.get(dst)
         if out_port is None or int(dst[:2], 16) & 1:
             out.append((dpid, PacketOut(data, (Output(OFPP_FLOOD),), in_port)))
@@ -199,11 +222,12 @@ class Forwarding:
         if table.get(mac, port) != port:
             msgs += _flows_of(mac)
         table[mac] = port
-        idle = 0 if permanent else self.idle_timeout
+        relearn = 0 if permanent else self.idle_timeout
         return msgs + [
             FORWARDING.flow(Priority.FWD_HOST, {"in_port": port, "eth_src": mac},
-                            [Goto(ETH_DST.table_id)], idle_timeout=idle),
-            ETH_DST.flow(Priority.FWD_HOST, {"eth_dst": mac}, [Apply((Output(port),))]),
+                            [Goto(ETH_DST.table_id)], hard_timeout=relearn),
+            ETH_DST.flow(Priority.FWD_HOST, {"eth_dst": mac}, [Apply((Output(port),))],
+                         idle_timeout=2 * relearn),
         ]
 
 

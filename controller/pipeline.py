@@ -34,6 +34,7 @@ from controller.packet import Frame
 #   3 .. 0x00CFFFFF       per terminal number n: 2n+1 rate limit, 2n+2 out-of-group
 #                         (controller.crs.enforcement)
 #   0x00D00000            table-0 punts (controller.admission.binding.PUNT_METER_ID)
+#   0x00D00001            table-3 floods (controller.forwarding.FLOOD_METER_ID)
 #   0x00E00000 + port     EAPOL per edge port
 #   0x00F00000 + group    group seals in meter mode (controller.crs.enforcement)
 EAPOL_METER_ID = 1

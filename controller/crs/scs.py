@@ -181,8 +181,9 @@ class SCS:
         self.corr.sealed.update(sealed)
         self.corr.restore(evidence)
         for t in self.terminals.values():     # every online terminal has a cached level
-            if t.online:
+            if t.online:                       # and its report's staleness watched
                 self._level_of(t, now)
+                self._watch_stale(t)
 
     # --- NAC / lifecycle ----------------------------------------------------------------
 

@@ -47,6 +47,7 @@ class Flow:
     cookie: int
     idle_timeout: int = 0
     packets: int = 0
+    hard_timeout: int = 0
 
 
 @dataclass
@@ -162,7 +163,8 @@ class FlowSim:
                         f"{mod.priority}: {f.match} (cookie {f.cookie:#x}) and "
                         f"{dict(mod.match)} (cookie {mod.cookie:#x}): some packet matches both")
             self.flows.append(Flow(mod.table_id, mod.priority, dict(mod.match),
-                                   mod.instructions, mod.cookie, mod.idle_timeout))
+                                   mod.instructions, mod.cookie, mod.idle_timeout,
+                                   hard_timeout=mod.hard_timeout))
             return
         strict = mod.command.endswith("strict")
         chosen = [f for f in self.flows if self._selected(f, mod, strict)]

@@ -96,6 +96,11 @@ class Admission:
         # active bindings, indexed for the packet path: by (dpid, port, mac) and by address
         self.bound: dict[tuple[int, int, str], Binding] = {}
         self._by_ip: dict[str, str] = {}
+        self._mac_owner: dict[str, str] = {}     # MAC -> identity of its live binding
+        # MACs no terminal may authenticate with: the topology's servers, the controller
+        self._reserved_macs = {m.lower() for m in
+                               ([mac] + [h.mac for h in topology.servers()] if topology
+                                else [mac])}
         for b in store.bindings(now):
             self._index(b)
         self._last_purge = self._last_expiry_check = now
@@ -188,11 +193,14 @@ class Admission:
 
     def _index(self, b: Binding) -> None:
         self.bound[b.location] = b
+        self._mac_owner[b.mac] = b.identity
         if b.ip:
             self._by_ip[b.ip] = b.identity
 
     def _unindex(self, b: Binding) -> None:
         self.bound.pop(b.location, None)
+        if self._mac_owner.get(b.mac) == b.identity:
+            del self._mac_owner[b.mac]
         if b.ip and self._by_ip.get(b.ip) == b.identity:
             del self._by_ip[b.ip]
 
@@ -241,6 +249,19 @@ class Admission:
 
     def _admit(self, e: auth_mod.Admit, now: float) -> Out:
         s = e.session
+        owner = self._mac_owner.get(e.mac)
+        if e.mac.lower() in self._reserved_macs or (owner is not None and owner != s.identity):
+            # someone else's MAC (another subscriber's live binding, a server, the
+            # controller): admitting it would move that host's traffic here. Nothing is
+            # installed; the EAP Success already sent gives no access.
+            self.counters["attack_mac_in_use_refused"] += 1
+            self.warn(now, f"mac:{e.mac}", "%s authenticated on %x:%d with %s, which is in "
+                      "use by %s: not admitted", s.identity, e.dpid, e.port, e.mac,
+                      owner or "a host of the topology")
+            self.audit.write({"event": "admission_refused", "identity": s.identity,
+                              "dpid": e.dpid, "port": e.port, "mac": e.mac,
+                              "reason": "MAC in use"})
+            return []
         prev = self.store.binding(s.identity)
         moved = prev is None or prev.location != (e.dpid, e.port, e.mac)
         ip = self._host_at.get((e.dpid, e.port)) or (None if moved else prev.ip)

@@ -8,6 +8,7 @@ door). The owner writes only table 1 (and its meters).
 """
 from __future__ import annotations
 
+import logging
 import zlib
 from collections import Counter
 from dataclasses import replace
@@ -28,6 +29,7 @@ from controller.store import Store
 from controller.topology import Topology
 
 AGENT_PORT = 7125
+log = logging.getLogger("crs.security")
 
 
 def _answer(effects: list) -> tuple[int, bytes]:
@@ -94,15 +96,37 @@ class Security:
         group's flows or answers leave."""
         self._now = now
         results: list[tuple[int, bytes, Out]] = []
-        replay = self.scs.replay
         with self.store.batch():
-            for raw in raws:
-                effects = self.scs.handle(None, raw, now)
-                results.append((*_answer(effects), self._effects(effects, now)))
+            for i, raw in enumerate(raws):
+                results.append(self._one_message(raw, now, i))
+        return results
+
+    def _one_message(self, raw: bytes, now: float, i: int) -> tuple[int, bytes, Out]:
+        """One message of a group, in a savepoint: a failure (a bug, a full disk) costs
+        this message only, and leaves its terminal to be enforced again from scratch."""
+        replay, posts = self.scs.replay, len(self.http_out)
+        self.store.db.execute(f"SAVEPOINT m{i}")
+        try:
+            effects = self.scs.handle(None, raw, now)
+            result = (*_answer(effects), self._effects(effects, now))
             for sender in replay.dirty:     # every accepted message, Leave too
                 self.store.put_replay(sender, replay.last_seq[sender])
+            self.store.db.execute(f"RELEASE m{i}")
+            return result
+        except Exception:
+            self.store.db.execute(f"ROLLBACK TO m{i}")
+            self.store.db.execute(f"RELEASE m{i}")
+            del self.http_out[posts:]
+            for tid in replay.dirty:        # memory went ahead of the store: next time
+                t = self.scs.terminals.get(tid)      # its decision is made and sent anew
+                if t is not None:
+                    t.decision = None
+            self._evidence_saved = -1
+            self.counters["crsap_message_failed"] += 1
+            log.exception("CRSAP message failed; its changes were rolled back")
+            return 500, b'{"error": "internal error"}', []
+        finally:
             replay.dirty.clear()
-        return results
 
     def first_contact(self, tid: str, frame: packet.Frame, now: float) -> Out:
         """Network evidence: a terminal's first attempt to reach an address (an ARP request,

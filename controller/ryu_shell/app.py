@@ -49,6 +49,7 @@ class CrsController(app_manager.RyuApp):
         topo = loaded.topology
         self.core = Core(settings, topo, loaded=loaded)
         self.datapaths: dict[int, object] = {}
+        self._send_lock = hub.BoundedSemaphore(1)
         self.operator_token = _operator_token(settings.token_file)
         kwargs["wsgi"].register(RestApi, {API: self})
         self._ticker = hub.spawn(self._tick_loop)
@@ -60,14 +61,17 @@ class CrsController(app_manager.RyuApp):
     # --- sending -----------------------------------------------------------------------
 
     def send(self, out) -> None:
+        """Send what the core returned, in order. One batch at a time: the yield that lets
+        a frame (an EAP Success) leave before the flow-mods behind it are converted must
+        not let a newer batch (a newer decision for the same terminal) overtake them."""
         last = len(out) - 1
-        for i, (dpid, msg) in enumerate(out):
-            dp = self.datapaths.get(dpid)
-            if dp is not None:
-                dp.send_msg(to_ryu(dp, msg))
-                if i < last and isinstance(msg, PacketOut):
-                    hub.sleep(0)   # let the frame (e.g. an EAP Success) leave before the
-                    #                flow-mods behind it are converted
+        with self._send_lock:
+            for i, (dpid, msg) in enumerate(out):
+                dp = self.datapaths.get(dpid)
+                if dp is not None:
+                    dp.send_msg(to_ryu(dp, msg))
+                    if i < last and isinstance(msg, PacketOut):
+                        hub.sleep(0)
         for post in self.core.take_http():
             hub.spawn(_post, post.url, post.body)
 

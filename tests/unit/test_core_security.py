@@ -279,3 +279,57 @@ def test_every_packet_in_is_accounted_by_class(boot):
     assert c["packet_in_eapol"] >= 2 and c["packet_in_arp"] == 1
     assert c["packet_in_admission_punt"] == 1 and c["packet_in_bad"] == 1
     assert sum(v for k, v in c.items() if k.startswith("packet_in_")) == c["packet_ins"]
+
+
+def test_a_terminal_authenticating_with_someone_elses_mac_is_not_admitted(boot):
+    """Forwarding places a terminal's MAC on every switch at its binding: a subscriber who
+    authenticates with another's MAC (or a server's) must not move that host's traffic."""
+    core, sim = boot()
+    authenticate(core, sim, 2, C1, "c1t1")
+    to_c1 = ip_pkt(WEB_MAC, C1, UPDATE_IP, "10.0.1.1", 80)
+    assert sim.process(to_c1, 4).ports == [2]
+    authenticate(core, sim, 3, C1, "c1t2", now=T0 + 1)         # c1t1's MAC on port 3
+    authenticate(core, sim, 3, WEB_MAC, "c1t2", now=T0 + 2)    # the update server's
+    assert core.counters["attack_mac_in_use_refused"] == 2
+    assert sim.process(to_c1, 4).ports == [2]                  # c1t1's traffic stays put
+    assert sim.process(ip_pkt(C2, WEB_MAC, "10.0.1.2", UPDATE_IP), 3).dropped
+    assert sim.process(ip_pkt(C1, WEB_MAC, "10.0.1.2", UPDATE_IP), 3).dropped
+    assert sim.process(ip_pkt(WEB_MAC, C1, UPDATE_IP, "10.0.1.1"), 4).ports == [2]
+    # and the victim keeps working after the attacker's session ends
+    assert sim.process(ip_pkt(C1, WEB_MAC, "10.0.1.1", UPDATE_IP), 2).ports == [4]
+
+
+def test_one_failing_report_in_a_group_costs_only_itself(boot):
+    """Group commit: a report whose handling fails is rolled back alone (savepoint); the
+    others in the group are committed and enforced, and the failed terminal's decision is
+    made and sent anew at its next report."""
+    core, sim = boot(crs=True)
+    _, k1 = authenticate(core, sim, 2, C1, "c1t1")
+    _, k2 = authenticate(core, sim, 3, C2, "c1t2")
+    a, b = "c1t1@crs.example", "c1t2@crs.example"
+    scs = core.security.scs
+    real = scs.handle
+
+    def handle(tid, raw, now):
+        effects = real(tid, raw, now)
+        if b in raw.decode():
+            raise RuntimeError("a bug while handling c1t2's report")
+        return effects
+    scs.handle = handle
+    now = T0 + 5
+    results = core.crsap_messages([report(k1, a, 1, now, INFECTED), report(k2, b, 1, now,
+                                                                             INFECTED)], now)
+    assert [r[0] for r in results] == [200, 500]
+    assert results[0][2] and not results[1][2]
+    for _, m in results[0][2]:
+        sim.apply([m])
+    assert sim.process(ip_pkt(C1, WEB_MAC, "10.0.1.1", "10.0.1.2", 445), 2).dropped
+    stored = {r.tid: r for r in core.store.terminals()}
+    assert stored[a].decision["level"] == "INFECTED"
+    assert stored[b].decision is None or stored[b].decision["level"] != "INFECTED"
+    assert scs.terminals[b].decision is None          # to be made and sent anew
+    assert core.counters["crsap_message_failed"] == 1
+    scs.handle = real
+    status, _, out = core.crsap_message(report(k2, b, 2, now + 1, INFECTED), now + 1)
+    assert status == 200 and out, "the retried report is enforced"
+    assert {r.tid: r for r in core.store.terminals()}[b].decision["level"] == "INFECTED"

@@ -430,3 +430,16 @@ def test_a_report_that_goes_stale_lowers_the_level_once_and_a_fresh_one_does_not
     assert net.level("h1") is Level.UNKNOWN
     assert net.level("h2") is Level.COMPLIANT
     assert len(net.scs._stale_heap) <= 2           # one entry per terminal at most
+
+
+def test_a_restored_terminal_that_falls_silent_goes_stale():
+    """After a restart the staleness watch is rebuilt: a terminal that stops reporting
+    (its agent killed) is not COMPLIANT forever."""
+    from controller.crs.scs import SCS
+    net = Net(2)
+    net.report("h1")
+    assert net.level("h1") is Level.COMPLIANT
+    again = SCS(net.scs.policy, key_of)
+    again.restore(list(net.scs.terminals.values()), {}, [], {}, net.now)
+    again.tick(net.now + net.scs.policy.stale_after_s + 2)
+    assert again.terminals["h1"].decision.level is Level.UNKNOWN

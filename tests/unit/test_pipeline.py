@@ -266,12 +266,40 @@ def test_meter_id_ranges_never_collide():
     the punt meter's 100 packets/s)."""
     from controller.admission.binding import PUNT_METER_ID
     from controller.crs.enforcement import GROUP_METER_BASE, outside_meter_id, rate_meter_id
-    from controller.forwarding import MISS_METER_ID
+    from controller.forwarding import FLOOD_METER_ID, MISS_METER_ID
     from controller.pipeline import EAPOL_METER_ID, EAPOL_PORT_METER_BASE, MAX_METERED_PORT
-    fixed = {EAPOL_METER_ID, MISS_METER_ID, PUNT_METER_ID}
-    assert len(fixed) == 3
+    fixed = {EAPOL_METER_ID, MISS_METER_ID, PUNT_METER_ID, FLOOD_METER_ID}
+    assert len(fixed) == 4
     terminals = {f(n) for n in range(1, 200_001) for f in (rate_meter_id, outside_meter_id)}
     ports = {EAPOL_PORT_METER_BASE + p for p in (1, MAX_METERED_PORT)}
     groups = {GROUP_METER_BASE + g for g in (1, 100_999)}
     assert not fixed & terminals and not fixed & ports and not fixed & groups
-    assert max(terminals) < PUNT_METER_ID < min(ports) <= max(ports) < min(groups)
+    assert max(terminals) < PUNT_METER_ID < FLOOD_METER_ID < min(ports) <= max(ports) \
+        < min(groups)
+
+
+def test_floods_are_metered_and_learned_hosts_age_out_and_are_capped():
+    from controller.forwarding import FLOOD_METER_ID
+    fwd, sim = Forwarding(max_learned=3), switch()
+    learn(fwd, sim, 1, H1)
+    r = sim.process({"eth_src": H1, "eth_dst": BCAST, "eth_type": 0x0800}, 1)
+    assert r.flooded and FLOOD_METER_ID in r.meters      # no line-rate flood from anyone
+    src = next(f for f in sim.table(2) if f.match.get("eth_src") == H1)
+    dst = next(f for f in sim.table(3) if f.match.get("eth_dst") == H1)
+    assert src.hard_timeout > 0 and dst.idle_timeout == 2 * src.hard_timeout
+    for i in range(2, 10):                                # a flood of new source MACs
+        learn(fwd, sim, 2, f"02:00:0a:00:02:{i:02x}")
+    assert len(fwd.macs[1]) == 3 and H1 not in fwd.macs[1]   # the oldest made way
+
+
+def test_a_topology_host_is_never_moved_or_forgotten_by_a_binding():
+    topo, fwd, sims = placed_network("mobile_core.yaml")
+    fwd.place_topology(topo, everyone=False)          # servers and the service address
+    web = topo.host("web")
+    bs1 = topo.switch("bs1").dpid
+    assert fwd.place(web.mac, bs1, 3, "10.0.1.99") == []
+    assert fwd.forget(web.mac, at=(bs1, 3)) == [] and fwd.forget(web.mac) == []
+    assert fwd.placed[web.mac].dpid == topo.switch(web.switch).dpid
+    c1 = place(topo, fwd, sims, "c1t1")
+    assert fwd.forget(c1.mac, at=(bs1, c1.port + 1)) == []    # not where it was placed
+    assert c1.mac in fwd.placed
