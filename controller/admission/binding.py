@@ -68,7 +68,10 @@ def _punt() -> list:
 def binding_flows(number: int, port: int, mac: str, ip: str | None, group: str,
                   authz: Authorization, servers: list[Server],
                   ctl: ControllerService | None) -> list[Message]:
-    """The table-0 flows of one authenticated terminal (ADD: re-installing is harmless).
+    """The table-0 flows of one authenticated terminal (ADD: re-installing is harmless),
+    restrictive ones first (punt, drops), then the allows, the broadest last: the switch
+    applies them one by one, and a frame arriving in between must never find an allow
+    without the drop that narrows it.
 
     With `ip` None (no address known for this port yet) every frame of the (port, MAC) is
     punted, and the controller pins the first source address it sees."""
@@ -80,6 +83,13 @@ def binding_flows(number: int, port: int, mac: str, ip: str | None, group: str,
         return msgs
     src = {**base, "eth_type": ETH_TYPE_IP, "ipv4_src": ip}
     by_name = {s.name: s for s in servers}
+    for srv in servers:  # any other traffic to an application server: dropped
+        msgs.append(ADMISSION.flow(P + 50, {**src, "ipv4_dst": srv.ip}, [], sub=number))
+    if ctl is not None:
+        msgs.append(ADMISSION.flow(P + 50, {**src, "ipv4_dst": ctl.ip}, [], sub=number))
+        # whatever else is addressed to the controller host's MAC (other protocols, other
+        # addresses of its host) is dropped; ARP is handled above this
+        msgs.append(ADMISSION.flow(P + 40, {**base, "eth_dst": ctl.mac}, [], sub=number))
     for a in authz.allowed(group):
         srv = by_name.get(a.server)
         if srv is None:
@@ -87,8 +97,6 @@ def binding_flows(number: int, port: int, mac: str, ip: str | None, group: str,
         proto, key = (IPPROTO_TCP, "tcp_dst") if a.proto == "tcp" else (IPPROTO_UDP, "udp_dst")
         msgs.append(ADMISSION.flow(P + 100, {
             **src, "ipv4_dst": srv.ip, "ip_proto": proto, key: a.port}, on, sub=number))
-    for srv in servers:  # any other traffic to an application server: dropped
-        msgs.append(ADMISSION.flow(P + 50, {**src, "ipv4_dst": srv.ip}, [], sub=number))
     if ctl is not None:
         to_ctl = {**src, "ipv4_dst": ctl.ip, "ip_proto": IPPROTO_TCP}
         for p in ctl.tcp_ports:
@@ -97,10 +105,6 @@ def binding_flows(number: int, port: int, mac: str, ip: str | None, group: str,
         # and overlapping flows must not share a priority (same instructions anyway)
         msgs.append(ADMISSION.flow(P + 90, {**to_ctl, "tcp_src": AGENT_PORT,
                                             "tcp_dst": EPHEMERAL}, on, sub=number))
-        msgs.append(ADMISSION.flow(P + 50, {**src, "ipv4_dst": ctl.ip}, [], sub=number))
-        # whatever else is addressed to the controller host's MAC (other protocols, other
-        # addresses of its host) is dropped; ARP is handled above this
-        msgs.append(ADMISSION.flow(P + 40, {**base, "eth_dst": ctl.mac}, [], sub=number))
     msgs.append(ADMISSION.flow(P + 60, {**base, "eth_type": ETH_TYPE_ARP, "arp_spa": ip,
                                         "arp_sha": mac}, on, sub=number))
     msgs.append(ADMISSION.flow(P + 20, src, on, sub=number))

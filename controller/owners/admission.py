@@ -166,6 +166,12 @@ class Admission:
         if b is None:
             self.counters["attack_preauth_frame_dropped"] += 1
             return []
+        if (frame.ipv4_src == b.ip and frame.arp_op is None) or \
+                (frame.arp_op is not None and frame.arp_spa == b.ip and frame.arp_sha == b.mac):
+            # its own address: the frame overtook the binding's allow flows (they are sent
+            # after the punt); dropped, not an attack
+            self.counters["binding_frame_before_flows_dropped"] += 1
+            return []
         kind = "arp" if frame.arp_op is not None else "ip" if frame.ipv4_src else "other"
         self.counters[f"attack_spoofed_{kind}_dropped"] += 1
         self.warn(now, f"spoof:{b.identity}", "%s on %x:%d sent a %s frame as %s (bound to %s):"

@@ -333,3 +333,23 @@ def test_one_failing_report_in_a_group_costs_only_itself(boot):
     status, _, out = core.crsap_message(report(k2, b, 2, now + 1, INFECTED), now + 1)
     assert status == 200 and out, "the retried report is enforced"
     assert {r.tid: r for r in core.store.terminals()}[b].decision["level"] == "INFECTED"
+
+
+def test_binding_flows_restrict_first_and_an_early_own_frame_is_not_an_attack(boot):
+    from corekit import ROOT
+
+    from controller.admission.authorization import load_authorization
+    from controller.admission.binding import ControllerService, Server, binding_flows
+    authz = load_authorization(ROOT / "config" / "authorization.yaml")
+    msgs = binding_flows(7, 2, C1, "10.0.1.1", "staff", authz, [Server("update", UPDATE_IP)],
+                         ControllerService(SVC_IP, "02:00:00:00:ff:fe", (8080,)))
+    allows = [i for i, m in enumerate(msgs) if any(isinstance(x, Goto) for x in m.instructions)]
+    others = [i for i, m in enumerate(msgs) if i not in allows]
+    assert allows and others and max(others) < min(allows)   # no allow before its drops
+    assert msgs[-1].match.get("ipv4_src") == "10.0.1.1"      # the broadest allow last
+    core, sim = boot()
+    authenticate(core, sim, 2, C1, "c1t1")
+    own = bytes(Ether(src=C1, dst=WEB_MAC) / IP(src="10.0.1.1", dst=UPDATE_IP) / UDP())
+    assert core.packet_in(1, 2, 0, own, T0 + 1) == []
+    assert core.counters["binding_frame_before_flows_dropped"] == 1
+    assert not [k for k in core.counters if k.startswith("attack_spoofed")]
