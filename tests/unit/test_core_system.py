@@ -145,10 +145,8 @@ def test_a_session_restored_after_restart_still_expires(boot):
     assert sim2.process(to_update, 2).dropped
 
 
-def test_reauthentication_in_place_keeps_the_flows_and_a_move_reinstalls_them(boot):
-    from controller.openflow.ofmsg import FlowMod
-    core, sim = boot()
-    authenticate(core, sim, 2, C1, "c1t1")
+def record_sent(core):
+    """Every message the core's packet path returns from now on, in order."""
     sent = []
     real = core.packet_in
 
@@ -157,6 +155,14 @@ def test_reauthentication_in_place_keeps_the_flows_and_a_move_reinstalls_them(bo
         sent.extend(m for _, m in out)
         return out
     core.packet_in = recording
+    return sent
+
+
+def test_reauthentication_in_place_keeps_the_flows_and_a_move_reinstalls_them(boot):
+    from controller.openflow.ofmsg import FlowMod
+    core, sim = boot()
+    authenticate(core, sim, 2, C1, "c1t1")
+    sent = record_sent(core)
     authenticate(core, sim, 2, C1, "c1t1", now=T0 + 60)       # same port, same MAC
     assert not [m for m in sent if isinstance(m, FlowMod) and m.table_id == 0]
     assert core.counters["dot1x_reauth_flows_kept"] == 1
@@ -171,14 +177,7 @@ def test_reauthentication_in_place_keeps_the_flows_and_a_move_reinstalls_them(bo
 def test_admission_is_the_last_flow_sent_restrictions_and_forwarding_come_first(boot):
     from controller.openflow.ofmsg import FlowMod
     core, sim = boot(crs=True)
-    sent = []
-    real = core.packet_in
-
-    def recording(*a, **kw):
-        out = real(*a, **kw)
-        sent.extend(m for _, m in out)
-        return out
-    core.packet_in = recording
+    sent = record_sent(core)
     authenticate(core, sim, 2, C1, "c1t1")
     adds = [m for m in sent if isinstance(m, FlowMod) and m.command == "add"]
     first_admission = min(i for i, m in enumerate(adds) if m.table_id == 0)
