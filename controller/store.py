@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -106,6 +107,21 @@ class Store:
         row = self.db.execute("SELECT crs_key FROM bindings WHERE identity=? AND dpid IS NOT NULL "
                               "AND expires > ?", (identity, now)).fetchone()
         return row[0] if row else None
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A part of the open batch that a failure undoes alone (the exception goes on)."""
+        name = f"s{self._depth}"
+        self.db.execute(f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            yield
+        except BaseException:
+            self.db.execute(f"ROLLBACK TO {name}")
+            raise
+        finally:
+            self._depth -= 1
+            self.db.execute(f"RELEASE {name}")
 
     def batch(self) -> "Batch":
         """One transaction (one disk sync) for the writes of one event. Batches nest: an

@@ -97,28 +97,30 @@ class Security:
         self._now = now
         results: list[tuple[int, bytes, Out]] = []
         with self.store.batch():
-            for i, raw in enumerate(raws):
-                results.append(self._one_message(raw, now, i))
+            for raw in raws:
+                results.append(self._one_message(raw, now))
         return results
 
-    def _one_message(self, raw: bytes, now: float, i: int) -> tuple[int, bytes, Out]:
+    def _one_message(self, raw: bytes, now: float) -> tuple[int, bytes, Out]:
         """One message of a group, in a savepoint: a failure (a bug, a full disk) costs
         this message only, and leaves its terminal to be enforced again from scratch."""
         replay, posts = self.scs.replay, len(self.http_out)
-        self.store.db.execute(f"SAVEPOINT m{i}")
+        effects: list = []
         try:
-            effects = self.scs.handle(None, raw, now)
-            result = (*_answer(effects), self._effects(effects, now))
-            for sender in replay.dirty:     # every accepted message, Leave too
-                self.store.put_replay(sender, replay.last_seq[sender])
-            self.store.db.execute(f"RELEASE m{i}")
+            with self.store.savepoint():
+                effects = self.scs.handle(None, raw, now)
+                result = (*_answer(effects), self._effects(effects, now))
+                for sender in replay.dirty:     # every accepted message, Leave too
+                    self.store.put_replay(sender, replay.last_seq[sender])
             return result
         except Exception:
-            self.store.db.execute(f"ROLLBACK TO m{i}")
-            self.store.db.execute(f"RELEASE m{i}")
             del self.http_out[posts:]
-            for tid in replay.dirty:        # memory went ahead of the store: next time
-                t = self.scs.terminals.get(tid)      # its decision is made and sent anew
+            # memory went ahead of the store: the sender's and every changed decision is
+            # made and sent anew next time
+            touched = set(replay.dirty) | {e.terminal_id for e in effects
+                                           if isinstance(e, s.Enforce)}
+            for tid in touched:
+                t = self.scs.terminals.get(tid)
                 if t is not None:
                     t.decision = None
             self._evidence_saved = -1

@@ -36,6 +36,9 @@ API = "crs_api"
 TICK_S = 0.1
 MAX_BODY = 64 * 1024
 MAX_GROUP = 256     # CRSAP messages committed together at most
+# packet-in timing counters: (core us, send us, count), for EAPOL and for the rest
+_TIMED = {kind == "eapol": (f"time_{kind}_core_us", f"time_{kind}_send_us", f"timed_{kind}")
+          for kind in ("eapol", "other")}
 
 
 class CrsController(app_manager.RyuApp):
@@ -127,11 +130,11 @@ class CrsController(app_manager.RyuApp):
         self.send(out)
         # where a packet-in's time goes inside the controller (benchmarks read these):
         # the core's decision, then converting and queueing what it returned
-        kind = "eapol" if msg.data[12:14] == b"\x88\x8e" else "other"
+        core_key, send_key, n_key = _TIMED[msg.data[12:14] == b"\x88\x8e"]
         c = self.core.counters
-        c[f"time_{kind}_core_us"] += int((t1 - t0) * 1e6)
-        c[f"time_{kind}_send_us"] += int((time.perf_counter() - t1) * 1e6)
-        c[f"timed_{kind}"] += 1
+        c[core_key] += int((t1 - t0) * 1e6)
+        c[send_key] += int((time.perf_counter() - t1) * 1e6)
+        c[n_key] += 1
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _port_status(self, ev):
@@ -172,8 +175,6 @@ class CrsapGroupCommit:
     def __init__(self, app: CrsController):
         self.app = app
         self.queue = hub.Queue()
-        self.groups = 0
-        self.messages = 0
         hub.spawn(self._loop)
 
     def submit(self, raw: bytes) -> tuple[int, bytes]:
@@ -196,8 +197,6 @@ class CrsapGroupCommit:
             except Exception:  # a bug must not stop the loop nor leave senders waiting
                 log.exception("CRSAP group of %d failed", len(items))
                 results = [(500, b'{"error": "internal error"}', [])] * len(items)
-            self.groups += 1
-            self.messages += len(items)
             self.app.core.counters["crsap_group_commits"] += 1
             for _, _, out in results:      # committed: now the flows, then the answers
                 try:

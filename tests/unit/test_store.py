@@ -31,3 +31,17 @@ def test_an_error_rolls_the_whole_batch_back(tmp_path):
     with store.batch():                         # and the store is usable afterwards
         store.put_replay("c", 3)
     assert store.replay() == {"a": 1, "c": 3}
+
+
+def test_a_failing_savepoint_undoes_only_its_own_writes(tmp_path):
+    store = Store(tmp_path / "crs.db")
+    with store.batch():
+        store.put_replay("a", 1)
+        with pytest.raises(RuntimeError):
+            with store.savepoint():
+                store.put_replay("b", 2)
+                raise RuntimeError("one message failed")
+        with store.savepoint():
+            store.put_replay("c", 3)
+        assert store.db.in_transaction
+    assert Store(tmp_path / "crs.db").replay() == {"a": 1, "c": 3}
