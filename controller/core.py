@@ -110,15 +110,18 @@ class Core:
 
     # --- switch lifecycle --------------------------------------------------------------
 
-    def switch_up(self, dpid: int, ports: set[int], now: float | None = None) -> Out:
-        """A switch connected (first time or again): rebuild its pipeline from the store."""
+    def switch_up(self, dpid: int, ports: set[int], now: float | None = None,
+                  eapol_local: bool = False) -> Out:
+        """A switch connected (first time or again): rebuild its pipeline from the store
+        (`eapol_local`: the shell reads its LOCAL port, `admission.local_port`)."""
         now = self._now = time.time() if now is None else now
         self.switches[dpid] = SwitchState(dpid)
         self.counters["switch_connects"] += 1
-        msgs = admission_base(self.mode, self._trusted.get(dpid, set()))
+        msgs = admission_base(self.mode, self._trusted.get(dpid, set()),
+                              local := eapol_local and self.admission is not None)
         restored: Out = []
         if self.admission is not None:
-            flows, restored = self.admission.switch_up(dpid, now)
+            flows, restored = self.admission.switch_up(dpid, now, local)
             msgs += flows
         msgs += self.security.rebuild(dpid) if self.security else security_base()
         if self.throttle is not None:
@@ -154,8 +157,7 @@ class Core:
         try:
             frame = packet.parse(data)
         except packet.BadFrame as exc:
-            self.counters["packet_in_bad"] += 1
-            self.counters["bad_frames"] += 1
+            self.counters.update(("packet_in_bad", "bad_frames"))
             self.warn(now, "bad_frame", "dpid %x port %d: dropped malformed frame: %s", dpid,
                       in_port, exc)
             return []
@@ -196,6 +198,13 @@ class Core:
             return out + self.forwarding.packet_in(dpid, in_port, frame.src, frame.dst, data)
         self.counters["unexpected_packet_ins"] += 1
         return []
+
+    def eapol_local(self, dpid: int, data: bytes, now: float | None = None) -> Out:
+        """A frame read from a switch's LOCAL port (`admission.local_port`)."""
+        now = self._now = time.time() if now is None else now
+        got = self.admission.from_local(dpid, data) if self.admission else None
+        self.counters["eapol_local" if got else "eapol_local_refused"] += 1
+        return self.admission.eapol(dpid, *got, now) if got else []
 
     def tick(self, now: float | None = None) -> Out:
         now = self._now = time.time() if now is None else now

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from controller.admission import local_port
 from controller.openflow.ofmsg import (
     ETH_TYPE_EAPOL,
     ETH_TYPE_LLDP,
@@ -51,7 +52,10 @@ class AdmissionMode:
     eapol_port_pps: int = 20       # punt rate for EAPOL per edge port
 
 
-def admission_base(mode: AdmissionMode, infra_ports: set[int]) -> list[Message]:
+def admission_base(mode: AdmissionMode, infra_ports: set[int],
+                   local_eapol: bool = False) -> list[Message]:
+    """`local_eapol`: this switch's EAPOL goes through its LOCAL port (`admission.
+    local_port`): nothing else from LOCAL passes."""
     msgs: list[Message] = [
         ADMISSION.delete_all(),
         MeterMod(EAPOL_METER_ID, "delete"),  # a reconnecting switch may still hold it
@@ -65,22 +69,30 @@ def admission_base(mode: AdmissionMode, infra_ports: set[int]) -> list[Message]:
              for p in sorted(infra_ports)]
     if mode.open:
         msgs.append(ADMISSION.flow(Priority.ADM_OPEN, {}, [Goto(SECURITY.table_id)]))
+    elif local_eapol:
+        msgs += local_port.base_flows()
     return msgs
 
 
-def eapol_port_flows(mode: AdmissionMode, port: int) -> list[Message]:
-    """EAPOL from one edge port through that port's own packets/s meter. Added, then
+def eapol_port_flows(mode: AdmissionMode, port: int,
+                     local_auth_mac: str | None = None) -> list[Message]:
+    """EAPOL from one edge port through that port's own packets/s meter: as packet-ins,
+    and with `local_auth_mac` (the authenticator's MAC) the frames to the two EAPOL
+    destinations through the LOCAL port instead (`admission.local_port`). Added, then
     modified: the meter may or may not survive on a reconnecting switch, and deleting it
-    would remove its flow."""
+    would remove its flows."""
     if mode.open or port > MAX_METERED_PORT:
         return []
     meter = EAPOL_PORT_METER_BASE + port
     rate, burst = mode.eapol_port_pps, max(5, mode.eapol_port_pps // 2)
-    return [MeterMod(meter, "add", rate=rate, burst=burst, pps=True),
+    msgs = [MeterMod(meter, "add", rate=rate, burst=burst, pps=True),
             MeterMod(meter, "modify", rate=rate, burst=burst, pps=True),
             ADMISSION.flow(Priority.ADM_CONTROL + 1, {"in_port": port,
                                                       "eth_type": ETH_TYPE_EAPOL},
                            [Meter(meter), Apply((Output(OFPP_CONTROLLER),))])]
+    if local_auth_mac is not None:
+        msgs += local_port.flows(port, meter, local_auth_mac)
+    return msgs
 
 
 def security_base() -> list[Message]:

@@ -23,6 +23,12 @@ SCHEMA = {
                            doc="EAPOL punt rate per switch (ports not yet seen)"),
         "eapol_port_pps": Field(int, default=20, check=in_range(1, 10000),
                                 doc="EAPOL punt rate per edge port"),
+        "eapol_transport": Field(str, default="packet_in", check=one_of("packet_in", "local"),
+                                 doc="packet_in: EAPOL as OpenFlow packet-ins (any switch); "
+                                     "local: through each switch's LOCAL port, read with a "
+                                     "raw socket on the interface named like the switch "
+                                     "(Open vSwitch on the controller host, docs/"
+                                     "authentication.md)"),
         "restore_grace_s": Field(float, default=30.0, check=in_range(1, 3600),
                                  doc="after a restart, restored sessions re-authenticate "
                                      "within this time or are revoked"),
@@ -66,6 +72,7 @@ KEYS: dict[str, str] = {
     "admission_mode": "admission.mode",
     "eapol_pps": "admission.eapol_pps",
     "eapol_port_pps": "admission.eapol_port_pps",
+    "eapol_transport": "admission.eapol_transport",
     "restore_grace_s": "admission.restore_grace_s",
     "credentials_file": "admission.credentials",
     "authorization_file": "admission.authorization",
@@ -124,6 +131,7 @@ class Settings:
     admission_mode: str = _default("admission_mode")
     eapol_pps: int = _default("eapol_pps")
     eapol_port_pps: int = _default("eapol_port_pps")
+    eapol_transport: str = _default("eapol_transport")
     restore_grace_s: float = _default("restore_grace_s")
     idle_timeout_s: int = _default("idle_timeout_s")
     audit_log: str = _default("audit_log")
@@ -221,6 +229,11 @@ def validate(settings: Settings) -> Loaded:
         elif topo is not None and not any(h.role == "update" for h in topo.hosts):
             problems.append((topo.file, "hosts",
                              "the reacting system needs a host with role: update"))
+    if settings.eapol_transport == "local" and not (
+            settings.topology_file and settings.admission_mode == "authenticate"):
+        problems.append((where, "admission.eapol_transport",
+                         "local needs admission.mode: authenticate and a topology file "
+                         "(its switch names are the LOCAL ports' interfaces)"))
     if settings.throttle_enabled and not settings.topology_file:
         problems.append((where, "topology",
                          "the throttle needs a topology file (which ports are terminals)"))

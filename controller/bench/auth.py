@@ -496,9 +496,12 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
         concurrent_interval_ms: float = 1.0,
         terminals_per_cell: int = 17, eapol_pps: int = 1000, reference: bool = True,
         timeout_s: float = 60.0, topology_file: str = "topologies/mobile_core.yaml",
-        workdir: str | None = None) -> dict[str, Any]:
+        workdir: str | None = None, eapol_transport: str = "local",
+        compare_transport: bool = True) -> dict[str, Any]:
     """The whole benchmark (module doc); writes ``<out_dir>/auth.json`` and prints a table.
-    ``workdir`` keeps the logs (supplicants, probe, controller) there instead of a temp dir."""
+    ``workdir`` keeps the logs (supplicants, probe, controller) there instead of a temp dir.
+    ``compare_transport``: the EAP exchanges again with the other EAPOL transport
+    (``ours_other_transport``), on the same network, so both are measured in one run."""
     import yaml
 
     from controller import topology
@@ -533,8 +536,13 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
         names = [h.name for h in topo.terminals()][:n_terminals]
         single = names[0]
         # authentication on, the CRS off (only X.1124 is measured)
-        cfg = controller_config(work / "controller.yaml", topo_path, session_s=3600,
-                                extra={"admission": {"eapol_pps": eapol_pps}})
+        def config(transport: str) -> list[str]:
+            return controller_config(work / transport / "controller.yaml", topo_path,
+                                     session_s=3600, extra={"admission": {
+                                         "eapol_pps": eapol_pps,
+                                         "eapol_transport": transport}})
+        cfg = config(eapol_transport)
+        other = "packet_in" if eapol_transport == "local" else "local"
         with ControllerProcess(work / "ctl", cfg) as ctl:
             emu = start_network(topo, ctl)
             try:
@@ -543,6 +551,18 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
                 result["ours"] = b.eap(single, names, runs, rounds)
                 phases["ours_eap"], t = time.monotonic() - t, time.monotonic()
                 result["controller_counters"] = {"eap": ctl.status().get("counters", {})}
+                if compare_transport:
+                    ctl.stop()
+                    ctl = ControllerProcess(work / f"ctl-{other}", config(other),
+                                            ofp_port=ctl.ofp_port).start()
+                    ctl.wait_switches(len(topo.switches), 60, "switches reconnected")
+                    b2 = Bench(emu, ctl, work / other, creds, timeout_s)
+                    result["ours_other_transport"] = {"eapol_transport": other,
+                                                      **b2.eap(single, names, runs, rounds)}
+                    result["controller_counters"]["eap_other_transport"] = \
+                        ctl.status().get("counters", {})
+                    phases["ours_eap_other_transport"], t = (time.monotonic() - t,
+                                                             time.monotonic())
                 # (b) on a fresh controller (new store: every terminal unauthenticated, whatever
                 # wpa_supplicant left behind) on the same OpenFlow port: the switches reconnect
                 # and their tables are rebuilt. Last, because 50 x 1000 SYN/s may overload it.
@@ -577,7 +597,8 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
         "first_packet_runs": first_packet_runs, "first_packet_rounds": first_packet_rounds,
         "syn_interval_ms": interval_ms,
         "server": f"{SERVER} {topo.host(SERVER).ip} tcp/{SERVER_PORT}",
-        "eapol_pps": eapol_pps, "crs_enabled": False, "link_shaping": False,
+        "eapol_pps": eapol_pps, "eapol_transport": eapol_transport,
+        "crs_enabled": False, "link_shaping": False,
         "eap_timing": "wpa_supplicant -t: CTRL-EVENT-EAP-STARTED to CTRL-EVENT-EAP-SUCCESS",
         "first_packet_timing": "our supplicant's EAPOL-START line (wall clock before send) to the "
                                "kernel receive timestamp of the terminal's first TCP SYN on the "
@@ -628,6 +649,14 @@ def report_table(res: dict[str, Any]) -> str:
         rows.append([f"(a) EAP re-auth, {label}", o["reauth_ms"]["n"], o["p50_ms"], o["p99_ms"],
                      r.get("p50_ms"), r.get("p99_ms"), ratio.get(f"{side}_p50_ours_over_reference"),
                      ratio.get(f"{side}_p99_ours_over_reference")])
+    other = res.get("ours_other_transport")
+    if other:
+        for side, label in (("single", "1 terminal"), ("concurrent", f"{n} at once")):
+            o, r = other[side], ref.get(side, {})
+            rows.append([f"(a) same, EAPOL by {other['eapol_transport']}, {label}",
+                         o["reauth_ms"]["n"], o["p50_ms"], o["p99_ms"], r.get("p50_ms"),
+                         r.get("p99_ms"), _ratio(o["p50_ms"], r.get("p50_ms")),
+                         _ratio(o["p99_ms"], r.get("p99_ms"))])
     oc, rc = ours["concurrent"]["first_ms"], ref.get("concurrent", {}).get("first_ms", {})
     rows.append([f"(a) EAP first, {n} at once", oc["n"], oc["p50"], oc["p99"], rc.get("p50"),
                  rc.get("p99"), _ratio(oc["p50"], rc.get("p50")), _ratio(oc["p99"], rc.get("p99"))])
@@ -651,10 +680,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-packet-runs", type=int, default=20)
     ap.add_argument("--first-packet-rounds", type=int, default=1)
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--eapol-transport", choices=["local", "packet_in"], default="local",
+                    help="the transport measured in full (the other: EAP exchanges only)")
+    ap.add_argument("--no-transport-comparison", action="store_true")
     a = ap.parse_args(argv)
     try:
         run(a.out, a.terminals, a.runs, a.rounds, a.first_packet_runs, a.first_packet_rounds,
-            reference=not a.no_reference)
+            reference=not a.no_reference, eapol_transport=a.eapol_transport,
+            compare_transport=not a.no_transport_comparison)
     except (RuntimeError, ValueError, Timeout) as exc:
         print(f"bench auth: {exc}", file=sys.stderr)
         return 1

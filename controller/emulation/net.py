@@ -188,8 +188,10 @@ class Emulation:
         net.addController("c0", controller=KnownController, ip=opts.controller_ip,
                           port=opts.controller_port)
         for s in topo.switches:
+            # OpenFlow 1.0 too, for one local command: only 1.0 can set no-flood (below);
+            # the controller speaks 1.3
             net.addSwitch(s.name, cls=OVSSwitch, dpid=f"{s.dpid:016x}", datapath="user",
-                          failMode="secure", protocols="OpenFlow13")
+                          failMode="secure", protocols="OpenFlow10,OpenFlow13")
         prefix = topo.prefixlen
         delays = opts.shaping and netem_available()
         if opts.shaping and not delays and any(lk.delay_ms for lk in topo.links):
@@ -233,11 +235,32 @@ class Emulation:
             for intf in node.intfList():
                 if intf.name != "lo":
                     node.cmd(f"ethtool -K {intf.name} tx off rx off >/dev/null 2>&1")
+        for sw in topo.switches:
+            prepare_local_port(sw.name)
         svc_intf = f"{SERVICE_NODE}-eth0"
         subprocess.run(["ethtool", "-K", svc_intf, "tx", "off", "rx", "off"],
                        capture_output=True, check=False)
         subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{svc_intf}.disable_ipv6=1"],
                        capture_output=True, check=False)
+
+
+def prepare_local_port(bridge: str) -> None:
+    """Make a switch's LOCAL port fit for the EAPOL transport (controller.admission.
+    local_port): never a flood target (checked: OpenFlow 1.3 cannot set it), and its host
+    interface up but deaf to the host's IP stack (no IPv6, no ARP, no routing from it,
+    reverse-path filtered: it holds no address and no route). Raises if no-flood does not
+    hold: the interface then stays down, and EAPOL sent to it goes nowhere (fail closed)."""
+    def run(*cmd: str) -> str:
+        return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+    run("ovs-ofctl", "-O", "OpenFlow10", "mod-port", bridge, bridge, "no-flood")
+    shown = run("ovs-ofctl", "-O", "OpenFlow10", "show", bridge)
+    local = shown.split(f"LOCAL({bridge})", 1)[-1].split("\n", 2)[:2]
+    if "NO_FLOOD" not in "".join(local):
+        raise EmulationError(f"{bridge}: could not make its LOCAL port no-flood")
+    run("sysctl", "-qw", f"net.ipv6.conf.{bridge}.disable_ipv6=1",
+        f"net.ipv4.conf.{bridge}.forwarding=0", f"net.ipv4.conf.{bridge}.rp_filter=1",
+        f"net.ipv4.conf.{bridge}.arp_ignore=8")
+    run("ip", "link", "set", bridge, "arp", "off", "up")
 
 
 def start_network(topo: Topology, ctl: Any, *, shaping: bool = False,

@@ -28,6 +28,7 @@ from controller.openflow.ofmsg import (
     Barrier,
     FlowMod,
     Goto,
+    LocalFrame,
     Message,
     Meter,
     MeterMod,
@@ -82,6 +83,7 @@ class FlowSim:
         self.flows: list[Flow] = []
         self.meters: dict[int, MeterMod] = {}
         self.packet_outs: list[PacketOut] = []
+        self.local_frames: list[LocalFrame] = []
 
     def apply(self, msgs: Iterable[Message]) -> "FlowSim":
         for msg in msgs:
@@ -98,6 +100,8 @@ class FlowSim:
                     self.meters[msg.meter_id] = msg
             elif isinstance(msg, PacketOut):
                 self.packet_outs.append(msg)
+            elif isinstance(msg, LocalFrame):
+                self.local_frames.append(msg)
             elif isinstance(msg, Barrier):
                 pass
             else:

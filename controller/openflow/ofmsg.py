@@ -121,4 +121,13 @@ class Barrier:
     pass
 
 
-Message = Union[FlowMod, MeterMod, PacketOut, Barrier]
+@dataclass(frozen=True)
+class LocalFrame:
+    """A frame for the switch's LOCAL port, not an OpenFlow message: the shell writes it on
+    the switch's LOCAL interface (the EAPOL transport of `admission.local_port`), and the
+    switch's table 0 takes it from there as arriving on OFPP_LOCAL."""
+
+    data: bytes
+
+
+Message = Union[FlowMod, MeterMod, PacketOut, Barrier, LocalFrame]

@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 from controller import packet
 from controller.admission import authenticator as auth_mod
+from controller.admission import local_port
 from controller.admission.authenticator import Authenticator, Session, Timers
 from controller.admission.authorization import load_authorization
 from controller.admission.binding import (
@@ -31,7 +32,7 @@ from controller.admission.eac import Eac
 from controller.admission.keys import purpose_key
 from controller.audit import AuditLog
 from controller.effects import COMMON, LogBudget, Out
-from controller.openflow.ofmsg import Message, Output, PacketOut
+from controller.openflow.ofmsg import LocalFrame, Message, Output, PacketOut
 from controller.pipeline import AdmissionMode, eapol_port_flows
 from controller.records import Binding
 from controller.settings import Loaded, Settings
@@ -104,12 +105,27 @@ class Admission:
         for b in store.bindings(now):
             self._index(b)
         self._last_purge = self._last_expiry_check = now
+        # switches whose EAPOL goes through their LOCAL port, and the ports whose flows for
+        # it are installed (answers to other ports leave as packet-outs)
+        self.local: set[int] = set()
+        self._mac_bytes = bytes.fromhex(self.auth.mac.replace(":", ""))
+        # set by the shell: sends frames that need no commit at once, without yielding to
+        # anything that could call the core meanwhile; False: it could not (they wait)
+        self.early: Callable[[Out], bool] | None = None
+        self._local_ports: set[tuple[int, int]] = set()
 
     # --- events ----------------------------------------------------------------------
 
-    def switch_up(self, dpid: int, now: float) -> tuple[list[Message], Out]:
+    def switch_up(self, dpid: int, now: float,
+                  local: bool = False) -> tuple[list[Message], Out]:
         """Table 0's flows of a (re)connecting switch after its base flows, and the
-        re-authentication requests of the bindings on it (restored after a restart)."""
+        re-authentication requests of the bindings on it (restored after a restart).
+        `local`: the switch's EAPOL goes through its LOCAL port from now on."""
+        self._local_ports = {k for k in self._local_ports if k[0] != dpid}
+        if local:
+            self.local.add(dpid)
+        else:
+            self.local.discard(dpid)
         svc_ip = self.topology.service_ip if (self.settings.preauth_arp_to_service
                                               and self.topology) else None
         msgs = preauth_flows(svc_ip)
@@ -126,7 +142,11 @@ class Admission:
     def port_up(self, dpid: int, port: int, now: float) -> Out:
         out: Out = []
         if port not in self.trusted.get(dpid, ()):
-            out += [(dpid, m) for m in eapol_port_flows(self.mode, port)]
+            local = dpid in self.local
+            out += [(dpid, m) for m in eapol_port_flows(
+                self.mode, port, self.auth.mac if local else None)]
+            if local:
+                self._local_ports.add((dpid, port))
         return out + self._auth(self.auth.port_up(dpid, port, now), now)
 
     def port_down(self, dpid: int, port: int, now: float) -> Out:
@@ -178,6 +198,20 @@ class Admission:
                   " dropped", b.identity, dpid, port, kind,
                   frame.arp_spa or frame.ipv4_src or hex(frame.eth_type), b.ip)
         return []
+
+    def from_local(self, dpid: int, data: bytes) -> tuple[int, bytes] | None:
+        """(edge port, frame) of a frame read from `dpid`'s LOCAL port; None unless the
+        switch wrote it there for a port whose flows this owner installed."""
+        got = local_port.from_switch(data, self._mac_bytes) if dpid in self.local else None
+        return got if got is not None and (dpid, got[0]) in self._local_ports else None
+
+    def local_interfaces(self) -> dict[int, str]:
+        """dpid -> the host interface of its LOCAL port (the switch's name), when EAPOL
+        goes that way (`admission.eapol_transport: local`)."""
+        t = self.topology
+        if self.settings.eapol_transport != "local" or t is None:
+            return {}
+        return {s.dpid: s.name for s in t.switches}
 
     # --- queries ---------------------------------------------------------------------
 
@@ -235,16 +269,29 @@ class Admission:
         return self.notify(Connected(b, True), now) + [(b.dpid, m) for m in self._flows(b)]
 
     def _auth(self, effects: list, now: float) -> Out:
-        if any(isinstance(e, (auth_mod.Admit, auth_mod.Revoke)) for e in effects):
-            with self.store.batch():   # the binding and what follows it: one commit
-                return self._auth_effects(effects, now)
-        return self._auth_effects(effects, now)
+        first = next((i for i, e in enumerate(effects)
+                      if isinstance(e, (auth_mod.Admit, auth_mod.Revoke))), None)
+        if first is None:
+            return self._auth_effects(effects, now)
+        head: Out = []
+        if self.early is not None and first:
+            # the frames before an admission (the EAP Success) grant nothing by themselves:
+            # they leave now if the shell can send them at once, not after the commit the
+            # binding's flows must wait for
+            head, effects = self._auth_effects(effects[:first], now), effects[first:]
+            if self.early(head):
+                head = []
+        with self.store.batch():   # the binding and what follows it: one commit
+            return head + self._auth_effects(effects, now)
 
     def _auth_effects(self, effects: list, now: float) -> Out:
         out: Out = []
         for e in effects:
             if isinstance(e, auth_mod.SendFrame):
-                out.append((e.dpid, PacketOut(e.data, (Output(e.port),))))
+                if (e.dpid, e.port) in self._local_ports:
+                    out.append((e.dpid, LocalFrame(local_port.to_switch(e.data, e.port))))
+                else:
+                    out.append((e.dpid, PacketOut(e.data, (Output(e.port),))))
             elif isinstance(e, auth_mod.Admit):
                 out += self._admit(e, now)
             elif isinstance(e, auth_mod.Revoke):

@@ -27,8 +27,9 @@ from ryu.ofproto import ofproto_v1_3
 from controller import restguard
 from controller import settings as settings_mod
 from controller.core import Core
-from controller.openflow.ofmsg import PacketOut
+from controller.openflow.ofmsg import LocalFrame, PacketOut
 from controller.operator import ApiError
+from controller.ryu_shell.local_eapol import LocalEapol
 from controller.ryu_shell.ofconv import to_ryu
 
 log = logging.getLogger("crs.app")
@@ -36,7 +37,8 @@ API = "crs_api"
 TICK_S = 0.1
 MAX_BODY = 64 * 1024
 MAX_GROUP = 256     # CRSAP messages committed together at most
-# packet-in timing counters: (core us, send us, count), for EAPOL and for the rest
+# timing counters of frames from the switches: (core us, send us, count), for EAPOL
+# (packet-ins and the LOCAL-port transport) and for the rest
 _TIMED = {kind == "eapol": (f"time_{kind}_core_us", f"time_{kind}_send_us", f"timed_{kind}")
           for kind in ("eapol", "other")}
 
@@ -57,6 +59,11 @@ class CrsController(app_manager.RyuApp):
         kwargs["wsgi"].register(RestApi, {API: self})
         self._ticker = hub.spawn(self._tick_loop)
         self.crsap = CrsapGroupCommit(self)
+        self.local_eapol = LocalEapol(self._local_frame)
+        self._local_ifaces: dict[int, str] = {}
+        if self.core.admission is not None:
+            self._local_ifaces = self.core.admission.local_interfaces()
+            self.core.admission.early = self._send_now   # an EAP Success before the commit
         log.info("controller up: admission %s, crs %s, topology %s", settings.admission_mode,
                  "on" if settings.crs_enabled else "off",
                  topo.name if topo else "none (learning only)")
@@ -70,6 +77,9 @@ class CrsController(app_manager.RyuApp):
         last = len(out) - 1
         with self._send_lock:
             for i, (dpid, msg) in enumerate(out):
+                if isinstance(msg, LocalFrame):
+                    self.local_eapol.send(dpid, msg.data)
+                    continue
                 dp = self.datapaths.get(dpid)
                 if dp is not None:
                     dp.send_msg(to_ryu(dp, msg))
@@ -77,6 +87,32 @@ class CrsController(app_manager.RyuApp):
                         hub.sleep(0)
         for post in self.core.take_http():
             hub.spawn(_post, post.url, post.body)
+
+    def _send_now(self, out) -> bool:
+        """Send frames from inside a core call, or say it cannot be done without yielding
+        (another batch is being sent, a switch's queue is full): a green thread switch here
+        could run other core work in the middle of this one."""
+        if not self._send_lock.acquire(blocking=False):
+            return False
+        try:
+            if not all(self._sends_at_once(dpid, msg) for dpid, msg in out):
+                return False
+            for dpid, msg in out:
+                if isinstance(msg, LocalFrame):
+                    self.local_eapol.send(dpid, msg.data)
+                else:
+                    dp = self.datapaths[dpid]
+                    dp.send_msg(to_ryu(dp, msg))
+            return True
+        finally:
+            self._send_lock.release()
+
+    def _sends_at_once(self, dpid: int, msg) -> bool:
+        if isinstance(msg, LocalFrame):
+            return self.local_eapol.can_send(dpid)
+        dp = self.datapaths.get(dpid)
+        q = getattr(dp, "send_q", None)     # Ryu's queue to the switch (None: closing)
+        return isinstance(msg, PacketOut) and q is not None and not q.full()
 
     # --- OpenFlow events ---------------------------------------------------------------
 
@@ -97,7 +133,9 @@ class CrsController(app_manager.RyuApp):
             return
         self.datapaths[dp.id] = dp
         log.info("switch %016x connected", dp.id)
-        self.send(self.core.switch_up(dp.id, set()))
+        ifname = self._local_ifaces.get(dp.id)
+        local = ifname is not None and self.local_eapol.open(dp.id, ifname)
+        self.send(self.core.switch_up(dp.id, set(), eapol_local=local))
         dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
@@ -115,6 +153,7 @@ class CrsController(app_manager.RyuApp):
         if ev.state == DEAD_DISPATCHER and dp.id is not None:
             if self.datapaths.get(dp.id) is dp:
                 del self.datapaths[dp.id]
+                self.local_eapol.close(dp.id)
                 self.core.switch_down(dp.id)
                 log.info("switch %016x disconnected", dp.id)
 
@@ -126,11 +165,18 @@ class CrsController(app_manager.RyuApp):
             return
         t0 = time.perf_counter()
         out = self.core.packet_in(msg.datapath.id, in_port, msg.table_id, msg.data)
+        self._timed(t0, out, msg.data[12:14] == b"\x88\x8e")
+
+    def _local_frame(self, dpid: int, data: bytes) -> None:
+        t0 = time.perf_counter()
+        self._timed(t0, self.core.eapol_local(dpid, data), True)
+
+    def _timed(self, t0: float, out, eapol: bool) -> None:
+        """Send what a frame's handling returned; where its time went inside the controller
+        (benchmarks read these): the core's decision, then converting and queueing."""
         t1 = time.perf_counter()
         self.send(out)
-        # where a packet-in's time goes inside the controller (benchmarks read these):
-        # the core's decision, then converting and queueing what it returned
-        core_key, send_key, n_key = _TIMED[msg.data[12:14] == b"\x88\x8e"]
+        core_key, send_key, n_key = _TIMED[eapol]
         c = self.core.counters
         c[core_key] += int((t1 - t0) * 1e6)
         c[send_key] += int((time.perf_counter() - t1) * 1e6)

@@ -5,6 +5,8 @@
     python attacker.py IFACE random-sources --count N [--src-mac M]  (random source IPs, and
                                                              MACs unless one is given)
     python attacker.py IFACE eapol-start --seconds S       (EAPOL-Start as fast as it can)
+    python attacker.py IFACE eapol --eapol-type T [--src-mac M] [--dst-mac M] [--body HEX]
+                                                          [--count N]  (one EAPOL frame, N times)
 
 Prints one line "sent N" when done. Only the standard library: it must start fast.
 """
@@ -55,10 +57,18 @@ def eapol_start(src_mac: str) -> bytes:
         b"\x00" * 42
 
 
+def eapol(src_mac: str, dst_mac: str, ptype: int, body: bytes = b"") -> bytes:
+    frame = mac(dst_mac) + mac(src_mac) + b"\x88\x8e" + struct.pack("!BBH", 2, ptype,
+                                                                     len(body)) + body
+    return frame + b"\x00" * max(0, 60 - len(frame))
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("iface")
-    p.add_argument("kind", choices=["arp", "udp", "random-sources", "eapol-start"])
+    p.add_argument("kind", choices=["arp", "udp", "random-sources", "eapol-start", "eapol"])
+    p.add_argument("--eapol-type", type=int, default=1)
+    p.add_argument("--body", default="")
     p.add_argument("--src-mac")
     p.add_argument("--dst-mac", default="ff:ff:ff:ff:ff:ff")
     p.add_argument("--sha")
@@ -98,6 +108,8 @@ def main() -> int:
     else:
         if a.kind == "arp":
             frame = arp_frame(src, a.sha or src, a.spa, a.tpa, a.op, a.dst_mac)
+        elif a.kind == "eapol":
+            frame = eapol(src, a.dst_mac, a.eapol_type, bytes.fromhex(a.body))
         else:
             frame = udp_frame(src, a.dst_mac, a.src_ip, a.dst_ip)
         for _ in range(a.count):

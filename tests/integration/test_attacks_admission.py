@@ -188,3 +188,54 @@ def test_sp_challenge_flood_keeps_state_bounded_and_real_sp_logs_in(controller, 
     assert st["counters"].get("eac_sp_login", 0) >= 1
     # every challenge handed to the terminal cost nothing; only the SP's spent one is kept
     assert st["eac_spent_challenges"] <= 2, st
+
+
+ATTACKER = str(ROOT / "tests/integration/attacker.py")
+C1T1_MAC = "02:00:0a:00:01:01"
+PAE = "01:80:c2:00:00:03"
+EAP_SUCCESS = "03010004"          # EAP Success, identifier 1
+
+
+def attack(host, *args: str) -> str:
+    out = host.cmd(" ".join([PY, ATTACKER, f"{host.name}-eth0", *args]))
+    assert "sent" in out, out
+    return out
+
+
+def test_through_the_local_port_a_terminal_speaks_only_for_its_own_port(controller, network,
+                                                                        tmp_path):
+    """EAPOL through the switches' LOCAL ports (admission.eapol_transport: local): c1t2
+    forges c1t1's Logoff, addresses frames to c1t1's port MAC, and poses as the controller's
+    answer to c1t1. The switch names c1t2's port on all of them: c1t1 stays in, and c1t1's
+    interface sees nothing of it."""
+    _, cfg = controller_config(tmp_path / "controller.yaml", ROOT / "topologies/minimal.yaml",
+                               extra={"admission": {"eapol_transport": "local"}})
+    ctl = controller("--config", str(cfg))
+    emu = network("topologies/minimal.yaml", ctl)
+    web_server(emu, "update", 80)
+    proc, keys, log = supplicant(emu, tmp_path, "c1t1", "c1t1@crs.example",
+                                 CREDS.demo_psk("c1t1@crs.example").hex())
+    wait_until(keys.exists, 30, "c1t1 authenticated")
+    victim = emu.host("c1t1")
+    wait_until(lambda: tcp_ok(victim, UPDATE, 80), 15, "c1t1 reaches the update server")
+    counters = ctl.status()["counters"]
+    assert counters.get("eapol_local", 0) >= 3 and counters.get("packet_in_eapol", 0) == 0
+    cap, pcap = eapol_capture(emu, tmp_path, "c1t1")
+    before = len(eap_frames(pcap))
+    attacker = emu.host("c1t2")
+    port2 = "0e:00:00:00:00:02"     # c1t1's port MAC (controller.admission.local_port)
+    attack(attacker, "eapol", "--eapol-type", "2", "--src-mac", C1T1_MAC, "--dst-mac", PAE,
+           "--count", "5", "--interval", "0.1")
+    attack(attacker, "eapol", "--eapol-type", "2", "--src-mac", C1T1_MAC, "--dst-mac", port2,
+           "--count", "5", "--interval", "0.1")
+    attack(attacker, "eapol", "--eapol-type", "0", "--src-mac", port2, "--dst-mac", C1T1_MAC,
+           "--body", EAP_SUCCESS, "--count", "5", "--interval", "0.1")
+    wait_until(lambda: ctl.status()["counters"].get("dot1x_wrong_destination", 0) >= 10, 10,
+               "the frames to port MACs refused as packet-ins")
+    assert terminal(ctl, "c1t1") is not None
+    assert tcp_ok(victim, UPDATE, 80)
+    time.sleep(0.5)         # what the attack could have sent c1t1 has arrived by now
+    cap.terminate()
+    cap.wait(timeout=10)
+    assert len(eap_frames(pcap)) == before, "c1t1 received EAPOL frames during the attack"
+    proc.terminate()

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 from nethelpers import CREDS, ROOT, ping, tcp_ok, web_server
 
 from controller import jsonfile
@@ -47,8 +48,11 @@ def terminal(ctl, name):
     return next((t for t in ctl.get("/crs/v1/terminals") if t["name"] == name), None)
 
 
-def test_wpa_supplicant_in_with_right_key_out_with_wrong(controller, network, tmp_path):
-    ctl = controller(*auth_config(tmp_path))
+@pytest.mark.parametrize("transport", ["local", "packet_in"])
+def test_wpa_supplicant_in_with_right_key_out_with_wrong(controller, network, tmp_path,
+                                                         transport):
+    ctl = controller(*auth_config(tmp_path, extra={"admission": {"eapol_transport":
+                                                                 transport}}))
     emu = network("topologies/minimal.yaml", ctl)
     upd = emu.host("update")
     web_server(emu, "update", 80)
@@ -74,6 +78,9 @@ def test_wpa_supplicant_in_with_right_key_out_with_wrong(controller, network, tm
     assert terminal(ctl, "c1t2") is None
     counters = ctl.status()["counters"]
     assert counters["dot1x_failure"] >= 1 and counters["dot1x_success"] >= 1
+    # every EAPOL frame took the configured way
+    assert (counters.get("eapol_local", 0) > 0) == (transport == "local")
+    assert (counters.get("packet_in_eapol", 0) > 0) == (transport == "packet_in")
 
 
 def test_logoff_and_port_down_revoke_within_a_second(controller, network, tmp_path):

@@ -1,0 +1,108 @@
+"""The shell's side of the LOCAL-port EAPOL transport (`controller.admission.local_port`):
+one raw socket per switch on its LOCAL port's host interface, a green thread reading it into
+the core, and the writes of the core's `LocalFrame`s.
+
+The socket takes every frame of the interface (ETH_P_ALL: protocol-bound sockets are served
+after the interface's ingress filter, which drops everything for the host's IP stack) through
+a kernel filter that keeps EAPOL only, and never sees its own writes.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import socket
+import struct
+from typing import Callable
+
+from ryu.lib import hub
+
+log = logging.getLogger("crs.local_eapol")
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_IGNORE_OUTGOING = 23
+PACKET_OUTGOING = 4
+SO_ATTACH_FILTER = 26
+# classic BPF: accept the frame if its ethertype (bytes 12-13) is 0x888e, else drop it
+_EAPOL_ONLY = [(0x28, 0, 0, 12), (0x15, 0, 1, 0x888E), (0x06, 0, 0, 0x40000), (0x06, 0, 0, 0)]
+
+
+def _attach_eapol_filter(sock: socket.socket) -> None:
+    prog = b"".join(struct.pack("HBBI", *ins) for ins in _EAPOL_ONLY)
+    buf = ctypes.create_string_buffer(prog)
+    fprog = struct.pack("HL", len(_EAPOL_ONLY), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+class LocalEapol:
+    """Raw sockets by datapath id. `handle(dpid, frame)` runs for every frame read."""
+
+    def __init__(self, handle: Callable[[int, bytes], None]):
+        self.handle = handle
+        self.socks: dict[int, socket.socket] = {}
+
+    def open(self, dpid: int, ifname: str) -> bool:
+        """Read `ifname` for switch `dpid` (replacing an earlier socket); False, logged,
+        if it cannot be opened (the switch's EAPOL then stays with packet-ins)."""
+        self.close(dpid)
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        except OSError as exc:
+            log.warning("switch %016x: no raw socket (%s): EAPOL stays with packet-ins",
+                        dpid, exc)
+            return False
+        try:
+            _attach_eapol_filter(sock)
+            try:
+                sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            except OSError:     # kernels before 4.20: the reader skips them itself
+                pass
+            sock.bind((ifname, ETH_P_ALL))
+        except OSError as exc:
+            sock.close()
+            log.warning("switch %016x: cannot read interface %r (%s): EAPOL stays with "
+                        "packet-ins", dpid, ifname, exc)
+            return False
+        self.socks[dpid] = sock
+        hub.spawn(self._read, dpid, sock)
+        log.info("switch %016x: EAPOL through its LOCAL port (%s)", dpid, ifname)
+        return True
+
+    def close(self, dpid: int) -> None:
+        sock = self.socks.pop(dpid, None)
+        if sock is not None:
+            sock.close()
+
+    def can_send(self, dpid: int) -> bool:
+        return dpid in self.socks
+
+    def send(self, dpid: int, data: bytes) -> None:
+        """Write a frame without ever yielding to other green threads (the caller may be
+        inside a core call): a full socket buffer drops it, as a busy link would, and the
+        authenticator's retransmission covers it."""
+        sock = self.socks.get(dpid)
+        if sock is None:
+            return
+        try:
+            getattr(sock, "fd", sock).send(data, socket.MSG_DONTWAIT)
+        except OSError as exc:     # buffer full, or the interface went away with its switch
+            log.info("switch %016x: EAPOL write failed: %s", dpid, exc)
+
+    def _read(self, dpid: int, sock: socket.socket) -> None:
+        while self.socks.get(dpid) is sock:
+            try:
+                data, addr = sock.recvfrom(2048)
+            except OSError as exc:
+                if exc.errno == errno.ENETDOWN and self.socks.get(dpid) is sock:
+                    hub.sleep(0.1)      # the interface is (still) down: wait for it
+                    continue
+                if self.socks.get(dpid) is sock:
+                    log.warning("switch %016x: EAPOL socket failed: %s", dpid, exc)
+                    self.socks.pop(dpid, None)
+                return
+            if addr[2] == PACKET_OUTGOING:
+                continue
+            try:
+                self.handle(dpid, data)
+            except Exception:   # a bug on one frame must not stop the reader
+                log.exception("switch %016x: EAPOL frame failed", dpid)

@@ -1,0 +1,178 @@
+"""EAPOL through the switch's LOCAL port (admission.local_port): the switch names the port, a
+terminal cannot; answers leave only through the port they name; the EAP Success may leave
+before the binding's commit, its flows never do."""
+from __future__ import annotations
+
+import corekit
+from corekit import C1, CREDENTIALS, T0
+
+from controller import topology
+from controller.admission import local_port
+from controller.admission.credentials import load_credentials
+from controller.admission.eapol import PAE_GROUP_ADDR
+from controller.admission.supplicant import Supplicant
+from controller.core import Core
+from controller.openflow.flowsim import FlowSim
+from controller.openflow.ofmsg import OFPP_LOCAL, FlowMod, LocalFrame, PacketOut
+
+AUTH_MAC = "02:00:00:00:ff:fe"     # the minimal topology's service MAC
+IDENT = "c1t1@crs.example"
+
+
+def mac_bytes(mac: str) -> bytes:
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+def boot_local(tmp_path):
+    s = corekit.settings(tmp_path)
+    s.eapol_transport = "local"
+    core = Core(s, topology.load(corekit.TOPO), now=T0)
+    sim = FlowSim()
+    sim.apply(m for _, m in core.switch_up(1, set(), T0, eapol_local=True))
+    for port in (1, 2, 3, 4):
+        sim.apply(m for _, m in core.port_status(1, port, True, T0))
+    return core, sim
+
+
+def through_switch(sim, port: int, frame: bytes) -> bytes | None:
+    """What the switch writes into LOCAL for `frame` arriving on `port` (None: not there)."""
+    res = sim.process({"eth_type": 0x888E, "eth_src": _mac(frame[6:12]),
+                       "eth_dst": _mac(frame[0:6])}, port)
+    local = [pkt for p, pkt in res.outputs if p == OFPP_LOCAL]
+    if not local:
+        return None
+    return mac_bytes(local[0]["eth_dst"]) + frame[6:]
+
+
+def back_from_local(sim, frame: bytes) -> list[tuple[int, str]]:
+    """(port, source MAC) of what the switch does with a frame the controller writes."""
+    res = sim.process({"eth_type": 0x888E, "eth_src": _mac(frame[6:12]),
+                       "eth_dst": _mac(frame[0:6])}, OFPP_LOCAL)
+    return [(p, pkt["eth_src"]) for p, pkt in res.outputs]
+
+
+def _mac(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in b)
+
+
+def test_a_whole_exchange_goes_through_local_and_admits(tmp_path):
+    core, sim = boot_local(tmp_path)
+    psk = load_credentials(CREDENTIALS).demo_psk(IDENT)
+    sup = Supplicant(IDENT, C1, psk=psk)
+    frames, step = [sup.start()], None
+    for _ in range(10):
+        if not frames:
+            break
+        answers = []
+        for f in frames:
+            written = through_switch(sim, 2, f)
+            assert written is not None and written[0:6] in (
+                mac_bytes(local_port.port_mac(2, kind)) for kind in (0, 1))
+            out = core.eapol_local(1, written, T0)
+            sim.apply(m for _, m in out)
+            for _, m in out:
+                assert not isinstance(m, PacketOut)      # answers go back the same way
+                if isinstance(m, LocalFrame):
+                    assert back_from_local(sim, m.data) == [(2, AUTH_MAC)]
+                    answers.append(mac_bytes(AUTH_MAC).join([m.data[:6], m.data[12:]]))
+        frames = []
+        for a in answers:
+            step = sup.handle(a)
+            frames += step.frames
+    assert step is not None and step.status == "success"
+    assert core.counters["dot1x_admitted"] == 1 and core.counters["eapol_local"] == 4
+    # the binding's flows are in table 0: the terminal's own traffic passes now
+    res = sim.process(corekit.ip_pkt(C1, corekit.WEB_MAC, "10.0.1.1", "10.0.100.20"), 2)
+    assert 1 in res.tables()
+
+
+def test_the_port_comes_from_the_switch_not_from_the_terminal(tmp_path):
+    core, sim = boot_local(tmp_path)
+    sup = Supplicant(IDENT, C1, psk=b"\0" * 16)
+    start = sup.start()
+    # a terminal on port 2 addressing its frame to port 3's port MAC: not a LOCAL frame at
+    # all (it reaches the controller as a packet-in, refused for its destination)
+    forged = mac_bytes(local_port.port_mac(3)) + start[6:]
+    assert through_switch(sim, 2, forged) is None
+    res = sim.process({"eth_type": 0x888E, "eth_src": C1,
+                       "eth_dst": local_port.port_mac(3)}, 2)
+    assert res.to_controller
+    assert core.packet_in(1, 2, 0, forged, T0) == []
+    assert core.counters["dot1x_wrong_destination"] == 1
+    # whatever it writes, the switch's rewrite names port 2
+    for dst in (PAE_GROUP_ADDR, AUTH_MAC):
+        written = through_switch(sim, 2, mac_bytes(dst) + start[6:])
+        assert local_port.from_switch(written, mac_bytes(AUTH_MAC))[0] == 2
+
+
+def test_frames_the_switch_did_not_write_are_refused(tmp_path):
+    core, sim = boot_local(tmp_path)
+    start = Supplicant(IDENT, C1, psk=b"\0" * 16).start()
+    for junk in (start,                                             # no port MAC
+                 mac_bytes(local_port.port_mac(1)) + start[6:],     # an infra port
+                 mac_bytes(local_port.port_mac(9)) + start[6:],     # a port never up
+                 bytes.fromhex("0e0200000002") + start[6:],         # unknown kind
+                 mac_bytes(local_port.port_mac(2)) + start[6:12] + b"\x08\x00" + start[14:],
+                 b"\x0e"):
+        assert core.eapol_local(1, junk, T0) == []
+    assert core.counters["eapol_local_refused"] == 6
+    assert core.counters["eapol_local"] == 0
+    # and from LOCAL, only answers naming an edge port with flows pass
+    assert back_from_local(sim, mac_bytes(C1) + mac_bytes(local_port.port_mac(9)) +
+                           start[12:]) == []
+    assert back_from_local(sim, mac_bytes(C1) + mac_bytes(AUTH_MAC) + start[12:]) == []
+
+
+def test_a_switch_without_its_local_port_keeps_packet_ins(tmp_path):
+    s = corekit.settings(tmp_path)
+    s.eapol_transport = "local"
+    core = Core(s, topology.load(corekit.TOPO), now=T0)
+    sim = FlowSim()
+    sim.apply(m for _, m in core.switch_up(1, set(), T0, eapol_local=False))
+    for port in (2, 3):
+        sim.apply(m for _, m in core.port_status(1, port, True, T0))
+    res = sim.process({"eth_type": 0x888E, "eth_src": C1, "eth_dst": PAE_GROUP_ADDR}, 2)
+    assert res.to_controller and res.outputs == []
+    sup, keys = corekit.authenticate(core, sim, 2, C1, "c1t1")
+    assert core.counters["dot1x_admitted"] == 1
+    assert core.eapol_local(1, mac_bytes(local_port.port_mac(2)) + sup.start()[6:], T0) == []
+
+
+def test_the_success_leaves_before_the_commit_and_the_flows_after_it(boot):
+    core, sim = boot()
+    seen = []
+
+    def early(out):
+        seen.append(([m for _, m in out], core.store.binding(IDENT)))
+        return True
+    core.admission.early = early
+    corekit_frames = []
+    psk = load_credentials(CREDENTIALS).demo_psk(IDENT)
+    sup = Supplicant(IDENT, C1, psk=psk)
+    frames, step = [sup.start()], None
+    while frames:
+        out = []
+        for f in frames:
+            msgs = core.packet_in(1, 2, 0, f, T0)
+            sim.apply(m for _, m in msgs)
+            corekit_frames += msgs
+            out += [m.data for _, m in msgs if isinstance(m, PacketOut)]
+        for msgs, _ in seen:
+            out += [m.data for m in msgs if isinstance(m, PacketOut)]
+        frames = []
+        for data in out:
+            step = sup.handle(data)
+            frames += step.frames
+        if seen and step.status == "success":
+            break
+    assert step.status == "success"
+    (msgs, binding_then), = seen
+    assert all(isinstance(m, PacketOut) for m in msgs) and len(msgs) == 1
+    assert binding_then is None                      # sent before the binding was stored
+    assert core.store.binding(IDENT) is not None     # and the flows came with the commit
+    assert any(isinstance(m, FlowMod) for _, m in corekit_frames)
+
+    # a shell that cannot send at once: the Success stays first in what is returned
+    core2, sim2 = boot(now=T0 + 10)
+    core2.admission.early = lambda out: False
+    corekit.authenticate(core2, sim2, 3, corekit.C2, "c1t2", now=T0 + 10)   # asserts success
