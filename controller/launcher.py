@@ -4,17 +4,18 @@ Ryu 4.34 imports `eventlet.wsgi.ALREADY_HANDLED`, which eventlet >= 0.30.3 dropp
 restores the name before Ryu is imported. Keeping it here (and Ryu imports behind
 `controller.ryu_shell`) keeps a later move to os-ken small.
 
-The REST server is also configured here (the one other place that touches eventlet): Ryu
+The REST server is also chosen here (the one other place that touches eventlet): Ryu
 would run eventlet's WSGI server with its defaults (no socket timeout, tracebacks to clients,
 1,024 connections for everyone), so one terminal could hold every connection and stop all
-reports. `serve_rest` adds socket timeouts, a per-source connection cap and debug off.
+reports; and its request parsing costs more than evaluating a report. `serve_rest` runs
+`controller.httpserver` instead: socket timeouts, a per-source connection cap, no
+tracebacks, and X.1125 reports answered without the WSGI stack.
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
-import time
 from typing import Any, Callable
 
 from controller import restguard
@@ -22,11 +23,6 @@ from controller import settings as settings_mod
 from controller.config import ConfigError
 
 log = logging.getLogger("crs.rest")
-# what a connection beyond its source's cap gets before it is closed
-_REFUSED_BODY = b'{"error": "too many open connections from your address"}\n'
-REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
-           b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-           % (len(_REFUSED_BODY), _REFUSED_BODY))
 
 
 def check(settings: settings_mod.Settings) -> settings_mod.Loaded:
@@ -106,45 +102,35 @@ def _rest_service(settings: settings_mod.Settings) -> Callable[[Any], Any]:
         cap = restguard.SourceCap(settings.rest_conn_per_source,
                                   settings.rest_conn_per_loopback, counters)
         listener = ryu_wsgi.WSGIServer(app).server
+        crs_app = next((a for a in app_mgr.applications.values() if hasattr(a, "crsap")),
+                       None)
+        fast = _crsap_fast(crs_app) if crs_app is not None else None
         return lambda: serve_rest(listener, app, cap, settings.rest_socket_timeout_s,
-                                  hub.LoggingWrapper())
+                                  hub.LoggingWrapper(), fast, listener.getsockname()[1])
     return start_service
 
 
+def _crsap_fast(crs_app: Any) -> Callable:
+    """POST /crsap/v1/messages straight into the app's group commit (the WSGI route for
+    it stays, for any other server)."""
+    from controller.crs.messages import HTTP_PATH
+
+    def fast(method: str, path: str, headers: dict, body: bytes):
+        if path != HTTP_PATH or method != "POST":
+            return None
+        status, answer = crs_app.crsap.submit(body)
+        return status, "application/json", answer
+    return fast
+
+
 def serve_rest(sock: Any, app: Callable, cap: restguard.SourceCap, socket_timeout_s: float,
-               access_log: Any = None, max_size: int = 1024) -> None:
-    """Serve `app` on the listening socket `sock` until the process ends.
-
-    eventlet's server with: a timeout on every client socket operation (an idle keep-alive
-    connection or a stalled request line, header or body is closed after `socket_timeout_s`),
-    no tracebacks to clients (debug off: a 500 has an empty body), and a pool that refuses a
-    connection from a source already holding its cap in `cap` (a short 503, then close) before
-    it takes one of the `max_size` shared slots."""
-    import eventlet
-    import eventlet.wsgi
-
-    def refuse(conn_state: list) -> None:
-        try:
-            conn_state[1].sendall(REFUSED)
-        except OSError:
-            pass              # eventlet closes the socket when this green thread ends
-
-    class CappedPool(eventlet.GreenPool):
-        def spawn(self, function, *args, **kwargs):
-            # eventlet.wsgi.server calls spawn(process_request, [addr, socket, state])
-            addr = args[0][0]
-            source = str(addr[0]) if isinstance(addr, tuple) else str(addr)
-            if not cap.acquire(source):
-                line = cap.note_refused(source, time.time())
-                if line:
-                    log.warning(line)
-                return eventlet.spawn(refuse, args[0])      # outside the pool's slots
-            gt = super().spawn(function, *args, **kwargs)
-            gt.link(lambda _gt: cap.release(source))
-            return gt
-
-    eventlet.wsgi.server(sock, app, log=access_log, debug=False,
-                         socket_timeout=socket_timeout_s, custom_pool=CappedPool(max_size))
+               access_log: Any = None, fast: Any = None, port: int = 0) -> None:
+    """Serve `app` on the listening socket `sock` until the process ends
+    (`controller.httpserver`: `fast` answers the requests it can without the WSGI stack).
+    `access_log` is accepted for Ryu's signature and unused: a line per report would cost
+    as much as the report."""
+    from controller.httpserver import Server
+    Server(app, cap, socket_timeout_s, fast, server_port=port).serve(sock)
 
 
 if __name__ == "__main__":

@@ -283,6 +283,7 @@ class Bench:
     def __init__(self, emu: Any, ctl: ControllerProcess, work: Path, creds: Any, timeout_s: float):
         self.emu, self.ctl, self.work, self.creds, self.timeout_s = emu, ctl, work, creds, timeout_s
         self.topo = emu.topo
+        self.single_counters: dict[str, int] = {}
 
     def psk(self, name: str) -> str:
         return self.creds.demo_psk(f"{name}@crs.example").hex()
@@ -434,20 +435,48 @@ class Bench:
                                                                     stderr=subprocess.STDOUT))
         return p, log, Ctrl(ctrl_dir, f"{name}-eth0")
 
-    def eap(self, single: str, names: list[str], runs: int, rounds: int) -> dict:
+    def capture(self, name: str, netns_host: str | None) -> tuple[subprocess.Popen, Path]:
+        """tcpdump of EAPOL on an interface: a terminal's (in its namespace) or, with
+        `netns_host` None, a root-namespace one (a switch's LOCAL port)."""
+        pcap, err = self.work / f"{name}.pcap", self.work / f"{name}.tcpdump"
+        argv = ["tcpdump", "--immediate-mode", "-U", "-Z", "root", "-n", "-i", name,
+                "-w", str(pcap), "ether proto 0x888e"]
+        with open(err, "wb") as e:
+            proc = (self.emu.popen(netns_host, argv, stdout=subprocess.DEVNULL, stderr=e)
+                    if netns_host else subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                                        stderr=e))
+        wait_until(lambda: "listening on" in _text(err), 10, f"tcpdump on {name}")
+        return proc, pcap
+
+    def eap(self, single: str, names: list[str], runs: int, rounds: int,
+            trace_local: str | None = None) -> dict:
+        """(a); `trace_local`: the single terminal's switch's LOCAL interface, captured
+        with the terminal's own for the per-message breakdown (`eaptrace`)."""
+        from controller.bench import eaptrace
         from controller.bench.wpa import exchanges, stop_process, wait_results
         to = self.timeout_s
+        caps = ([self.capture(f"{single}-eth0", single), self.capture(trace_local, None)]
+                if trace_local else [])
         p, log, ctrl = self.wpa(single)
         try:
             wait_results(log, 1, to)
             wait_until(ctrl.ready, 10, "wpa_supplicant control interface")
+            before = self.ctl.status().get("counters", {})
             for k in range(runs):
                 time.sleep(START_PACE_S)
                 if ctrl.request("REAUTHENTICATE").strip() != "OK":
                     raise RuntimeError("REAUTHENTICATE refused")
                 wait_results(log, k + 2, to)
+            # the controller's timing of the single terminal's re-authentications alone
+            after = self.ctl.status().get("counters", {})
+            self.single_counters = {k: after[k] - before.get(k, 0) for k in after
+                                    if isinstance(after[k], int)}
         finally:
             stop_process(p)
+            for proc, _ in caps:
+                stop_process(proc)
+        trace = eaptrace.summary(eaptrace.legs(*(eaptrace.read_pcap(pc) for _, pc in caps))) \
+            if caps else None
         one = exchanges(_text(log))
         print(f"(a) 1 terminal: {len(one.success_ms)} exchanges", flush=True)
         started = []
@@ -479,7 +508,7 @@ class Bench:
         return {
             "single": {"first_ms": one.success_ms[0] if one.success_ms else None, "reauth_ms": s_re,
                        "p50_ms": s_re["p50"], "p99_ms": s_re["p99"],
-                       "failures": len(one.failure_ms)},
+                       "failures": len(one.failure_ms), "trace_us": trace},
             "concurrent": {"n_terminals": len(names), "first_ms": first, "all_first_done_s": cold_s,
                            "reauth_ms": c_re, "p50_ms": c_re["p50"], "p99_ms": c_re["p99"],
                            "failures": sum(len(e.failure_ms) for e in per),
@@ -548,9 +577,11 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
             try:
                 b = Bench(emu, ctl, work, creds, timeout_s)
                 t = time.monotonic()
-                result["ours"] = b.eap(single, names, runs, rounds)
+                local_if = topo.host(single).switch if eapol_transport == "local" else None
+                result["ours"] = b.eap(single, names, runs, rounds, local_if)
+                result["controller_counters"] = {"eap_single": b.single_counters}
                 phases["ours_eap"], t = time.monotonic() - t, time.monotonic()
-                result["controller_counters"] = {"eap": ctl.status().get("counters", {})}
+                result["controller_counters"]["eap"] = ctl.status().get("counters", {})
                 if compare_transport:
                     ctl.stop()
                     ctl = ControllerProcess(work / f"ctl-{other}", config(other),
@@ -624,7 +655,8 @@ def breakdown(res: dict[str, Any]) -> dict[str, Any]:
     (the shell times each packet-in: the core's decision, then converting and queueing
     its messages) and the exchange time wpa_supplicant saw: the rest is the legs between
     switch and controller (OpenFlow, Ryu's parsing and event queue) and the supplicant."""
-    c = res.get("controller_counters", {}).get("eap", {})
+    c = res.get("controller_counters", {}).get("eap_single") or \
+        res.get("controller_counters", {}).get("eap", {})
     n = c.get("timed_eapol", 0)
     if not n:
         return {}
@@ -632,10 +664,16 @@ def breakdown(res: dict[str, Any]) -> dict[str, Any]:
     send_us = c.get("time_eapol_send_us", 0) / n
     exchange_ms = res["ours"]["single"]["p50_ms"]
     controller_ms = EAP_PSK_FRAMES * (core_us + send_us) / 1000
-    return {"eapol_packet_ins": n, "per_message_core_us": core_us,
-            "per_message_send_us": send_us, "frames_per_exchange": EAP_PSK_FRAMES,
-            "exchange_p50_ms": exchange_ms, "in_controller_ms": controller_ms,
-            "legs_and_supplicant_ms": exchange_ms - controller_ms if exchange_ms else None}
+    out = {"eapol_frames": n, "per_message_core_us": core_us,
+           "per_message_send_us": send_us, "frames_per_exchange": EAP_PSK_FRAMES,
+           "exchange_p50_ms": exchange_ms, "in_controller_ms": controller_ms,
+           "legs_and_supplicant_ms": exchange_ms - controller_ms if exchange_ms else None}
+    trace = res["ours"]["single"].get("trace_us") or {}
+    sums = trace.get("sum_of_medians_us")
+    if sums:    # measured on the wire: the captures on the terminal and on LOCAL
+        for k, v in sums.items():
+            out[f"traced_{k[:-3]}_ms"] = v / 1000
+    return out
 
 
 def report_table(res: dict[str, Any]) -> str:

@@ -27,6 +27,7 @@ from ryu.ofproto import ofproto_v1_3
 from controller import restguard
 from controller import settings as settings_mod
 from controller.core import Core
+from controller.openflow.encode import Unsupported, encode
 from controller.openflow.ofmsg import LocalFrame, PacketOut
 from controller.operator import ApiError
 from controller.ryu_shell.local_eapol import LocalEapol
@@ -82,7 +83,7 @@ class CrsController(app_manager.RyuApp):
                     continue
                 dp = self.datapaths.get(dpid)
                 if dp is not None:
-                    dp.send_msg(to_ryu(dp, msg))
+                    _send(dp, msg)
                     if i < last and isinstance(msg, PacketOut):
                         hub.sleep(0)
         for post in self.core.take_http():
@@ -101,8 +102,7 @@ class CrsController(app_manager.RyuApp):
                 if isinstance(msg, LocalFrame):
                     self.local_eapol.send(dpid, msg.data)
                 else:
-                    dp = self.datapaths[dpid]
-                    dp.send_msg(to_ryu(dp, msg))
+                    _send(self.datapaths[dpid], msg)
             return True
         finally:
             self._send_lock.release()
@@ -252,6 +252,16 @@ class CrsapGroupCommit:
             for (_, done, slot), (status, body, _) in zip(items, results):
                 slot.append((status, body))
                 done.set()
+
+
+def _send(dp, msg) -> None:
+    """One message to a switch: packed directly (`openflow.encode`, a tenth of the cost of
+    Ryu's message classes), or through Ryu if the encoder does not know it."""
+    dp.xid = (dp.xid + 1) & dp.ofproto.MAX_XID
+    try:
+        dp.send(encode(msg, dp.xid))
+    except Unsupported:
+        dp.send_msg(to_ryu(dp, msg))
 
 
 def _post(url: str, body: bytes) -> None:

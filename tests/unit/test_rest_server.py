@@ -91,3 +91,85 @@ def test_a_failing_handler_answers_500_without_a_traceback(server):
     out = get(port, "/boom")
     assert out.startswith(b"HTTP/1.1 500")
     assert b"Traceback" not in out and b"secret internals" not in out
+
+
+def echo(environ, start_response):
+    body = environ["wsgi.input"].read()
+    out = (f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']} {environ['QUERY_STRING']} "
+           f"{environ['REMOTE_ADDR']} {environ.get('HTTP_X_THING', '-')} "
+           f"{environ['CONTENT_TYPE']} ").encode() + body
+    start_response("201 Created", [("Content-Type", "text/plain"),
+                                   ("Content-Length", str(len(out)))])
+    return [out]
+
+
+@pytest.fixture
+def fast_server():
+    """The REST server with a fast handler for POST /fast (the CRSAP path's way)."""
+    calls = []
+
+    def fast(method, path, headers, body):
+        if path != "/fast" or method != "POST":
+            return None
+        calls.append(body)
+        return 202, "application/json", b'{"n": %d}' % len(calls)
+    cap = SourceCap(per_source=3, per_loopback=3)
+    sock = eventlet.listen(("127.0.0.1", 0))
+    gt = eventlet.spawn(serve_rest, sock, echo, cap, 0.5, None, fast)
+    eventlet.sleep(0)
+    yield sock.getsockname()[1], calls
+    gt.kill()
+
+
+def exchange(port, raw: bytes, responses: int = 1) -> bytes:
+    """Send raw bytes on one connection; read until `responses` answers came or it closed."""
+    s = connect(port)
+    s.sendall(raw)
+    out = b""
+    while out.count(b"HTTP/1.1 ") < responses or not _complete(out):
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    s.close()
+    return out
+
+
+def _complete(out: bytes) -> bool:
+    head, sep, body = out.rpartition(b"\r\n\r\n")
+    n = [int(x.split(b":")[1]) for x in head.split(b"\r\n") if x.lower().startswith(
+        b"content-length")]
+    return bool(sep) and bool(n) and len(body) >= n[-1]
+
+
+def test_fast_requests_and_wsgi_requests_share_one_keep_alive_connection(fast_server):
+    port, calls = fast_server
+    raw = (b"POST /fast HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+           b"POST /fast HTTP/1.1\r\nContent-Length: 3\r\n\r\nbye"
+           b"POST /other?x=1 HTTP/1.1\r\nContent-Type: application/json\r\nX-Thing: 7\r\n"
+           b"Content-Length: 2\r\n\r\n{}")
+    out = exchange(port, raw, 3)
+    assert out.count(b"HTTP/1.1 202 Accepted") == 2 and b'{"n": 2}' in out
+    assert calls == [b"hello", b"bye"]
+    assert b"HTTP/1.1 201 Created" in out
+    assert out.endswith(b"POST /other x=1 127.0.0.1 7 application/json {}")
+    # a GET on the fast path is not the fast handler's: the application answers it
+    assert exchange(port, b"GET /fast HTTP/1.0\r\n\r\n").endswith(b"GET /fast  127.0.0.1 -  ")
+
+
+def test_malformed_or_oversized_requests_get_a_status_and_a_close(fast_server):
+    port, calls = fast_server
+    cases = {
+        b"POST /fast HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n":
+            b"411",
+        b"POST /fast HTTP/1.1\r\nContent-Length: 70000\r\n\r\n": b"413",
+        b"POST /fast HTTP/1.1\r\nContent-Length: -1\r\n\r\n": b"400",
+        b"GARBAGE\r\n\r\n": b"400",
+        b"GET / HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n": b"431",
+        b"GET / HTTP/1.1\r\n" + b"X-A: 1\r\n" * 70 + b"\r\n": b"431",
+    }
+    for raw, status in cases.items():
+        out = exchange(port, raw)
+        assert out.startswith(b"HTTP/1.1 " + status), (raw[:40], out[:60])
+        assert b"Connection: close" in out
+    assert calls == []
