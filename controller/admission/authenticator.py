@@ -9,6 +9,7 @@ when the new exchange fails or the old session expires first.
 """
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 from collections import deque
@@ -129,6 +130,11 @@ class Authenticator:
         self.rng = rng
         self.convs: dict[Key, _Conv] = {}
         self.ports: dict[tuple[int, int], _Port] = {}
+        # timers as a heap of (when, key): a tick looks only at conversations whose time
+        # has come, never at all of them. Entries go stale when a conversation changes (a
+        # newer one is pushed then); a stale one is skipped when it comes up.
+        self._timers: list[tuple[float, Key]] = []
+        self.timer_checks = 0        # conversations a tick looked at (tests, status)
 
     # --- public events ----------------------------------------------------------------
 
@@ -176,7 +182,13 @@ class Authenticator:
         return self._start(dpid, port, mac, now)
 
     def handle_frame(self, dpid: int, port: int, frame: bytes, now: float) -> list[Effect]:
-        """One EAPOL packet-in from (dpid, port)."""
+        """One EAPOL frame from (dpid, port)."""
+        out = self._handle_frame(dpid, port, frame, now)
+        if len(frame) >= 12:
+            self._schedule((dpid, port, ":".join(f"{b:02x}" for b in frame[6:12])))
+        return out
+
+    def _handle_frame(self, dpid: int, port: int, frame: bytes, now: float) -> list[Effect]:
         try:
             f = parse_frame(frame)
         except MalformedFrame as exc:
@@ -204,48 +216,80 @@ class Authenticator:
         return self._on_eap(dpid, port, mac, f.eap, f.body, now)
 
     def tick(self, now: float) -> list[Effect]:
-        """Timers: retransmissions, give-ups, session expiry and re-authentication."""
+        """Timers: retransmissions, give-ups, session expiry and re-authentication, for the
+        conversations whose time has come (a heap: the cost is theirs, not everyone's)."""
         out: list[Effect] = []
         t = self.timers
-        for key, conv in list(self.convs.items()):
-            dpid, port, mac = key
-            s = conv.session
-            if s is not None and now >= s.expires:
-                out += [Revoke(dpid, port, mac, "session expired"), Count("dot1x_session_expired")]
-                conv.session = None
-                conv.state = "idle"
-                conv.reauth = False
-                self.convs.pop(key, None)
-                continue
-            if s is not None and conv.reauth_by is not None and now >= conv.reauth_by:
-                out += [Revoke(dpid, port, mac, "not re-authenticated after a restart"),
-                        Count("dot1x_restored_revoked")]
-                self.convs.pop(key, None)
-                continue
-            if conv.state != "idle":
-                if now - conv.sent_at < t.retransmit_s:
-                    continue
-                if conv.retries < t.max_retransmits:
-                    conv.retries += 1
-                    conv.sent_at = now
-                    out += [SendFrame(dpid, port, build_eap_frame(mac, self.mac, conv.request)),
-                            Count("dot1x_retransmit")]
-                    continue
-                out += [Count("dot1x_timeout"),
-                        Log(logging.INFO, f"dot1x {mac} on {dpid}:{port}: no answer")]
-                if conv.reauth and s is not None:
-                    conv.state, conv.reauth = "idle", False
-                    conv.next_reauth = now + t.reauth_retry_s
-                else:
-                    out.append(self._send(dpid, port, mac,
-                                          build_eap(EapCode.FAILURE, conv.identifier)))
-                    self.convs.pop(key, None)
-                continue
-            if s is not None and now >= conv.next_reauth:
-                out += [Count("dot1x_reauth"),
-                        Log(logging.INFO, f"dot1x re-authenticating {s.identity}")]
-                out += self._start(dpid, port, mac, now, reauth=True)
+        heap = self._timers
+        due: list[Key] = []
+        while heap and heap[0][0] <= now:
+            _, key = heapq.heappop(heap)
+            conv = self.convs.get(key)
+            if conv is not None and key not in due and self._due(conv) <= now:
+                due.append(key)
+        for key in due:
+            conv = self.convs[key]
+            self.timer_checks += 1
+            out += self._tick_one(key, conv, now, t)
+            self._schedule(key)
         return out
+
+    def _due(self, conv: _Conv) -> float:
+        """When this conversation's next timer fires (inf: none)."""
+        t = self.timers
+        s = conv.session
+        when = float("inf")
+        if s is not None:
+            when = s.expires
+            if conv.reauth_by is not None:
+                when = min(when, conv.reauth_by)
+        if conv.state != "idle":
+            return min(when, conv.sent_at + t.retransmit_s)
+        if s is not None:
+            when = min(when, conv.next_reauth)
+        return when
+
+    def _schedule(self, key: Key) -> None:
+        conv = self.convs.get(key)
+        if conv is not None:
+            when = self._due(conv)
+            if when != float("inf"):
+                heapq.heappush(self._timers, (when, key))
+
+    def _tick_one(self, key: Key, conv: _Conv, now: float, t: Timers) -> list[Effect]:
+        dpid, port, mac = key
+        s = conv.session
+        if s is not None and now >= s.expires:
+            conv.session, conv.state, conv.reauth = None, "idle", False
+            self.convs.pop(key, None)
+            return [Revoke(dpid, port, mac, "session expired"), Count("dot1x_session_expired")]
+        if s is not None and conv.reauth_by is not None and now >= conv.reauth_by:
+            self.convs.pop(key, None)
+            return [Revoke(dpid, port, mac, "not re-authenticated after a restart"),
+                    Count("dot1x_restored_revoked")]
+        if conv.state != "idle":
+            if now - conv.sent_at < t.retransmit_s:
+                return []
+            if conv.retries < t.max_retransmits:
+                conv.retries += 1
+                conv.sent_at = now
+                return [SendFrame(dpid, port, build_eap_frame(mac, self.mac, conv.request)),
+                        Count("dot1x_retransmit")]
+            out: list[Effect] = [Count("dot1x_timeout"),
+                                 Log(logging.INFO, f"dot1x {mac} on {dpid}:{port}: no answer")]
+            if conv.reauth and s is not None:
+                conv.state, conv.reauth = "idle", False
+                conv.next_reauth = now + t.reauth_retry_s
+            else:
+                out.append(self._send(dpid, port, mac,
+                                      build_eap(EapCode.FAILURE, conv.identifier)))
+                self.convs.pop(key, None)
+            return out
+        if s is not None and now >= conv.next_reauth:
+            return [Count("dot1x_reauth"), Log(logging.INFO, f"dot1x re-authenticating "
+                                                             f"{s.identity}")] + \
+                self._start(dpid, port, mac, now, reauth=True)
+        return []
 
     def session(self, dpid: int, port: int, mac: str) -> Session | None:
         conv = self.convs.get((dpid, port, mac.lower()))
@@ -297,8 +341,10 @@ class Authenticator:
         ident = self._next_id(conv)
         conv.state, conv.method, conv.method_name, conv.nak_done = "identity", None, "", False
         conv.reauth = reauth or conv.session is not None
-        return [self._request(dpid, port, mac, conv,
-                              build_eap(EapCode.REQUEST, ident, EapType.IDENTITY), now)]
+        out = [self._request(dpid, port, mac, conv,
+                             build_eap(EapCode.REQUEST, ident, EapType.IDENTITY), now)]
+        self._schedule(key)
+        return out
 
     def _logoff(self, dpid: int, port: int, mac: str) -> list[Effect]:
         conv = self.convs.pop((dpid, port, mac), None)

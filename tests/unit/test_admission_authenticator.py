@@ -247,3 +247,27 @@ def test_garbage_mid_exchange_never_raises(blobs, stage):
         auth.handle_frame(11, 3, hdr + b, 0.1)
         auth.handle_frame(11, 3, b, 0.1)
     assert not [e for e in auth.tick(0.2) if isinstance(e, Admit)]
+
+
+def test_a_tick_looks_only_at_conversations_whose_time_has_come():
+    """Timers are a heap: with 300 sessions up, ticks between their deadlines look at none;
+    at the re-authentication time each is looked at once; a retransmission comes due on
+    its own."""
+    t = Timers(session_s=1000, reauth_margin_s=100, retransmit_s=2)
+    auth = Authenticator(creds(), CTRL, t)
+    for i in range(300):
+        port, mac = 1 + i, f"02:00:00:02:{i >> 8:02x}:{i & 0xFF:02x}"
+        sup = Supplicant("c1t1@crs.example", mac, psk=PSK)
+        _, step = converse(auth, sup, auth.new_station(11, port, mac, float(i) / 100),
+                           float(i) / 100, port=port)
+        assert step.status == "success"
+    checks = auth.timer_checks
+    for now in (5.0, 100.0, 500.0, 899.0):
+        assert auth.tick(now) == []
+    assert auth.timer_checks == checks          # nobody looked at
+    re = auth.tick(905.0)                       # every session's re-authentication is due
+    assert counts(re).count("dot1x_reauth") == 300
+    assert auth.timer_checks == checks + 300
+    # unanswered, they are retransmitted at 907 (2 s later), not before
+    assert auth.tick(906.0) == [] and auth.timer_checks == checks + 300
+    assert counts(auth.tick(907.5)).count("dot1x_retransmit") == 300
