@@ -526,11 +526,12 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
         terminals_per_cell: int = 17, eapol_pps: int = 1000, reference: bool = True,
         timeout_s: float = 60.0, topology_file: str = "topologies/mobile_core.yaml",
         workdir: str | None = None, eapol_transport: str = "local",
-        compare_transport: bool = True) -> dict[str, Any]:
+        compare_transport: bool = True, profile: bool = False) -> dict[str, Any]:
     """The whole benchmark (module doc); writes ``<out_dir>/auth.json`` and prints a table.
     ``workdir`` keeps the logs (supplicants, probe, controller) there instead of a temp dir.
     ``compare_transport``: the EAP exchanges again with the other EAPOL transport
-    (``ours_other_transport``), on the same network, so both are measured in one run."""
+    (``ours_other_transport``), on the same network, so both are measured in one run.
+    ``profile``: the controller process of (a) profiled (auth.prof next to the JSON)."""
     import yaml
 
     from controller import topology
@@ -572,7 +573,9 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
                                          "eapol_transport": transport}})
         cfg = config(eapol_transport)
         other = "packet_in" if eapol_transport == "local" else "local"
-        with ControllerProcess(work / "ctl", cfg) as ctl:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        prof = ["--profile", str(Path(out_dir).resolve() / "auth.prof")] if profile else []
+        with ControllerProcess(work / "ctl", cfg + prof) as ctl:
             emu = start_network(topo, ctl)
             try:
                 b = Bench(emu, ctl, work, creds, timeout_s)
@@ -721,11 +724,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eapol-transport", choices=["local", "packet_in"], default="local",
                     help="the transport measured in full (the other: EAP exchanges only)")
     ap.add_argument("--no-transport-comparison", action="store_true")
+    ap.add_argument("--profile", action="store_true",
+                    help="write the controller's cProfile of (a) next to the JSON")
     a = ap.parse_args(argv)
     try:
         run(a.out, a.terminals, a.runs, a.rounds, a.first_packet_runs, a.first_packet_rounds,
             reference=not a.no_reference, eapol_transport=a.eapol_transport,
-            compare_transport=not a.no_transport_comparison)
+            compare_transport=not a.no_transport_comparison, profile=a.profile)
     except (RuntimeError, ValueError, Timeout) as exc:
         print(f"bench auth: {exc}", file=sys.stderr)
         return 1

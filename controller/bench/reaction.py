@@ -319,9 +319,10 @@ class _Prog:
 
 def run(out_dir: str = "results/bench", trials: int = 100, interval_ms: float = 1.0,
         quiet_ms: float = 150.0, topology_file: str = "topologies/minimal.yaml",
-        keep_dir: str | None = None) -> dict[str, Any]:
+        keep_dir: str | None = None, profile: bool = False) -> dict[str, Any]:
     """Measure `trials` isolate reactions; write reaction.json and print a table.
-    `keep_dir` keeps the run directory (audit log, raw records, logs) for inspection."""
+    `keep_dir` keeps the run directory (audit log, raw records, logs) for inspection;
+    `profile` writes the controller process's cProfile next to it (reaction.prof)."""
     if trials < 1 or not 0.1 <= interval_ms <= 1000 or quiet_ms < 10 * interval_ms:
         raise ValueError("need trials >= 1, interval_ms in 0.1..1000 and quiet_ms >= "
                          "10 sending intervals")
@@ -340,7 +341,10 @@ def run(out_dir: str = "results/bench", trials: int = 100, interval_ms: float = 
     failures: list[str] = []
     try:
         cfg = write_configs(run_dir, topology_file)
-        with ControllerProcess(run_dir / "controller", ["--config", str(cfg)]) as ctl:
+        prof = Path(out_dir).resolve() / "reaction.prof" if profile else None
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        with ControllerProcess(run_dir / "controller", ["--config", str(cfg)] +
+                               (["--profile", str(prof)] if prof else [])) as ctl:
             emu = start_network(topo, ctl)      # stopped in finally
             try:
                 scs = f"http://{topo.service_ip}:{ctl.rest_port}"
