@@ -174,8 +174,8 @@ class Server:
         n = body_length(headers, self.max_body)
         while len(buf) < n:
             chunk = conn.recv(max(65536, n - len(buf)))
-            if not chunk:
-                raise OSError("body incomplete")
+            if not chunk:       # the client stopped sending (half-closed): say so
+                raise BadRequest(400, "request body incomplete")
             buf += chunk
         return (method, path, query, version, headers, buf[:n]), buf[n:]
 

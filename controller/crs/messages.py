@@ -135,63 +135,91 @@ ENVELOPE = _obj(
 
 def check(value: Any, spec: dict[str, Any], where: str = "") -> None:
     """Raise BadMessage unless `value` fits `spec`; `where` names the path in the reason."""
+    _check(value, spec, (None, where) if where else None)
+
+
+def _name(path: Any) -> str:
+    """The dotted name of a path (parent, key) built while checking: formatted only for
+    a refusal, never for a value that fits. An int key is a list index."""
+    parts = []
+    while path is not None:
+        path, key = path
+        parts.append(key)
+    out = ""
+    for key in reversed(parts):
+        if isinstance(key, int):
+            out = f"{out or '<message>'}[{key}]"
+        else:
+            out = f"{out}.{key}" if out else key
+    return out or "<message>"
+
+
+def _check(value: Any, spec: dict[str, Any], path: Any) -> None:
     t = spec["t"]
-    name = where or "<message>"
     if t in ("obj", "any_obj"):
         if not isinstance(value, dict):
-            raise BadMessage(f"{name}: expected an object")
+            raise BadMessage(f"{_name(path)}: expected an object")
         if t == "any_obj":
             return
         fields = spec["f"]
         for k in value:
             if k not in fields:
-                raise BadMessage(f"{_join(where, str(k))}: unknown key")
+                raise BadMessage(f"{_name((path, str(k)))}: unknown key")
         for k, (sub, required) in fields.items():
             if k not in value:
                 if required:
-                    raise BadMessage(f"{_join(where, k)}: missing")
+                    raise BadMessage(f"{_name((path, k))}: missing")
                 continue
-            check(value[k], sub, _join(where, k))
+            _check(value[k], sub, (path, k))
     elif t == "list":
         if not isinstance(value, list):
-            raise BadMessage(f"{name}: expected a list")
+            raise BadMessage(f"{_name(path)}: expected a list")
         if len(value) > spec["max"]:
-            raise BadMessage(f"{name}: more than {spec['max']} elements")
+            raise BadMessage(f"{_name(path)}: more than {spec['max']} elements")
+        of = spec["of"]
         for i, v in enumerate(value):
-            check(v, spec["of"], f"{name}[{i}]")
+            _check(v, of, (path, i))
     elif t == "str":
         if not isinstance(value, str):
-            raise BadMessage(f"{name}: expected a string")
+            raise BadMessage(f"{_name(path)}: expected a string")
         if len(value) > MAX_STR:
-            raise BadMessage(f"{name}: longer than {MAX_STR} characters")
+            raise BadMessage(f"{_name(path)}: longer than {MAX_STR} characters")
         if "enum" in spec and value not in spec["enum"]:
-            raise BadMessage(f"{name}: {value[:40]!r} not one of {', '.join(spec['enum'])}")
-        if "re" in spec and not re.fullmatch(spec["re"], value):
-            raise BadMessage(f"{name}: {value[:40]!r} has a bad format")
+            raise BadMessage(f"{_name(path)}: {value[:40]!r} not one of "
+                             f"{', '.join(spec['enum'])}")
+        if "re" in spec and not _regex(spec["re"]).fullmatch(value):
+            raise BadMessage(f"{_name(path)}: {value[:40]!r} has a bad format")
         if spec.get("ipv4"):
             try:
                 ipaddress.IPv4Address(value)
             except ValueError:
-                raise BadMessage(f"{name}: {value[:40]!r} is not an IPv4 address") from None
+                raise BadMessage(f"{_name(path)}: {value[:40]!r} is not an IPv4 address") \
+                    from None
     elif t == "int":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise BadMessage(f"{name}: expected an integer")
+            raise BadMessage(f"{_name(path)}: expected an integer")
         if not spec["min"] <= value <= spec["max"]:
-            raise BadMessage(f"{name}: {value} out of range")
+            raise BadMessage(f"{_name(path)}: {value} out of range")
     elif t == "num":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise BadMessage(f"{name}: expected a number")
+            raise BadMessage(f"{_name(path)}: expected a number")
         if not math.isfinite(value) or not spec["min"] <= value <= spec["max"]:
-            raise BadMessage(f"{name}: {value} out of range")
+            raise BadMessage(f"{_name(path)}: {value} out of range")
     elif t == "bool":
         if not isinstance(value, bool):
-            raise BadMessage(f"{name}: expected true or false")
+            raise BadMessage(f"{_name(path)}: expected true or false")
     else:  # pragma: no cover - a bug in the schema itself
         raise AssertionError(f"unknown spec type {t}")
 
 
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
+_REGEX: dict[str, re.Pattern[str]] = {}
+
+
+def _regex(pattern: str) -> re.Pattern[str]:
+    rx = _REGEX.get(pattern)
+    if rx is None:
+        rx = _REGEX[pattern] = re.compile(pattern)
+    return rx
 
 
 # --- the message -----------------------------------------------------------------------
@@ -217,14 +245,37 @@ class Message:
         return out
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                              allow_nan=False)
+
+
 def canonical(obj: Any) -> bytes:
     """The byte string that is signed: sorted keys, no whitespace, ASCII only."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False).encode("ascii")
+    return _CANONICAL.encode(obj).encode("ascii")
+
+
+def _envelope(msg: Message, mac: str | None) -> bytes:
+    return _envelope_from(msg, _CANONICAL.encode(msg.body), mac)
+
+
+def _envelope_from(msg: Message, body_json: str, mac: str | None) -> bytes:
+    """canonical(msg.signed_part(), plus `mac` when given), built around one encoding of
+    the body: the envelope's keys are fixed, so their sorted order is too (body, crsap,
+    key_id, mac, sender, seq, ts, type). Signing and sending a message then encode its
+    body once, not twice."""
+    enc = _CANONICAL.encode
+    parts = ['{"body":', body_json, ',"crsap":', enc(msg.version)]
+    if msg.key_id is not None:
+        parts += [',"key_id":', enc(msg.key_id)]
+    if mac is not None:
+        parts += [',"mac":', enc(mac)]
+    parts += [',"sender":', enc(msg.sender), ',"seq":', enc(msg.seq), ',"ts":', enc(msg.ts),
+              ',"type":', enc(msg.type), "}"]
+    return "".join(parts).encode("ascii")
 
 
 def compute_mac(msg: Message, key: bytes) -> str:
-    return hmac.new(key, canonical(msg.signed_part()), hashlib.sha256).hexdigest()
+    return hmac.new(key, _envelope(msg, None), hashlib.sha256).hexdigest()
 
 
 def encode(type_: str, sender: str, seq: int, ts: float, body: dict[str, Any], key: bytes,
@@ -235,7 +286,10 @@ def encode(type_: str, sender: str, seq: int, ts: float, body: dict[str, Any], k
     msg = Message(type=type_, sender=sender, seq=seq, ts=ts, body=body, key_id=key_id)
     if check:
         _check_message(msg.signed_part() | {"mac": "0" * 64})
-    raw = canonical(msg.signed_part() | {"mac": compute_mac(msg, key)})
+    body_json = _CANONICAL.encode(body)
+    unsigned = _envelope_from(msg, body_json, None)
+    mac = hmac.new(key, unsigned, hashlib.sha256).hexdigest()
+    raw = _envelope_from(msg, body_json, mac)
     if len(raw) > MAX_SIZE:
         raise BadMessage(f"message is {len(raw)} bytes, limit {MAX_SIZE}")
     return raw

@@ -172,4 +172,13 @@ def test_malformed_or_oversized_requests_get_a_status_and_a_close(fast_server):
         out = exchange(port, raw)
         assert out.startswith(b"HTTP/1.1 " + status), (raw[:40], out[:60])
         assert b"Connection: close" in out
+    # a body shorter than its Content-Length, the client half-closed: 400, not silence
+    s = connect(port)
+    s.sendall(b"POST /fast HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")
+    s.shutdown(socket.SHUT_WR)
+    out = b""
+    while chunk := s.recv(65536):
+        out += chunk
+    s.close()
+    assert out.startswith(b"HTTP/1.1 400") and b"incomplete" in out
     assert calls == []
