@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import http.client
 import json
 import socket
 import struct
@@ -36,8 +37,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from array import array
 from pathlib import Path
 from typing import Any
@@ -75,6 +74,7 @@ class Terminal:
         self.identity: str = keys["identity"]
         self.key = bytes.fromhex(keys["crs_report_key"])
         self.scs_url = scs_url
+        self.poster = None
         self.target, self.listen, self.interval_s, self.dump = target, listen, interval_s, dump
         self.sent = array("d")                          # send time per sequence number
         self.rx_seq, self.rx_sent, self.rx_at = array("Q"), array("d"), array("d")
@@ -132,15 +132,13 @@ class Terminal:
         now = time.time()
         self.seq = crsap.next_seq(self.seq, now)
         raw = crsap.encode("SCIReport", self.identity, self.seq, now, body, self.key)
-        req = urllib.request.Request(self.scs_url + crsap.HTTP_PATH, data=raw, method="POST",
-                                     headers={"Content-Type": "application/json"})
+        if self.poster is None:     # as the agent sends: one kept-alive connection
+            from controller.httpclient import Poster
+            self.poster = Poster(self.scs_url + crsap.HTTP_PATH, 10)
         t0 = time.time()
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                status, payload = r.status, r.read()
-        except urllib.error.HTTPError as exc:
-            status, payload = exc.code, exc.read()
-        except OSError as exc:
+            status, payload = self.poster.post(raw, crsap.MAX_SIZE)
+        except (OSError, http.client.HTTPException) as exc:
             return {"t0": t0, "status": None, "error": str(exc)}
         t1 = time.time()
         level = None

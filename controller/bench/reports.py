@@ -286,6 +286,13 @@ def _worker(port: int, terms: list[BenchTerminal], start_at: float, warmup_s: fl
     out.put({"lat_ms": lat, "statuses": dict(statuses)})
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used (from /proc)."""
+    import os
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load(port: int, terms: list[BenchTerminal], clients: int, warmup_s: float,
          duration_s: float) -> dict[str, Any]:
     """`clients` processes share the terminals (disjoint slices: per-sender sequence numbers
@@ -387,8 +394,14 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
         with ControllerProcess(ctl_dir, ["--config", str(cfg), "--rest-host", "127.0.0.1"]) \
                 as ctl:
             restored = sum(1 for r in ctl.get("/crs/v1/terminals") if r.get("level"))
+            n0, cpu0 = ctl.status()["counters"].get("crs_msg_SCIReport", 0), \
+                _cpu_s(ctl.proc.pid)
             e2e = load(ctl.rest_port, terms, clients, warmup_s, duration_s)
+            cpu1 = _cpu_s(ctl.proc.pid)
             counters = ctl.status()["counters"]
+            # the floor: the controller's CPU per report handled (warm-up included)
+            e2e["controller_cpu_us_per_report"] = (cpu1 - cpu0) * 1e6 / max(
+                1, counters.get("crs_msg_SCIReport", 0) - n0)
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -407,6 +420,7 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
         "end_to_end": {"accepted_per_s": e2e["accepted_per_s"],
                        "latency_ms": common.summary(e2e["lat_ms"]),
                        "statuses": e2e["statuses"],
+                       "controller_cpu_us_per_report": e2e["controller_cpu_us_per_report"],
                        "messages_per_commit": counters.get("crs_msg_SCIReport", 0)
                        / max(1, counters.get("crsap_group_commits", 0)),
                        "controller_counters": {k: v for k, v in counters.items()
@@ -434,7 +448,9 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
              None],
             ["", "latency ms", None, lat["p50"], lat["p99"], lat["n"]],
             ["", "messages per commit", result["end_to_end"]["messages_per_commit"], None,
-             None, None]]
+             None, None],
+            ["", "controller CPU us/report", e2e["controller_cpu_us_per_report"], None, None,
+             None]]
     for n in sizes:
         for kind in ("group_1_us", f"group_{core_group}_us"):
             c = core_by[str(n)][kind]

@@ -15,6 +15,7 @@ inotify_simple for the file notifications when it is there.
 from __future__ import annotations
 
 import argparse
+import http.client
 import ipaddress
 import json
 import logging
@@ -33,6 +34,7 @@ from typing import Any, Callable
 from controller import jsonfile
 from controller.crs import messages as crsap
 from controller.crs.filewatch import FileWatch
+from controller.httpclient import Poster
 
 AGENT_VERSION = "1.0.0"
 POLL_S = 0.1
@@ -130,6 +132,8 @@ class Agent:
         self.url = scs_url.rstrip("/") + (crsap.HTTP_PATH if not scs_url.rstrip("/").endswith(
             crsap.HTTP_PATH) else "")
         self.name, self.interval_s, self.clock = name, interval_s, clock
+        self._poster: Poster | None = None       # one kept-alive connection to the SCS
+        self._poster_url = ""
         self.state_dir = Path(state_dir) if state_dir else None
         self.key: bytes | None = None
         self.key_id: str | None = None
@@ -203,16 +207,18 @@ class Agent:
         now = self.clock()
         self.seq = crsap.next_seq(self.seq, now)
         raw = crsap.encode(type_, self.name, self.seq, now, body, self.key, self.key_id)
-        req = urllib.request.Request(self.url, data=raw, method="POST",
-                                     headers={"Content-Type": "application/json"})
+        if self._poster is None or self._poster_url != self.url:
+            self._poster, self._poster_url = Poster(self.url, HTTP_TIMEOUT_S), self.url
         try:
-            with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp:
-                answer = resp.read(crsap.MAX_SIZE + 1)
-        except (urllib.error.URLError, OSError) as exc:
+            status, answer = self._poster.post(raw, crsap.MAX_SIZE)
+        except (OSError, http.client.HTTPException) as exc:
             log.warning("%s to %s failed: %s", type_, self.url, exc)
             return None
         finally:
             self._save_state()
+        if status != 200:
+            log.warning("%s to %s failed: HTTP %d", type_, self.url, status)
+            return None
         if not answer:
             return None
         try:
