@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--rest-host", default="0.0.0.0", help="REST API address")
     c.add_argument("--config", help="controller configuration file (YAML)")
     c.add_argument("--topology", help="topology file (cells, servers, inter-switch ports)")
-    c.add_argument("--db", default=DEFAULT_DB, help="SQLite database path")
+    c.add_argument("--db", "--store", dest="db", default=DEFAULT_DB,
+                   help="the store: an SQLite file (default %(default)s) or a PostgreSQL URL "
+                        "(postgresql://...; a database several controllers can share)")
     c.add_argument("--token-file", help="where to write the operator token, mode 0600 "
                    "(default: operator.token in the database's folder)")
     c.add_argument("--log-level", default="INFO",
@@ -96,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     # operator commands against the REST API (loopback)
     api = argparse.ArgumentParser(add_help=False)
     api.add_argument("--api", default="http://127.0.0.1:8080", help="controller REST URL")
-    api.add_argument("--db", default=DEFAULT_DB,
-                     help="the controller's --db: its operator token is read next to it")
+    api.add_argument("--db", "--store", dest="db", default=DEFAULT_DB,
+                     help="the controller's --db/--store: its operator token is read next to "
+                          "an SQLite file, from var/ with PostgreSQL")
     api.add_argument("--token-file", help="the controller's operator token file "
                      "(default: operator.token in the folder of --db)")
     t = sub.add_parser("terminals", parents=[api], help="list terminals: level, group, session")

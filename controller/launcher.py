@@ -37,7 +37,8 @@ def run(settings: settings_mod.Settings, profile: str | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    os.makedirs(os.path.dirname(os.path.abspath(settings.db_path)), exist_ok=True)
+    if "://" not in settings.db_path:      # an SQLite file (not a PostgreSQL URL)
+        os.makedirs(os.path.dirname(os.path.abspath(settings.db_path)), exist_ok=True)
     # A new operator token at every start; the Ryu app reads it from this file.
     settings.token_file = restguard.token_file(settings.db_path, settings.token_file)
     try:

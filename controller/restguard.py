@@ -26,9 +26,14 @@ REFUSED_COUNTER = "rest_conn_refused_per_source"
 # --- the operator token -------------------------------------------------------------------
 
 def token_file(db_path: str, explicit: str | None = None) -> str:
-    """Where the operator token lives: `explicit`, else next to the database (one rule for
-    the controller, which writes it, and the `crs` CLI, which reads it)."""
-    return explicit or str(Path(db_path).parent / TOKEN_NAME)
+    """Where the operator token lives: `explicit`, else next to the SQLite database, or in
+    var/ with a PostgreSQL store (one rule for the controller, which writes it, and the
+    `crs` CLI, which reads it)."""
+    if explicit:
+        return explicit
+    if "://" in db_path:        # a PostgreSQL store: the token stays on this host, in var/
+        return str(Path("var") / TOKEN_NAME)
+    return str(Path(db_path).parent / TOKEN_NAME)
 
 
 def write_token(path: str) -> str:

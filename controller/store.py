@@ -1,4 +1,5 @@
-"""SQLite store: sessions, terminals, decisions, seals, SCI history, replay state.
+"""The store (SQLite or PostgreSQL, `controller.storedb`): sessions, terminals, decisions,
+seals, SCI history, replay state.
 
 The controller commits a decision here before it sends the decision's flows, and rebuilds
 every switch's admission and security flows from here on (re)connect and after a restart,
@@ -9,49 +10,34 @@ restart; the database file is created with mode 0600.
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 from controller.records import Binding, SpRecord, SsRecord, TerminalRecord
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS ss_sessions (
-    isr_id TEXT PRIMARY KEY, identity TEXT, grp TEXT, sp_root BLOB, expires REAL);
-CREATE TABLE IF NOT EXISTS sp_sessions (
-    iac_id TEXT PRIMARY KEY, sp_name TEXT, session_key BLOB, expires REAL);
-CREATE TABLE IF NOT EXISTS bindings (              -- admission (table 0)
-    identity TEXT PRIMARY KEY, number INTEGER UNIQUE, grp TEXT, dpid INTEGER, port INTEGER,
-    mac TEXT, isr_id TEXT, crs_key BLOB, method TEXT, start REAL, expires REAL, ip TEXT);
-CREATE TABLE IF NOT EXISTS terminals (             -- SCS state (table 1)
-    tid TEXT PRIMARY KEY, number INTEGER UNIQUE, state TEXT, decision TEXT, updated REAL);
-CREATE TABLE IF NOT EXISTS seals (grp TEXT PRIMARY KEY, sealed INTEGER, updated REAL);
-CREATE TABLE IF NOT EXISTS sci (tid TEXT, at REAL, body TEXT);
-CREATE TABLE IF NOT EXISTS replay (sender TEXT PRIMARY KEY, seq INTEGER);
-CREATE TABLE IF NOT EXISTS policies (version INTEGER, source TEXT, loaded REAL);
-CREATE TABLE IF NOT EXISTS evidence (key TEXT PRIMARY KEY, value TEXT);  -- correlation state
-"""
+from controller.storedb import Db
 
 
 class Store:
     def __init__(self, path: str | Path):
+        """`path`: an SQLite file (created 0600), or a `postgresql://` URL (a database
+        several controllers share; see controller.storedb)."""
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            if not os.path.exists(self.path):
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.db = Db(self.path)
         self._depth = 0          # open batches (nested ones join the outermost)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")   # a decision is on disk before its flows
-        self.db.executescript(SCHEMA)
-        cols = {r[1] for r in self.db.execute("PRAGMA table_info(bindings)")}
-        if "ip" not in cols:      # databases written before bindings pinned an address
-            self.db.execute("ALTER TABLE bindings ADD COLUMN ip TEXT")
+        self.db.migrate()
+        up = self.db.upsert
+        self._sql = {
+            "ss": up("ss_sessions", ("isr_id", "identity", "grp", "sp_root", "expires"),
+                     "isr_id"),
+            "sp": up("sp_sessions", ("iac_id", "sp_name", "session_key", "expires"), "iac_id"),
+            "terminal": up("terminals", ("tid", "number", "state", "decision", "updated"),
+                           "tid"),
+            "seal": up("seals", ("grp", "sealed", "updated"), "grp"),
+            "replay": up("replay", ("sender", "seq"), "sender"),
+            "evidence": up("evidence", ("key", "value"), "key"),
+        }
 
     def close(self) -> None:
         self.db.close()
@@ -59,7 +45,7 @@ class Store:
     # --- EAC SessionStore protocol ----------------------------------------------------
 
     def put_ss(self, rec: SsRecord) -> None:
-        self.db.execute("REPLACE INTO ss_sessions VALUES (?,?,?,?,?)",
+        self.db.execute(self._sql["ss"],
                         (rec.isr_id, rec.identity, rec.group, rec.sp_root, rec.expires))
 
     def get_ss(self, isr_id: str) -> SsRecord | None:
@@ -70,7 +56,7 @@ class Store:
         self.db.execute("DELETE FROM ss_sessions WHERE isr_id=?", (isr_id,))
 
     def put_sp(self, rec: SpRecord) -> None:
-        self.db.execute("REPLACE INTO sp_sessions VALUES (?,?,?,?)",
+        self.db.execute(self._sql["sp"],
                         (rec.iac_id, rec.sp_name, rec.session_key, rec.expires))
 
     def get_sp(self, iac_id: str) -> SpRecord | None:
@@ -164,7 +150,7 @@ class Store:
     def put_terminal(self, tid: str, number: int, state: dict[str, Any],
                      decision: dict[str, Any] | None) -> None:
         """Commit a terminal's SCS state and current decision (before its flows are sent)."""
-        self.db.execute("REPLACE INTO terminals VALUES (?,?,?,?,?)",
+        self.db.execute(self._sql["terminal"],
                         (tid, number, json.dumps(state), json.dumps(decision), time.time()))
 
     def terminals(self) -> list[TerminalRecord]:
@@ -173,7 +159,7 @@ class Store:
         return [TerminalRecord(t, n, json.loads(s), json.loads(d)) for t, n, s, d in rows]
 
     def put_seal(self, group: str, sealed: bool) -> None:
-        self.db.execute("REPLACE INTO seals VALUES (?,?,?)", (group, int(sealed), time.time()))
+        self.db.execute(self._sql["seal"], (group, int(sealed), time.time()))
 
     def sealed_groups(self) -> list[str]:
         return [g for (g,) in self.db.execute("SELECT grp FROM seals WHERE sealed=1")]
@@ -182,7 +168,7 @@ class Store:
         self.db.execute("INSERT INTO sci VALUES (?,?,?)", (tid, at, json.dumps(body)))
 
     def put_replay(self, sender: str, seq: int) -> None:
-        self.db.execute("REPLACE INTO replay VALUES (?,?)", (sender, seq))
+        self.db.execute(self._sql["replay"], (sender, seq))
 
     def replay(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT sender, seq FROM replay").fetchall())
@@ -190,7 +176,7 @@ class Store:
     def put_evidence(self, state: dict[str, Any]) -> None:
         """Correlation evidence (accusations, scan flags, with their times): an isolation
         based on it must survive a restart like any other decision."""
-        self.db.execute("REPLACE INTO evidence VALUES ('correlation', ?)", (json.dumps(state),))
+        self.db.execute(self._sql["evidence"], ("correlation", json.dumps(state)))
 
     def evidence(self) -> dict[str, Any]:
         row = self.db.execute("SELECT value FROM evidence WHERE key='correlation'").fetchone()

@@ -14,7 +14,7 @@ fi
 chmod 600 config/credentials.yaml
 
 PACKAGES=(openvswitch-switch mininet iperf3 ethtool iputils-ping tcpdump wpasupplicant hostapd
-          python3-venv python3-dev)
+          python3-venv python3-dev postgresql)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -28,6 +28,8 @@ fi
 
 # hostapd and wpa_supplicant are run by tests on demand; their packaged services must not
 # grab interfaces on their own.
+# (PostgreSQL's own service is left alone: tests start private clusters on Unix sockets in
+# directories of their own, tests/pgcluster.py, and never touch a system cluster.)
 for svc in hostapd wpa_supplicant; do
   if systemctl is-enabled "$svc" >/dev/null 2>&1; then systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
 done
@@ -45,9 +47,10 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; 
   # setuptools of the venv, i.e. without build isolation.
   "${pip[@]}" setuptools wheel pbr 2>&1 | grep -v '^WARNING: Location' || true
   "${pip[@]}" --no-build-isolation ryu eventlet dnspython scapy cryptography pyOpenSSL PyYAML \
-      pytest pytest-timeout hypothesis matplotlib numpy ruff inotify_simple 2>&1 | grep -v '^WARNING: Location' || true
+      pytest pytest-timeout hypothesis matplotlib numpy ruff inotify_simple psycopg \
+      psycopg-binary 2>&1 | grep -v '^WARNING: Location' || true
   "${pip[@]}" --no-build-isolation --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
-  "$VENV/bin/python" -c 'import ryu, eventlet, scapy, cryptography, yaml, mininet.net, controller' \
+  "$VENV/bin/python" -c 'import ryu, eventlet, scapy, cryptography, yaml, mininet.net, psycopg, controller' \
     || { echo "setup: the venv does not import its dependencies" >&2; exit 1; }
   echo "$want" > "$STAMP"
 fi

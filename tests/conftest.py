@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 # the helpers' asserts report like the tests' own (rewritten before their first import)
-pytest.register_assert_rewrite("corekit", "nethelpers")
+pytest.register_assert_rewrite("corekit", "nethelpers", "pgcluster")
 
 from corekit import ROOT, T0, boot_core  # noqa: E402
 
@@ -21,6 +21,31 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if item.path.resolve().is_relative_to(INTEGRATION):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """One private PostgreSQL cluster for the test session (tests/pgcluster.py)."""
+    from pgcluster import Cluster
+    c = Cluster().start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request, tmp_path):
+    """Where a store lives, once per backend: an SQLite file, a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "crs.db")
+    return request.getfixturevalue("pg_cluster").new_database()
+
+
+@pytest.fixture
+def boot_on(tmp_path, store_target):
+    """`boot`, once per store backend (SQLite, PostgreSQL)."""
+    def make(crs=False, now=T0):
+        return boot_core(tmp_path, crs, now, db=store_target)
+    return make
 
 
 @pytest.fixture

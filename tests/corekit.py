@@ -39,11 +39,15 @@ def settings(tmp_path, crs=False):
                     crs_enabled=crs, crs_policy_file=str(ROOT / "config" / "crs_policy.yaml"))
 
 
-def boot_core(tmp_path, crs=False, now=T0):
-    """A core whose database and audit log are in `tmp_path`, and a simulated switch that
-    holds what it installed at the switch's connection. Tests use the `boot` fixture; this
-    is for the ones that cannot take tmp_path (hypothesis tests)."""
-    core = Core(settings(tmp_path, crs), topology.load(TOPO), now=now)
+def boot_core(tmp_path, crs=False, now=T0, db=None):
+    """A core whose database (unless `db` names another store) and audit log are in
+    `tmp_path`, and a simulated switch that holds what it installed at the switch's
+    connection. Tests use the `boot` fixture; this is for the ones that cannot take
+    tmp_path (hypothesis tests)."""
+    s = settings(tmp_path, crs)
+    if db is not None:
+        s.db_path = db
+    core = Core(s, topology.load(TOPO), now=now)
     sim = FlowSim()
     sim.apply(m for _, m in core.switch_up(1, {1, 2, 3, 4}, now))
     return core, sim

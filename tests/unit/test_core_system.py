@@ -38,17 +38,18 @@ def test_logoff_and_port_down_revoke(boot):
     assert sim.process(to_web, 2).dropped
 
 
-def test_restart_rebuilds_bindings_from_the_store(boot):
-    core, sim = boot()
+def test_restart_rebuilds_bindings_from_the_store(boot_on):
+    core, sim = boot_on()
     authenticate(core, sim, 2, C1, "c1t1")
-    core2, sim2 = boot(now=T0 + 5)
+    core2, sim2 = boot_on(now=T0 + 5)
     to_web = ip_pkt(C1, WEB_MAC, "10.0.1.1", "10.0.100.20", 80)
     assert sim2.process(to_web, 2).tables() == [0, 1, 2, 3]
     assert sim2.process(ip_pkt(C2, WEB_MAC, "10.0.1.2", "10.0.100.20"), 3).dropped
 
 
-def test_report_isolates_survives_restart_and_clean_report_releases(boot):
-    core, sim = boot(crs=True)
+def test_report_isolates_survives_restart_and_clean_report_releases(boot_on):
+    """On both stores: SQLite and PostgreSQL."""
+    core, sim = boot_on(crs=True)
     _, keys = authenticate(core, sim, 2, C1, "c1t1")
     ident = "c1t1@crs.example"
     peer = ip_pkt(C1, C2, "10.0.1.1", "10.0.1.2", 5000)
@@ -66,7 +67,7 @@ def test_report_isolates_survives_restart_and_clean_report_releases(boot):
     status, _, out = core.crsap_message(report(keys, ident, 1, T0 + 1, CLEAN), T0 + 3)
     assert status == 403 and sim.process(peer, 2).dropped
     # restart: a fresh core on the same database rebuilds the isolation on connect
-    core2, sim2 = boot(crs=True, now=T0 + 4)
+    core2, sim2 = boot_on(crs=True, now=T0 + 4)
     assert sim2.process(peer, 2).dropped
     assert sim2.process(to_update, 2).tables() == [0, 1, 2, 3]
     status, body, out = core2.crsap_message(report(keys, ident, 3, T0 + 5, CLEAN), T0 + 5)

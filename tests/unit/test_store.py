@@ -1,24 +1,32 @@
-"""The store's transactions: one event's writes commit together, nested batches join."""
+"""The store on both backends (SQLite file, PostgreSQL database of a private cluster): every
+record kind written, read back by a second connection, transactions (one event's writes
+commit together, nested batches join, a savepoint undoes only its own writes), schema
+versions."""
 from __future__ import annotations
+
+import sqlite3
 
 import pytest
 
+from controller.records import SpRecord, SsRecord
 from controller.store import Store
+from controller.storedb import SCHEMA_VERSION
 
 
-def test_a_nested_batch_joins_the_outer_transaction_which_commits_once(tmp_path):
-    store = Store(tmp_path / "crs.db")
+def test_a_nested_batch_joins_the_outer_transaction_which_commits_once(store_target):
+    store = Store(store_target)
     with store.batch():
         store.put_replay("a", 1)
         with store.batch():
             store.put_replay("b", 2)
         assert store.db.in_transaction          # the inner end did not commit
+        assert Store(store_target).replay() == {}   # nobody else sees it yet
     assert not store.db.in_transaction
-    assert Store(tmp_path / "crs.db").replay() == {"a": 1, "b": 2}
+    assert Store(store_target).replay() == {"a": 1, "b": 2}
 
 
-def test_an_error_rolls_the_whole_batch_back(tmp_path):
-    store = Store(tmp_path / "crs.db")
+def test_an_error_rolls_the_whole_batch_back(store_target):
+    store = Store(store_target)
     store.put_replay("a", 1)
     with pytest.raises(RuntimeError):
         with store.batch():
@@ -33,8 +41,8 @@ def test_an_error_rolls_the_whole_batch_back(tmp_path):
     assert store.replay() == {"a": 1, "c": 3}
 
 
-def test_a_failing_savepoint_undoes_only_its_own_writes(tmp_path):
-    store = Store(tmp_path / "crs.db")
+def test_a_failing_savepoint_undoes_only_its_own_writes(store_target):
+    store = Store(store_target)
     with store.batch():
         store.put_replay("a", 1)
         with pytest.raises(RuntimeError):
@@ -44,4 +52,79 @@ def test_a_failing_savepoint_undoes_only_its_own_writes(tmp_path):
         with store.savepoint():
             store.put_replay("c", 3)
         assert store.db.in_transaction
-    assert Store(tmp_path / "crs.db").replay() == {"a": 1, "c": 3}
+    assert Store(store_target).replay() == {"a": 1, "c": 3}
+
+
+def test_every_record_kind_round_trips_through_a_second_connection(store_target):
+    s = Store(store_target)
+    key = bytes(range(32))
+    s.put_ss(SsRecord("isr1", "c1t1@x", "cell1", key, 2000.0))
+    s.put_ss(SsRecord("isr1", "c1t1@x", "cell2", key, 3000.0))     # replaced, not added
+    s.put_sp(SpRecord("iac1", "web", key[:16], 2500.0))
+    n1 = s.put_binding("c1t1@x", grp="cell1", dpid=2**63 - 5, port=3, mac="02:00:00:00:00:01",
+                       isr_id="isr1", crs_key=key, method="psk", start=1.0, expires=5000.0,
+                       ip="10.0.1.1")
+    n2 = s.put_binding("c1t2@x", grp="cell1", dpid=1, port=4, mac="02:00:00:00:00:02",
+                       expires=10.0)
+    s.put_terminal("c1t1@x", 1, {"level": "INFECTED", "seq": [1, 2]}, {"actions": ["isolate"]})
+    s.put_terminal("c1t1@x", 1, {"level": "COMPLIANT"}, None)
+    s.put_seal("cell1", True)
+    s.put_seal("cell2", False)
+    s.add_sci("c1t1@x", 12.5, {"os": {"patch_level": 3}})
+    s.put_replay("c1t1@x", 7)
+    s.put_evidence({"accusations": {"a": ["b"]}})
+    s.add_policy(4, "crs_policy.yaml")
+    s.close()
+
+    r = Store(store_target)
+    assert r.get_ss("isr1") == SsRecord("isr1", "c1t1@x", "cell2", key, 3000.0)
+    assert r.get_sp("iac1") == SpRecord("iac1", "web", key[:16], 2500.0)
+    assert n1 != n2 and r.binding_number("c1t1@x") == n1     # numbers are stable
+    b = r.binding("c1t1@x")
+    assert (b.dpid, b.port, b.mac, b.crs_key, b.ip) == (2**63 - 5, 3, "02:00:00:00:00:01",
+                                                        key, "10.0.1.1")
+    assert r.crs_key("c1t1@x", 100.0) == key and r.crs_key("c1t1@x", 6000.0) is None
+    assert [x.identity for x in r.bindings(100.0)] == ["c1t1@x"]
+    assert [x.identity for x in r.expired_bindings(100.0)] == ["c1t2@x"]
+    assert [x.identity for x in r.bindings_at(1, 4, "02:00:00:00:00:02")] == ["c1t2@x"]
+    r.drop_binding("c1t2@x")
+    assert r.binding("c1t2@x") is None and r.binding_number("c1t2@x") == n2
+    t = r.terminals()
+    assert [(x.tid, x.number, x.state, x.decision) for x in t] == [
+        ("c1t1@x", 1, {"level": "COMPLIANT"}, None)]
+    assert r.sealed_groups() == ["cell1"]
+    assert r.replay() == {"c1t1@x": 7}
+    assert r.evidence() == {"accusations": {"a": ["b"]}}
+    assert r.purge(2000.0 + 3601) == 0 and r.purge(3000.0 + 3601) == 2  # ss and sp expired
+    assert r.get_ss("isr1") is None and r.get_sp("iac1") is None
+    assert r.db.version() == SCHEMA_VERSION
+
+
+def test_an_sqlite_file_of_the_first_schema_is_migrated(tmp_path):
+    """A database written before bindings had an address and before versions were
+    recorded: opened, it gains the column and the version, and keeps its rows."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+        CREATE TABLE bindings (identity TEXT PRIMARY KEY, number INTEGER UNIQUE, grp TEXT,
+            dpid INTEGER, port INTEGER, mac TEXT, isr_id TEXT, crs_key BLOB, method TEXT,
+            start REAL, expires REAL);
+        INSERT INTO bindings (identity, number, dpid, port, mac, expires)
+            VALUES ('old@x', 9, 1, 2, '02:00:00:00:00:09', 1e12);""")
+    db.commit()
+    db.close()
+    s = Store(path)
+    assert s.db.version() == SCHEMA_VERSION
+    assert s.binding("old@x").number == 9 and s.binding("old@x").ip is None
+    s.put_binding("old@x", ip="10.0.1.9")
+    assert Store(path).binding("old@x").ip == "10.0.1.9"
+
+
+def test_a_database_newer_than_the_code_is_refused(store_target):
+    s = Store(store_target)
+    s.db.execute("UPDATE meta SET value=? WHERE key='schema_version'",
+                 (str(SCHEMA_VERSION + 1),))
+    s.close()
+    with pytest.raises(RuntimeError, match="newer than this controller"):
+        Store(store_target)

@@ -1,0 +1,147 @@
+"""Where the store's SQL runs: SQLite (the embedded default, a file) or PostgreSQL (shared by
+several controllers, `postgresql://...`), behind one small interface.
+
+The store writes one SQL dialect, the common part of both: `?` placeholders (turned into
+`%s` for PostgreSQL), `INSERT ... ON CONFLICT (key) DO UPDATE` for upserts, explicit
+BEGIN / COMMIT / SAVEPOINT, and column types from `TYPES`. The schema is versioned in the
+`meta` table; `migrate` brings any database to the current version, step by step.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA_VERSION = 2
+TYPES = {"sqlite": {"BLOB": "BLOB", "REAL": "REAL", "INT": "INTEGER"},
+         "postgresql": {"BLOB": "BYTEA", "REAL": "DOUBLE PRECISION", "INT": "BIGINT"}}
+
+# version 1: the first schema; every later version is a list of statements
+BASE = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS ss_sessions (
+    isr_id TEXT PRIMARY KEY, identity TEXT, grp TEXT, sp_root {BLOB}, expires {REAL});
+CREATE TABLE IF NOT EXISTS sp_sessions (
+    iac_id TEXT PRIMARY KEY, sp_name TEXT, session_key {BLOB}, expires {REAL});
+CREATE TABLE IF NOT EXISTS bindings (
+    identity TEXT PRIMARY KEY, number {INT} UNIQUE, grp TEXT, dpid {INT}, port {INT},
+    mac TEXT, isr_id TEXT, crs_key {BLOB}, method TEXT, start {REAL}, expires {REAL});
+CREATE TABLE IF NOT EXISTS terminals (
+    tid TEXT PRIMARY KEY, number {INT} UNIQUE, state TEXT, decision TEXT, updated {REAL});
+CREATE TABLE IF NOT EXISTS seals (grp TEXT PRIMARY KEY, sealed {INT}, updated {REAL});
+CREATE TABLE IF NOT EXISTS sci (tid TEXT, at {REAL}, body TEXT);
+CREATE TABLE IF NOT EXISTS replay (sender TEXT PRIMARY KEY, seq {INT});
+CREATE TABLE IF NOT EXISTS policies (version {INT}, source TEXT, loaded {REAL});
+CREATE TABLE IF NOT EXISTS evidence (key TEXT PRIMARY KEY, value TEXT);
+"""
+MIGRATIONS: dict[int, list[str]] = {
+    2: ["ALTER TABLE bindings ADD COLUMN ip TEXT"],   # bindings pin an IPv4 address
+}
+
+
+def is_postgres(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+class Db:
+    """One connection, autocommit (the store opens its own transactions)."""
+
+    def __init__(self, target: str | Path):
+        target = str(target)
+        self.target = target
+        self.dialect = "postgresql" if is_postgres(target) else "sqlite"
+        if self.dialect == "postgresql":
+            import psycopg
+            self.conn: Any = psycopg.connect(target, autocommit=True)
+            self._sql: dict[str, str] = {}
+        else:
+            if target != ":memory:":
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+                if not os.path.exists(target):     # secrets inside: never readable by others
+                    os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o600))
+            self.conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            # a decision is on disk before its flows (PostgreSQL: synchronous_commit=on)
+            self.conn.execute("PRAGMA synchronous=FULL")
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
+        if self.dialect == "postgresql":
+            pg = self._sql.get(sql)
+            if pg is None:
+                pg = self._sql[sql] = sql.replace("?", "%s")
+            return self.conn.execute(pg, tuple(params))
+        return self.conn.execute(sql, tuple(params))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @property
+    def in_transaction(self) -> bool:
+        if self.dialect == "postgresql":
+            from psycopg.pq import TransactionStatus
+            return self.conn.info.transaction_status != TransactionStatus.IDLE
+        return self.conn.in_transaction
+
+    def upsert(self, table: str, cols: tuple[str, ...], key: str) -> str:
+        """INSERT of all `cols` that replaces the row with the same `key`."""
+        sets = ", ".join(f"{c}=excluded.{c}" for c in cols if c != key)
+        marks = ", ".join("?" for _ in cols)
+        return (f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks}) "
+                f"ON CONFLICT ({key}) DO UPDATE SET {sets}")
+
+    def version(self) -> int:
+        row = self.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema to SCHEMA_VERSION, one version per transaction.
+        Returns the version found (0: a new database)."""
+        found = 0
+        has_meta = self._has_table("meta")
+        if has_meta:
+            found = self.version()
+        if found == 0 and self._has_table("bindings"):
+            # written before the version was recorded: version 1, or 2 if it has the column
+            found = 2 if "ip" in self._columns("bindings") else 1
+        if found > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.target}: schema version {found} is newer than this "
+                               f"controller's ({SCHEMA_VERSION}); refusing to touch it")
+        types = TYPES[self.dialect]
+        if found == 0:
+            self._transaction([s for s in BASE.format(**types).split(";") if s.strip()] +
+                              [s for v in sorted(MIGRATIONS) for s in MIGRATIONS[v]],
+                              SCHEMA_VERSION)
+            return 0
+        for v in sorted(MIGRATIONS):
+            if v > found:
+                self._transaction(MIGRATIONS[v], v)
+        if self.version() != max(found, SCHEMA_VERSION):
+            self._transaction([], max(found, SCHEMA_VERSION))
+        return found
+
+    def _transaction(self, statements: list[str], version: int) -> None:
+        self.execute("BEGIN")
+        try:
+            for s in statements:
+                self.execute(s.format(**TYPES[self.dialect]))
+            self.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            self.execute(self.upsert("meta", ("key", "value"), "key"),
+                         ("schema_version", str(version)))
+        except BaseException:
+            self.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
+
+    def _has_table(self, name: str) -> bool:
+        if self.dialect == "postgresql":
+            return self.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
+        return self.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                            (name,)).fetchone() is not None
+
+    def _columns(self, table: str) -> set[str]:
+        if self.dialect == "postgresql":
+            rows = self.execute("SELECT column_name FROM information_schema.columns "
+                                "WHERE table_name=?", (table,)).fetchall()
+            return {r[0] for r in rows}
+        return {r[1] for r in self.execute(f"PRAGMA table_info({table})")}

@@ -1,0 +1,61 @@
+"""A private PostgreSQL cluster for tests: its own directory under /tmp, a Unix socket there
+and no TCP port, started with pg_ctl and stopped by its data directory (pg_ctl reads the
+postmaster's PID from it). Never touches a system cluster. As root, the server runs as the
+`postgres` user (PostgreSQL refuses root)."""
+from __future__ import annotations
+
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+
+
+def _bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if not found:
+        raise RuntimeError(f"PostgreSQL's {name} is not installed (run 'sudo make setup')")
+    return found[-1]
+
+
+class Cluster:
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="crs-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self._as: list[str] = []
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            self._as = ["runuser", "-u", "postgres", "--"]
+        with socket.socket() as s:       # a number no one uses names the socket file
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._names = itertools.count(1)
+
+    def start(self) -> "Cluster":
+        subprocess.run(self._as + [_bin("initdb"), "-D", self.data, "-A", "trust", "-U",
+                                   "postgres", "-E", "UTF8"], check=True,
+                       capture_output=True)
+        opts = f"-k {self.dir} -c listen_addresses='' -p {self.port}"
+        subprocess.run(self._as + [_bin("pg_ctl"), "-D", self.data, "-o", opts, "-l",
+                                   os.path.join(self.dir, "log"), "-w", "start"],
+                       check=True, capture_output=True)
+        return self
+
+    def dsn(self, db: str = "postgres") -> str:
+        return f"postgresql:///{db}?host={self.dir}&port={self.port}&user=postgres"
+
+    def new_database(self) -> str:
+        import psycopg
+        name = f"t{next(self._names)}"
+        with psycopg.connect(self.dsn(), autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {name}")
+        return self.dsn(name)
+
+    def stop(self) -> None:
+        subprocess.run(self._as + [_bin("pg_ctl"), "-D", self.data, "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
