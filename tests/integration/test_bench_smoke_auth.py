@@ -65,9 +65,19 @@ def test_smoke_benchmark_writes_well_formed_auth_json(tmp_path):
     assert fp["single"]["start_to_first_packet_ms"]["n"] == 1 and fp["single"]["missing"] == 0
     assert fp["concurrent"]["start_to_first_packet_ms"]["n"] == 3
     assert fp["single"]["p50_ms"] > 0
-    b = doc["breakdown"]       # the controller timed every EAPOL packet-in it handled
-    assert b["eapol_packet_ins"] >= 4 * 2 and b["per_message_core_us"] > 0
+    # the controller timed every EAPOL frame of the single terminal's re-authentications
+    b = doc["breakdown"]
+    assert b["eapol_frames"] >= 4 * 2 and b["per_message_core_us"] > 0
     assert 0 < b["in_controller_ms"] and b["legs_and_supplicant_ms"] is not None
+    # and the captures on the terminal and on LOCAL split each message (local transport)
+    trace = doc["ours"]["single"]["trace_us"]
+    assert doc["parameters"]["eapol_transport"] == "local"
+    for msg in ("identity", "psk2", "psk4"):
+        assert trace[msg]["n"] >= 2 and trace[msg]["controller_us"] > 0, trace
+    assert b["traced_controller_ms"] > 0 and b["traced_to_controller_ms"] > 0
+    # the other transport measured in the same run
+    other = doc["ours_other_transport"]
+    assert other["eapol_transport"] == "packet_in" and other["single"]["reauth_ms"]["n"] == 2
     assert set(doc["ratio"]) >= {"single_p50_ours_over_reference", "single_p99_ours_over_reference",
                                  "concurrent_p50_ours_over_reference",
                                  "concurrent_p99_ours_over_reference"}
