@@ -67,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     nsub = n.add_subparsers(title="net commands", metavar="ACTION")
     up = nsub.add_parser("up", help="build TOPOLOGY in Mininet and keep it up until stopped")
     up.add_argument("topology", help="topology file, e.g. topologies/mobile_core.yaml")
-    up.add_argument("--controller", default="127.0.0.1:6653", help="HOST:PORT")
+    up.add_argument("--controller", action="append", metavar="HOST:PORT",
+                    help="the controller (default 127.0.0.1:6653); repeat it for several "
+                         "controllers (every switch connects to all, ha.enabled)")
     up.add_argument("--cli", action="store_true", help="open the Mininet CLI")
     up.add_argument("--terminals-per-cell", type=int)
     up.add_argument("--no-shaping", action="store_true", help="ignore link bw/delay")
@@ -231,9 +233,12 @@ def _load_topology(path: str, tpc: int | None = None):
 def cmd_net_up(a: argparse.Namespace) -> int:
     topo = _load_topology(a.topology, a.terminals_per_cell)
     from controller.emulation.net import Emulation, EmulationError, Options
-    host, _, port = a.controller.rpartition(":")
-    opts = Options(controller_ip=host or "127.0.0.1", controller_port=int(port),
-                   shaping=not a.no_shaping)
+    targets = []
+    for c in a.controller or ["127.0.0.1:6653"]:
+        host, _, port = c.rpartition(":")
+        targets.append((host or "127.0.0.1", int(port)))
+    opts = Options(controller_ip=targets[0][0], controller_port=targets[0][1],
+                   shaping=not a.no_shaping, more_controllers=targets[1:])
     emu = Emulation(topo, opts)
     stop = {"now": False}
 
@@ -245,7 +250,8 @@ def cmd_net_up(a: argparse.Namespace) -> int:
         t0 = time.time()
         emu.start()
         print(f"{topo.name}: {len(topo.switches)} switches, {len(topo.hosts)} hosts up in "
-              f"{time.time() - t0:.1f} s; controller {a.controller}")
+              f"{time.time() - t0:.1f} s; controller "
+              f"{', '.join(f'{h}:{p}' for h, p in targets)}")
         try:
             emu.wait_connected()
             print("all switches connected")

@@ -56,6 +56,16 @@ SCHEMA = {
     "audit_log": Field(str, default="../var/audit.jsonl"),
     "demo": Field(bool, default=False,
                   doc="accept the demo secrets shipped in config/credentials.yaml (public)"),
+    # several controllers on one PostgreSQL store (docs/scale-out.md)
+    "ha": Field(dict, default={}, items={
+        "enabled": Field(bool, default=False,
+                         doc="lead by a lease in the PostgreSQL store; OpenFlow roles"),
+        "lease_s": Field(float, default=1.0, check=in_range(0.2, 60),
+                         doc="the leader renews every lease_s / 3; a standby takes over "
+                             "after lease_s without renewal"),
+        "node_id": Field(str, default="", doc="this controller's name in the lease "
+                                              "(default: host name and OpenFlow port)"),
+    }),
     # REST server guards (item 7 of issue 8)
     "rest": Field(dict, default={}, items={
         "conn_per_source": Field(int, default=32, check=in_range(1, 10000),
@@ -90,6 +100,9 @@ KEYS: dict[str, str] = {
     "rest_conn_per_source": "rest.conn_per_source",
     "rest_conn_per_loopback": "rest.conn_per_loopback",
     "rest_socket_timeout_s": "rest.socket_timeout_s",
+    "ha_enabled": "ha.enabled",
+    "ha_lease_s": "ha.lease_s",
+    "ha_node_id": "ha.node_id",
 }
 # File names: in a configuration file relative to its folder; without one, relative to the
 # shipped configuration folder (so the defaults name the same files either way).
@@ -148,6 +161,9 @@ class Settings:
     rest_conn_per_source: int = _default("rest_conn_per_source")
     rest_conn_per_loopback: int = _default("rest_conn_per_loopback")
     rest_socket_timeout_s: float = _default("rest_socket_timeout_s")
+    ha_enabled: bool = _default("ha_enabled")
+    ha_lease_s: float = _default("ha_lease_s")
+    ha_node_id: str = _default("ha_node_id")
     token_file: str | None = None         # operator token; None: operator.token by db_path
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -234,6 +250,9 @@ def validate(settings: Settings) -> Loaded:
         problems.append((where, "admission.eapol_transport",
                          "local needs admission.mode: authenticate and a topology file "
                          "(its switch names are the LOCAL ports' interfaces)"))
+    if settings.ha_enabled and "://" not in (settings.db_path or ""):
+        problems.append((where, "ha.enabled", "several controllers need a shared store: "
+                         "--store postgresql://..."))
     if settings.throttle_enabled and not settings.topology_file:
         problems.append((where, "topology",
                          "the throttle needs a topology file (which ports are terminals)"))

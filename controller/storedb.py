@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 TYPES = {"sqlite": {"BLOB": "BLOB", "REAL": "REAL", "INT": "INTEGER"},
          "postgresql": {"BLOB": "BYTEA", "REAL": "DOUBLE PRECISION", "INT": "BIGINT"}}
 
@@ -37,7 +37,13 @@ CREATE TABLE IF NOT EXISTS evidence (key TEXT PRIMARY KEY, value TEXT);
 """
 MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE bindings ADD COLUMN ip TEXT"],   # bindings pin an IPv4 address
+    3: ["CREATE TABLE IF NOT EXISTS leader (name TEXT PRIMARY KEY, holder TEXT, "
+        "generation {INT}, expires {REAL})"],        # several controllers: who leads
 }
+# the database's clock in seconds since the epoch (leases are timed by it, so controllers
+# on hosts whose clocks differ still agree)
+NOW = {"sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+       "postgresql": "EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"}
 
 
 def is_postgres(target: str) -> bool:

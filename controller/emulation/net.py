@@ -16,7 +16,7 @@ import os
 import shlex
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from controller.emulation.record import Record, existing_bridges, records, teardown
@@ -75,6 +75,7 @@ def netem_available() -> bool:
 class Options:
     controller_ip: str = "127.0.0.1"
     controller_port: int = 6653
+    more_controllers: list[tuple[str, int]] = field(default_factory=list)  # (ip, port)
     shaping: bool = True          # apply link bw/delay from the topology (tc)
     connect_timeout_s: float = 60.0
     lock_timeout_s: float = 1800.0  # wait this long for another emulated network to finish
@@ -187,6 +188,8 @@ class Emulation:
         self.net = net
         net.addController("c0", controller=KnownController, ip=opts.controller_ip,
                           port=opts.controller_port)
+        for i, (ip, port) in enumerate(opts.more_controllers, 1):
+            net.addController(f"c{i}", controller=KnownController, ip=ip, port=port)
         for s in topo.switches:
             # OpenFlow 1.0 too, for one local command: only 1.0 can set no-flood (below);
             # the controller speaks 1.3
@@ -265,12 +268,15 @@ def prepare_local_port(bridge: str) -> None:
 
 def start_network(topo: Topology, ctl: Any, *, shaping: bool = False,
                   connect_timeout_s: float = 60.0, known_timeout_s: float = 30.0,
-                  emulation_cls: type[Emulation] = Emulation) -> Emulation:
+                  emulation_cls: type[Emulation] = Emulation,
+                  more: tuple[Any, ...] = ()) -> Emulation:
     """Bring `topo` up under the controller process `ctl` (emulation.processes.
     ControllerProcess) and return it once every switch is connected and the controller
     reports all of them (a Ryu reference app, which has no status, only the former). What
     was started is stopped when it fails; otherwise the caller stops it."""
-    emu = emulation_cls(topo, Options(controller_port=ctl.ofp_port, shaping=shaping))
+    emu = emulation_cls(topo, Options(controller_port=ctl.ofp_port, shaping=shaping,
+                                      more_controllers=[("127.0.0.1", c.ofp_port)
+                                                        for c in more]))
     emu.start()          # waits its turn on the machine-wide lock
     try:
         emu.wait_connected(connect_timeout_s)

@@ -30,6 +30,7 @@ from controller.core import Core
 from controller.openflow.encode import Unsupported, encode
 from controller.openflow.ofmsg import LocalFrame, PacketOut
 from controller.operator import ApiError
+from controller.ryu_shell.leadership import Leadership
 from controller.ryu_shell.local_eapol import LocalEapol
 from controller.ryu_shell.ofconv import to_ryu
 
@@ -53,21 +54,54 @@ class CrsController(app_manager.RyuApp):
         settings = settings_mod.CURRENT or settings_mod.Settings()
         loaded = settings_mod.LOADED or settings_mod.validate(settings)
         topo = loaded.topology
-        self.core = Core(settings, topo, loaded=loaded)
+        self._settings, self._loaded = settings, loaded
         self.datapaths: dict[int, object] = {}
         self._send_lock = hub.BoundedSemaphore(1)
+        self.local_eapol = LocalEapol(self._local_frame)
+        self._local_ifaces: dict[int, str] = {}
+        self.core = self._new_core()
         self.operator_token = _operator_token(settings.token_file)
         kwargs["wsgi"].register(RestApi, {API: self})
         self._ticker = hub.spawn(self._tick_loop)
         self.crsap = CrsapGroupCommit(self)
-        self.local_eapol = LocalEapol(self._local_frame)
-        self._local_ifaces: dict[int, str] = {}
-        if self.core.admission is not None:
-            self._local_ifaces = self.core.admission.local_interfaces()
-            self.core.admission.early = self._send_now   # an EAP Success before the commit
+        # several controllers: only the leader acts (ryu_shell.leadership)
+        self.ha = Leadership(settings.db_path, settings.ha_node_id, settings.ofp_port,
+                             settings.ha_lease_s, self._take_over, self._step_down) \
+            if settings.ha_enabled else None
         log.info("controller up: admission %s, crs %s, topology %s", settings.admission_mode,
                  "on" if settings.crs_enabled else "off",
                  topo.name if topo else "none (learning only)")
+
+    def _new_core(self) -> Core:
+        """A core loaded from the store (at start, and when this controller takes over)."""
+        core = Core(self._settings, self._loaded.topology, loaded=self._loaded)
+        if core.admission is not None:
+            self._local_ifaces = core.admission.local_interfaces()
+            core.admission.early = self._send_now   # an EAP Success before the commit
+        return core
+
+    @property
+    def active(self) -> bool:
+        """This controller acts on the network: alone, or the leader of several."""
+        return self.ha is None or self.ha.leading
+
+    def _take_over(self, generation: int) -> None:
+        """Leading now: the store's state, every switch MASTER under our generation and
+        its tables rebuilt from the store."""
+        self.core = self._new_core()
+        for dp in list(self.datapaths.values()):
+            self.ha.request_role(dp)
+            self.send(self.core.switch_up(dp.id, set(),
+                                          eapol_local=self.local_eapol.can_send(dp.id)))
+            dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+        self.core.counters["ha_takeovers"] += 1
+
+    def _step_down(self) -> None:
+        for dp in list(self.datapaths.values()):
+            try:
+                self.ha.request_role(dp)
+            except Exception:    # a connection on its way down: the switch demotes us anyway
+                pass
 
     # --- sending -----------------------------------------------------------------------
 
@@ -75,6 +109,8 @@ class CrsController(app_manager.RyuApp):
         """Send what the core returned, in order. One batch at a time: the yield that lets
         a frame (an EAP Success) leave before the flow-mods behind it are converted must
         not let a newer batch (a newer decision for the same terminal) overtake them."""
+        if not self.active:        # a standby changes nothing (the switches would refuse)
+            return
         last = len(out) - 1
         with self._send_lock:
             for i, (dpid, msg) in enumerate(out):
@@ -93,7 +129,7 @@ class CrsController(app_manager.RyuApp):
         """Send frames from inside a core call, or say it cannot be done without yielding
         (another batch is being sent, a switch's queue is full): a green thread switch here
         could run other core work in the middle of this one."""
-        if not self._send_lock.acquire(blocking=False):
+        if not self.active or not self._send_lock.acquire(blocking=False):
             return False
         try:
             if not all(self._sends_at_once(dpid, msg) for dpid, msg in out):
@@ -135,11 +171,16 @@ class CrsController(app_manager.RyuApp):
         log.info("switch %016x connected", dp.id)
         ifname = self._local_ifaces.get(dp.id)
         local = ifname is not None and self.local_eapol.open(dp.id, ifname)
-        self.send(self.core.switch_up(dp.id, set(), eapol_local=local))
-        dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+        if self.ha is not None:
+            self.ha.request_role(dp)
+        if self.active:
+            self.send(self.core.switch_up(dp.id, set(), eapol_local=local))
+            dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     def _port_desc(self, ev):
+        if not self.active:
+            return
         dp = ev.msg.datapath
         ofp = dp.ofproto
         for p in ev.msg.body:
@@ -161,13 +202,15 @@ class CrsController(app_manager.RyuApp):
     def _packet_in(self, ev):
         msg = ev.msg
         in_port = msg.match.get("in_port")
-        if in_port is None:
+        if in_port is None or not self.active:
             return
         t0 = time.perf_counter()
         out = self.core.packet_in(msg.datapath.id, in_port, msg.table_id, msg.data)
         self._timed(t0, out, msg.data[12:14] == b"\x88\x8e")
 
     def _local_frame(self, dpid: int, data: bytes) -> None:
+        if not self.active:          # every controller reads LOCAL; only the leader answers
+            return
         t0 = time.perf_counter()
         self._timed(t0, self.core.eapol_local(dpid, data), True)
 
@@ -184,6 +227,8 @@ class CrsController(app_manager.RyuApp):
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _port_status(self, ev):
+        if not self.active:
+            return
         msg = ev.msg
         ofp = msg.datapath.ofproto
         desc = msg.desc
@@ -194,6 +239,11 @@ class CrsController(app_manager.RyuApp):
     def _error(self, ev):
         msg = ev.msg
         ofp = msg.datapath.ofproto
+        if msg.type == ofp.OFPET_ROLE_REQUEST_FAILED and self.ha is not None:
+            self.core.counters["ha_role_refused"] += 1
+            if msg.code == ofp.OFPRRFC_STALE:
+                self.ha.stale()
+            return
         if msg.type == ofp.OFPET_METER_MOD_FAILED and msg.code in (
                 ofp.OFPMMFC_METER_EXISTS, ofp.OFPMMFC_UNKNOWN_METER):
             # meters are added and modified together when a switch may or may not still
@@ -207,6 +257,8 @@ class CrsController(app_manager.RyuApp):
     def _tick_loop(self):
         while True:
             hub.sleep(TICK_S)
+            if not self.active:
+                continue
             try:
                 self.send(self.core.tick(time.time()))
             except Exception:  # a bug in one tick must not stop the controller
@@ -224,6 +276,8 @@ class CrsapGroupCommit:
         hub.spawn(self._loop)
 
     def submit(self, raw: bytes) -> tuple[int, bytes]:
+        if not self.app.active:
+            return 503, _standby_body(self.app)
         done, slot = hub.Event(), []
         self.queue.put((raw, done, slot))
         done.wait()
@@ -252,6 +306,12 @@ class CrsapGroupCommit:
             for (_, done, slot), (status, body, _) in zip(items, results):
                 slot.append((status, body))
                 done.set()
+
+
+def _standby_body(app: CrsController) -> bytes:
+    st = app.ha.status() if app.ha else {}
+    return json.dumps({"error": "this controller is a standby", "leader": st.get("leader")}
+                      ).encode()
 
 
 def _send(dp, msg) -> None:
@@ -366,7 +426,10 @@ class RestApi(ControllerBase):
     @route("crs", "/crs/v1/status", methods=["GET"])
     @operator_only
     def status(self, req, **_):
-        return _json(self.core.status())
+        st = self.core.status()
+        if self.app.ha is not None:
+            st["ha"] = self.app.ha.status()
+        return _json(st)
 
     @route("crs", "/crs/v1/terminals", methods=["GET"])
     @operator_only
@@ -383,6 +446,8 @@ class RestApi(ControllerBase):
     @route("crs", "/crs/v1/terminals/{who}/{verb}", methods=["POST"])
     @operator_only
     def terminal_action(self, req, who, verb, **_):
+        if not self.app.active:
+            return _json(json.loads(_standby_body(self.app)), 503)
         row, out = self.core.api.act(verb, who, _json_body(req), time.time())
         self.app.send(out)
         return _json(row)
@@ -395,6 +460,8 @@ class RestApi(ControllerBase):
     @route("crs", "/crs/v1/policy/reload", methods=["POST"])
     @operator_only
     def policy_reload(self, req, **_):
+        if not self.app.active:
+            return _json(json.loads(_standby_body(self.app)), 503)
         shown, out = self.core.api.policy_reload(time.time())
         self.app.send(out)
         return _json(shown)
@@ -412,6 +479,8 @@ class RestApi(ControllerBase):
 
     @route("eac", "/eac/v1/{path:.*}", methods=["POST", "GET"])
     def eac(self, req, path, **_):
+        if not self.app.active:
+            return _json(json.loads(_standby_body(self.app)), 503)
         try:
             raw = _body(req)
         except ApiError as exc:

@@ -1,0 +1,136 @@
+"""Two controllers on one PostgreSQL store (a private cluster), every switch connected to both:
+the leader is SIGKILLed while one terminal is quarantined and another is working; the standby
+takes over. Not one packet from the quarantined terminal reaches anyone, the other keeps its
+access, a terminal authenticates anew through the new leader, and the old leader, restarted,
+stays standby."""
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import yaml
+from nethelpers import CREDS, PY, ROOT, ping, tcp_ok, web_server
+
+from controller import jsonfile, topology
+from controller.crs import messages as crsap
+from controller.crs.agent import sci_from_posture
+from controller.emulation.net import start_network
+from controller.emulation.processes import ControllerProcess, controller_config, wait_until
+
+UPDATE = "10.0.100.20"
+CLEAN = {"os": {"patch_level": 12}, "antivirus": {"signature_version": 2041},
+         "agent_version": "1.0.0", "firewall": True, "threats": [], "attackers": []}
+C1T1 = "10.0.1.1"
+
+
+def role(ctl):
+    try:
+        return ctl.status().get("ha", {}).get("role")
+    except (OSError, RuntimeError):
+        return None
+
+
+def clean_report(tmp, host, rest_port):
+    """A signed clean SCIReport as the terminal's agent would send it (its keys file)."""
+    ident = f"{host}@crs.example"
+    key = bytes.fromhex(jsonfile.read(tmp / f"{host}-keys.json")["crs_report_key"])
+    raw = crsap.encode("SCIReport", ident, int(time.time() * 1000), time.time(),
+                       {"ms_id": ident, "sci": sci_from_posture(CLEAN)}, key)
+    req = urllib.request.Request(f"http://127.0.0.1:{rest_port}{crsap.HTTP_PATH}", data=raw,
+                                 method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def supplicant(emu, tmp, host):
+    ident = f"{host}@crs.example"
+    keys = tmp / f"{host}-keys.json"
+    keys.unlink(missing_ok=True)
+    proc = emu.popen(host, [PY, "-m", "controller.admission.supplicant_main", "--interface",
+                            f"{host}-eth0", "--identity", ident, "--psk",
+                            CREDS.demo_psk(ident).hex(), "--keys-out", str(keys)],
+                     stdout=open(tmp / f"{host}-sup.log", "ab"), stderr=subprocess.STDOUT)
+    wait_until(keys.exists, 30, f"{host} authenticated")
+    return proc
+
+
+def test_the_standby_takes_over_and_no_quarantined_packet_leaks(tmp_path, pg_cluster):
+    dsn = pg_cluster.new_database()
+    policy = yaml.safe_load((ROOT / "config/crs_policy.yaml").read_text())
+    policy["report"] = {"interval_s": 2, "stale_after_s": 600}
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
+    _, cfg = controller_config(tmp_path / "controller.yaml", ROOT / "topologies/minimal.yaml",
+                               crs=True, policy=tmp_path / "policy.yaml",
+                               extra={"ha": {"enabled": True, "lease_s": 1.0}})
+
+    def start(name):
+        work = tmp_path / name
+        return ControllerProcess(work, ["--config", str(cfg), "--store", dsn,
+                                        "--token-file", str(work / "operator.token")]).start()
+    ctls, emu = [], None
+    try:
+        a = start("a")
+        ctls.append(a)
+        wait_until(lambda: role(a) == "leader", 10, "A leads")
+        b = start("b")
+        ctls.append(b)
+        wait_until(lambda: role(b) == "standby", 10, "B is standby")
+        emu = start_network(topology.load(ROOT / "topologies/minimal.yaml"), a, more=(b,))
+        web_server(emu, "update", 80)
+        supplicant(emu, tmp_path, "c1t1")
+        supplicant(emu, tmp_path, "c1t2")
+        c1, c2 = emu.host("c1t1"), emu.host("c1t2")
+        for host in ("c1t1", "c1t2"):      # both report clean: COMPLIANT, they reach peers
+            assert clean_report(tmp_path, host, a.rest_port) == 200
+        wait_until(lambda: tcp_ok(c1, UPDATE, 80), 15, "c1t1 reaches the update server")
+        wait_until(lambda: ping(c2, C1T1), 15, "c1t2 reaches c1t1 before its quarantine")
+        row = a.request("POST", "/crs/v1/terminals/c1t2/quarantine", {})
+        assert row.get("http_status") is None, row
+        wait_until(lambda: not ping(c2, C1T1), 10, "c1t2 quarantined")
+        # B, a standby, refuses operator changes and has nothing to say to the switch
+        assert b.request("POST", "/crs/v1/terminals/c1t2/release", {})["http_status"] == 503
+        # from now on: c1t2 pings c1t1 100 times a second; c1t1 captures what arrives
+        cap = c1.popen(["tcpdump", "-n", "-l", "-i", "c1t1-eth0", "icmp and src 10.0.1.2"],
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        pinger = c2.popen(["ping", "-i", "0.01", "-W", "1", C1T1], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+        time.sleep(0.5)         # tcpdump is listening, the pings are flowing (and dropped)
+        gen_a = a.status()["ha"]["generation"]
+        a.kill()                # SIGKILL: the leader is gone, its lease runs out
+        t0 = time.monotonic()
+        wait_until(lambda: role(b) == "leader", 10, "B takes over")
+        takeover_s = time.monotonic() - t0
+        st = b.status()
+        assert st["ha"]["generation"] > gen_a and st["counters"]["ha_takeovers"] == 1
+        wait_until(lambda: st["switches"] == [1] or b.status()["switches"] == [1], 10,
+                   "B rebuilt the switch")
+        # the working terminal keeps its access; the quarantine holds under B
+        wait_until(lambda: tcp_ok(c1, UPDATE, 80), 15, "c1t1 reaches the update server")
+        rows = {r["name"]: r for r in b.get("/crs/v1/terminals")}
+        assert rows["c1t2"]["decision"]["isolate"], rows["c1t2"]      # from the store
+        assert not rows["c1t1"]["decision"]["isolate"]
+        time.sleep(1.0)         # a second more of pings across the new leader
+        pinger.terminate()
+        pinger.wait(timeout=5)
+        cap.terminate()
+        seen, _ = cap.communicate(timeout=10)
+        assert "10.0.1.2" not in seen, f"packets from the quarantined terminal:\n{seen}"
+        print(f"takeover: leader killed -> standby leading in {takeover_s:.2f} s")
+        # a new authentication through the new leader (a second supplicant on c1t1)
+        sup = supplicant(emu, tmp_path, "c1t1")
+        assert sup.poll() is None
+        wait_until(lambda: tcp_ok(c1, UPDATE, 80), 15, "c1t1 back after authenticating anew")
+        # the old leader, restarted, stays standby
+        a2 = start("a")
+        ctls.append(a2)
+        wait_until(lambda: role(a2) == "standby", 10, "the old leader is standby")
+        assert role(b) == "leader"
+        assert takeover_s < 5, takeover_s
+    finally:
+        if emu is not None:
+            emu.stop()
+        for c in ctls:
+            c.stop()
