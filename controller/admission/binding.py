@@ -69,18 +69,22 @@ def binding_flows(number: int, port: int, mac: str, ip: str | None, group: str,
                   authz: Authorization, servers: list[Server],
                   ctl: ControllerService | None) -> list[Message]:
     """The table-0 flows of one authenticated terminal (ADD: re-installing is harmless),
-    restrictive ones first (punt, drops), then the allows, the broadest last: the switch
-    applies them one by one, and a frame arriving in between must never find an allow
-    without the drop that narrows it.
+    the drops first, then the allows, the broadest last, then the punt of everything else
+    from the (port, MAC): the switch applies them one by one, and a frame arriving in
+    between must never find an allow without the drop that narrows it. The punt, lowest of
+    all, narrows nothing: before it is in place such a frame meets table 0's miss (dropped),
+    so the terminal's own first frames, sent as soon as the EAP Success arrives, cost no
+    packet-in.
 
     With `ip` None (no address known for this port yet) every frame of the (port, MAC) is
     punted, and the controller pins the first source address it sees."""
     on = [Goto(SECURITY.table_id)]
     base = {"in_port": port, "eth_src": mac}
     P = Priority.ADM_BINDING
-    msgs: list[Message] = [ADMISSION.flow(P + 10, base, _punt(), sub=number)]
+    punt = ADMISSION.flow(P + 10, base, _punt(), sub=number)
     if ip is None:
-        return msgs
+        return [punt]
+    msgs: list[Message] = []
     src = {**base, "eth_type": ETH_TYPE_IP, "ipv4_src": ip}
     by_name = {s.name: s for s in servers}
     for srv in servers:  # any other traffic to an application server: dropped
@@ -108,6 +112,7 @@ def binding_flows(number: int, port: int, mac: str, ip: str | None, group: str,
     msgs.append(ADMISSION.flow(P + 60, {**base, "eth_type": ETH_TYPE_ARP, "arp_spa": ip,
                                         "arp_sha": mac}, on, sub=number))
     msgs.append(ADMISSION.flow(P + 20, src, on, sub=number))
+    msgs.append(punt)
     return msgs
 
 

@@ -344,9 +344,11 @@ def test_binding_flows_restrict_first_and_an_early_own_frame_is_not_an_attack(bo
     msgs = binding_flows(7, 2, C1, "10.0.1.1", "staff", authz, [Server("update", UPDATE_IP)],
                          ControllerService(SVC_IP, "02:00:00:00:ff:fe", (8080,)))
     allows = [i for i, m in enumerate(msgs) if any(isinstance(x, Goto) for x in m.instructions)]
-    others = [i for i, m in enumerate(msgs) if i not in allows]
-    assert allows and others and max(others) < min(allows)   # no allow before its drops
-    assert msgs[-1].match.get("ipv4_src") == "10.0.1.1"      # the broadest allow last
+    drops = [i for i, m in enumerate(msgs) if not m.instructions]
+    assert allows and drops and max(drops) < min(allows)     # no allow before its drops
+    assert msgs[-2].match.get("ipv4_src") == "10.0.1.1"      # the broadest allow last,
+    assert msgs[-1].match == {"in_port": 2, "eth_src": C1}   # then the punt of the rest
+    assert msgs[-1].priority < min(m.priority for m in msgs[:-1])
     core, sim = boot()
     authenticate(core, sim, 2, C1, "c1t1")
     own = bytes(Ether(src=C1, dst=WEB_MAC) / IP(src="10.0.1.1", dst=UPDATE_IP) / UDP())
