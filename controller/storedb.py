@@ -59,7 +59,7 @@ class Db:
         self.dialect = "postgresql" if is_postgres(target) else "sqlite"
         if self.dialect == "postgresql":
             import psycopg
-            self.conn: Any = psycopg.connect(target, autocommit=True)
+            self.conn: Any = psycopg.connect(target, autocommit=True, connect_timeout=2)
             self._sql: dict[str, str] = {}
         else:
             if target != ":memory:":
@@ -76,8 +76,20 @@ class Db:
             pg = self._sql.get(sql)
             if pg is None:
                 pg = self._sql[sql] = sql.replace("?", "%s")
+            if self.conn.broken or self.conn.closed:
+                self._reconnect()       # the server restarted or the link came back
             return self.conn.execute(pg, tuple(params))
         return self.conn.execute(sql, tuple(params))
+
+    def _reconnect(self) -> None:
+        """A new connection in place of a broken one (what was open on it is lost: the
+        caller's transaction failed with the error that broke it)."""
+        import psycopg
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+        self.conn = psycopg.connect(self.target, autocommit=True, connect_timeout=2)
 
     def close(self) -> None:
         self.conn.close()

@@ -39,10 +39,7 @@ class Cluster:
         subprocess.run(self._as + [_bin("initdb"), "-D", self.data, "-A", "trust", "-U",
                                    "postgres", "-E", "UTF8"], check=True,
                        capture_output=True)
-        opts = f"-k {self.dir} -c listen_addresses='' -p {self.port}"
-        subprocess.run(self._as + [_bin("pg_ctl"), "-D", self.data, "-o", opts, "-l",
-                                   os.path.join(self.dir, "log"), "-w", "start"],
-                       check=True, capture_output=True)
+        self.resume()
         return self
 
     def dsn(self, db: str = "postgres") -> str:
@@ -54,6 +51,17 @@ class Cluster:
         with psycopg.connect(self.dsn(), autocommit=True) as c:
             c.execute(f"CREATE DATABASE {name}")
         return self.dsn(name)
+
+    def halt(self) -> None:
+        """Stop the server at once (clients' connections die), keeping its data."""
+        subprocess.run(self._as + [_bin("pg_ctl"), "-D", self.data, "-m", "immediate",
+                                   "stop"], check=True, capture_output=True)
+
+    def resume(self) -> None:
+        opts = f"-k {self.dir} -c listen_addresses='' -p {self.port}"
+        subprocess.run(self._as + [_bin("pg_ctl"), "-D", self.data, "-o", opts, "-l",
+                                   os.path.join(self.dir, "log"), "-w", "start"],
+                       check=True, capture_output=True)
 
     def stop(self) -> None:
         subprocess.run(self._as + [_bin("pg_ctl"), "-D", self.data, "-m", "fast", "stop"],

@@ -134,3 +134,76 @@ def test_the_standby_takes_over_and_no_quarantined_packet_leaks(tmp_path, pg_clu
             emu.stop()
         for c in ctls:
             c.stop()
+
+
+def test_without_the_store_nobody_leads_flows_hold_and_it_recovers(tmp_path):
+    """PostgreSQL stops: within the lease nobody leads (no split brain, no admissions), the
+    switches keep what they hold (the quarantine, the other terminal's access); when it is
+    back, one controller leads again and authentication works."""
+    from pgcluster import Cluster
+    pg = Cluster().start()
+    ctls, emu = [], None
+    try:
+        dsn = pg.new_database()
+        policy = yaml.safe_load((ROOT / "config/crs_policy.yaml").read_text())
+        policy["report"] = {"interval_s": 2, "stale_after_s": 600}
+        (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
+        _, cfg = controller_config(tmp_path / "controller.yaml",
+                                   ROOT / "topologies/minimal.yaml", crs=True,
+                                   policy=tmp_path / "policy.yaml",
+                                   extra={"ha": {"enabled": True, "lease_s": 1.0}})
+
+        def start(name):
+            work = tmp_path / name
+            return ControllerProcess(work, ["--config", str(cfg), "--store", dsn,
+                                            "--token-file", str(work / "operator.token")]
+                                     ).start()
+        a = start("a")
+        ctls.append(a)
+        wait_until(lambda: role(a) == "leader", 10, "A leads")
+        b = start("b")
+        ctls.append(b)
+        emu = start_network(topology.load(ROOT / "topologies/minimal.yaml"), a, more=(b,))
+        web_server(emu, "update", 80)
+        supplicant(emu, tmp_path, "c1t1")
+        supplicant(emu, tmp_path, "c1t2")
+        for host in ("c1t1", "c1t2"):
+            assert clean_report(tmp_path, host, a.rest_port) == 200
+        c1, c2 = emu.host("c1t1"), emu.host("c1t2")
+        wait_until(lambda: ping(c2, C1T1), 15, "c1t2 reaches c1t1")
+        assert a.request("POST", "/crs/v1/terminals/c1t2/quarantine", {}).get(
+            "http_status") is None
+        wait_until(lambda: not ping(c2, C1T1), 10, "c1t2 quarantined")
+        wait_until(lambda: tcp_ok(c1, UPDATE, 80), 15, "c1t1 reaches the update server")
+        gen = a.status()["ha"]["generation"]
+        pg.halt()
+        wait_until(lambda: role(a) == "standby" and role(b) == "standby", 10,
+                   "nobody leads without the store")
+        # (ARP requests are handed to their owner through the leader: without one, only
+        # neighbours already resolved answer, so c1t1 talks to the server before the cut)
+        assert tcp_ok(c1, UPDATE, 80) and not ping(c2, C1T1)    # the switch holds
+        # nobody admits anyone: an authentication attempt gets no answer
+        keys = tmp_path / "c1t2-again.json"
+        proc = emu.popen("c1t2", [PY, "-m", "controller.admission.supplicant_main",
+                                  "--interface", "c1t2-eth0", "--identity",
+                                  "c1t2@crs.example", "--psk",
+                                  CREDS.demo_psk("c1t2@crs.example").hex(),
+                                  "--keys-out", str(keys)],
+                         stdout=open(tmp_path / "again.log", "ab"), stderr=subprocess.STDOUT)
+        time.sleep(3)           # an absence: nothing may answer in this window
+        assert not keys.exists()
+        proc.terminate()
+        pg.resume()
+        wait_until(lambda: "leader" in (role(a), role(b)), 20, "a leader again")
+        leader = a if role(a) == "leader" else b
+        assert leader.status()["ha"]["generation"] > gen
+        wait_until(lambda: len(leader.status()["switches"]) == 1, 10, "switch rebuilt")
+        assert not ping(c2, C1T1)                                # still quarantined
+        wait_until(lambda: tcp_ok(c1, UPDATE, 80), 15, "c1t1 keeps its access")
+        supplicant(emu, tmp_path, "c1t1")                        # admissions work again
+    finally:
+        if emu is not None:
+            emu.stop()
+        for c in ctls:
+            c.stop()
+        pg.stop()

@@ -128,3 +128,19 @@ def test_a_database_newer_than_the_code_is_refused(store_target):
     s.close()
     with pytest.raises(RuntimeError, match="newer than this controller"):
         Store(store_target)
+
+
+def test_a_postgresql_store_reconnects_after_its_connection_broke(pg_cluster):
+    """The server ended our session (a restart, a cut link): the call that meets it fails,
+    the next one runs on a new connection."""
+    import psycopg
+    dsn = pg_cluster.new_database()
+    s = Store(dsn)
+    s.put_replay("a", 1)
+    pid = s.db.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    with pytest.raises(psycopg.OperationalError):
+        s.replay()
+    assert s.replay() == {"a": 1}
+    assert s.db.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
