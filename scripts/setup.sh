@@ -29,7 +29,8 @@ fi
 # hostapd and wpa_supplicant are run by tests on demand; their packaged services must not
 # grab interfaces on their own.
 # (PostgreSQL's own service is left alone: tests start private clusters on Unix sockets in
-# directories of their own, tests/pgcluster.py, and never touch a system cluster.)
+# directories of their own, controller/emulation/pgcluster.py, and never touch a system
+# cluster.)
 for svc in hostapd wpa_supplicant; do
   if systemctl is-enabled "$svc" >/dev/null 2>&1; then systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
 done

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 # the helpers' asserts report like the tests' own (rewritten before their first import)
-pytest.register_assert_rewrite("corekit", "nethelpers", "pgcluster")
+pytest.register_assert_rewrite("corekit", "nethelpers")
 
 from corekit import ROOT, T0, boot_core  # noqa: E402
 
@@ -25,8 +25,8 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def pg_cluster():
-    """One private PostgreSQL cluster for the test session (tests/pgcluster.py)."""
-    from pgcluster import Cluster
+    """One private PostgreSQL cluster for the test session (emulation/pgcluster.py)."""
+    from controller.emulation.pgcluster import Cluster
     c = Cluster().start()
     yield c
     c.stop()

@@ -140,7 +140,7 @@ def test_without_the_store_nobody_leads_flows_hold_and_it_recovers(tmp_path):
     """PostgreSQL stops: within the lease nobody leads (no split brain, no admissions), the
     switches keep what they hold (the quarantine, the other terminal's access); when it is
     back, one controller leads again and authentication works."""
-    from pgcluster import Cluster
+    from controller.emulation.pgcluster import Cluster
     pg = Cluster().start()
     ctls, emu = [], None
     try:

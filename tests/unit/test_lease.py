@@ -46,7 +46,8 @@ def test_a_leader_cut_off_from_the_store_leads_only_until_its_lease_ends(store_t
     store = Store(store_target)
     a = Lease(store.db, "A", lease_s=1.0, clock=lambda: t[0])
     assert a.step().leader and a.leading()
-    store.db.close()                         # the store is gone
+    store.db.close()                         # the store is gone (and stays gone)
+    store.db.target = "postgresql:///crs?host=/nonexistent&port=1"
     t[0] += 0.5
     with pytest.raises(Exception):
         a.step()

@@ -1,7 +1,7 @@
-"""A private PostgreSQL cluster for tests: its own directory under /tmp, a Unix socket there
-and no TCP port, started with pg_ctl and stopped by its data directory (pg_ctl reads the
-postmaster's PID from it). Never touches a system cluster. As root, the server runs as the
-`postgres` user (PostgreSQL refuses root)."""
+"""A private PostgreSQL cluster for tests and benchmarks: its own directory under /tmp,
+a Unix socket there and no TCP port, started with pg_ctl and stopped by its data directory
+(pg_ctl reads the postmaster's PID from it). Never touches a system cluster. As root, the
+server runs as the `postgres` user (PostgreSQL refuses root)."""
 from __future__ import annotations
 
 import glob
