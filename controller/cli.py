@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     hp.set_defaults(func=cmd_hash_psk)
 
     b = sub.add_parser("bench", help="benchmarks writing results/bench/<name>.json")
-    b.add_argument("name", choices=["forwarding", "auth", "reaction", "reports", "all"])
+    b.add_argument("name", choices=["forwarding", "auth", "reaction", "reports", "failover",
+                                    "all"])
     b.add_argument("--out", default="results/bench")
     b.add_argument("--repeat", type=int, default=3)
     b.add_argument("--profile", action="store_true",
@@ -367,6 +368,7 @@ BENCHES = {
     "auth": ("controller.bench.auth", lambda a: {"profile": a.profile}),
     "reaction": ("controller.bench.reaction", lambda a: {"profile": a.profile}),
     "reports": ("controller.bench.reports", lambda a: {"profile": a.profile}),
+    "failover": ("controller.bench.failover", lambda a: {}),
 }
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import socket
 import sys
 import time
@@ -27,8 +28,12 @@ from controller import restguard
 log = logging.getLogger("crs.http")
 MAX_HEAD = 8192
 MAX_HEADERS = 64
+MAX_CONNECTIONS = 1024     # open at once, all sources together (eventlet.wsgi's pool size)
+REQUEST_DEADLINE_S = 30.0  # a request's head and body must arrive within this, in all
+_LENGTH = re.compile(r"[0-9]{1,10}")
 # what a connection beyond its source's cap gets before it is closed
 _REFUSED_BODY = b'{"error": "too many open connections from your address"}\n'
+FULL_COUNTER = "rest_conn_refused_server_full"
 REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
            % (len(_REFUSED_BODY), _REFUSED_BODY))
@@ -73,7 +78,7 @@ def body_length(headers: dict[str, str], max_body: int) -> int:
     if "transfer-encoding" in headers:
         raise BadRequest(411, "a body needs a Content-Length (no chunked uploads)")
     raw = headers.get("content-length", "0")
-    if not raw.isdigit():
+    if not _LENGTH.fullmatch(raw):       # ASCII digits only ("²".isdigit() is true)
         raise BadRequest(400, "bad Content-Length")
     n = int(raw)
     if n > max_body:
@@ -100,9 +105,11 @@ class Server:
     rest goes to the WSGI application `app`."""
 
     def __init__(self, app: Callable, cap: restguard.SourceCap, socket_timeout_s: float,
-                 fast: Fast | None = None, max_body: int = 64 * 1024, server_port: int = 0):
+                 fast: Fast | None = None, max_body: int = 64 * 1024, server_port: int = 0,
+                 max_connections: int = MAX_CONNECTIONS):
         self.app, self.cap, self.timeout, self.fast = app, cap, socket_timeout_s, fast
         self.max_body, self.port = max_body, server_port
+        self.max_connections, self.open = max_connections, 0
 
     def serve(self, listener: socket.socket) -> None:
         """Accept connections until the process ends."""
@@ -115,12 +122,17 @@ class Server:
                 eventlet.sleep(0.1)
                 continue
             source = str(addr[0]) if isinstance(addr, tuple) else str(addr)
+            if self.open >= self.max_connections:   # the process's descriptors are shared
+                self.cap.counters[FULL_COUNTER] = self.cap.counters.get(FULL_COUNTER, 0) + 1
+                eventlet.spawn(self._refuse, conn)
+                continue
             if not self.cap.acquire(source):
                 line = self.cap.note_refused(source, time.time())
                 if line:
                     log.warning(line)
                 eventlet.spawn(self._refuse, conn)
                 continue
+            self.open += 1
             eventlet.spawn(self._connection, conn, source)
 
     def _refuse(self, conn: socket.socket) -> None:
@@ -152,32 +164,45 @@ class Server:
         except OSError:        # timeout, reset: the connection ends
             pass
         finally:
+            self.open -= 1
             self.cap.release(source)
             conn.close()
 
     def _request(self, conn: socket.socket, buf: bytes):
         """The next request on the connection: ((method, path, query, version, headers,
-        body), leftover bytes), or (None, b"") when the client closed between requests."""
-        while b"\r\n\r\n" not in buf:
-            if len(buf) > MAX_HEAD:
+        body), leftover bytes), or (None, b"") when the client closed between requests.
+        Each read waits at most the socket timeout, and the whole request once it has
+        begun at most REQUEST_DEADLINE_S (a byte every few seconds holds nothing)."""
+        data = bytearray(buf)
+        deadline = None
+        while b"\r\n\r\n" not in data:
+            if len(data) > MAX_HEAD:
                 raise BadRequest(431, "request head too large")
             chunk = conn.recv(65536)
             if not chunk:
-                if buf:
+                if data:
                     raise BadRequest(400, "request head incomplete")
                 return None, b""
-            buf += chunk
-        head, _, buf = buf.partition(b"\r\n\r\n")
+            deadline = deadline or time.monotonic() + REQUEST_DEADLINE_S
+            if time.monotonic() > deadline:
+                raise BadRequest(408, "request too slow")
+            data += chunk
+        head, _, rest = bytes(data).partition(b"\r\n\r\n")
+        buf = rest
         if len(head) > MAX_HEAD:
             raise BadRequest(431, "request head too large")
         method, path, query, version, headers = parse_head(head)
         n = body_length(headers, self.max_body)
-        while len(buf) < n:
-            chunk = conn.recv(max(65536, n - len(buf)))
+        body = bytearray(buf)
+        deadline = deadline or time.monotonic() + REQUEST_DEADLINE_S
+        while len(body) < n:
+            chunk = conn.recv(max(65536, n - len(body)))
             if not chunk:       # the client stopped sending (half-closed): say so
                 raise BadRequest(400, "request body incomplete")
-            buf += chunk
-        return (method, path, query, version, headers, buf[:n]), buf[n:]
+            if time.monotonic() > deadline:
+                raise BadRequest(408, "request too slow")
+            body += chunk
+        return (method, path, query, version, headers, bytes(body[:n])), bytes(body[n:])
 
     def _answer(self, conn: socket.socket, source: str, method: str, path: str, query: str,
                 version: str, headers: dict[str, str], body: bytes) -> bool:

@@ -58,8 +58,7 @@ class Db:
         self.target = target
         self.dialect = "postgresql" if is_postgres(target) else "sqlite"
         if self.dialect == "postgresql":
-            import psycopg
-            self.conn: Any = psycopg.connect(target, autocommit=True, connect_timeout=2)
+            self.conn: Any = self._connect()
             self._sql: dict[str, str] = {}
         else:
             if target != ":memory:":
@@ -84,12 +83,19 @@ class Db:
     def _reconnect(self) -> None:
         """A new connection in place of a broken one (what was open on it is lost: the
         caller's transaction failed with the error that broke it)."""
-        import psycopg
         try:
             self.conn.close()
         except Exception:
             pass
-        self.conn = psycopg.connect(self.target, autocommit=True, connect_timeout=2)
+        self.conn = self._connect()
+
+    def _connect(self) -> Any:
+        """A PostgreSQL connection that gives up instead of hanging: the controller waits
+        on it (connect 2 s, a statement 5 s, a dead peer found by TCP keepalives)."""
+        import psycopg
+        return psycopg.connect(self.target, autocommit=True, connect_timeout=2,
+                               options="-c statement_timeout=5000", keepalives=1,
+                               keepalives_idle=5, keepalives_interval=2, keepalives_count=2)
 
     def close(self) -> None:
         self.conn.close()

@@ -108,6 +108,7 @@ class _Conv:
     reauth: bool = False                 # the running exchange is a re-authentication
     next_reauth: float = 0.0
     reauth_by: float | None = None       # restored session: re-authenticate by then or go
+    due_at: float | None = None          # the time of its entry in the timer heap
 
 
 @dataclass
@@ -223,10 +224,15 @@ class Authenticator:
         heap = self._timers
         due: list[Key] = []
         while heap and heap[0][0] <= now:
-            _, key = heapq.heappop(heap)
+            when, key = heapq.heappop(heap)
             conv = self.convs.get(key)
-            if conv is not None and key not in due and self._due(conv) <= now:
+            if conv is None or conv.due_at != when:
+                continue              # a conversation gone, or an entry replaced
+            conv.due_at = None
+            if self._due(conv) <= now:
                 due.append(key)
+            else:                     # its timer moved later meanwhile: wait for then
+                self._schedule(key)
         for key in due:
             conv = self.convs[key]
             self.timer_checks += 1
@@ -250,11 +256,17 @@ class Authenticator:
         return when
 
     def _schedule(self, key: Key) -> None:
+        """One live heap entry per conversation, at or before its next timer: a frame
+        that changes nothing (or moves the timer later) pushes nothing, so what a terminal
+        sends cannot grow the heap."""
         conv = self.convs.get(key)
-        if conv is not None:
-            when = self._due(conv)
-            if when != float("inf"):
-                heapq.heappush(self._timers, (when, key))
+        if conv is None:
+            return
+        when = self._due(conv)
+        if when == float("inf") or (conv.due_at is not None and conv.due_at <= when):
+            return
+        conv.due_at = when
+        heapq.heappush(self._timers, (when, key))
 
     def _tick_one(self, key: Key, conv: _Conv, now: float, t: Timers) -> list[Effect]:
         dpid, port, mac = key

@@ -254,7 +254,10 @@ def prepare_local_port(bridge: str) -> None:
     reverse-path filtered: it holds no address and no route). Raises if no-flood does not
     hold: the interface then stays down, and EAPOL sent to it goes nowhere (fail closed)."""
     def run(*cmd: str) -> str:
-        return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if res.returncode:
+            raise EmulationError(f"{bridge}: {' '.join(cmd)} failed: {res.stderr.strip()}")
+        return res.stdout
     run("ovs-ofctl", "-O", "OpenFlow10", "mod-port", bridge, bridge, "no-flood")
     shown = run("ovs-ofctl", "-O", "OpenFlow10", "show", bridge)
     local = shown.split(f"LOCAL({bridge})", 1)[-1].split("\n", 2)[:2]

@@ -10,7 +10,7 @@ falls back to Ryu for that message.
 """
 from __future__ import annotations
 
-import socket
+import ipaddress
 import struct
 from typing import Any
 
@@ -48,11 +48,6 @@ def _mac(v: str) -> bytes:
     return b
 
 
-def _ip(v: str) -> bytes:
-    try:
-        return socket.inet_aton(v) if v.count(".") == 3 else b""
-    except OSError:
-        return b""
 
 
 def _int(size: int):
@@ -60,10 +55,10 @@ def _int(size: int):
 
 
 def _ipv4(v: str) -> bytes:
-    b = _ip(v)
-    if len(b) != 4:
-        raise Unsupported(f"bad IPv4 address {v!r}")
-    return b
+    try:          # strict dotted quad (inet_aton would take "010.0.0.1" or trailing text)
+        return ipaddress.IPv4Address(v).packed
+    except (ValueError, TypeError):
+        raise Unsupported(f"bad IPv4 address {v!r}") from None
 
 
 # OXM basic class fields: name -> (field number, packer)
@@ -125,7 +120,17 @@ def _header(msg_type: int, body: bytes, xid: int) -> bytes:
 
 
 def encode(msg: Message, xid: int) -> bytes:
-    """The wire bytes of one message with transaction id `xid`; Unsupported if unknown."""
+    """The wire bytes of one message with transaction id `xid`; Unsupported if unknown or
+    if a value does not fit its field (the shell then lets Ryu judge it)."""
+    try:
+        return _encode(msg, xid)
+    except (ValueError, OverflowError, TypeError, struct.error) as exc:
+        if isinstance(exc, Unsupported):
+            raise
+        raise Unsupported(f"{msg!r}: {exc}") from None
+
+
+def _encode(msg: Message, xid: int) -> bytes:
     if isinstance(msg, FlowMod):
         flags = OFPFF_SEND_FLOW_REM if msg.send_flow_rem else 0
         try:

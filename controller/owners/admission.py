@@ -143,9 +143,9 @@ class Admission:
         out: Out = []
         if port not in self.trusted.get(dpid, ()):
             local = dpid in self.local
-            out += [(dpid, m) for m in eapol_port_flows(
-                self.mode, port, self.auth.mac if local else None)]
-            if local:
+            flows = eapol_port_flows(self.mode, port, self.auth.mac if local else None)
+            out += [(dpid, m) for m in flows]
+            if local and flows:     # (no flows for a port beyond the metered range)
                 self._local_ports.add((dpid, port))
         return out + self._auth(self.auth.port_up(dpid, port, now), now)
 

@@ -83,7 +83,7 @@ class CrsController(app_manager.RyuApp):
     @property
     def active(self) -> bool:
         """This controller acts on the network: alone, or the leader of several."""
-        return self.ha is None or self.ha.leading
+        return self.ha is None or self.ha.acting
 
     def _take_over(self, generation: int) -> None:
         """Leading now: the store's state, every switch MASTER under our generation and
@@ -292,8 +292,11 @@ class CrsapGroupCommit:
                 except hub.QueueEmpty:
                     break
             try:
-                results = self.app.core.crsap_messages([raw for raw, _, _ in items],
-                                                       time.time())
+                if not self.app.active:     # stepped down while these waited
+                    results = [(503, _standby_body(self.app), [])] * len(items)
+                else:
+                    results = self.app.core.crsap_messages([raw for raw, _, _ in items],
+                                                           time.time())
             except Exception:  # a bug must not stop the loop nor leave senders waiting
                 log.exception("CRSAP group of %d failed", len(items))
                 results = [(500, b'{"error": "internal error"}', [])] * len(items)

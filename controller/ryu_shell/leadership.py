@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import uuid
 from typing import Callable
 
 from eventlet import tpool
@@ -26,7 +27,9 @@ class Leadership:
     def __init__(self, store: str, node_id: str, ofp_port: int, lease_s: float,
                  take_over: Callable[[int], None], step_down: Callable[[], None]):
         self.node = node_id or f"{socket.gethostname()}:{ofp_port}"
-        self.lease = Lease(Db(store), self.node, lease_s)
+        # the lease holder is this process, not the name: two processes given one name (a
+        # cloned host, a copied configuration) must never both renew one lease
+        self.lease = Lease(Db(store), f"{self.node}/{uuid.uuid4().hex[:12]}", lease_s)
         self.lease_s = lease_s
         self.take_over, self.step_down = take_over, step_down
         self.leading = False
@@ -46,12 +49,22 @@ class Leadership:
         role = ofp.OFPCR_ROLE_MASTER if self.leading else ofp.OFPCR_ROLE_SLAVE
         dp.send_msg(parser.OFPRoleRequest(dp, role, self.role.generation))
 
+    @property
+    def acting(self) -> bool:
+        """Leading, and the lease still valid on our own clock (a renewal may be late)."""
+        return self.leading and self.lease.leading()
+
     def stale(self) -> None:
-        """A switch refused our generation: someone newer leads. Stop now."""
+        """A switch refused our generation: someone newer leads. Stop now, and give the
+        lease up (renewing it would take over again and again)."""
         if self.leading:
             log.warning("%s: a switch refused generation %d as stale: stepping down",
                         self.node, self.role.generation)
             self._lose()
+            try:
+                tpool.execute(self.lease.release)
+            except Exception:
+                pass
 
     def _loop(self) -> None:
         while True:
@@ -68,12 +81,22 @@ class Leadership:
                 self.leading = True
                 self.changes += 1
                 log.info("%s: leading (generation %d)", self.node, role.generation)
-                self.take_over(role.generation)
+                try:
+                    self.take_over(role.generation)
+                except Exception:   # e.g. the store failed while loading: lead nothing
+                    log.exception("%s: taking over failed; giving the lease up", self.node)
+                    self._lose()
+                    try:
+                        tpool.execute(self.lease.release)
+                    except Exception:
+                        pass
             elif not role.leader and self.leading:
                 self._lose()
             hub.sleep(self.lease_s / 3)
 
     def _lose(self) -> None:
+        if not self.leading:
+            return
         self.leading = False
         self.changes += 1
         log.warning("%s: not leading any more (generation %d, leader %s)", self.node,

@@ -207,3 +207,19 @@ def test_without_the_store_nobody_leads_flows_hold_and_it_recovers(tmp_path):
         for c in ctls:
             c.stop()
         pg.stop()
+
+
+def test_smoke_failover_benchmark_writes_its_json(tmp_path):
+    """SMOKE (CI): one takeover and a short report load on each store."""
+    from controller import jsonfile
+    from controller.bench import failover
+    failover.run(str(tmp_path), trials=1, report_terminals=100, report_duration_s=1.0,
+                 keep_dir=str(tmp_path / "work"))
+    doc = jsonfile.read(tmp_path / "failover.json")
+    assert doc["benchmark"] == "failover" and doc["machine"]["cores"] and doc["commit"]
+    for k in ("takeover_ms", "takeover_role_ms", "takeover_auth_ms"):
+        assert doc[k]["n"] == 1 and 0 < doc[k]["p50"] < 30_000, (k, doc[k])
+    assert doc["leaked_packets"] == 0 and doc["admitted_lost"] == 0
+    assert doc["reports"]["sqlite"]["accepted_per_s"] > 0
+    assert doc["reports"]["postgresql"]["accepted_per_s"] > 0
+    assert doc["postgres_over_sqlite_reports"] > 0

@@ -271,3 +271,13 @@ def test_a_tick_looks_only_at_conversations_whose_time_has_come():
     # unanswered, they are retransmitted at 907 (2 s later), not before
     assert auth.tick(906.0) == [] and auth.timer_checks == checks + 300
     assert counts(auth.tick(907.5)).count("dot1x_retransmit") == 300
+
+
+def test_frames_that_change_no_timer_do_not_grow_the_timer_heap():
+    auth, sup, _, _ = authenticate(Authenticator(creds(), CTRL, Timers(session_s=3600)))
+    size = len(auth._timers)
+    start = sup.start()
+    for i in range(500):                    # a terminal repeating itself within its session
+        auth.handle_frame(11, 3, start, 1.0 + i / 1000)
+        auth.handle_frame(11, 3, b"\x00" * 30, 1.0 + i / 1000)
+    assert len(auth._timers) <= size + 3

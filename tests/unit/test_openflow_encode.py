@@ -113,6 +113,10 @@ def test_what_it_does_not_know_is_refused_not_guessed():
     for bad in (FlowMod(table_id=0, match={"ipv6_src": "::1"}),
                 FlowMod(table_id=0, match={"eth_src": "02:00"}),
                 FlowMod(table_id=0, match={"ipv4_src": "10.0.1"}),
+                FlowMod(table_id=0, match={"ipv4_src": "010.0.0.1"}),
+                FlowMod(table_id=0, match={"ipv4_src": "1.2.3.4 x"}),
+                FlowMod(table_id=0, match={"in_port": 2**40}),
+                FlowMod(table_id=0, match={"eth_src": "zz:00:00:00:00:00"}),
                 LocalFrame(b"x")):
         with pytest.raises(encode.Unsupported):
             encode.encode(bad, 1)

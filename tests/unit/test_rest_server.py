@@ -182,3 +182,51 @@ def test_malformed_or_oversized_requests_get_a_status_and_a_close(fast_server):
     s.close()
     assert out.startswith(b"HTTP/1.1 400") and b"incomplete" in out
     assert calls == []
+
+
+def test_odd_lengths_a_full_server_and_a_slow_drip_are_refused(fast_server, monkeypatch):
+    port, calls = fast_server
+    # a Content-Length that str.isdigit() accepts but is no number: 400, and no traceback
+    out = exchange(port, "POST /fast HTTP/1.1\r\nContent-Length: ²\r\n\r\n".encode())
+    assert out.startswith(b"HTTP/1.1 400")
+    # a request dripping a byte at a time is cut at the request deadline
+    from controller import httpserver
+    monkeypatch.setattr(httpserver, "REQUEST_DEADLINE_S", 0.3)
+    s = connect(port)
+    s.sendall(b"POST /fast HTTP/1.1\r\n")
+    got = b""
+    for _ in range(20):
+        eventlet.sleep(0.1)
+        try:
+            s.sendall(b"X")
+        except OSError:
+            break
+        try:
+            s.settimeout(0.01)
+            got += s.recv(100)
+        except OSError:
+            pass
+        if got:
+            break
+    s.close()
+    assert got.startswith(b"HTTP/1.1 408") or got.startswith(b"HTTP/1.1 431"), got
+    assert calls == []
+    # all sources together: beyond max_connections, a 503 at once
+    from collections import Counter
+    counters = Counter()
+    srv = httpserver.Server(echo, SourceCap(per_source=10, per_loopback=10, counters=counters),
+                            2.0, max_connections=2)
+    sock = eventlet.listen(("127.0.0.1", 0))
+    gt = eventlet.spawn(srv.serve, sock)
+    try:
+        p2 = sock.getsockname()[1]
+        held = [connect(p2) for _ in range(2)]
+        wait_for(lambda: srv.open == 2)
+        assert get(p2).startswith(b"HTTP/1.1 503")
+        assert counters[httpserver.FULL_COUNTER] == 1
+        for h in held:
+            h.close()
+        wait_for(lambda: srv.open == 0)
+        assert get(p2).startswith(b"HTTP/1.1 201")
+    finally:
+        gt.kill()
