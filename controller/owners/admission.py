@@ -33,7 +33,7 @@ from controller.admission.keys import purpose_key
 from controller.audit import AuditLog
 from controller.effects import COMMON, LogBudget, Out
 from controller.openflow.ofmsg import LocalFrame, Message, Output, PacketOut
-from controller.pipeline import AdmissionMode, eapol_port_flows
+from controller.pipeline import MAX_METERED_PORT, AdmissionMode, eapol_port_flows
 from controller.records import Binding
 from controller.settings import Loaded, Settings
 from controller.store import Store
@@ -201,9 +201,16 @@ class Admission:
 
     def from_local(self, dpid: int, data: bytes) -> tuple[int, bytes] | None:
         """(edge port, frame) of a frame read from `dpid`'s LOCAL port; None unless the
-        switch wrote it there for a port whose flows this owner installed."""
+        switch wrote it there, for an edge port. The port MAC is written by the switch's
+        flows alone, and those exist for edge ports only; they may predate this
+        controller's own port list (a takeover, a restart: the switch keeps its flows
+        until its ports are listed again), so a frame is taken before that list arrives
+        and answered by packet-out until then."""
         got = local_port.from_switch(data, self._mac_bytes) if dpid in self.local else None
-        return got if got is not None and (dpid, got[0]) in self._local_ports else None
+        if got is None or got[0] in self.trusted.get(dpid, ()) or \
+                got[0] > MAX_METERED_PORT:
+            return None
+        return got
 
     def local_interfaces(self) -> dict[int, str]:
         """dpid -> the host interface of its LOCAL port (the switch's name), when EAPOL

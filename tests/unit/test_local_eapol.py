@@ -110,13 +110,19 @@ def test_frames_the_switch_did_not_write_are_refused(tmp_path):
     start = Supplicant(IDENT, C1, psk=b"\0" * 16).start()
     for junk in (start,                                             # no port MAC
                  mac_bytes(local_port.port_mac(1)) + start[6:],     # an infra port
-                 mac_bytes(local_port.port_mac(9)) + start[6:],     # a port never up
+                 mac_bytes(local_port.port_mac(4)) + start[6:],     # a server's port
+                 mac_bytes(local_port.port_mac(0x00F00000)) + start[6:],  # beyond metering
                  bytes.fromhex("0e0200000002") + start[6:],         # unknown kind
                  mac_bytes(local_port.port_mac(2)) + start[6:12] + b"\x08\x00" + start[14:],
                  b"\x0e"):
         assert core.eapol_local(1, junk, T0) == []
-    assert core.counters["eapol_local_refused"] == 6
+    assert core.counters["eapol_local_refused"] == 7
     assert core.counters["eapol_local"] == 0
+    # an edge port this controller has not listed yet (its flows predate a takeover): the
+    # frame is taken, and answered by packet-out until the port's LOCAL flows are sent
+    out = core.eapol_local(1, mac_bytes(local_port.port_mac(9)) + start[6:], T0)
+    assert [type(m).__name__ for _, m in out] == ["PacketOut"]
+    assert out[0][1].actions[0].port == 9
     # and from LOCAL, only answers naming an edge port with flows pass
     assert back_from_local(sim, mac_bytes(C1) + mac_bytes(local_port.port_mac(9)) +
                            start[12:]) == []
