@@ -58,6 +58,7 @@ class Revoked:
 
 
 Event = Connected | Revoked
+LOCAL_FLOW_SETTLE_S = 0.5     # answers by packet-out this long after a port's LOCAL flows
 Notify = Callable[[Event, float], Out]
 
 
@@ -112,7 +113,11 @@ class Admission:
         # set by the shell: sends frames that need no commit at once, without yielding to
         # anything that could call the core meanwhile; False: it could not (they wait)
         self.early: Callable[[Out], bool] | None = None
-        self._local_ports: set[tuple[int, int]] = set()
+        # (dpid, port) -> when answers may take the LOCAL port: the port's return flow goes
+        # to the switch over OpenFlow, an answer over the LOCAL interface, and the answer
+        # must not overtake the flow (it would be dropped, and wait for a retransmission).
+        # Until then answers leave by packet-out, which always works.
+        self._local_ports: dict[tuple[int, int], float] = {}
 
     # --- events ----------------------------------------------------------------------
 
@@ -121,7 +126,7 @@ class Admission:
         """Table 0's flows of a (re)connecting switch after its base flows, and the
         re-authentication requests of the bindings on it (restored after a restart).
         `local`: the switch's EAPOL goes through its LOCAL port from now on."""
-        self._local_ports = {k for k in self._local_ports if k[0] != dpid}
+        self._local_ports = {k: t for k, t in self._local_ports.items() if k[0] != dpid}
         if local:
             self.local.add(dpid)
         else:
@@ -146,7 +151,7 @@ class Admission:
             flows = eapol_port_flows(self.mode, port, self.auth.mac if local else None)
             out += [(dpid, m) for m in flows]
             if local and flows:     # (no flows for a port beyond the metered range)
-                self._local_ports.add((dpid, port))
+                self._local_ports[(dpid, port)] = now + LOCAL_FLOW_SETTLE_S
         return out + self._auth(self.auth.port_up(dpid, port, now), now)
 
     def port_down(self, dpid: int, port: int, now: float) -> Out:
@@ -295,7 +300,7 @@ class Admission:
         out: Out = []
         for e in effects:
             if isinstance(e, auth_mod.SendFrame):
-                if (e.dpid, e.port) in self._local_ports:
+                if now >= self._local_ports.get((e.dpid, e.port), float("inf")):
                     out.append((e.dpid, LocalFrame(local_port.to_switch(e.data, e.port))))
                 else:
                     out.append((e.dpid, PacketOut(e.data, (Output(e.port),))))

@@ -57,6 +57,12 @@ def _mac(b: bytes) -> str:
 
 def test_a_whole_exchange_goes_through_local_and_admits(tmp_path):
     core, sim = boot_local(tmp_path)
+    # right after the port's LOCAL flows were sent, answers still leave by packet-out: over
+    # the LOCAL interface they could overtake their return flow and be dropped
+    early = core.eapol_local(1, mac_bytes(local_port.port_mac(2)) +
+                             Supplicant(IDENT, C1, psk=b"\0" * 16).start()[6:], T0 + 0.1)
+    assert [type(m).__name__ for _, m in early] == ["PacketOut"]
+    T1 = T0 + 1
     psk = load_credentials(CREDENTIALS).demo_psk(IDENT)
     sup = Supplicant(IDENT, C1, psk=psk)
     frames, step = [sup.start()], None
@@ -68,7 +74,7 @@ def test_a_whole_exchange_goes_through_local_and_admits(tmp_path):
             written = through_switch(sim, 2, f)
             assert written is not None and written[0:6] in (
                 mac_bytes(local_port.port_mac(2, kind)) for kind in (0, 1))
-            out = core.eapol_local(1, written, T0)
+            out = core.eapol_local(1, written, T1)
             sim.apply(m for _, m in out)
             for _, m in out:
                 assert not isinstance(m, PacketOut)      # answers go back the same way
@@ -80,7 +86,7 @@ def test_a_whole_exchange_goes_through_local_and_admits(tmp_path):
             step = sup.handle(a)
             frames += step.frames
     assert step is not None and step.status == "success"
-    assert core.counters["dot1x_admitted"] == 1 and core.counters["eapol_local"] == 4
+    assert core.counters["dot1x_admitted"] == 1 and core.counters["eapol_local"] == 5
     # the binding's flows are in table 0: the terminal's own traffic passes now
     res = sim.process(corekit.ip_pkt(C1, corekit.WEB_MAC, "10.0.1.1", "10.0.100.20"), 2)
     assert 1 in res.tables()
