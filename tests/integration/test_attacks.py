@@ -361,7 +361,9 @@ def test_accusation_based_isolation_survives_a_restart(crs, tmp_path):
     # the accusers report clean from now on; the accusations hold for their window
     assert a1.report() == 200 and a2.report() == 200
     restart(net, 7)
-    assert target.report() == 200            # its own (clean) report is evaluated again
+    # its own (clean) report is evaluated again, once signed with the key of the session it
+    # re-authenticated after the restart (a report still signed with the old one is refused)
+    wait_until(lambda: target.report() == 200, 15, "c1t1's report accepted after the restart")
     assert net.level("c1t1") == "INFECTED"
     assert set(net.row("c1t1")["decision"]["accusers"]) == {"c1t2@crs.example",
                                                             "c2t1@crs.example"}
