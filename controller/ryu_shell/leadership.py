@@ -29,13 +29,19 @@ class Leadership:
         self.node = node_id or f"{socket.gethostname()}:{ofp_port}"
         # the lease holder is this process, not the name: two processes given one name (a
         # cloned host, a copied configuration) must never both renew one lease
-        self.lease = Lease(Db(store), f"{self.node}/{uuid.uuid4().hex[:12]}", lease_s)
+        db = Db(store)
+        db.migrate()          # the lease table, whoever opens the store first
+        self.lease = Lease(db, f"{self.node}/{uuid.uuid4().hex[:12]}", lease_s)
         self.lease_s = lease_s
         self.take_over, self.step_down = take_over, step_down
         self.leading = False
         self.role = Role(False, 0, None)
         self.changes = 0
-        hub.spawn(self._loop)
+        self._thread = hub.spawn(self._loop)
+
+    def stop(self) -> None:
+        """End the lease loop (the lease then runs out by itself)."""
+        hub.kill(self._thread)
 
     def status(self) -> dict:
         r = self.role
@@ -60,11 +66,7 @@ class Leadership:
         if self.leading:
             log.warning("%s: a switch refused generation %d as stale: stepping down",
                         self.node, self.role.generation)
-            self._lose()
-            try:
-                tpool.execute(self.lease.release)
-            except Exception:
-                pass
+            self._give_up()
 
     def _loop(self) -> None:
         while True:
@@ -85,14 +87,19 @@ class Leadership:
                     self.take_over(role.generation)
                 except Exception:   # e.g. the store failed while loading: lead nothing
                     log.exception("%s: taking over failed; giving the lease up", self.node)
-                    self._lose()
-                    try:
-                        tpool.execute(self.lease.release)
-                    except Exception:
-                        pass
+                    self._give_up()
             elif not role.leader and self.leading:
                 self._lose()
             hub.sleep(self.lease_s / 3)
+
+    def _give_up(self) -> None:
+        """Stop leading and release the lease: the next to ask takes it under a new
+        generation (renewing ours would only repeat what just failed)."""
+        self._lose()
+        try:
+            tpool.execute(self.lease.release)
+        except Exception:     # the store is gone too: the lease runs out by itself
+            pass
 
     def _lose(self) -> None:
         if not self.leading:

@@ -1,0 +1,51 @@
+"""The shell's lease loop (ryu_shell.leadership) on both stores, without switches: a failed
+takeover gives the lease up, two processes given one node name never both lead, and a
+controller acts only while its lease is valid."""
+from __future__ import annotations
+
+import warnings
+
+with warnings.catch_warnings():      # eventlet 0.33 still imports distutils' version classes
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import eventlet
+
+from controller.lease import Lease
+from controller.ryu_shell.leadership import Leadership
+from controller.storedb import Db
+
+
+def until(cond, timeout=5.0):
+    with eventlet.Timeout(timeout):
+        while not cond():
+            eventlet.sleep(0.02)
+
+
+def test_a_failed_takeover_gives_the_lease_up(store_target):
+    calls = []
+
+    def take_over(generation):
+        calls.append(generation)
+        raise RuntimeError("the store failed while loading")
+    # a 5 s lease: A asks again only after 1.7 s, B must get it at once (released)
+    lead = Leadership(store_target, "A", 6653, 5.0, take_over, lambda: None)
+    try:
+        until(lambda: calls)
+        assert not lead.leading and not lead.acting
+        other = Lease(Db(store_target), "B", 5.0)
+        assert other.step().leader and other.role.generation > calls[0]
+    finally:
+        lead.stop()
+
+
+def test_one_node_name_in_two_processes_makes_one_leader(store_target):
+    took = []
+    a = Leadership(store_target, "same", 6653, 0.6, took.append, lambda: None)
+    b = Leadership(store_target, "same", 6653, 0.6, took.append, lambda: None)
+    try:
+        until(lambda: took)
+        eventlet.sleep(1.0)                   # several renewals of both
+        assert [a.leading, b.leading].count(True) == 1 and len(took) == 1
+        assert a.acting != b.acting
+    finally:
+        a.stop()
+        b.stop()
