@@ -93,7 +93,20 @@ class Pair:
             c.stop()
 
 
-def _supplicant(emu: Any, work: Path, host: str, keys: Path, creds: Any) -> subprocess.Popen:
+def ha_config(work: Path, lease_s: float) -> Path:
+    """The controllers' configuration: authentication, the reacting system (reports stay
+    fresh for the run), several controllers with a `lease_s` lease."""
+    import yaml
+    policy = yaml.safe_load((ROOT / "config/crs_policy.yaml").read_text())
+    policy["report"] = {"interval_s": 2, "stale_after_s": 3600}
+    (work / "policy.yaml").write_text(yaml.safe_dump(policy))
+    return Path(controller_config(work / "controller.yaml", ROOT / TOPO, crs=True,
+                                  policy=work / "policy.yaml",
+                                  extra={"ha": {"enabled": True, "lease_s": lease_s}})[1])
+
+
+def supplicant(emu: Any, work: Path, host: str, keys: Path, creds: Any) -> subprocess.Popen:
+    """Our supplicant on `host`, writing its keys to `keys` (removed first)."""
     ident = f"{host}@crs.example"
     keys.unlink(missing_ok=True)
     return emu.popen(host, [PY, "-m", "controller.admission.supplicant_main", "--interface",
@@ -102,7 +115,9 @@ def _supplicant(emu: Any, work: Path, host: str, keys: Path, creds: Any) -> subp
                      stdout=open(work / f"sup-{host}.log", "ab"), stderr=subprocess.STDOUT)
 
 
-def _clean_report(keys: Path, host: str, rest_port: int) -> int:
+def clean_report(keys: Path, host: str, rest_port: int) -> int:
+    """A signed clean SCIReport as the terminal's agent would send it: the HTTP status."""
+    import urllib.error
     import urllib.request
 
     from controller import jsonfile
@@ -116,8 +131,11 @@ def _clean_report(keys: Path, host: str, rest_port: int) -> int:
                        {"ms_id": ident, "sci": sci_from_posture(posture)}, key)
     req = urllib.request.Request(f"http://127.0.0.1:{rest_port}{crsap.HTTP_PATH}", data=raw,
                                  method="POST")
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return r.status
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 def _tcp_ok(host: Any, ip: str, port: int) -> bool:
@@ -126,24 +144,17 @@ def _tcp_ok(host: Any, ip: str, port: int) -> bool:
 
 
 def takeovers(work: Path, trials: int, lease_s: float) -> dict[str, Any]:
-    import yaml
-
     from controller import topology
     from controller.admission.credentials import load_credentials
     from controller.emulation.net import start_network
     from controller.emulation.pgcluster import Cluster
     creds = load_credentials(ROOT / "config/credentials.yaml")
-    policy = yaml.safe_load((ROOT / "config/crs_policy.yaml").read_text())
-    policy["report"] = {"interval_s": 2, "stale_after_s": 3600}
-    (work / "policy.yaml").write_text(yaml.safe_dump(policy))
-    cfg = controller_config(work / "controller.yaml", ROOT / TOPO, crs=True,
-                            policy=work / "policy.yaml",
-                            extra={"ha": {"enabled": True, "lease_s": lease_s}})[1]
+    cfg = ha_config(work, lease_s)
     pg = Cluster().start()
     pair = emu = None
     procs: list[subprocess.Popen] = []
     try:
-        pair = Pair(work, Path(cfg), pg.new_database())
+        pair = Pair(work, cfg, pg.new_database())
         pair.ctls["a"].start()
         wait_until(lambda: pair.role("a") == "leader", 10, "A leads")
         pair.ctls["b"].start()
@@ -155,10 +166,10 @@ def takeovers(work: Path, trials: int, lease_s: float) -> dict[str, Any]:
         keys = {h: work / f"keys-{h}.json" for h in ("c1t1", "c1t2")}
         sups = {}
         for h in keys:
-            sups[h] = _supplicant(emu, work, h, keys[h], creds)
+            sups[h] = supplicant(emu, work, h, keys[h], creds)
             procs.append(sups[h])
             wait_until(keys[h].exists, 30, f"{h} authenticated")
-            _clean_report(keys[h], h, pair.ctls["a"].rest_port)
+            clean_report(keys[h], h, pair.ctls["a"].rest_port)
         c1, c2 = emu.host("c1t1"), emu.host("c1t2")
         wait_until(lambda: _tcp_ok(c1, UPDATE, 80), 20, "c1t1 reaches the server")
         wait_until(lambda: "1 received" in c2.cmd("ping -c1 -W1 10.0.1.1"), 15,
@@ -186,7 +197,7 @@ def takeovers(work: Path, trials: int, lease_s: float) -> dict[str, Any]:
             sups["c1t1"].kill()      # (SIGKILL: no Logoff) its successor starts at the kill
             t_kill = time.time()
             pair.ctls[leader].kill()
-            sups["c1t1"] = _supplicant(emu, work, "c1t1", new_keys, creds)
+            sups["c1t1"] = supplicant(emu, work, "c1t1", new_keys, creds)
             procs.append(sups["c1t1"])
             wait_until(lambda: pair.role(other) == "leader", 30, "the standby leads")
             role_ms.append((time.time() - t_kill) * 1e3)

