@@ -1,14 +1,13 @@
 """The core's OpenFlow 1.3 messages as wire bytes, without Ryu's message classes.
 
-Building a Ryu OFPFlowMod (OFPMatch from keyword arguments, then serialize) costs about
-0.14 ms per flow-mod, and admitting one terminal sends about thirty of them: most of the
-controller's time between an EAP Success and the terminal's first packet (4.4 ms of Python for
-one admission on mobile_core). Packing the
-bytes directly costs about 6 us (the 32 messages of one admission on mobile_core,
-measured hot). The layout follows the OF1.3.5 specification; the
-unit tests check it byte for byte against Ryu's serializer over every message the core
-produces. A field or action this module does not know raises Unsupported, and the shell
-falls back to Ryu for that message.
+Building a Ryu OFPFlowMod (OFPMatch from keyword arguments, then serialize) costs about 0.14
+ms per flow-mod, and admitting one terminal sends about thirty of them: most of the
+controller's time between an EAP Success and the terminal's first packet (4.4 ms of Python
+for one admission on mobile_core). Packing the bytes directly costs about 6 us (the 32
+messages of one admission on mobile_core, measured hot). The layout follows the OF1.3.5
+specification; the unit tests check it byte for byte against Ryu's serializer over every
+message the core produces. A field or action this module does not know raises Unsupported,
+and the shell falls back to Ryu for that message.
 """
 from __future__ import annotations
 
