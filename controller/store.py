@@ -26,6 +26,7 @@ class Store:
         self.path = str(path)
         self.db = Db(self.path)
         self._depth = 0          # open batches (nested ones join the outermost)
+        self._keys: dict[str, tuple[bytes, float]] = {}   # identity -> (report key, expires)
         self.db.migrate()
         up = self.db.upsert
         self._sql = {
@@ -45,7 +46,7 @@ class Store:
     # --- EAC SessionStore protocol ----------------------------------------------------
 
     def put_ss(self, rec: SsRecord) -> None:
-        self.db.execute(self._sql["ss"],
+        self.db.write(self._sql["ss"],
                         (rec.isr_id, rec.identity, rec.group, rec.sp_root, rec.expires))
 
     def get_ss(self, isr_id: str) -> SsRecord | None:
@@ -53,10 +54,10 @@ class Store:
         return SsRecord(*row) if row else None
 
     def drop_ss(self, isr_id: str) -> None:
-        self.db.execute("DELETE FROM ss_sessions WHERE isr_id=?", (isr_id,))
+        self.db.write("DELETE FROM ss_sessions WHERE isr_id=?", (isr_id,))
 
     def put_sp(self, rec: SpRecord) -> None:
-        self.db.execute(self._sql["sp"],
+        self.db.write(self._sql["sp"],
                         (rec.iac_id, rec.sp_name, rec.session_key, rec.expires))
 
     def get_sp(self, iac_id: str) -> SpRecord | None:
@@ -83,31 +84,48 @@ class Store:
         return row[0]
 
     def put_binding(self, identity: str, **fields: Any) -> int:
+        self._keys.pop(identity, None)
         number = self.binding_number(identity)
         cols = ", ".join(f"{k}=?" for k in fields)
-        self.db.execute(f"UPDATE bindings SET {cols} WHERE identity=?",
+        self.db.write(f"UPDATE bindings SET {cols} WHERE identity=?",
                         (*fields.values(), identity))
         return number
 
     def crs_key(self, identity: str, now: float) -> bytes | None:
-        row = self.db.execute("SELECT crs_key FROM bindings WHERE identity=? AND dpid IS NOT NULL "
-                              "AND expires > ?", (identity, now)).fetchone()
-        return row[0] if row else None
+        """The report key of an identity's current session (None: none, or expired). Kept
+        in memory once read: only this process changes bindings while it acts (one
+        controller, or the leader of several), and every change goes through `put_binding`
+        or `drop_binding`, which forget it. Unknown identities are not remembered (a
+        terminal could fill memory with invented ones)."""
+        hit = self._keys.get(identity)
+        if hit is None:
+            row = self.db.execute("SELECT crs_key, expires FROM bindings WHERE identity=? "
+                                  "AND dpid IS NOT NULL AND crs_key IS NOT NULL",
+                                  (identity,)).fetchone()
+            if row is None:
+                return None
+            hit = self._keys[identity] = (bytes(row[0]), row[1] or 0.0)
+        return hit[0] if hit[1] > now else None
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
-        """A part of the open batch that a failure undoes alone (the exception goes on)."""
+        """A part of the open batch that a failure undoes alone (the exception goes on).
+        Its writes reach the server at its end, so their failure is this part's."""
         name = f"s{self._depth}"
-        self.db.execute(f"SAVEPOINT {name}")
+        self.db.write(f"SAVEPOINT {name}")
         self._depth += 1
         try:
             yield
+            self.db.write(f"RELEASE {name}")
+            self.db.flush()
         except BaseException:
+            self.db.discard()
+            self._keys.clear()      # it may hold a key read inside what is undone
             self.db.execute(f"ROLLBACK TO {name}")
+            self.db.execute(f"RELEASE {name}")
             raise
         finally:
             self._depth -= 1
-            self.db.execute(f"RELEASE {name}")
 
     def batch(self) -> "Batch":
         """One transaction (one disk sync) for the writes of one event. Batches nest: an
@@ -116,7 +134,8 @@ class Store:
 
     def drop_binding(self, identity: str) -> None:
         """The session ended: keep the number (stable cookies), forget the rest."""
-        self.db.execute("UPDATE bindings SET dpid=NULL, port=NULL, mac=NULL, isr_id=NULL, "
+        self._keys.pop(identity, None)
+        self.db.write("UPDATE bindings SET dpid=NULL, port=NULL, mac=NULL, isr_id=NULL, "
                         "crs_key=NULL, expires=NULL, ip=NULL WHERE identity=?", (identity,))
 
     _SELECT = ("SELECT identity, number, grp, dpid, port, mac, isr_id, crs_key, method, start, "
@@ -150,7 +169,7 @@ class Store:
     def put_terminal(self, tid: str, number: int, state: dict[str, Any],
                      decision: dict[str, Any] | None) -> None:
         """Commit a terminal's SCS state and current decision (before its flows are sent)."""
-        self.db.execute(self._sql["terminal"],
+        self.db.write(self._sql["terminal"],
                         (tid, number, json.dumps(state), json.dumps(decision), time.time()))
 
     def terminals(self) -> list[TerminalRecord]:
@@ -159,16 +178,16 @@ class Store:
         return [TerminalRecord(t, n, json.loads(s), json.loads(d)) for t, n, s, d in rows]
 
     def put_seal(self, group: str, sealed: bool) -> None:
-        self.db.execute(self._sql["seal"], (group, int(sealed), time.time()))
+        self.db.write(self._sql["seal"], (group, int(sealed), time.time()))
 
     def sealed_groups(self) -> list[str]:
         return [g for (g,) in self.db.execute("SELECT grp FROM seals WHERE sealed=1")]
 
     def add_sci(self, tid: str, at: float, body: dict[str, Any]) -> None:
-        self.db.execute("INSERT INTO sci VALUES (?,?,?)", (tid, at, json.dumps(body)))
+        self.db.write("INSERT INTO sci VALUES (?,?,?)", (tid, at, json.dumps(body)))
 
     def put_replay(self, sender: str, seq: int) -> None:
-        self.db.execute(self._sql["replay"], (sender, seq))
+        self.db.write(self._sql["replay"], (sender, seq))
 
     def replay(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT sender, seq FROM replay").fetchall())
@@ -176,14 +195,14 @@ class Store:
     def put_evidence(self, state: dict[str, Any]) -> None:
         """Correlation evidence (accusations, scan flags, with their times): an isolation
         based on it must survive a restart like any other decision."""
-        self.db.execute(self._sql["evidence"], ("correlation", json.dumps(state)))
+        self.db.write(self._sql["evidence"], ("correlation", json.dumps(state)))
 
     def evidence(self) -> dict[str, Any]:
         row = self.db.execute("SELECT value FROM evidence WHERE key='correlation'").fetchone()
         return json.loads(row[0]) if row else {}
 
     def add_policy(self, version: int, source: str) -> None:
-        self.db.execute("INSERT INTO policies VALUES (?,?,?)", (version, source, time.time()))
+        self.db.write("INSERT INTO policies VALUES (?,?,?)", (version, source, time.time()))
 
 
 class Batch:
@@ -191,11 +210,30 @@ class Batch:
         self.store = store
 
     def __enter__(self) -> None:
+        db = self.store.db
         if self.store._depth == 0:
-            self.store.db.execute("BEGIN")
+            db.defer(True)          # the writes of the batch go together (PostgreSQL)
+            db.write("BEGIN")
         self.store._depth += 1
 
     def __exit__(self, exc_type, *_: Any) -> None:
         self.store._depth -= 1
-        if self.store._depth == 0:
-            self.store.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if self.store._depth:
+            return
+        db = self.store.db
+        try:
+            if exc_type:
+                db.discard()
+                self.store._keys.clear()
+                db.execute("ROLLBACK")
+            else:
+                db.write("COMMIT")
+                db.flush()
+        except BaseException:
+            if db.in_transaction:   # a write failed at the commit: nothing of it stays
+                db.discard()
+                self.store._keys.clear()
+                db.execute("ROLLBACK")
+            raise
+        finally:
+            db.defer(False)

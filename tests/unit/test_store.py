@@ -55,6 +55,56 @@ def test_a_failing_savepoint_undoes_only_its_own_writes(store_target):
     assert Store(store_target).replay() == {"a": 1, "c": 3}
 
 
+def test_a_write_the_database_refuses_fails_its_own_savepoint_only(store_target):
+    """A value the database cannot hold (a sequence number beyond 64 bits, as a forged
+    report could carry): the error belongs to the savepoint that wrote it, even where
+    writes wait to be sent together (PostgreSQL), and the rest of the batch commits."""
+    store = Store(store_target)
+    with store.batch():
+        with store.savepoint():
+            store.put_replay("a", 1)
+        with pytest.raises(Exception):
+            with store.savepoint():
+                store.put_replay("b", 2)
+                store.put_replay("huge", 2 ** 70)
+        with store.savepoint():
+            store.put_replay("c", 3)
+    assert not store.db.in_transaction
+    assert Store(store_target).replay() == {"a": 1, "c": 3}
+
+
+def test_a_failed_commit_leaves_nothing_and_the_store_works_on(store_target):
+    store = Store(store_target)
+    with pytest.raises(Exception):
+        with store.batch():
+            store.put_replay("a", 1)
+            store.db.write("INSERT INTO replay (sender, seq) VALUES (?, ?)", ("a", 2))
+    assert not store.db.in_transaction
+    with store.batch():
+        store.put_replay("b", 2)
+    assert Store(store_target).replay() == {"b": 2}
+
+
+def test_a_report_key_is_remembered_until_its_binding_changes(store_target):
+    store, other = Store(store_target), Store(store_target)
+    store.put_binding("t@x", dpid=1, port=1, mac="m", crs_key=b"k1", expires=100.0)
+    assert store.crs_key("t@x", 50.0) == b"k1"
+    assert store.crs_key("t@x", 150.0) is None          # expired
+    store.put_binding("t@x", crs_key=b"k2")             # a new session: read anew
+    assert store.crs_key("t@x", 50.0) == b"k2"
+    store.drop_binding("t@x")
+    assert store.crs_key("t@x", 50.0) is None
+    assert store.crs_key("nobody@x", 50.0) is None and "nobody@x" not in store._keys
+    # a key read inside a batch that rolls back is forgotten with it
+    with pytest.raises(RuntimeError):
+        with store.batch():
+            store.put_binding("t@x", dpid=1, crs_key=b"k3", expires=100.0)
+            assert store.crs_key("t@x", 50.0) == b"k3"
+            raise RuntimeError("the admission failed")
+    assert store.crs_key("t@x", 50.0) is None
+    assert other.crs_key("t@x", 50.0) is None
+
+
 def test_every_record_kind_round_trips_through_a_second_connection(store_target):
     s = Store(store_target)
     key = bytes(range(32))
