@@ -180,18 +180,25 @@ def _api(a: argparse.Namespace, method: str, path: str, body: dict | None = None
             print(f"error: cannot read the operator token ({exc}); run as a user who can "
                   f"read it, or pass the controller's --token-file or --db", file=sys.stderr)
             return 1
-    req = urllib.request.Request(a.api.rstrip("/") + path, data=data, method=method,
-                                 headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            print(json.dumps(json.loads(r.read() or b"null"), indent=1, sort_keys=True))
-            return 0
-    except urllib.error.HTTPError as exc:
-        print(exc.read().decode(errors="replace"), file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"error: cannot reach the controller at {a.api}: {exc}", file=sys.stderr)
-        return 1
+    url = a.api.rstrip("/") + path
+    for hop in range(2):    # a standby answers a write with 307 to the leader: follow once
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                print(json.dumps(json.loads(r.read() or b"null"), indent=1, sort_keys=True))
+                return 0
+        except urllib.error.HTTPError as exc:
+            where = exc.headers.get("Location")
+            if exc.code == 307 and where and hop == 0:
+                print(f"(a standby: sent to the leader at {where})", file=sys.stderr)
+                url = where
+                continue
+            print(exc.read().decode(errors="replace"), file=sys.stderr)
+            return 1
+        except OSError as exc:
+            print(f"error: cannot reach the controller at {url}: {exc}", file=sys.stderr)
+            return 1
+    return 1
 
 
 def cmd_hash_psk(a: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from controller.audit import AuditLog
 from controller.effects import Audit, Count, HttpPost, Log, LogBudget, Out, Rejected, SwitchState
 from controller.forwarding import Forwarding
 from controller.openflow.ofmsg import ETH_TYPE_EAPOL, ETH_TYPE_LLDP
+from controller.openflow.reconcile import Installed, make_before_break
 from controller.operator import ApiError, OperatorApi  # noqa: F401  (re-exported for the shell)
 from controller.owners.admission import Admission, Connected, Revoked, trusted_ports
 from controller.owners.security import Security
@@ -66,19 +67,16 @@ class Core:
                     self.forwarding.place(b.mac, b.dpid, b.port, b.ip)
         # ports admitted without 802.1X (inter-switch, servers, the service address)
         self._trusted = self.admission.trusted if self.admission else trusted_ports(topology)
-        self.security = None
-        if settings.crs_enabled:
-            if topology is None:
-                raise ValueError("the reacting system needs a topology file (servers, cells)")
-            self.security = Security(settings, topology, self.store, self.audit,
-                                     self.counters, self.common, self.switches, now,
-                                     loaded.policy if loaded else None)
-        self.throttle = None
-        if settings.throttle_enabled:
-            if topology is None:
-                raise ValueError("the throttle needs a topology file (which ports are terminals)")
-            self.throttle = Throttle(settings.throttle_working_set,
-                                     settings.throttle_new_dest_per_s)
+        for on, what in ((settings.crs_enabled, "the reacting system needs a topology file "
+                          "(servers, cells)"), (settings.throttle_enabled, "the throttle needs "
+                                                "a topology file (which ports are terminals)")):
+            if on and topology is None:
+                raise ValueError(what)
+        self.security = Security(settings, topology, self.store, self.audit, self.counters,
+                                 self.common, self.switches, now, loaded.policy if loaded
+                                 else None) if settings.crs_enabled else None
+        self.throttle = Throttle(settings.throttle_working_set, settings.throttle_new_dest_per_s
+                                 ) if settings.throttle_enabled else None
         self.api = OperatorApi(self.admission, self.security, topology, settings)
 
     # --- effects every part shares ------------------------------------------------------
@@ -111,9 +109,10 @@ class Core:
     # --- switch lifecycle --------------------------------------------------------------
 
     def switch_up(self, dpid: int, ports: set[int], now: float | None = None,
-                  eapol_local: bool = False) -> Out:
+                  eapol_local: bool = False, installed: list[Installed] | None = None) -> Out:
         """A switch connected (first time or again): rebuild its pipeline from the store
-        (`eapol_local`: the shell reads its LOCAL port, `admission.local_port`)."""
+        (`eapol_local`: the shell reads its LOCAL port, `admission.local_port`; `installed`:
+        the flows it holds, read from it: rebuilt without a gap, `openflow.reconcile`)."""
         now = self._now = time.time() if now is None else now
         self.switches[dpid] = SwitchState(dpid)
         self.counters["switch_connects"] += 1
@@ -129,6 +128,7 @@ class Core:
                 if self.topology.switch(h.switch).dpid == dpid:
                     msgs += self.throttle.base_flows(dpid, h.port, i + 1)
         msgs += self.forwarding.switch_up(dpid)
+        msgs = msgs if installed is None else make_before_break(msgs, installed)
         self.audit.write({"event": "switch_up", "dpid": dpid, "flows": len(msgs)})
         return [(dpid, m) for m in msgs] + restored
 

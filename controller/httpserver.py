@@ -110,17 +110,25 @@ class Server:
         self.app, self.cap, self.timeout, self.fast = app, cap, socket_timeout_s, fast
         self.max_body, self.port = max_body, server_port
         self.max_connections, self.open = max_connections, 0
+        self._listener: socket.socket | None = None
+        self._stopped = False
 
     def serve(self, listener: socket.socket) -> None:
-        """Accept connections until the process ends."""
+        """Accept connections until the process ends, or `stop`."""
         import eventlet
-        while True:
+        self._listener = listener
+        while not self._stopped:
             try:
                 conn, addr = listener.accept()
             except OSError as exc:      # e.g. EMFILE: back off instead of spinning
+                if self._stopped:
+                    return
                 log.warning("REST accept failed: %s", exc)
                 eventlet.sleep(0.1)
                 continue
+            if self._stopped:
+                conn.close()
+                return
             source = str(addr[0]) if isinstance(addr, tuple) else str(addr)
             if self.open >= self.max_connections:   # the process's descriptors are shared
                 self.cap.counters[FULL_COUNTER] = self.cap.counters.get(FULL_COUNTER, 0) + 1
@@ -134,6 +142,12 @@ class Server:
                 continue
             self.open += 1
             eventlet.spawn(self._connection, conn, source)
+
+    def stop(self) -> None:
+        """Close the listening socket: `serve` returns (open connections run on)."""
+        self._stopped = True
+        if self._listener is not None:
+            self._listener.close()
 
     def _refuse(self, conn: socket.socket) -> None:
         try:

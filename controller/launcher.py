@@ -39,10 +39,18 @@ def run(settings: settings_mod.Settings, profile: str | None = None) -> int:
         return 2
     if "://" not in settings.db_path:      # an SQLite file (not a PostgreSQL URL)
         os.makedirs(os.path.dirname(os.path.abspath(settings.db_path)), exist_ok=True)
-    # A new operator token at every start; the Ryu app reads it from this file.
+    # A new operator token at every start; the Ryu app reads it from this file. Several
+    # controllers share one (kept in their store): a standby redirects an operator's
+    # request to the leader, which must accept the token the operator read.
     settings.token_file = restguard.token_file(settings.db_path, settings.token_file)
     try:
-        restguard.write_token(settings.token_file)
+        shared = _cluster_token(settings.db_path) if settings.ha_enabled else None
+    except Exception as exc:        # the store is unreachable: say so, no traceback
+        print(f"error: cannot open the shared store for the operator token: {exc}",
+              file=sys.stderr)
+        return 2
+    try:
+        restguard.write_token(settings.token_file, shared)
     except OSError as exc:
         print(f"error: cannot write the operator token file {settings.token_file}: {exc}",
               file=sys.stderr)
@@ -55,6 +63,22 @@ def run(settings: settings_mod.Settings, profile: str | None = None) -> int:
         _profile_until_stopped(profile)
     return _ryu_main(["controller.ryu_shell.app"], settings.ofp_port, settings.rest_host,
                      settings.rest_port, settings)
+
+
+def _cluster_token(db_path: str) -> str:
+    """The operator token of a group of controllers: made by the first to start, in the
+    shared store (next to the session keys it already protects)."""
+    import secrets
+
+    from controller.storedb import Db
+    db = Db(db_path)
+    try:
+        db.migrate()
+        db.execute("INSERT INTO meta (key, value) VALUES ('operator_token', ?) "
+                   "ON CONFLICT (key) DO NOTHING", (secrets.token_urlsafe(32),))
+        return db.execute("SELECT value FROM meta WHERE key = 'operator_token'").fetchone()[0]
+    finally:
+        db.close()
 
 
 def _profile_until_stopped(path: str) -> None:
@@ -125,6 +149,11 @@ def _rest_service(settings: settings_mod.Settings) -> Callable[[Any], Any]:
         crs_app = next((a for a in app_mgr.applications.values() if hasattr(a, "crsap")),
                        None)
         fast = _crsap_fast(crs_app) if crs_app is not None else None
+        service = getattr(crs_app, "service", None)
+        if service is not None:     # the service port that moves with leadership
+            from controller.httpserver import Server
+            service.make_server = lambda: Server(app, cap, settings.rest_socket_timeout_s,
+                                                 fast, server_port=service.port)
         return lambda: serve_rest(listener, app, cap, settings.rest_socket_timeout_s,
                                   hub.LoggingWrapper(), fast, listener.getsockname()[1])
     return start_service

@@ -27,20 +27,21 @@ class Role:
     generation: int
     holder: str | None          # who holds the lease (None: nobody, or unknown)
     valid_until: float = 0.0    # this controller's monotonic clock: lead until then
+    url: str | None = None      # where operators reach the holder's REST API
 
 
 class Lease:
     def __init__(self, db: Db, me: str, lease_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, url: str = ""):
         if lease_s <= 0:
             raise ValueError("lease_s must be > 0")
-        self.db, self.me, self.lease_s, self.clock = db, me, lease_s, clock
+        self.db, self.me, self.lease_s, self.clock, self.url = db, me, lease_s, clock, url
         now = NOW[db.dialect]
         # one statement: atomic on both engines. Ours and valid: renew (same generation);
         # expired or never held: take it (generation + 1); anyone else's and valid: no row.
         self._take = (
             f"UPDATE leader SET generation = CASE WHEN holder = ? AND expires > {now} "
-            f"THEN generation ELSE generation + 1 END, holder = ?, expires = {now} + ? "
+            f"THEN generation ELSE generation + 1 END, holder = ?, expires = {now} + ?, url = ? "
             f"WHERE name = ? AND (holder IS NULL OR holder = ? OR expires <= {now}) "
             f"RETURNING generation")
         self.role = Role(False, 0, None)
@@ -52,14 +53,17 @@ class Lease:
         try:
             self.db.execute("INSERT INTO leader (name, holder, generation, expires) "
                             "VALUES (?, NULL, 0, 0) ON CONFLICT (name) DO NOTHING", (NAME,))
-            row = self.db.execute(self._take, (self.me, self.me, self.lease_s, NAME,
-                                               self.me)).fetchone()
+            row = self.db.execute(self._take, (self.me, self.me, self.lease_s, self.url,
+                                               NAME, self.me)).fetchone()
             if row is not None:
-                self.role = Role(True, int(row[0]), self.me, asked + self.lease_s)
+                self.role = Role(True, int(row[0]), self.me, asked + self.lease_s, self.url)
             else:
-                holder, gen = self.db.execute(
-                    "SELECT holder, generation FROM leader WHERE name = ?", (NAME,)).fetchone()
-                self.role = Role(False, int(gen), holder)
+                holder, gen, url, live = self.db.execute(
+                    f"SELECT holder, generation, url, expires > {NOW[self.db.dialect]} "
+                    "FROM leader WHERE name = ?", (NAME,)).fetchone()
+                # an expired lease names nobody (the last holder may be dead)
+                self.role = Role(False, int(gen), holder if live else None,
+                                 url=url if live else None)
         except Exception:      # the store is unreachable: lead only while the lease lasts
             r = self.role
             if r.leader and self.clock() >= r.valid_until:

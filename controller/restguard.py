@@ -36,12 +36,12 @@ def token_file(db_path: str, explicit: str | None = None) -> str:
     return str(Path(db_path).parent / TOKEN_NAME)
 
 
-def write_token(path: str) -> str:
-    """Write a fresh random token to `path` with mode 0600 and return it.
+def write_token(path: str, token: str | None = None) -> str:
+    """Write `token` (default: a fresh random one) to `path` with mode 0600 and return it.
 
     Written to a temporary file (mkstemp makes it 0600) and renamed, so no reader ever sees a
     partial token or a moment in which the file is readable by others."""
-    token = secrets.token_urlsafe(32)
+    token = token or secrets.token_urlsafe(32)
     write_text_atomic(path, token + "\n", 0o600)
     return token
 

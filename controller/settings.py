@@ -65,6 +65,16 @@ SCHEMA = {
                              "after lease_s without renewal"),
         "node_id": Field(str, default="", doc="this controller's name in the lease "
                                               "(default: host name and OpenFlow port)"),
+        "service_port": Field(int, default=0, check=in_range(0, 65535),
+                              doc="the port terminals and service providers use: only the "
+                                  "leader listens on it (0: the REST port, one controller)"),
+        "advertise_url": Field(str, default="", doc="where operators reach this controller's "
+                                                    "REST API (a standby redirects writes to "
+                                                    "the leader's; default http://127.0.0.1:"
+                                                    "<rest port>)"),
+        "refresh_s": Field(float, default=1.0, check=in_range(0.1, 60),
+                           doc="a standby re-reads the store this often (what its REST API "
+                               "shows)"),
     }),
     # REST server guards (item 7 of issue 8)
     "rest": Field(dict, default={}, items={
@@ -103,6 +113,9 @@ KEYS: dict[str, str] = {
     "ha_enabled": "ha.enabled",
     "ha_lease_s": "ha.lease_s",
     "ha_node_id": "ha.node_id",
+    "ha_service_port": "ha.service_port",
+    "ha_advertise_url": "ha.advertise_url",
+    "ha_refresh_s": "ha.refresh_s",
 }
 # File names: in a configuration file relative to its folder; without one, relative to the
 # shipped configuration folder (so the defaults name the same files either way).
@@ -164,6 +177,14 @@ class Settings:
     ha_enabled: bool = _default("ha_enabled")
     ha_lease_s: float = _default("ha_lease_s")
     ha_node_id: str = _default("ha_node_id")
+    ha_service_port: int = _default("ha_service_port")
+    ha_advertise_url: str = _default("ha_advertise_url")
+    ha_refresh_s: float = _default("ha_refresh_s")
+
+    @property
+    def service_port(self) -> int:
+        """The port terminals reach the controller's HTTP services on (CRSAP, the EAC)."""
+        return self.ha_service_port or self.rest_port
     token_file: str | None = None         # operator token; None: operator.token by db_path
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -253,6 +274,12 @@ def validate(settings: Settings) -> Loaded:
     if settings.ha_enabled and "://" not in (settings.db_path or ""):
         problems.append((where, "ha.enabled", "several controllers need a shared store: "
                          "--store postgresql://..."))
+    if settings.ha_service_port and not settings.ha_enabled:
+        problems.append((where, "ha.service_port", "a service port that moves with "
+                         "leadership needs ha.enabled: true"))
+    elif settings.ha_service_port and settings.ha_service_port == settings.rest_port:
+        problems.append((where, "ha.service_port", f"{settings.ha_service_port} is also the "
+                         "REST port: only the leader may listen on the service port"))
     if settings.throttle_enabled and not settings.topology_file:
         problems.append((where, "topology",
                          "the throttle needs a topology file (which ports are terminals)"))

@@ -20,14 +20,16 @@ from controller.storedb import Db
 
 
 class Store:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, read_only: bool = False):
         """`path`: an SQLite file (created 0600), or a `postgresql://` URL (a database
-        several controllers share; see controller.storedb)."""
-        self.path = str(path)
-        self.db = Db(self.path)
+        several controllers share; see controller.storedb). `read_only`: a standby's copy,
+        on a schema someone else brought up to date; the engine refuses its writes."""
+        self.path, self.read_only = str(path), read_only
+        self.db = Db(self.path, read_only)
         self._depth = 0          # open batches (nested ones join the outermost)
         self._keys: dict[str, tuple[bytes, float]] = {}   # identity -> (report key, expires)
-        self.db.migrate()
+        if not read_only:
+            self.db.migrate()
         up = self.db.upsert
         self._sql = {
             "ss": up("ss_sessions", ("isr_id", "identity", "grp", "sp_root", "expires"),

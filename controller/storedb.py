@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 TYPES = {"sqlite": {"BLOB": "BLOB", "REAL": "REAL", "INT": "INTEGER"},
          "postgresql": {"BLOB": "BYTEA", "REAL": "DOUBLE PRECISION", "INT": "BIGINT"}}
 
@@ -40,6 +40,7 @@ MIGRATIONS: dict[int, list[str]] = {
     2: ["ALTER TABLE bindings ADD COLUMN ip TEXT"],   # bindings pin an IPv4 address
     3: ["CREATE TABLE IF NOT EXISTS leader (name TEXT PRIMARY KEY, holder TEXT, "
         "generation {INT}, expires {REAL})"],        # several controllers: who leads
+    4: ["ALTER TABLE leader ADD COLUMN url TEXT"],   # where operators reach the leader
 }
 # the database's clock in seconds since the epoch (leases are timed by it, so controllers
 # on hosts whose clocks differ still agree)
@@ -59,9 +60,11 @@ class Db:
     report's five or six statements cost one exchange with the server instead of one each.
     SQLite, in process, runs them at once."""
 
-    def __init__(self, target: str | Path):
+    def __init__(self, target: str | Path, read_only: bool = False):
+        """`read_only`: the engine itself refuses every write on this connection (a
+        standby's copy of the shared store must never change it)."""
         target = str(target)
-        self.target = target
+        self.target, self.read_only = target, read_only
         self._pipe: Any = None          # PostgreSQL pipeline while deferring writes
         self.dialect = "postgresql" if is_postgres(target) else "sqlite"
         if self.dialect == "postgresql":
@@ -76,6 +79,8 @@ class Db:
             self.conn.execute("PRAGMA journal_mode=WAL")
             # a decision is on disk before its flows (PostgreSQL: synchronous_commit=on)
             self.conn.execute("PRAGMA synchronous=FULL")
+            if read_only:
+                self.conn.execute("PRAGMA query_only=ON")
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> Any:
         """Run one statement now and return its cursor (results ready: a write waiting
@@ -158,8 +163,9 @@ class Db:
         """A PostgreSQL connection that gives up instead of hanging: the controller waits
         on it (connect 2 s, a statement 5 s, a dead peer found by TCP keepalives)."""
         import psycopg
+        ro = " -c default_transaction_read_only=on" if self.read_only else ""
         return psycopg.connect(self.target, autocommit=True, connect_timeout=2,
-                               options="-c statement_timeout=5000", keepalives=1,
+                               options="-c statement_timeout=5000" + ro, keepalives=1,
                                keepalives_idle=5, keepalives_interval=2, keepalives_count=2)
 
     def close(self) -> None:

@@ -26,7 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from controller.bench import common
-from controller.emulation.processes import ROOT, ControllerProcess, controller_config, wait_until
+from controller.emulation.processes import (
+    ROOT,
+    ControllerProcess,
+    controller_config,
+    free_port,
+    wait_until,
+)
 
 PY = str(ROOT / ".venv/bin/python")
 TOPO = "topologies/minimal.yaml"
@@ -95,14 +101,21 @@ class Pair:
 
 def ha_config(work: Path, lease_s: float) -> Path:
     """The controllers' configuration: authentication, the reacting system (reports stay
-    fresh for the run), several controllers with a `lease_s` lease."""
+    fresh for the run), several controllers with a `lease_s` lease and a service port
+    that moves with leadership (`ha_service_port` reads it back)."""
     import yaml
     policy = yaml.safe_load((ROOT / "config/crs_policy.yaml").read_text())
     policy["report"] = {"interval_s": 2, "stale_after_s": 3600}
     (work / "policy.yaml").write_text(yaml.safe_dump(policy))
     return Path(controller_config(work / "controller.yaml", ROOT / TOPO, crs=True,
                                   policy=work / "policy.yaml",
-                                  extra={"ha": {"enabled": True, "lease_s": lease_s}})[1])
+                                  extra={"ha": {"enabled": True, "lease_s": lease_s,
+                                                "service_port": free_port()}})[1])
+
+
+def ha_service_port(cfg: Path) -> int:
+    import yaml
+    return int(yaml.safe_load(cfg.read_text())["ha"]["service_port"])
 
 
 def supplicant(emu: Any, work: Path, host: str, keys: Path, creds: Any) -> subprocess.Popen:
@@ -115,8 +128,9 @@ def supplicant(emu: Any, work: Path, host: str, keys: Path, creds: Any) -> subpr
                      stdout=open(work / f"sup-{host}.log", "ab"), stderr=subprocess.STDOUT)
 
 
-def clean_report(keys: Path, host: str, rest_port: int) -> int:
-    """A signed clean SCIReport as the terminal's agent would send it: the HTTP status."""
+def clean_report(keys: Path, host: str, rest_port: int, base: str | None = None) -> int:
+    """A signed clean SCIReport as the terminal's agent would send it, to the controller's
+    `rest_port` on loopback or to `base` (e.g. the service address): the HTTP status."""
     import urllib.error
     import urllib.request
 
@@ -129,8 +143,8 @@ def clean_report(keys: Path, host: str, rest_port: int) -> int:
                "agent_version": "1.0.0", "firewall": True, "threats": [], "attackers": []}
     raw = crsap.encode("SCIReport", ident, int(time.time() * 1000), time.time(),
                        {"ms_id": ident, "sci": sci_from_posture(posture)}, key)
-    req = urllib.request.Request(f"http://127.0.0.1:{rest_port}{crsap.HTTP_PATH}", data=raw,
-                                 method="POST")
+    base = base or f"http://127.0.0.1:{rest_port}"
+    req = urllib.request.Request(f"{base}{crsap.HTTP_PATH}", data=raw, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
             return r.status

@@ -90,7 +90,7 @@ class Admission:
             session_s=settings.session_s, reauth_margin_s=min(60.0, settings.session_s / 3)))
         self.eac = Eac(store, creds, self.authz)
         self.ctl_service = ControllerService(topology.service_ip, topology.service_mac,
-                                             (settings.rest_port,)) if topology else None
+                                             (settings.service_port,)) if topology else None
         self.servers = [Server(h.name, h.ip) for h in topology.servers()] if topology else []
         self._host_at = {} if topology is None else {
             (topology.switch(h.switch).dpid, h.port): h.ip for h in topology.hosts}

@@ -52,10 +52,11 @@ class Security:
             raise ValueError(f"{topology.file}: the reacting system needs a host with "
                              "role: update")
         self.svc = ServiceAddresses(topology.service_ip, update.ip, update.mac,
-                                    controller_ports=(settings.rest_port,))
+                                    controller_ports=(settings.service_port,))
         self._now = now
         policy = policy or load_policy(settings.crs_policy_file)
-        store.add_policy(policy.version, str(policy.source))
+        if not store.read_only:     # (a standby's copy records nothing)
+            store.add_policy(policy.version, str(policy.source))
         self.scs = SCS(policy, lambda tid: store.crs_key(tid, self._now))
         self.http_out: list[HttpPost] = []
         self._gens: dict[str, int] = {}          # cookie generation per terminal

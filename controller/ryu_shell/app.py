@@ -26,19 +26,25 @@ from ryu.ofproto import ofproto_v1_3
 
 from controller import restguard
 from controller import settings as settings_mod
+from controller.audit import AuditLog
 from controller.core import Core
 from controller.openflow.encode import Unsupported, encode
 from controller.openflow.ofmsg import LocalFrame, PacketOut
+from controller.openflow.reconcile import Installed
 from controller.operator import ApiError
 from controller.ryu_shell.leadership import Leadership
 from controller.ryu_shell.local_eapol import LocalEapol
 from controller.ryu_shell.ofconv import to_ryu
+from controller.ryu_shell.service_port import ServicePort
+from controller.store import Store
+from controller.storedb import Db
 
 log = logging.getLogger("crs.app")
 API = "crs_api"
 TICK_S = 0.1
 MAX_BODY = 64 * 1024
 MAX_GROUP = 256     # CRSAP messages committed together at most
+FLOW_READ_S = 2.0   # a new leader waits this long for a switch's flow table
 # timing counters of frames from the switches: (core us, send us, count), for EAPOL
 # (packet-ins and the LOCAL-port transport) and for the rest
 _TIMED = {kind == "eapol": (f"time_{kind}_core_us", f"time_{kind}_send_us", f"timed_{kind}")
@@ -59,26 +65,49 @@ class CrsController(app_manager.RyuApp):
         self._send_lock = hub.BoundedSemaphore(1)
         self.local_eapol = LocalEapol(self._local_frame)
         self._local_ifaces: dict[int, str] = {}
-        self.core = self._new_core()
+        self._flow_reads: dict[int, tuple[object, list[Installed]]] = {}  # dpid -> (dp, so far)
+        self._audit = AuditLog(settings.audit_log)
+        if settings.ha_enabled:     # a standby reads the shared store, never writes it
+            Db(settings.db_path).migrate()
+        self.core = self._new_core(read_only=settings.ha_enabled)
+        self.copy_at = time.time()
         self.operator_token = _operator_token(settings.token_file)
         kwargs["wsgi"].register(RestApi, {API: self})
         self._ticker = hub.spawn(self._tick_loop)
         self.crsap = CrsapGroupCommit(self)
-        # several controllers: only the leader acts (ryu_shell.leadership)
-        self.ha = Leadership(settings.db_path, settings.ha_node_id, settings.ofp_port,
-                             settings.ha_lease_s, self._take_over, self._step_down) \
+        # several controllers: only the leader acts (ryu_shell.leadership), and only the
+        # leader listens on the service port (ryu_shell.service_port)
+        self.service = ServicePort(settings.rest_host, settings.ha_service_port) \
+            if settings.ha_enabled and settings.ha_service_port else None
+        self.ha = Leadership(
+            settings.db_path, settings.ha_node_id, settings.ofp_port, settings.ha_lease_s,
+            self._take_over, self._step_down, self._refresh_copy, settings.ha_refresh_s,
+            settings.ha_advertise_url or f"http://127.0.0.1:{settings.rest_port}") \
             if settings.ha_enabled else None
         log.info("controller up: admission %s, crs %s, topology %s", settings.admission_mode,
                  "on" if settings.crs_enabled else "off",
                  topo.name if topo else "none (learning only)")
 
-    def _new_core(self) -> Core:
-        """A core loaded from the store (at start, and when this controller takes over)."""
-        core = Core(self._settings, self._loaded.topology, loaded=self._loaded)
+    def _new_core(self, read_only: bool = False) -> Core:
+        """A core loaded from the store: at start, when this controller takes over, and as
+        a standby's copy (`read_only`: the store refuses its writes)."""
+        core = Core(self._settings, self._loaded.topology, loaded=self._loaded,
+                    store=Store(self._settings.db_path, read_only=read_only),
+                    audit=self._audit)
         if core.admission is not None:
             self._local_ifaces = core.admission.local_interfaces()
             core.admission.early = self._send_now   # an EAP Success before the commit
+        old = getattr(self, "core", None)
+        if old is not None:             # counters run on across takeovers and copies
+            core.counters.update(old.counters)
+            old.store.close()
         return core
+
+    def _refresh_copy(self) -> None:
+        """A standby's view of the store, re-read (what its REST API shows)."""
+        if not self.active:
+            self.core = self._new_core(read_only=True)
+            self.copy_at = time.time()
 
     @property
     def active(self) -> bool:
@@ -86,17 +115,59 @@ class CrsController(app_manager.RyuApp):
         return self.ha is None or self.ha.acting
 
     def _take_over(self, generation: int) -> None:
-        """Leading now: the store's state, every switch MASTER under our generation and
-        its tables rebuilt from the store."""
+        """Leading now: the store's state, every switch MASTER under our generation, then
+        its flow table read and rebuilt from the store on top of what it holds, without a
+        gap (`openflow.reconcile`): admitted terminals keep going, restricted ones stay
+        restricted throughout."""
+        t0 = time.perf_counter()
         self.core = self._new_core()
+        self.core.counters["ha_takeovers"] += 1
+        self.takeover_load_ms = (time.perf_counter() - t0) * 1e3
         for dp in list(self.datapaths.values()):
             self.ha.request_role(dp)
-            self.send(self.core.switch_up(dp.id, set(),
-                                          eapol_local=self.local_eapol.can_send(dp.id)))
-            dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
-        self.core.counters["ha_takeovers"] += 1
+            self._read_flows(dp)
+        if self.service is not None:
+            self.service.open()
+
+    def _read_flows(self, dp) -> None:
+        """Ask a switch for its flows; rebuild when they are in. A switch that does not
+        answer within FLOW_READ_S is rebuilt cold (its old flows deleted first)."""
+        ofp, parser = dp.ofproto, dp.ofproto_parser
+        self._flow_reads[dp.id] = (dp, [])
+        dp.send_msg(parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY,
+                                               ofp.OFPG_ANY, 0, 0, parser.OFPMatch()))
+
+        def cold() -> None:
+            if self._flow_reads.get(dp.id, (None,))[0] is dp and self.active:
+                del self._flow_reads[dp.id]
+                log.warning("switch %016x sent no flow table in %.0f s: rebuilt cold",
+                            dp.id, FLOW_READ_S)
+                self.core.counters["ha_cold_rebuilds"] += 1
+                self._switch_up(dp)
+        hub.spawn_after(FLOW_READ_S, cold)
+
+    def _switch_up(self, dp, installed: list[Installed] | None = None) -> None:
+        self.send(self.core.switch_up(dp.id, set(), eapol_local=self.local_eapol.can_send(
+            dp.id), installed=installed))
+        dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def _flow_stats(self, ev):
+        dp = ev.msg.datapath
+        reading, got = self._flow_reads.get(dp.id, (None, []))
+        if reading is not dp or not self.active:
+            return
+        got += [Installed(f.table_id, f.priority, dict(f.match.items()), f.cookie)
+                for f in ev.msg.body]
+        if ev.msg.flags & dp.ofproto.OFPMPF_REPLY_MORE:
+            return
+        del self._flow_reads[dp.id]
+        self.core.counters["ha_flows_read"] += len(got)
+        self._switch_up(dp, got)
 
     def _step_down(self) -> None:
+        if self.service is not None:
+            self.service.close()
         for dp in list(self.datapaths.values()):
             try:
                 self.ha.request_role(dp)
@@ -170,12 +241,12 @@ class CrsController(app_manager.RyuApp):
         self.datapaths[dp.id] = dp
         log.info("switch %016x connected", dp.id)
         ifname = self._local_ifaces.get(dp.id)
-        local = ifname is not None and self.local_eapol.open(dp.id, ifname)
+        if ifname is not None:
+            self.local_eapol.open(dp.id, ifname)
         if self.ha is not None:
             self.ha.request_role(dp)
-        if self.active:
-            self.send(self.core.switch_up(dp.id, set(), eapol_local=local))
-            dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+        if self.active:       # (a switch that kept its tables keeps them while rebuilt)
+            self._read_flows(dp)
 
     @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
     def _port_desc(self, ev):
@@ -313,8 +384,21 @@ class CrsapGroupCommit:
 
 def _standby_body(app: CrsController) -> bytes:
     st = app.ha.status() if app.ha else {}
-    return json.dumps({"error": "this controller is a standby", "leader": st.get("leader")}
-                      ).encode()
+    return json.dumps({"error": "this controller is a standby", "leader": st.get("leader"),
+                       "leader_url": st.get("leader_url")}).encode()
+
+
+def _to_leader(app: CrsController, req) -> Response:
+    """An operator's write reaching a standby: 307 to the same path on the leader (the
+    method and body are kept; `crs` follows it), or 503 while nobody leads."""
+    body = _standby_body(app)
+    url = app.ha.status().get("leader_url") if app.ha else None
+    if not url:
+        return Response(status=503, content_type="application/json", body=body)
+    r = Response(status=307, content_type="application/json", body=body)
+    r.headers["Location"] = url.rstrip("/") + req.path_qs
+    app.core.counters["ha_redirected_to_leader"] += 1
+    return r
 
 
 def _send(dp, msg) -> None:
@@ -431,7 +515,13 @@ class RestApi(ControllerBase):
     def status(self, req, **_):
         st = self.core.status()
         if self.app.ha is not None:
-            st["ha"] = self.app.ha.status()
+            st["ha"] = ha = self.app.ha.status()
+            if self.app.service is not None:
+                ha["service_port"] = self.app.service.status()
+            if self.app.active:
+                ha["takeover_load_ms"] = getattr(self.app, "takeover_load_ms", None)
+            else:       # what this standby shows is a copy of the store this old
+                ha["copy_age_s"] = round(time.time() - self.app.copy_at, 3)
         return _json(st)
 
     @route("crs", "/crs/v1/terminals", methods=["GET"])
@@ -450,7 +540,7 @@ class RestApi(ControllerBase):
     @operator_only
     def terminal_action(self, req, who, verb, **_):
         if not self.app.active:
-            return _json(json.loads(_standby_body(self.app)), 503)
+            return _to_leader(self.app, req)
         row, out = self.core.api.act(verb, who, _json_body(req), time.time())
         self.app.send(out)
         return _json(row)
@@ -464,7 +554,7 @@ class RestApi(ControllerBase):
     @operator_only
     def policy_reload(self, req, **_):
         if not self.app.active:
-            return _json(json.loads(_standby_body(self.app)), 503)
+            return _to_leader(self.app, req)
         shown, out = self.core.api.policy_reload(time.time())
         self.app.send(out)
         return _json(shown)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 import uuid
 from typing import Callable
 
@@ -25,15 +26,20 @@ log = logging.getLogger("crs.ha")
 
 class Leadership:
     def __init__(self, store: str, node_id: str, ofp_port: int, lease_s: float,
-                 take_over: Callable[[int], None], step_down: Callable[[], None]):
+                 take_over: Callable[[int], None], step_down: Callable[[], None],
+                 refresh: Callable[[], None] | None = None, refresh_s: float = 1.0,
+                 url: str = ""):
+        """`refresh`: called every `refresh_s` while standing by (the standby's copy of the
+        store); `url`: where operators reach this controller (a standby redirects there)."""
         self.node = node_id or f"{socket.gethostname()}:{ofp_port}"
         # the lease holder is this process, not the name: two processes given one name (a
         # cloned host, a copied configuration) must never both renew one lease
         db = Db(store)
         db.migrate()          # the lease table, whoever opens the store first
-        self.lease = Lease(db, f"{self.node}/{uuid.uuid4().hex[:12]}", lease_s)
-        self.lease_s = lease_s
+        self.lease = Lease(db, f"{self.node}/{uuid.uuid4().hex[:12]}", lease_s, url=url)
+        self.lease_s, self.url = lease_s, url
         self.take_over, self.step_down = take_over, step_down
+        self.refresh, self.refresh_s, self._refreshed = refresh, refresh_s, 0.0
         self.leading = False
         self.role = Role(False, 0, None)
         self.changes = 0
@@ -46,8 +52,8 @@ class Leadership:
     def status(self) -> dict:
         r = self.role
         return {"node": self.node, "role": "leader" if self.leading else "standby",
-                "generation": r.generation, "leader": r.holder, "lease_s": self.lease_s,
-                "changes": self.changes}
+                "generation": r.generation, "leader": r.holder, "leader_url": r.url,
+                "url": self.url, "lease_s": self.lease_s, "changes": self.changes}
 
     def request_role(self, dp) -> None:
         """Tell one switch who we are now: MASTER (leading) or SLAVE, with the generation."""
@@ -90,6 +96,13 @@ class Leadership:
                     self._give_up()
             elif not role.leader and self.leading:
                 self._lose()
+            if not self.leading and self.refresh is not None and \
+                    time.monotonic() >= self._refreshed + self.refresh_s:
+                self._refreshed = time.monotonic()
+                try:
+                    self.refresh()
+                except Exception as exc:    # the store went away: keep the last copy
+                    log.warning("%s: standby copy not refreshed: %s", self.node, exc)
             hub.sleep(self.lease_s / 3)
 
     def _give_up(self) -> None:

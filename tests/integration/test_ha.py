@@ -3,18 +3,20 @@ the leader is SIGKILLed while one terminal is quarantined and another is working
 takes over. Not one packet from the quarantined terminal reaches anyone, the other keeps its
 access, a terminal authenticates anew through the new leader, and the old leader, restarted,
 stays standby."""
+import json
 import subprocess
 import time
 
-from nethelpers import CREDS, ROOT, ping, tcp_ok, web_server
+from nethelpers import CREDS, PY, ROOT, ping, tcp_ok, web_server
 
 from controller import topology
-from controller.bench.failover import Pair, clean_report, ha_config, supplicant
+from controller.bench.failover import Pair, clean_report, ha_config, ha_service_port, supplicant
 from controller.emulation.net import start_network
 from controller.emulation.processes import wait_until
 
 UPDATE = "10.0.100.20"
 C1T1 = "10.0.1.1"
+SERVICE_IP = "10.0.100.254"
 
 
 def admitted(emu, tmp, host):
@@ -47,20 +49,51 @@ def two_controllers_quarantine(tmp_path, dsn):
     return pair, emu
 
 
+def report_from(host, keys, name: str, service: str) -> int:
+    """A clean report sent from inside the terminal's namespace, to the service address."""
+    out = host.cmd(f"cd {ROOT} && {PY} -c \"from pathlib import Path; from controller.bench."
+                   f"failover import clean_report; print(clean_report(Path('{keys}'), "
+                   f"'{name}', 0, base='{service}'))\"")
+    return int(out.strip().splitlines()[-1])
+
+
 def test_the_standby_takes_over_and_no_quarantined_packet_leaks(tmp_path, pg_cluster):
     pair = emu = None
     try:
         pair, emu = two_controllers_quarantine(tmp_path, pg_cluster.new_database())
         a, b = pair.ctls["a"], pair.ctls["b"]
         c1, c2 = emu.host("c1t1"), emu.host("c1t2")
-        # B, a standby, refuses operator changes and has nothing to say to the switch
-        assert b.request("POST", "/crs/v1/terminals/c1t2/release", {})["http_status"] == 503
-        # from now on: c1t2 pings c1t1 100 times a second; c1t1 captures what arrives
+        svc_port = ha_service_port(pair.cfg)
+        service = f"http://{SERVICE_IP}:{svc_port}"
+        # only the leader listens on the service port; terminals reach it there
+        assert a.status()["ha"]["service_port"]["listening"]
+        assert not b.status()["ha"]["service_port"]["listening"]
+        assert report_from(c1, tmp_path / "c1t1-keys.json", "c1t1", service) == 200
+        # B, a standby, shows the store (a copy at most refresh_s old) ...
+        wait_until(lambda: b.get("/crs/v1/terminals/c1t2")["decision"]["isolate"], 10,
+                   "the standby's copy shows the quarantine")
+        # ... and sends an operator's change to the leader (307), which `crs` follows
+        moved = b.request("POST", "/crs/v1/terminals/c1t2/release", {})
+        assert moved["http_status"] == 307 and moved["leader_url"] == a.status()["ha"]["url"]
+        cli = subprocess.run([PY, "-m", "controller.cli", "policy", "reload", "--api",
+                              f"http://127.0.0.1:{b.rest_port}", "--token-file",
+                              str(tmp_path / "b" / "operator.token")],
+                             capture_output=True, text=True, timeout=30)
+        assert cli.returncode == 0, cli.stderr
+        assert "sent to the leader" in cli.stderr and '"version"' in cli.stdout
+        assert b.status()["counters"]["ha_redirected_to_leader"] == 2
+        # from now on: c1t1 streams to the update server (iperf3), c1t2 pings c1t1 100
+        # times a second and c1t1 captures what of it arrives
+        server = emu.popen("update", ["iperf3", "-s", "-1", "-J", "-p", "8080"])
+        wait_until(lambda: ":8080" in emu.host("update").cmd("ss -ltn 'sport = :8080'"), 10,
+                   "iperf3 server")
+        stream = c1.popen(["iperf3", "-c", UPDATE, "-p", "8080", "-t", "8", "-i", "0.5",
+                           "-b", "20M", "-J"], stdout=subprocess.PIPE, text=True)
         cap = c1.popen(["tcpdump", "-n", "-l", "-i", "c1t1-eth0", "icmp and src 10.0.1.2"],
                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         pinger = c2.popen(["ping", "-i", "0.01", "-W", "1", C1T1], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
-        time.sleep(0.5)         # tcpdump is listening, the pings are flowing (and dropped)
+        time.sleep(2.0)         # the stream runs, tcpdump listens, the pings are dropped
         gen_a = a.status()["ha"]["generation"]
         a.kill()                # SIGKILL: the leader is gone, its lease runs out
         t0 = time.monotonic()
@@ -69,8 +102,13 @@ def test_the_standby_takes_over_and_no_quarantined_packet_leaks(tmp_path, pg_clu
         st = b.status()
         assert st["ha"]["generation"] > gen_a and st["counters"]["ha_takeovers"] == 1
         wait_until(lambda: b.status()["switches"] == [1], 10, "B rebuilt the switch")
-        # the working terminal keeps its access; the quarantine holds under B
-        wait_until(lambda: tcp_ok(c1, UPDATE, 80), 15, "c1t1 reaches the update server")
+        counters = b.status()["counters"]
+        assert counters["ha_flows_read"] > 10 and "ha_cold_rebuilds" not in counters
+        # the stream never stopped: every half second of it carried data
+        out, _ = stream.communicate(timeout=30)
+        server.wait(timeout=30)
+        per_interval = [i["sum"]["bytes"] for i in json.loads(out)["intervals"]]
+        assert len(per_interval) >= 15 and min(per_interval) > 0, per_interval
         rows = {r["name"]: r for r in b.get("/crs/v1/terminals")}
         assert rows["c1t2"]["decision"]["isolate"], rows["c1t2"]      # from the store
         assert not rows["c1t1"]["decision"]["isolate"]
@@ -81,6 +119,10 @@ def test_the_standby_takes_over_and_no_quarantined_packet_leaks(tmp_path, pg_clu
         seen, _ = cap.communicate(timeout=10)
         assert "10.0.1.2" not in seen, f"packets from the quarantined terminal:\n{seen}"
         print(f"takeover: leader killed -> standby leading in {takeover_s:.2f} s")
+        # the service port moved: a report through the same address reaches B
+        wait_until(lambda: b.status()["ha"]["service_port"]["listening"], 10,
+                   "B listens on the service port")
+        assert report_from(c1, tmp_path / "c1t1-keys.json", "c1t1", service) == 200
         # a new authentication through the new leader (a second supplicant on c1t1)
         sup, _ = admitted(emu, tmp_path, "c1t1")
         assert sup.poll() is None
@@ -89,6 +131,7 @@ def test_the_standby_takes_over_and_no_quarantined_packet_leaks(tmp_path, pg_clu
         pair.restart("a")
         wait_until(lambda: pair.role("a") == "standby", 10, "the old leader is standby")
         assert pair.role("b") == "leader"
+        assert not pair.ctls["a"].status()["ha"]["service_port"]["listening"]
         assert takeover_s < 5, takeover_s
     finally:
         if emu is not None:
