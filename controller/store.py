@@ -16,18 +16,21 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from controller.records import Binding, SpRecord, SsRecord, TerminalRecord
-from controller.storedb import Db
+from controller.storedb import NOW, Db
 
 
 class Store:
-    def __init__(self, path: str | Path, read_only: bool = False):
+    def __init__(self, path: str | Path, read_only: bool = False, deadline_s: float = 10.0):
         """`path`: an SQLite file (created 0600), or a `postgresql://` URL (a database
         several controllers share; see controller.storedb). `read_only`: a standby's copy,
-        on a schema someone else brought up to date; the engine refuses its writes."""
+        on a schema someone else brought up to date; the engine refuses its writes.
+        `deadline_s`: longest wait for PostgreSQL to answer one call."""
         self.path, self.read_only = str(path), read_only
-        self.db = Db(self.path, read_only)
+        self.db = Db(self.path, read_only, deadline_s)
         self._depth = 0          # open batches (nested ones join the outermost)
         self._keys: dict[str, tuple[bytes, float]] = {}   # identity -> (report key, expires)
+        # several controllers: (holder, generation) of the lease this store writes under
+        self.fence: tuple[str, int] | None = None
         if not read_only:
             self.db.migrate()
         up = self.db.upsert
@@ -207,6 +210,15 @@ class Store:
         self.db.write("INSERT INTO policies VALUES (?,?,?)", (version, source, time.time()))
 
 
+# A leader's transaction commits only while it still holds an unexpired lease under its
+# generation: the row lock (FOR SHARE) holds off a takeover until the commit is done, and a
+# deposed leader whose commit arrives late (a partition that heals) divides by zero and
+# rolls back instead of writing over its successor's decisions.
+FENCE = ("SELECT 1 / (SELECT COUNT(*) FROM (SELECT 1 FROM leader WHERE name = 'network' "
+         "AND holder = ? AND generation = ? AND expires > " + NOW["postgresql"] +
+         " FOR SHARE) AS held)::INT")
+
+
 class Batch:
     def __init__(self, store: Store):
         self.store = store
@@ -229,6 +241,8 @@ class Batch:
                 self.store._keys.clear()
                 db.execute("ROLLBACK")
             else:
+                if self.store.fence is not None:
+                    db.write(FENCE, self.store.fence)
                 db.write("COMMIT")
                 db.flush()
         except BaseException:

@@ -48,6 +48,64 @@ NOW = {"sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
        "postgresql": "EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"}
 
 
+class _Deadlines:
+    """Cuts a PostgreSQL call that has waited longer than its deadline.
+
+    A server that stops answering without resetting the connection (a partition, a frozen
+    relay) would block the caller until TCP gives up, and the controller's event loop with
+    it: no step-down, no REST. A native thread (never a green one: it must run while the
+    event loop is blocked) shuts the connection's socket down past the deadline; the call
+    fails with a connection error, like any broken connection, and is retried on a new one."""
+
+    def __init__(self) -> None:
+        self.calls: dict[int, tuple[float, int]] = {}     # id(db) -> (deadline, socket fd)
+        self._thread: Any = None
+
+    def watch(self, db: "Db", seconds: float) -> None:
+        self.calls[id(db)] = (_real_monotonic() + seconds, db.conn.fileno())
+        if self._thread is None:
+            threading = _real("threading")
+            self._thread = threading.Thread(target=self._run, name="store-deadlines",
+                                            daemon=True)
+            self._thread.start()
+
+    def done(self, db: "Db") -> None:
+        self.calls.pop(id(db), None)
+
+    def _run(self) -> None:
+        import socket
+        sleep = _real("time").sleep
+        while True:
+            sleep(0.02)
+            now = _real_monotonic()
+            for key, (deadline, fd) in list(self.calls.items()):
+                if now < deadline or self.calls.get(key) != (deadline, fd):
+                    continue
+                self.calls.pop(key, None)
+                try:
+                    with socket.socket(fileno=os.dup(fd)) as s:
+                        s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def _real(module: str) -> Any:
+    """A module as it was before eventlet patched it (the controller runs under eventlet)."""
+    import sys
+    if "eventlet" in sys.modules:
+        from eventlet.patcher import original
+        return original(module)
+    import importlib
+    return importlib.import_module(module)
+
+
+def _real_monotonic() -> float:
+    return _real("time").monotonic()
+
+
+DEADLINES = _Deadlines()
+
+
 def is_postgres(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://"))
 
@@ -60,11 +118,13 @@ class Db:
     report's five or six statements cost one exchange with the server instead of one each.
     SQLite, in process, runs them at once."""
 
-    def __init__(self, target: str | Path, read_only: bool = False):
+    def __init__(self, target: str | Path, read_only: bool = False,
+                 deadline_s: float = 10.0):
         """`read_only`: the engine itself refuses every write on this connection (a
-        standby's copy of the shared store must never change it)."""
+        standby's copy of the shared store must never change it). `deadline_s`: longest
+        wait for PostgreSQL's answer to one call (`_Deadlines`)."""
         target = str(target)
-        self.target, self.read_only = target, read_only
+        self.target, self.read_only, self.deadline_s = target, read_only, deadline_s
         self._pipe: Any = None          # PostgreSQL pipeline while deferring writes
         self.dialect = "postgresql" if is_postgres(target) else "sqlite"
         if self.dialect == "postgresql":
@@ -92,7 +152,11 @@ class Db:
                 return cur
             if self.conn.broken or self.conn.closed:
                 self._reconnect()       # the server restarted or the link came back
-            return self.conn.execute(self._pg(sql), tuple(params))
+            DEADLINES.watch(self, self.deadline_s)
+            try:
+                return self.conn.execute(self._pg(sql), tuple(params))
+            finally:
+                DEADLINES.done(self)
         return self.conn.execute(sql, tuple(params))
 
     def write(self, sql: str, params: Iterable[Any] = ()) -> None:
@@ -117,10 +181,14 @@ class Db:
         else:
             stack, self._pipe = self._stack, None
             try:
+                if not (self.conn.broken or self.conn.closed):
+                    DEADLINES.watch(self, self.deadline_s)
                 stack.close()           # sends what waits; its error comes out here
             except Exception:
                 if not (self.conn.broken or self.conn.closed):
                     raise               # (a lost connection is already being reported)
+            finally:
+                DEADLINES.done(self)
 
     def flush(self) -> None:
         """Send the waiting writes and wait for their results (one round trip). On an
@@ -133,7 +201,11 @@ class Db:
             # tail on a new one (it would commit half of it)
             import psycopg
             raise psycopg.OperationalError("the store's connection was lost in a transaction")
-        self._pipe.sync()
+        DEADLINES.watch(self, self.deadline_s)
+        try:
+            self._pipe.sync()
+        finally:
+            DEADLINES.done(self)
 
     def discard(self) -> None:
         """Settle the waiting writes before a rollback: whatever they did is undone by it,

@@ -71,13 +71,15 @@ def arp_probe(iface: str, src_mac: str, src_ip: str, dst_ip: str, interval_s: fl
 class Pair:
     """Two controllers sharing a store, started and restarted on the same ports."""
 
-    def __init__(self, work: Path, cfg: Path, dsn: str):
-        self.work, self.cfg, self.dsn = work, cfg, dsn
+    def __init__(self, work: Path, cfg: Path, dsn: str, via: dict[str, str] | None = None):
+        """`via`: a controller's own way to the store (another DSN), by name."""
+        self.work, self.cfg, self.dsn, self.via = work, cfg, dsn, via or {}
         self.ctls = {n: self._proc(n) for n in ("a", "b")}
 
     def _proc(self, name: str, old: ControllerProcess | None = None) -> ControllerProcess:
         w = self.work / name
-        return ControllerProcess(w, ["--config", str(self.cfg), "--store", self.dsn,
+        return ControllerProcess(w, ["--config", str(self.cfg), "--store",
+                                     self.via.get(name, self.dsn),
                                      "--token-file", str(w / "operator.token")],
                                  ofp_port=old.ofp_port if old else None,
                                  rest_port=old.rest_port if old else None)

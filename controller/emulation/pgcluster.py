@@ -45,6 +45,11 @@ class Cluster:
     def dsn(self, db: str = "postgres") -> str:
         return f"postgresql:///{db}?host={self.dir}&port={self.port}&user=postgres"
 
+    @property
+    def socket_path(self) -> str:
+        """The server's Unix socket (e.g. for a TCP relay that a test can cut)."""
+        return os.path.join(self.dir, f".s.PGSQL.{self.port}")
+
     def new_database(self) -> str:
         import psycopg
         name = f"t{next(self._names)}"

@@ -12,6 +12,7 @@ import logging
 import time
 import urllib.request
 
+from eventlet import tpool
 from ryu.app.wsgi import ControllerBase, Response, WSGIApplication, route
 from ryu.base import app_manager
 from ryu.controller import ofp_event
@@ -88,12 +89,11 @@ class CrsController(app_manager.RyuApp):
                  "on" if settings.crs_enabled else "off",
                  topo.name if topo else "none (learning only)")
 
-    def _new_core(self, read_only: bool = False) -> Core:
-        """A core loaded from the store: at start, when this controller takes over, and as
-        a standby's copy (`read_only`: the store refuses its writes)."""
-        core = Core(self._settings, self._loaded.topology, loaded=self._loaded,
-                    store=Store(self._settings.db_path, read_only=read_only),
-                    audit=self._audit)
+    def _new_core(self, read_only: bool = False, core: Core | None = None) -> Core:
+        """A core loaded from the store (or `core`, loaded already): at start, when this
+        controller takes over, and as a standby's copy (`read_only`: the store refuses
+        its writes)."""
+        core = core or self._load_core(read_only)
         if core.admission is not None:
             self._local_ifaces = core.admission.local_interfaces()
             core.admission.early = self._send_now   # an EAP Success before the commit
@@ -103,11 +103,24 @@ class CrsController(app_manager.RyuApp):
             old.store.close()
         return core
 
+    def _load_core(self, read_only: bool) -> Core:
+        # with several controllers a call to a store that stopped answering is cut after
+        # one lease: this controller must be free to step down in time
+        s = self._settings
+        return Core(s, self._loaded.topology, loaded=self._loaded, audit=self._audit,
+                    store=Store(s.db_path, read_only, s.ha_lease_s if s.ha_enabled else 10.0))
+
     def _refresh_copy(self) -> None:
-        """A standby's view of the store, re-read (what its REST API shows)."""
-        if not self.active:
-            self.core = self._new_core(read_only=True)
-            self.copy_at = time.time()
+        """A standby's view of the store, re-read (what its REST API shows). Read in a
+        native thread: a store that stops answering must not stop this process."""
+        if self.active:
+            return
+        fresh = tpool.execute(self._load_core, True)
+        if self.active:     # took over meanwhile: that loaded its own
+            fresh.store.close()
+            return
+        self.core = self._new_core(core=fresh)
+        self.copy_at = time.time()
 
     @property
     def active(self) -> bool:
@@ -121,6 +134,7 @@ class CrsController(app_manager.RyuApp):
         restricted throughout."""
         t0 = time.perf_counter()
         self.core = self._new_core()
+        self.core.store.fence = (self.ha.lease.me, generation)   # commits need the lease
         self.core.counters["ha_takeovers"] += 1
         self.takeover_load_ms = (time.perf_counter() - t0) * 1e3
         for dp in list(self.datapaths.values()):

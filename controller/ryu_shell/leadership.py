@@ -34,7 +34,7 @@ class Leadership:
         self.node = node_id or f"{socket.gethostname()}:{ofp_port}"
         # the lease holder is this process, not the name: two processes given one name (a
         # cloned host, a copied configuration) must never both renew one lease
-        db = Db(store)
+        db = Db(store, deadline_s=lease_s)     # a hung renewal is cut after one lease
         db.migrate()          # the lease table, whoever opens the store first
         self.lease = Lease(db, f"{self.node}/{uuid.uuid4().hex[:12]}", lease_s, url=url)
         self.lease_s, self.url = lease_s, url
@@ -44,10 +44,12 @@ class Leadership:
         self.role = Role(False, 0, None)
         self.changes = 0
         self._thread = hub.spawn(self._loop)
+        self._watch_thread = hub.spawn(self._watch)
 
     def stop(self) -> None:
         """End the lease loop (the lease then runs out by itself)."""
         hub.kill(self._thread)
+        hub.kill(self._watch_thread)
 
     def status(self) -> dict:
         r = self.role
@@ -104,6 +106,17 @@ class Leadership:
                 except Exception as exc:    # the store went away: keep the last copy
                     log.warning("%s: standby copy not refreshed: %s", self.node, exc)
             hub.sleep(self.lease_s / 3)
+
+    def _watch(self) -> None:
+        """Step down the moment the lease runs out on our own clock, even while a renewal
+        hangs (a store cut off without a reset answers nothing: the lease loop may wait
+        for TCP keepalives for seconds). Before the lease can pass to anyone else."""
+        while True:
+            hub.sleep(min(0.05, self.lease_s / 10))
+            if self.leading and not self.lease.leading():
+                log.warning("%s: lease not renewed in time (generation %d)", self.node,
+                            self.role.generation)
+                self._lose()
 
     def _give_up(self) -> None:
         """Stop leading and release the lease: the next to ask takes it under a new

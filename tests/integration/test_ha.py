@@ -4,6 +4,9 @@ takes over. Not one packet from the quarantined terminal reaches anyone, the oth
 access, a terminal authenticates anew through the new leader, and the old leader, restarted,
 stays standby."""
 import json
+import os
+import signal
+import struct
 import subprocess
 import time
 
@@ -12,7 +15,7 @@ from nethelpers import CREDS, PY, ROOT, ping, tcp_ok, web_server
 from controller import topology
 from controller.bench.failover import Pair, clean_report, ha_config, ha_service_port, supplicant
 from controller.emulation.net import start_network
-from controller.emulation.processes import wait_until
+from controller.emulation.processes import free_port, wait_until
 
 UPDATE = "10.0.100.20"
 C1T1 = "10.0.1.1"
@@ -26,10 +29,10 @@ def admitted(emu, tmp, host):
     return proc, keys
 
 
-def two_controllers_quarantine(tmp_path, dsn):
+def two_controllers_quarantine(tmp_path, dsn, via=None):
     """A leads, B stands by, both on the switch; c1t1 and c1t2 admitted and clean, then the
     operator quarantines c1t2 on A. Returns (pair, emulation)."""
-    pair = Pair(tmp_path, ha_config(tmp_path, 1.0), dsn)
+    pair = Pair(tmp_path, ha_config(tmp_path, 1.0), dsn, via)
     pair.ctls["a"].start()
     wait_until(lambda: pair.role("a") == "leader", 10, "A leads")
     pair.ctls["b"].start()
@@ -193,3 +196,116 @@ def test_smoke_failover_benchmark_writes_its_json(tmp_path):
     assert doc["reports"]["sqlite"]["accepted_per_s"] > 0
     assert doc["reports"]["postgresql"]["accepted_per_s"] > 0
     assert doc["postgres_over_sqlite_reports"] > 0
+
+
+OFPT_PACKET_OUT, OFPT_FLOW_MOD, OFPT_ROLE_REQUEST, OFPT_METER_MOD = 13, 14, 24, 29
+ROLE_MASTER = 2
+
+
+def openflow_sent(pcap: str, ports: dict[int, str]) -> list[tuple[float, str, int, bytes]]:
+    """(time, controller, message type, message) for every OpenFlow message a controller
+    (by its listening port) sent a switch in a loopback capture, streams reassembled."""
+    from scapy.all import TCP, rdpcap
+    streams: dict[tuple[int, int], bytes] = {}
+    out = []
+    for pkt in rdpcap(pcap):
+        if TCP not in pkt or pkt[TCP].sport not in ports or not bytes(pkt[TCP].payload):
+            continue
+        key = (pkt[TCP].sport, pkt[TCP].dport)
+        buf = streams.get(key, b"") + bytes(pkt[TCP].payload)
+        while len(buf) >= 8:
+            length = struct.unpack("!H", buf[2:4])[0]
+            if length < 8 or len(buf) < length:
+                break
+            out.append((float(pkt.time), ports[key[0]], buf[1], buf[:length]))
+            buf = buf[length:]
+        streams[key] = buf
+    return out
+
+
+def test_a_leader_cut_off_from_the_store_steps_down_without_split_brain(tmp_path, pg_cluster):
+    """A reaches PostgreSQL through a TCP relay, B directly. The relay is frozen (SIGSTOP:
+    A's packets go unanswered, nothing resets): A stops acting on its own clock within
+    the lease, B takes over under a higher generation, and what the switch received shows
+    it: after A's lease ran out A sent nothing that changes the network, it declared itself
+    slave, and no MASTER request from A carries a newer generation than its own. The cut
+    heals: A stays standby."""
+    relay_port = free_port()
+    dsn = pg_cluster.new_database()
+    relay = subprocess.Popen(["socat", f"TCP-LISTEN:{relay_port},bind=127.0.0.1,reuseaddr,"
+                              f"fork", f"UNIX-CONNECT:{pg_cluster.socket_path}"],
+                             start_new_session=True)
+    pair = emu = cap = None
+    try:
+        via = dsn.replace("postgresql:///", f"postgresql://postgres@127.0.0.1:{relay_port}/"
+                          ).split("?")[0]
+        pair, emu = two_controllers_quarantine(tmp_path, dsn, via={"a": via})
+        a, b = pair.ctls["a"], pair.ctls["b"]
+        ports = {a.ofp_port: "a", b.ofp_port: "b"}
+        pcap = str(tmp_path / "openflow.pcap")
+        cap = subprocess.Popen(["tcpdump", "-i", "lo", "-U", "-w", pcap, f"tcp port "
+                                f"{a.ofp_port} or tcp port {b.ofp_port}"],
+                               stderr=subprocess.DEVNULL)
+        wait_until(lambda: os.path.exists(pcap) and os.path.getsize(pcap) > 0, 10,
+                   "the capture runs")
+        # packet-ins all along: c1t1 asks for the server's address every 20 ms (the
+        # leader answers by packet-out, proxy ARP)
+        probe = emu.popen("c1t1", [PY, "-m", "controller.bench.failover", "arp-probe",
+                                   "c1t1-eth0", "02:00:0a:00:01:01", C1T1, UPDATE, "0.02",
+                                   str(tmp_path / "arp.txt")], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+        gen_a = a.status()["ha"]["generation"]
+        time.sleep(0.5)
+        os.killpg(relay.pid, signal.SIGSTOP)        # the cut
+        t_cut = time.time()
+        wait_until(lambda: pair.role("a") == "standby", 5, "A steps down")
+        wait_until(lambda: pair.role("b") == "leader", 10, "B takes over")
+        assert b.status()["ha"]["generation"] > gen_a
+        wait_until(lambda: b.status()["ha"]["service_port"]["listening"], 10,
+                   "the service port moved to B")
+        assert not a.status()["ha"]["service_port"]["listening"]
+        time.sleep(1.0)                             # B serves the probe for a while
+        os.killpg(relay.pid, signal.SIGCONT)        # the cut heals
+        time.sleep(3 * 1.0)                         # three lease periods: A asks again
+        assert pair.role("a") == "standby" and pair.role("b") == "leader"
+        gen_b = b.status()["ha"]["generation"]
+        probe.kill()
+        cap.terminate()
+        cap.wait(timeout=10)
+        sent = openflow_sent(pcap, ports)
+        roles_sent = [(t, who, struct.unpack("!I", m[8:12])[0], struct.unpack("!Q", m[16:24])[0])
+                      for t, who, kind, m in sent if kind == OFPT_ROLE_REQUEST]
+        masters = [(t, who, g) for t, who, role, g in roles_sent if role == ROLE_MASTER]
+        # A asked for nothing above its own generation; after the cut it told the switch
+        # it is a slave; B claimed the switch under the new generation
+        assert all(g <= gen_a for _, who, g in masters if who == "a"), masters
+        slave_at = [t for t, who, role, _ in roles_sent
+                    if who == "a" and role != ROLE_MASTER and t > t_cut]
+        assert slave_at, roles_sent
+        # (its last renewal asked before the cut: its lease ran out by t_cut + 1 s, and a
+        # store call it was blocked in was cut one lease after it began)
+        assert min(slave_at) - t_cut < 2.0, min(slave_at) - t_cut
+        assert any(who == "b" and g == gen_b for _, who, g in masters), masters
+        t_b = min(t for t, who, g in masters if who == "b" and g == gen_b)
+        # A's lease began before the cut: it ran out at the latest one lease after it
+        late = [(t - t_cut, kind) for t, who, kind, _ in sent if who == "a" and t > t_cut + 1.0
+                and kind in (OFPT_PACKET_OUT, OFPT_FLOW_MOD, OFPT_METER_MOD)]
+        assert not late, f"A changed the network after its lease ran out: {late[:5]}"
+        b_outs = [t for t, who, kind, _ in sent if who == "b" and kind == OFPT_PACKET_OUT]
+        assert b_outs and max(b_outs) > t_b, "B answered the probe after taking over"
+        roles = subprocess.run(["ovs-vsctl", "--columns=target,role", "find", "controller"],
+                               capture_output=True, text=True, check=True).stdout
+        assert f"127.0.0.1:{b.ofp_port}\"\nrole                : master" in roles, roles
+        assert f"127.0.0.1:{a.ofp_port}\"\nrole                : slave" in roles, roles
+        print(f"A declared itself slave {min(slave_at) - t_cut:.2f} s after the cut "
+              f"(lease 1 s); B claimed the switch {t_b - t_cut:.2f} s after it")
+    finally:
+        if cap is not None and cap.poll() is None:
+            cap.terminate()
+        if emu is not None:
+            emu.stop()
+        if pair is not None:
+            pair.stop()
+        os.killpg(relay.pid, signal.SIGCONT)
+        os.killpg(relay.pid, signal.SIGKILL)
+        relay.wait(timeout=10)

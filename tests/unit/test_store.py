@@ -194,3 +194,24 @@ def test_a_postgresql_store_reconnects_after_its_connection_broke(pg_cluster):
         s.replay()
     assert s.replay() == {"a": 1}
     assert s.db.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
+
+
+def test_a_leaders_commit_needs_its_lease_still_held(pg_cluster):
+    """Several controllers: a store fenced by a lease commits only while that lease is held
+    under that generation; a deposed leader's late commit leaves nothing behind."""
+    from controller.lease import Lease
+    from controller.storedb import Db
+    dsn = pg_cluster.new_database()
+    store = Store(dsn)
+    lease = Lease(Db(dsn), "a/1", 30.0)
+    role = lease.step()
+    store.fence = (lease.me, role.generation)
+    with store.batch():
+        store.put_replay("a", 1)
+    lease.release()                                  # someone else may lead now
+    Lease(Db(dsn), "b/1", 30.0).step()
+    with pytest.raises(Exception):
+        with store.batch():
+            store.put_replay("late", 2)
+    assert not store.db.in_transaction
+    assert Store(dsn).replay() == {"a": 1}
