@@ -127,6 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
                                                              else "/reload")))
     st = sub.add_parser("status", parents=[api], help="controller status and counters")
     st.set_defaults(func=lambda a: _api(a, "GET", "/crs/v1/status"))
+    ev = sub.add_parser("events", help="authentications, decisions, seals, releases as "
+                        "JSON lines (format: controller/events.py, version 1)")
+    ev.add_argument("--follow", "-f", action="store_true",
+                    help="keep printing events as they happen (default: print and stop)")
+    ev.add_argument("--type", action="append", default=[], metavar="TYPE",
+                    help="only this type (repeatable): authentication, revocation, "
+                         "decision, release, seal, unseal, operator, report, ...")
+    ev.add_argument("--from-start", action="store_true",
+                    help="with --follow: the events already in the log first")
+    ev.add_argument("--terminal", help="only this terminal (identity, name, IP or MAC)")
+    ev.add_argument("--audit", help="the controller's audit log (default: audit_log of "
+                    "--config)")
+    ev.add_argument("--config", default="config/crs.yaml",
+                    help="the controller's configuration (for its audit_log)")
+    ev.set_defaults(func=cmd_events)
     hp = sub.add_parser("hash-psk", help="AK and KDK to store for an EAP-PSK subscriber")
     hp.add_argument("psk_hex")
     hp.set_defaults(func=cmd_hash_psk)
@@ -199,6 +214,27 @@ def _api(a: argparse.Namespace, method: str, path: str, body: dict | None = None
             print(f"error: cannot reach the controller at {url}: {exc}", file=sys.stderr)
             return 1
     return 1
+
+
+def cmd_events(a: argparse.Namespace) -> int:
+    from controller import events
+    path = a.audit
+    if path is None:
+        from controller.config import ConfigError
+        from controller.settings import load_settings
+        try:
+            path = load_settings(a.config).audit_log
+        except (ConfigError, OSError) as exc:
+            print(f"error: {exc} (or give the audit log with --audit)", file=sys.stderr)
+            return 2
+    try:
+        # without --follow: what the log holds now; with it: from now on
+        for ev in events.stream(path, a.type, a.terminal,
+                                from_start=a.from_start or not a.follow, keep_going=a.follow):
+            print(json.dumps(ev, sort_keys=True), flush=True)
+    except (KeyboardInterrupt, BrokenPipeError):
+        pass
+    return 0
 
 
 def cmd_hash_psk(a: argparse.Namespace) -> int:

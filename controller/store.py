@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from controller import metrics
 from controller.records import Binding, SpRecord, SsRecord, TerminalRecord
 from controller.storedb import NOW, Db
 
@@ -241,10 +242,12 @@ class Batch:
                 self.store._keys.clear()
                 db.execute("ROLLBACK")
             else:
+                t0 = time.perf_counter()
                 if self.store.fence is not None:
                     db.write(FENCE, self.store.fence)
                 db.write("COMMIT")
                 db.flush()
+                metrics.observe("store_commit", time.perf_counter() - t0)
         except BaseException:
             if db.in_transaction:   # a write failed at the commit: nothing of it stays
                 db.discard()

@@ -77,6 +77,7 @@ class Admit:
     mac: str
     identity: str
     session: Session
+    took_s: float = 0.0         # the exchange: its Request/Identity -> this Success
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class _Conv:
     next_reauth: float = 0.0
     reauth_by: float | None = None       # restored session: re-authenticate by then or go
     due_at: float | None = None          # the time of its entry in the timer heap
+    begun: float = 0.0                   # when the running exchange began (Request/Identity)
 
 
 @dataclass
@@ -352,7 +354,7 @@ class Authenticator:
             conv = self.convs[key] = _Conv(identifier=self.rng(1)[0])
         ident = self._next_id(conv)
         conv.state, conv.method, conv.method_name, conv.nak_done = "identity", None, "", False
-        conv.reauth = reauth or conv.session is not None
+        conv.reauth, conv.begun = reauth or conv.session is not None, now
         out = [self._request(dpid, port, mac, conv,
                              build_eap(EapCode.REQUEST, ident, EapType.IDENTITY), now)]
         self._schedule(key)
@@ -467,8 +469,8 @@ class Authenticator:
         conv.reauth_by = None
         conv.next_reauth = max(now, session.expires - t.reauth_margin_s)
         return [self._send(dpid, port, mac, build_eap(EapCode.SUCCESS, conv.identifier)),
-                Admit(dpid, port, mac, conv.identity, session),
-                Count("dot1x_success"),
+                Admit(dpid, port, mac, conv.identity, session, now - conv.begun),
+                Count("dot1x_success"), Count(f"dot1x_success_{method}"),
                 Log(logging.INFO, f"dot1x {conv.identity} ({mac}) authenticated "
                                   f"on {dpid}:{port} by {method}")]
 
@@ -481,6 +483,7 @@ class Authenticator:
         out: list[Effect] = [self._send(dpid, port, mac,
                                         build_eap(EapCode.FAILURE, conv.identifier)),
                              Count("dot1x_failure"),
+                             Count(f"dot1x_failure_{conv.method_name or 'none'}"),
                              Log(logging.WARNING,
                                  f"dot1x {mac} on {dpid}:{port} failed ({reason}); "
                                  f"failure {p.failures}, hold-off {hold:g} s")]

@@ -558,10 +558,11 @@ class SCS:
             d = decide(level, t.group, self.policy, reason, sealed=t.group in self.corr.sealed,
                        override=t.override, accusers=accusers)
             if d != t.decision:
+                was = list(t.decision.actions) if t.decision is not None else None
                 t.decision = d
                 out += [Enforce(t.tid, d, t.location),
                         Audit({"event": "decision", "terminal": t.tid, "at": now,
-                               **d.summary()})]
+                               **d.summary(), "was": was})]
             needs = d.update is not None
             if needs and t.granted is None and t.tid not in self.queue:
                 self.queue[t.tid] = None

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
-from controller import packet
+from controller import metrics, packet
 from controller.admission import authenticator as auth_mod
 from controller.admission import local_port
 from controller.admission.authenticator import Authenticator, Session, Timers
@@ -305,6 +305,7 @@ class Admission:
                 else:
                     out.append((e.dpid, PacketOut(e.data, (Output(e.port),))))
             elif isinstance(e, auth_mod.Admit):
+                metrics.observe("eap_exchange", e.took_s)
                 out += self._admit(e, now)
             elif isinstance(e, auth_mod.Revoke):
                 out += self._revoke(e.dpid, e.port, e.mac, e.reason, now)

@@ -113,6 +113,7 @@ class Security:
                 result = (*_answer(effects), self._effects(effects, now))
                 for sender in replay.dirty:     # every accepted message, Leave too
                     self.store.put_replay(sender, replay.last_seq[sender])
+            self.counters[f"crsap_answered_{result[0]}"] += 1
             return result
         except Exception:
             del self.http_out[posts:]
@@ -227,6 +228,8 @@ class Security:
             if isinstance(e, s.Enforce):
                 self._persist(e.terminal_id)       # committed before the flows exist
                 out += self._enforce(e.terminal_id)
+                for action in e.decision.actions:
+                    self.counters[f"decision_{e.decision.level.name}_{action}"] += 1
             elif isinstance(e, s.Remove):
                 self._persist(e.terminal_id)
                 sw = self.switches.get(e.location.dpid)

@@ -25,12 +25,12 @@ from ryu.controller.handler import (
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
-from controller import restguard
+from controller import metrics, restguard
 from controller import settings as settings_mod
 from controller.audit import AuditLog
 from controller.core import Core
 from controller.openflow.encode import Unsupported, encode
-from controller.openflow.ofmsg import LocalFrame, PacketOut
+from controller.openflow.ofmsg import FlowMod, LocalFrame, MeterMod, PacketOut
 from controller.openflow.reconcile import Installed
 from controller.operator import ApiError
 from controller.ryu_shell.leadership import Leadership
@@ -205,10 +205,20 @@ class CrsController(app_manager.RyuApp):
                 dp = self.datapaths.get(dpid)
                 if dp is not None:
                     _send(dp, msg)
-                    if i < last and isinstance(msg, PacketOut):
-                        hub.sleep(0)
+                    if isinstance(msg, PacketOut):
+                        if i < last:
+                            hub.sleep(0)
+                    else:
+                        self._count_sent(msg)
         for post in self.core.take_http():
             hub.spawn(_post, post.url, post.body)
+
+    def _count_sent(self, msg) -> None:
+        c = self.core.counters
+        if isinstance(msg, FlowMod):
+            c[f"of_flow_mods_table_{msg.table_id}"] += 1
+        elif isinstance(msg, MeterMod):
+            c["of_meter_mods"] += 1
 
     def _send_now(self, out) -> bool:
         """Send frames from inside a core call, or say it cannot be done without yielding
@@ -363,9 +373,10 @@ class CrsapGroupCommit:
     def submit(self, raw: bytes) -> tuple[int, bytes]:
         if not self.app.active:
             return 503, _standby_body(self.app)
-        done, slot = hub.Event(), []
-        self.queue.put((raw, done, slot))
+        done, slot, t0 = hub.Event(), [], time.perf_counter()
+        self.queue.put((raw, done, slot, t0))
         done.wait()
+        metrics.observe("report", time.perf_counter() - t0)
         return slot[0]
 
     def _loop(self) -> None:
@@ -380,18 +391,20 @@ class CrsapGroupCommit:
                 if not self.app.active:     # stepped down while these waited
                     results = [(503, _standby_body(self.app), [])] * len(items)
                 else:
-                    results = self.app.core.crsap_messages([raw for raw, _, _ in items],
+                    results = self.app.core.crsap_messages([it[0] for it in items],
                                                            time.time())
             except Exception:  # a bug must not stop the loop nor leave senders waiting
                 log.exception("CRSAP group of %d failed", len(items))
                 results = [(500, b'{"error": "internal error"}', [])] * len(items)
             self.app.core.counters["crsap_group_commits"] += 1
-            for _, _, out in results:      # committed: now the flows, then the answers
+            for item, (_, _, out) in zip(items, results):   # committed: flows, answers
                 try:
                     self.app.send(out)
+                    if out:
+                        metrics.observe("reaction", time.perf_counter() - item[3])
                 except Exception:
                     log.exception("sending CRSAP flows failed")
-            for (_, done, slot), (status, body, _) in zip(items, results):
+            for (_, done, slot, _), (status, body, _) in zip(items, results):
                 slot.append((status, body))
                 done.set()
 
@@ -537,6 +550,14 @@ class RestApi(ControllerBase):
             else:       # what this standby shows is a copy of the store this old
                 ha["copy_age_s"] = round(time.time() - self.app.copy_at, 3)
         return _json(st)
+
+    @route("crs", "/metrics", methods=["GET"])
+    @operator_only
+    def prometheus(self, req, **_):
+        """Prometheus text format (controller.metrics); loopback only, like the rest."""
+        ha = self.app.ha.status() if self.app.ha is not None else None
+        return Response(status=200, body=metrics.exposition(self.core, ha),
+                        content_type="text/plain", charset="utf-8")
 
     @route("crs", "/crs/v1/terminals", methods=["GET"])
     @operator_only
