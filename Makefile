@@ -14,6 +14,9 @@ demo: setup
 
 test: setup lint
 	@$(PYTEST) tests
+	@# the same app on os-ken, Ryu's maintained fork: authentication, CRS, forwarding
+	@CRS_TEST_FRAMEWORK=os-ken $(PYTEST) tests/integration/test_auth.py \
+	    tests/integration/test_crs.py tests/integration/test_forwarding.py
 
 # ruff (configuration in pyproject.toml): pyflakes, pycodestyle, import order, noqa markers
 lint: setup

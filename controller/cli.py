@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     c.add_argument("--admission", choices=["open", "authenticate"],
                    help="override the configured admission mode")
+    c.add_argument("--framework", choices=["ryu", "os-ken"], default="ryu",
+                   help="the OpenFlow framework to run on: Ryu (default) or os-ken, its "
+                        "maintained fork")
     c.add_argument("--profile", metavar="FILE",
                    help="profile the controller (cProfile) and write FILE when it is stopped "
                         "(SIGTERM or SIGINT; benchmarks use it)")
@@ -261,7 +264,7 @@ def cmd_controller(a: argparse.Namespace) -> int:
     if bool(a.ofp_tls_cert) != bool(a.ofp_tls_key):
         print("error: --ofp-tls-cert and --ofp-tls-key go together", file=sys.stderr)
         return EXIT_CONFIG
-    return launcher.run(s, profile=a.profile)
+    return launcher.run(s, profile=a.profile, framework=a.framework)
 
 
 def _load_topology(path: str, tpc: int | None = None):

@@ -1,22 +1,18 @@
-"""Start the Ryu controller: the only place with the eventlet shim and ryu.cmd.manager.
+"""Start the controller on Ryu or os-ken (`--framework ryu|os-ken`): the framework's manager,
+with the modules `controller.ryu_shell.framework` picks (and its eventlet shim for Ryu 4.34).
 
-Ryu 4.34 imports `eventlet.wsgi.ALREADY_HANDLED`, which eventlet >= 0.30.3 dropped; the shim
-restores the name before Ryu is imported. Keeping it here (and Ryu imports behind
-`controller.ryu_shell`) keeps a later move to os-ken small.
-
-The REST server is also chosen here (the one other place that touches eventlet): Ryu
-would run eventlet's WSGI server with its defaults (no socket timeout, tracebacks to clients,
-1,024 connections for everyone), so one terminal could hold every connection and stop all
-reports; and its request parsing costs more than evaluating a report. `serve_rest` runs
-`controller.httpserver` instead: socket timeouts, a per-source connection cap, no
-tracebacks, and X.1125 reports answered without the WSGI stack.
+The REST API is not the framework's (os-ken has no
+WSGI layer, and Ryu's runs eventlet's WSGI server with its defaults: no socket timeout,
+tracebacks to clients, 1,024 connections for everyone): the app serves it itself with
+`controller.httpserver` (socket timeouts, a per-source connection cap, no tracebacks, X.1125
+reports answered without the WSGI stack).
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
-from typing import Any, Callable
+from typing import Any
 
 from controller import restguard
 from controller import settings as settings_mod
@@ -30,8 +26,15 @@ def check(settings: settings_mod.Settings) -> settings_mod.Loaded:
     return settings_mod.validate(settings)
 
 
-def run(settings: settings_mod.Settings, profile: str | None = None) -> int:
+def run(settings: settings_mod.Settings, profile: str | None = None,
+        framework: str = "ryu") -> int:
     # Validate everything before Ryu starts: a bad file is exit status 2, not a traceback.
+    import importlib.util
+    top = {"ryu": "ryu", "os-ken": "os_ken"}.get(framework)
+    if top is None or importlib.util.find_spec(top) is None:
+        print(f"error: framework {framework!r} is not installed (ryu or os-ken; "
+              "run 'sudo make setup')", file=sys.stderr)
+        return 2
     try:
         loaded = check(settings)
     except ConfigError as exc:
@@ -62,7 +65,7 @@ def run(settings: settings_mod.Settings, profile: str | None = None) -> int:
     if profile:
         _profile_until_stopped(profile)
     return _ryu_main(["controller.ryu_shell.app"], settings.ofp_port, settings.rest_host,
-                     settings.rest_port, settings)
+                     settings.rest_port, settings, framework)
 
 
 def _cluster_token(db_path: str) -> str:
@@ -99,18 +102,16 @@ def _profile_until_stopped(path: str) -> None:
 
 
 def _ryu_main(apps: list[str], ofp_port: int, rest_host: str, rest_port: int,
-              settings: settings_mod.Settings | None = None) -> int:
-    import eventlet.wsgi
-    if not hasattr(eventlet.wsgi, "ALREADY_HANDLED"):
-        eventlet.wsgi.ALREADY_HANDLED = object()
-    from ryu.app import wsgi as ryu_wsgi
-    from ryu.cmd import manager
-
-    # ryu.cmd.manager looks start_service up when it starts the REST server
-    ryu_wsgi.start_service = _rest_service(settings or settings_mod.Settings())
-    manager.main(args=[*_ofp_args(settings or settings_mod.Settings(), ofp_port),
-                       "--wsapi-host", rest_host, "--wsapi-port", str(rest_port), *apps],
-                 prog="crs controller")
+              settings: settings_mod.Settings | None = None, framework: str = "ryu") -> int:
+    """Run `apps` under the framework's manager. Our app serves its REST API itself; the
+    reference Ryu apps of the benchmarks (`__main__`) get Ryu's own on `rest_port`."""
+    os.environ["CRS_FRAMEWORK"] = framework
+    from controller.ryu_shell import framework as fw  # (its eventlet shim first)
+    ours = settings is not None
+    wsapi = [] if ours else ["--wsapi-host", rest_host, "--wsapi-port", str(rest_port)]
+    fw.module("cmd.manager").main(
+        args=[*_ofp_args(settings or settings_mod.Settings(), ofp_port), *wsapi, *apps],
+        prog="crs controller")
     return 0
 
 
@@ -127,59 +128,6 @@ def _ofp_args(settings: settings_mod.Settings, ofp_port: int) -> list[str]:
     else:
         args += ["--ofp-tcp-listen-port", str(ofp_port)]
     return args
-
-
-def _rest_service(settings: settings_mod.Settings) -> Callable[[Any], Any]:
-    """Ryu's `ryu.app.wsgi.start_service`, serving the WSGI application with `serve_rest`.
-
-    The listening socket is made by Ryu's own WSGIServer (same host/port handling); the
-    refusal counter goes to the core's counters when the app has a core (`crs status`)."""
-    def start_service(app_mgr: Any) -> Callable[[], None] | None:
-        from ryu.app import wsgi as ryu_wsgi
-        from ryu.lib import hub
-        app = next((c for c in app_mgr.contexts.values()
-                    if isinstance(c, ryu_wsgi.WSGIApplication)), None)
-        if app is None:
-            return None
-        counters = next((a.core.counters for a in app_mgr.applications.values()
-                         if hasattr(a, "core")), None)
-        cap = restguard.SourceCap(settings.rest_conn_per_source,
-                                  settings.rest_conn_per_loopback, counters)
-        listener = ryu_wsgi.WSGIServer(app).server
-        crs_app = next((a for a in app_mgr.applications.values() if hasattr(a, "crsap")),
-                       None)
-        fast = _crsap_fast(crs_app) if crs_app is not None else None
-        service = getattr(crs_app, "service", None)
-        if service is not None:     # the service port that moves with leadership
-            from controller.httpserver import Server
-            service.make_server = lambda: Server(app, cap, settings.rest_socket_timeout_s,
-                                                 fast, server_port=service.port)
-        return lambda: serve_rest(listener, app, cap, settings.rest_socket_timeout_s,
-                                  hub.LoggingWrapper(), fast, listener.getsockname()[1])
-    return start_service
-
-
-def _crsap_fast(crs_app: Any) -> Callable:
-    """POST /crsap/v1/messages straight into the app's group commit (the WSGI route for
-    it stays, for any other server)."""
-    from controller.crs.messages import HTTP_PATH
-
-    def fast(method: str, path: str, headers: dict, body: bytes):
-        if path != HTTP_PATH or method != "POST":
-            return None
-        status, answer = crs_app.crsap.submit(body)
-        return status, "application/json", answer
-    return fast
-
-
-def serve_rest(sock: Any, app: Callable, cap: restguard.SourceCap, socket_timeout_s: float,
-               access_log: Any = None, fast: Any = None, port: int = 0) -> None:
-    """Serve `app` on the listening socket `sock` until the process ends
-    (`controller.httpserver`: `fast` answers the requests it can without the WSGI stack).
-    `access_log` is accepted for Ryu's signature and unused: a line per report would cost
-    as much as the report."""
-    from controller.httpserver import Server
-    Server(app, cap, socket_timeout_s, fast, server_port=port).serve(sock)
 
 
 if __name__ == "__main__":

@@ -49,9 +49,9 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; 
   "${pip[@]}" setuptools wheel pbr 2>&1 | grep -v '^WARNING: Location' || true
   "${pip[@]}" --no-build-isolation ryu eventlet dnspython scapy cryptography pyOpenSSL PyYAML \
       pytest pytest-timeout hypothesis matplotlib numpy ruff inotify_simple psycopg \
-      psycopg-binary prometheus-client 2>&1 | grep -v '^WARNING: Location' || true
+      psycopg-binary prometheus-client os-ken 2>&1 | grep -v '^WARNING: Location' || true
   "${pip[@]}" --no-build-isolation --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
-  "$VENV/bin/python" -c 'import ryu, eventlet, scapy, cryptography, yaml, mininet.net, psycopg, prometheus_client, controller' \
+  "$VENV/bin/python" -c 'import ryu, os_ken, eventlet, scapy, cryptography, yaml, mininet.net, psycopg, prometheus_client, controller' \
     || { echo "setup: the venv does not import its dependencies" >&2; exit 1; }
   echo "$want" > "$STAMP"
 fi

@@ -1,49 +1,40 @@
-"""The Ryu application: a thin adapter between Ryu events and the pure core.
+"""The Ryu (or os-ken) application: a thin adapter between OpenFlow events and the pure core.
 
 It receives OpenFlow events, hands them to `controller.core.Core`, converts what the core
-returns with `ofconv` and sends it; it serves the REST API through Ryu's WSGI server and
-makes the core's outgoing HTTP requests in green threads. No decision is made here.
+returns with `ofconv` and sends it; it serves the REST API (`rest`) on its own HTTP server
+and makes the core's outgoing HTTP requests in green threads. No decision is made here.
 """
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
 import time
 import urllib.request
 
 from eventlet import tpool
-from ryu.app.wsgi import ControllerBase, Response, WSGIApplication, route
-from ryu.base import app_manager
-from ryu.controller import ofp_event
-from ryu.controller.handler import (
-    CONFIG_DISPATCHER,
-    DEAD_DISPATCHER,
-    MAIN_DISPATCHER,
-    set_ev_cls,
-)
-from ryu.lib import hub
-from ryu.ofproto import ofproto_v1_3
 
 from controller import metrics, restguard
 from controller import settings as settings_mod
 from controller.audit import AuditLog
 from controller.core import Core
+from controller.crs.messages import HTTP_PATH
+from controller.httpserver import Server
 from controller.openflow.encode import Unsupported, encode
 from controller.openflow.ofmsg import FlowMod, LocalFrame, MeterMod, PacketOut
 from controller.openflow.reconcile import Installed
-from controller.operator import ApiError
+from controller.ryu_shell.framework import App, hub, ofp_event, ofproto_v1_3
+from controller.ryu_shell.framework import handler as _handler
 from controller.ryu_shell.leadership import Leadership
 from controller.ryu_shell.local_eapol import LocalEapol
 from controller.ryu_shell.ofconv import to_ryu
+from controller.ryu_shell.rest import RestApi, _standby_body, wsgi
 from controller.ryu_shell.service_port import ServicePort
 from controller.store import Store
 from controller.storedb import Db
 
+CONFIG_DISPATCHER, DEAD_DISPATCHER = _handler.CONFIG_DISPATCHER, _handler.DEAD_DISPATCHER
+MAIN_DISPATCHER, set_ev_cls = _handler.MAIN_DISPATCHER, _handler.set_ev_cls
 log = logging.getLogger("crs.app")
-API = "crs_api"
 TICK_S = 0.1
-MAX_BODY = 64 * 1024
 MAX_GROUP = 256     # CRSAP messages committed together at most
 FLOW_READ_S = 2.0   # a new leader waits this long for a switch's flow table
 # timing counters of frames from the switches: (core us, send us, count), for EAPOL
@@ -52,9 +43,8 @@ _TIMED = {kind == "eapol": (f"time_{kind}_core_us", f"time_{kind}_send_us", f"ti
           for kind in ("eapol", "other")}
 
 
-class CrsController(app_manager.RyuApp):
+class CrsController(App):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
-    _CONTEXTS = {"wsgi": WSGIApplication}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -73,7 +63,8 @@ class CrsController(app_manager.RyuApp):
         self.core = self._new_core(read_only=settings.ha_enabled)
         self.copy_at = time.time()
         self.operator_token = _operator_token(settings.token_file)
-        kwargs["wsgi"].register(RestApi, {API: self})
+        self._cap = restguard.SourceCap(settings.rest_conn_per_source,
+                                        settings.rest_conn_per_loopback, self.core.counters)
         self._ticker = hub.spawn(self._tick_loop)
         self.crsap = CrsapGroupCommit(self)
         # several controllers: only the leader acts (ryu_shell.leadership), and only the
@@ -101,6 +92,8 @@ class CrsController(app_manager.RyuApp):
         if old is not None:             # counters run on across takeovers and copies
             core.counters.update(old.counters)
             old.store.close()
+        if getattr(self, "_cap", None) is not None:
+            self._cap.counters = core.counters
         return core
 
     def _load_core(self, read_only: bool) -> Core:
@@ -121,6 +114,31 @@ class CrsController(app_manager.RyuApp):
             return
         self.core = self._new_core(core=fresh)
         self.copy_at = time.time()
+
+    def start(self):
+        """The framework starts the app: the REST API's server starts with it (on the REST
+        port; the service port, with several controllers, follows leadership)."""
+        thread = super().start()
+        s = self._settings
+        app, fast = wsgi(RestApi(self)), self._crsap_fast
+        if self.service is not None:
+            self.service.make_server = lambda: Server(app, self._cap, s.rest_socket_timeout_s,
+                                                      fast, server_port=self.service.port)
+        import eventlet
+        listener = eventlet.listen((s.rest_host, s.rest_port), reuse_addr=True,
+                                   reuse_port=False, backlog=1024)
+        server = Server(app, self._cap, s.rest_socket_timeout_s, fast, server_port=s.rest_port)
+        self._rest_thread = hub.spawn(server.serve, listener)
+        log.info("REST API on %s:%d", s.rest_host, s.rest_port)
+        return thread
+
+    def _crsap_fast(self, method: str, path: str, headers: dict, body: bytes):
+        """POST /crsap/v1/messages straight into the group commit, without the WSGI stack
+        (the route stays, for completeness)."""
+        if path != HTTP_PATH or method != "POST":
+            return None
+        status, answer = self.crsap.submit(body)
+        return status, "application/json", answer
 
     @property
     def active(self) -> bool:
@@ -409,25 +427,6 @@ class CrsapGroupCommit:
                 done.set()
 
 
-def _standby_body(app: CrsController) -> bytes:
-    st = app.ha.status() if app.ha else {}
-    return json.dumps({"error": "this controller is a standby", "leader": st.get("leader"),
-                       "leader_url": st.get("leader_url")}).encode()
-
-
-def _to_leader(app: CrsController, req) -> Response:
-    """An operator's write reaching a standby: 307 to the same path on the leader (the
-    method and body are kept; `crs` follows it), or 503 while nobody leads."""
-    body = _standby_body(app)
-    url = app.ha.status().get("leader_url") if app.ha else None
-    if not url:
-        return Response(status=503, content_type="application/json", body=body)
-    r = Response(status=307, content_type="application/json", body=body)
-    r.headers["Location"] = url.rstrip("/") + req.path_qs
-    app.core.counters["ha_redirected_to_leader"] += 1
-    return r
-
-
 def _send(dp, msg) -> None:
     """One message to a switch: packed directly (`openflow.encode`, ~6 us against ~137 us
     through Ryu's message classes), or through Ryu if the encoder does not know it."""
@@ -448,22 +447,6 @@ def _post(url: str, body: bytes) -> None:
         log.info("POST %s failed: %s", url, exc)
 
 
-def _json(body, status: int = 200) -> Response:
-    return Response(status=status, content_type="application/json", charset="utf-8",
-                    body=json.dumps(body, sort_keys=True, default=str).encode())
-
-
-def _error(status: int, reason: str, **extra) -> Response:
-    return _json({"error": reason, **extra}, status)
-
-
-def _local(req) -> bool:
-    try:
-        return ipaddress.ip_address(req.remote_addr or "0.0.0.0").is_loopback
-    except ValueError:
-        return False
-
-
 def _operator_token(path: str | None) -> str | None:
     """The token the launcher wrote; None (every operator POST refused) if there is none."""
     if not path:
@@ -476,143 +459,3 @@ def _operator_token(path: str | None) -> str | None:
         return None
 
 
-def operator_only(fn):
-    """Operator endpoints answer only on loopback: terminals reach the same port over the
-    emulated network and must not quarantine or release anyone. A POST (it changes state)
-    also needs the operator token and a JSON body type: a web page in a browser on the
-    controller host reaches loopback too, but can neither read the token nor send a JSON
-    content type cross-site (that needs a CORS preflight, which this server never grants)."""
-    def wrapper(self, req, **kw):
-        if not _local(req):
-            return _error(403, "operator API is only served on loopback")
-        if req.method == "POST":
-            refusal = restguard.operator_post_refusal(
-                req.headers.get("Content-Type"), req.headers.get("Authorization"),
-                self.app.operator_token)
-            if refusal:
-                status, counter, reason = refusal
-                self.core.counters[counter] += 1
-                # the raw PATH_INFO: webob's req.path raises on bytes that are not UTF-8
-                log.warning("operator %s %r refused: %s", req.method,
-                            req.environ.get("PATH_INFO", ""), reason)
-                return _error(status, reason)
-        try:
-            return fn(self, req, **kw)
-        except ApiError as exc:
-            return _error(exc.status, exc.reason, **exc.extra)
-    wrapper.__name__ = fn.__name__
-    return wrapper
-
-
-def _body(req) -> bytes:
-    if req.content_length and req.content_length > MAX_BODY:
-        raise ApiError(413, f"body larger than {MAX_BODY} bytes")
-    try:
-        return req.body or b""
-    except OSError:  # the client stopped sending (webob DisconnectionError) or timed out
-        raise ApiError(400, "request body incomplete") from None
-
-
-def _json_body(req) -> dict:
-    raw = _body(req)
-    if not raw:
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise ApiError(400, f"body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "body must be a JSON object")
-    return data
-
-
-class RestApi(ControllerBase):
-    def __init__(self, req, link, data, **config):
-        super().__init__(req, link, data, **config)
-        self.app: CrsController = data[API]
-
-    @property
-    def core(self) -> Core:
-        return self.app.core
-
-    # operators (loopback) ---------------------------------------------------------------
-
-    @route("crs", "/crs/v1/status", methods=["GET"])
-    @operator_only
-    def status(self, req, **_):
-        st = self.core.status()
-        if self.app.ha is not None:
-            st["ha"] = ha = self.app.ha.status()
-            if self.app.service is not None:
-                ha["service_port"] = self.app.service.status()
-            if self.app.active:
-                ha["takeover_load_ms"] = getattr(self.app, "takeover_load_ms", None)
-            else:       # what this standby shows is a copy of the store this old
-                ha["copy_age_s"] = round(time.time() - self.app.copy_at, 3)
-        return _json(st)
-
-    @route("crs", "/metrics", methods=["GET"])
-    @operator_only
-    def prometheus(self, req, **_):
-        """Prometheus text format (controller.metrics); loopback only, like the rest."""
-        ha = self.app.ha.status() if self.app.ha is not None else None
-        return Response(status=200, body=metrics.exposition(self.core, ha),
-                        content_type="text/plain", charset="utf-8")
-
-    @route("crs", "/crs/v1/terminals", methods=["GET"])
-    @operator_only
-    def terminals(self, req, **_):
-        return _json(self.core.api.terminals(time.time()))
-
-    @route("crs", "/crs/v1/terminals/{who}", methods=["GET"])
-    @operator_only
-    def terminal(self, req, who, **_):
-        now = time.time()
-        return _json(self.core.api.row(self.core.api.resolve(who, now), now))
-
-    # (the URL variable may not be called "action": Routes reserves that name)
-    @route("crs", "/crs/v1/terminals/{who}/{verb}", methods=["POST"])
-    @operator_only
-    def terminal_action(self, req, who, verb, **_):
-        if not self.app.active:
-            return _to_leader(self.app, req)
-        row, out = self.core.api.act(verb, who, _json_body(req), time.time())
-        self.app.send(out)
-        return _json(row)
-
-    @route("crs", "/crs/v1/policy", methods=["GET"])
-    @operator_only
-    def policy(self, req, **_):
-        return _json(self.core.api.policy_show())
-
-    @route("crs", "/crs/v1/policy/reload", methods=["POST"])
-    @operator_only
-    def policy_reload(self, req, **_):
-        if not self.app.active:
-            return _to_leader(self.app, req)
-        shown, out = self.core.api.policy_reload(time.time())
-        self.app.send(out)
-        return _json(shown)
-
-    # terminals (SCA) and service providers, over the emulated network ---------------------
-
-    @route("crsap", "/crsap/v1/messages", methods=["POST"])
-    def crsap(self, req, **_):
-        try:
-            raw = _body(req)
-        except ApiError as exc:
-            return _error(exc.status, exc.reason)
-        status, body = self.app.crsap.submit(raw)
-        return Response(status=status, content_type="application/json", body=body)
-
-    @route("eac", "/eac/v1/{path:.*}", methods=["POST", "GET"])
-    def eac(self, req, path, **_):
-        if not self.app.active:
-            return _json(json.loads(_standby_body(self.app)), 503)
-        try:
-            raw = _body(req)
-        except ApiError as exc:
-            return _error(exc.status, exc.reason)
-        status, body = self.core.api.eac_request(req.method, f"/eac/v1/{path}", raw,
-                                                 time.time())
-        return _json(body, status)

@@ -16,9 +16,9 @@ import uuid
 from typing import Callable
 
 from eventlet import tpool
-from ryu.lib import hub
 
 from controller.lease import Lease, Role
+from controller.ryu_shell.framework import hub
 from controller.storedb import Db
 
 log = logging.getLogger("crs.ha")

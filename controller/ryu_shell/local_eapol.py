@@ -15,7 +15,7 @@ import socket
 import struct
 from typing import Callable
 
-from ryu.lib import hub
+from controller.ryu_shell.framework import hub
 
 log = logging.getLogger("crs.local_eapol")
 ETH_P_ALL = 0x0003

@@ -1,9 +1,6 @@
 """Turn the core's message dataclasses into Ryu OF1.3 messages (the Ryu seam for output)."""
 from __future__ import annotations
 
-from ryu.ofproto import ofproto_v1_3 as ofp
-from ryu.ofproto import ofproto_v1_3_parser as parser
-
 from controller.openflow.ofmsg import (
     OFP_NO_BUFFER,
     Apply,
@@ -17,6 +14,8 @@ from controller.openflow.ofmsg import (
     PacketOut,
     SetField,
 )
+from controller.ryu_shell.framework import ofproto_v1_3 as ofp
+from controller.ryu_shell.framework import ofproto_v1_3_parser as parser
 
 _COMMANDS = {
     "add": ofp.OFPFC_ADD, "modify": ofp.OFPFC_MODIFY, "modify_strict": ofp.OFPFC_MODIFY_STRICT,

@@ -17,7 +17,7 @@ import logging
 import socket
 from typing import Any, Callable
 
-from ryu.lib import hub
+from controller.ryu_shell.framework import hub
 
 log = logging.getLogger("crs.ha")
 

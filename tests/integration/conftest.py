@@ -27,8 +27,12 @@ def _needs_root_and_ovs():
 def controller(tmp_path):
     procs = []
 
+    # CRS_TEST_FRAMEWORK=os-ken: the same tests against the app running on os-ken
+    framework = os.environ.get("CRS_TEST_FRAMEWORK")
+
     def make(*extra: str) -> ControllerProcess:
-        c = ControllerProcess(tmp_path, list(extra)).start()
+        args = [*extra, "--framework", framework] if framework else list(extra)
+        c = ControllerProcess(tmp_path, args).start()
         procs.append(c)
         return c
     yield make

@@ -11,7 +11,7 @@ with warnings.catch_warnings():      # eventlet 0.33 still imports distutils' ve
     import eventlet
     from eventlet.green import socket
 
-from controller.launcher import serve_rest
+from controller.httpserver import Server
 from controller.restguard import REFUSED_COUNTER, SourceCap
 
 
@@ -24,12 +24,13 @@ def app(environ, start_response):
 
 @pytest.fixture
 def server():
-    """serve_rest on a loopback port; loopback capped at 3 so the test can play a terminal."""
+    """The REST server on a loopback port; loopback capped at 3 so the test can play a
+    terminal."""
     counters = Counter()
     cap = SourceCap(per_source=3, per_loopback=3, counters=counters)
     sock = eventlet.listen(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    gt = eventlet.spawn(serve_rest, sock, app, cap, 0.5, None)
+    gt = eventlet.spawn(Server(app, cap, 0.5).serve, sock)
     eventlet.sleep(0)
     yield port, cap, counters
     gt.kill()
@@ -115,7 +116,7 @@ def fast_server():
         return 202, "application/json", b'{"n": %d}' % len(calls)
     cap = SourceCap(per_source=3, per_loopback=3)
     sock = eventlet.listen(("127.0.0.1", 0))
-    gt = eventlet.spawn(serve_rest, sock, echo, cap, 0.5, None, fast)
+    gt = eventlet.spawn(Server(echo, cap, 0.5, fast).serve, sock)
     eventlet.sleep(0)
     yield sock.getsockname()[1], calls
     gt.kill()
