@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Iterable
@@ -62,22 +63,22 @@ class _Deadlines:
         self._thread: Any = None
 
     def watch(self, db: "Db", seconds: float) -> None:
-        self.calls[id(db)] = (_real_monotonic() + seconds, db.conn.fileno())
+        # (eventlet leaves time.monotonic alone; it patches sleep and threads)
+        self.calls[id(db)] = (time.monotonic() + seconds, db.conn.fileno())
         if self._thread is None:
-            threading = _real("threading")
-            self._thread = threading.Thread(target=self._run, name="store-deadlines",
-                                            daemon=True)
+            threading, real_time = _real("threading"), _real("time")
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            args=(real_time.sleep,), name="store-deadlines")
             self._thread.start()
 
     def done(self, db: "Db") -> None:
         self.calls.pop(id(db), None)
 
-    def _run(self) -> None:
+    def _run(self, sleep: Any) -> None:
         import socket
-        sleep = _real("time").sleep
         while True:
             sleep(0.02)
-            now = _real_monotonic()
+            now = time.monotonic()
             for key, (deadline, fd) in list(self.calls.items()):
                 if now < deadline or self.calls.get(key) != (deadline, fd):
                     continue
@@ -90,17 +91,13 @@ class _Deadlines:
 
 
 def _real(module: str) -> Any:
-    """A module as it was before eventlet patched it (the controller runs under eventlet)."""
-    import sys
-    if "eventlet" in sys.modules:
-        from eventlet.patcher import original
-        return original(module)
+    """A module as it was before eventlet patched it (the controller runs under eventlet).
+    Called from the thread that uses the store, never from the deadline thread: importing
+    there could race an import of eventlet itself."""
     import importlib
-    return importlib.import_module(module)
-
-
-def _real_monotonic() -> float:
-    return _real("time").monotonic()
+    import sys
+    original = getattr(sys.modules.get("eventlet.patcher"), "original", None)
+    return original(module) if original is not None else importlib.import_module(module)
 
 
 DEADLINES = _Deadlines()
