@@ -10,7 +10,7 @@ import os
 import subprocess
 
 import pytest
-from nethelpers import ROOT
+from nethelpers import ROOT, framework_args
 
 from controller.emulation.processes import ControllerProcess
 
@@ -27,12 +27,9 @@ def _needs_root_and_ovs():
 def controller(tmp_path):
     procs = []
 
-    # CRS_TEST_FRAMEWORK=os-ken: the same tests against the app running on os-ken
-    framework = os.environ.get("CRS_TEST_FRAMEWORK")
-
     def make(*extra: str) -> ControllerProcess:
-        args = [*extra, "--framework", framework] if framework else list(extra)
-        c = ControllerProcess(tmp_path, args).start()
+        # CRS_TEST_FRAMEWORK=os-ken: the same tests against the app running on os-ken
+        c = ControllerProcess(tmp_path, [*extra, *framework_args()]).start()
         procs.append(c)
         return c
     yield make

@@ -7,6 +7,7 @@ and tests/ too (tests/conftest.py), so this imports as `nethelpers` from any dir
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import yaml
@@ -22,6 +23,13 @@ CLEAN = {"os": {"name": "MobileOS", "patch_level": 12},
          "antivirus": {"engine": "1.0", "signature_version": 2041},
          "agent_version": "1.0.0", "firewall": True, "threats": [], "attackers": []}
 INFECTED = [{"name": "Worm.Demo", "count": 1, "cleaned": False}]    # a posture's "threats"
+
+
+def framework_args() -> list[str]:
+    """`--framework` for a controller a test starts itself (CRS_TEST_FRAMEWORK=os-ken runs
+    the tests against the app on os-ken; the `controller` fixture does the same)."""
+    fw = os.environ.get("CRS_TEST_FRAMEWORK")
+    return ["--framework", fw] if fw else []
 
 
 def ping(host, ip: str, count: int = 1, timeout: int = 2) -> bool:

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 
 import yaml
-from nethelpers import CLEAN, INFECTED, ping, tcp_ok
+from nethelpers import CLEAN, INFECTED, framework_args, ping, tcp_ok
 
 from controller import jsonfile
 from controller.crs import messages as crsap
@@ -124,7 +124,7 @@ def test_quarantine_survives_sigkill_and_restart(crs, tmp_path):
     probe = net.emu.popen("c1t1", ["ping", "-i", "0.05", "-W", "1", "10.0.1.2"],
                           stdout=subprocess.PIPE, text=True)
     net.ctl.kill(signal.SIGKILL)
-    ctl2 = ControllerProcess(tmp_path, net.cfg, ofp_port=net.ctl.ofp_port,
+    ctl2 = ControllerProcess(tmp_path, [*net.cfg, *framework_args()], ofp_port=net.ctl.ofp_port,
                              rest_port=net.ctl.rest_port).start()
     try:
         wait_until(lambda: len(ctl2.status()["switches"]) == 7, 60, "switches reconnected")

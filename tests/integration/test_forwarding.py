@@ -1,7 +1,7 @@
 """Forwarding on real Open vSwitch + Mininet + ryu-manager, admission open."""
 import signal
 
-from nethelpers import ROOT, ping
+from nethelpers import ROOT, framework_args, ping
 
 from controller.emulation.processes import ControllerProcess, wait_until
 from controller.emulation.traffic import all_pairs, iperf3
@@ -32,7 +32,8 @@ def test_controller_killed_and_restarted_forwarding_recovers(controller, network
     # fail-mode secure: installed flows keep working while the controller is gone
     assert ping(a, b.IP())
     # a restarted controller on the same port takes the switches back
-    ctl2 = ControllerProcess(tmp_path, ofp_port=ctl.ofp_port, rest_port=ctl.rest_port).start()
+    ctl2 = ControllerProcess(tmp_path, framework_args(), ofp_port=ctl.ofp_port,
+                             rest_port=ctl.rest_port).start()
     try:
         wait_until(lambda: ctl2.status()["switches"] == [1], 60, "switch reconnect")
         wait_until(lambda: ping(b, web.IP()) and ping(web, a.IP()), 30,
