@@ -37,6 +37,9 @@ SCHEMA = {
         "authorization": Field(str, default="authorization.yaml",
                                doc="which groups may reach which servers and services"),
         "session_s": Field(int, default=3600, check=in_range(10, 86400 * 7)),
+        "sp_grant_s": Field(float, default=5.0, check=in_range(0.5, 3600),
+                            doc="an SP re-asks the EAC for a terminal's key this often: "
+                                "a revoked session reaches every SP within it"),
         "preauth_arp_to_service": Field(bool, default=True),
     }),
     "crs": Field(dict, default={}, items={
@@ -97,6 +100,7 @@ KEYS: dict[str, str] = {
     "credentials_file": "admission.credentials",
     "authorization_file": "admission.authorization",
     "session_s": "admission.session_s",
+    "sp_grant_s": "admission.sp_grant_s",
     "preauth_arp_to_service": "admission.preauth_arp_to_service",
     "crs_enabled": "crs.enabled",
     "crs_policy_file": "crs.policy",
@@ -165,6 +169,7 @@ class Settings:
     credentials_file: str = _default("credentials_file")
     authorization_file: str = _default("authorization_file")
     session_s: int = _default("session_s")
+    sp_grant_s: float = _default("sp_grant_s")
     preauth_arp_to_service: bool = _default("preauth_arp_to_service")
     crs_enabled: bool = _default("crs_enabled")
     crs_policy_file: str = _default("crs_policy_file")

@@ -149,8 +149,12 @@ class Eac:
     def __init__(self, store: SessionStore, credentials, authorization: Authorization,
                  iac_lifetime_s: float = 3600.0, challenge_lifetime_s: float = 30.0,
                  rng: Callable[[int], bytes] = os.urandom, max_spent: int = 4096,
-                 max_spent_per_sp: int = 256):
+                 max_spent_per_sp: int = 256, grant_s: float = 5.0):
+        """`grant_s`: how long an SP may use a key it obtained before asking again. The
+        EAC pushes nothing to SPs: a Logoff, expiry or revocation reaches every SP within
+        `grant_s`, when its next inquiry for the terminal is refused (X.1124 8.3/8.4)."""
         self.store = store
+        self.grant_s = grant_s
         self.creds = credentials
         self.authz = authorization
         self.iac_lifetime_s = iac_lifetime_s
@@ -272,5 +276,5 @@ class Eac:
             return Refusal("ss_not_entitled",
                            f"group {ss.group} may not use {sp_rec.sp_name}/{service}")
         key = sp_service_key_from_root(ss.sp_root, isr_id, sp_rec.sp_name, service)
-        return Grant(key, min(ss.expires, sp_rec.expires), isr_id, ss.identity, ss.group,
-                     sp_rec.sp_name, service)
+        return Grant(key, min(ss.expires, sp_rec.expires, now + self.grant_s), isr_id,
+                     ss.identity, ss.group, sp_rec.sp_name, service)

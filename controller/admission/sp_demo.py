@@ -269,9 +269,37 @@ def read_keys(path: str | Path, now: float | None = None) -> tuple[str, bytes]:
     return isr, bytes.fromhex(root)
 
 
-def run_client(keys_file: str | Path, server: Post, sp_name: str, service: str) -> tuple[int, dict]:
-    """SS side of §8.5: returns (exit status, result JSON)."""
+GONE = ("unknown_isr_id", "expired_isr_id")     # the EAC no longer honours our session
+REAUTH_WAIT_S = 15.0
+
+
+def run_client(keys_file: str | Path, server: Post, sp_name: str, service: str,
+               reauth: Callable[[], None] | None = None) -> tuple[int, dict]:
+    """SS side of §8.5: returns (exit status, result JSON). When the SP answers 404/410
+    because the EAC no longer knows our session (revoked, expired, replaced) and `reauth`
+    is given, ask the supplicant to authenticate again (`reauth`), wait for its new keys
+    and try once more."""
     t0 = time.monotonic()
+    rc, out = _client_once(keys_file, server, sp_name, service, t0)
+    if rc == 0 or reauth is None or out.get("status") not in (404, 410) \
+            or out.get("error") not in GONE:
+        return rc, out
+    stale = out.get("isr_id")
+    reauth()
+    deadline = time.monotonic() + REAUTH_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            if read_keys(keys_file)[0] != stale:
+                rc, out = _client_once(keys_file, server, sp_name, service, t0)
+                return rc, {**out, "reauthenticated": True}
+        except ValueError:
+            pass                # the supplicant is writing it
+        time.sleep(0.05)
+    return 1, {**out, "detail": f"no new session within {REAUTH_WAIT_S:g} s"}
+
+
+def _client_once(keys_file: str | Path, server: Post, sp_name: str, service: str,
+                 t0: float) -> tuple[int, dict]:
     try:
         isr, root = read_keys(keys_file)
     except ValueError as exc:
@@ -281,7 +309,7 @@ def run_client(keys_file: str | Path, server: Post, sp_name: str, service: str) 
     st, hello = server(HELLO, {"isr_id": isr, "service": service, "nonce_ss": nonce_ss.hex()})
     if st != 200:
         return 1, {"ok": False, "status": st, "error": hello.get("error", "refused"),
-                   "detail": hello.get("detail", "")}
+                   "detail": hello.get("detail", ""), "isr_id": isr}
     try:
         nonce_sp, proof_sp = bytes.fromhex(hello["nonce_sp"]), bytes.fromhex(hello["proof_sp"])
         session = str(hello["session"])
@@ -318,6 +346,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--server", required=True, help="http://IP:PORT of the SP")
     c.add_argument("--sp", required=True)
     c.add_argument("--service", required=True)
+    c.add_argument("--supplicant-pid", type=int,
+                   help="our supplicant's PID: when the SP says the session is gone (404/410), "
+                        "signal it to authenticate again (SIGHUP) and retry with the new keys")
     return ap
 
 
@@ -329,7 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     if args.role == "client":
-        rc, out = run_client(args.keys, http_post(args.server), args.sp, args.service)
+        pid = args.supplicant_pid
+        rc, out = run_client(args.keys, http_post(args.server), args.sp, args.service,
+                             (lambda: os.kill(pid, signal.SIGHUP)) if pid else None)
         print(json.dumps(out), flush=True)
         return rc
     try:

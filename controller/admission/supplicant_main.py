@@ -101,6 +101,7 @@ class Runner:
         self.failures = 0
         self.authenticated = False
         self.result: int | None = None
+        self.reauth_asked = False           # SIGHUP: authenticate again now
 
     def send_start(self) -> None:
         now, wall = self.clock(), self.wall()
@@ -182,6 +183,9 @@ class Runner:
 
     def _timers(self) -> None:
         now = self.clock()
+        if self.reauth_asked:
+            self.reauth_asked, self.start_tries, self.next_start = False, 0, now
+            self.out("REAUTHENTICATE (asked)")
         if self.once and now - self.began > self.timeout_s:
             self._failure(now, f"timeout after {self.timeout_s:g} s")
             return
@@ -247,12 +251,18 @@ def main(argv: list[str] | None = None) -> int:
                      md5_secret=args.md5_secret.encode() if args.md5_secret else None,
                      psk_id_p=args.psk_id_p)
 
+    runner = Runner(sock, sup, args.keys_out, args.once, args.reauth_s, args.lifetime_s,
+                    args.timeout_s)
+
     def stop(signum, frame):
         raise _Stop()
+
+    def reauthenticate(signum, frame):      # SIGHUP: e.g. an SP refused our keys
+        runner.reauth_asked = True
     old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    old[signal.SIGHUP] = signal.signal(signal.SIGHUP, reauthenticate)
     try:
-        return Runner(sock, sup, args.keys_out, args.once, args.reauth_s, args.lifetime_s,
-                      args.timeout_s).run()
+        return runner.run()
     finally:
         for s, h in old.items():
             signal.signal(s, h)

@@ -88,7 +88,7 @@ class Admission:
         mac = topology.service_mac if topology else "02:00:00:00:ff:fe"
         self.auth = Authenticator(creds, mac, Timers(
             session_s=settings.session_s, reauth_margin_s=min(60.0, settings.session_s / 3)))
-        self.eac = Eac(store, creds, self.authz)
+        self.eac = Eac(store, creds, self.authz, grant_s=settings.sp_grant_s)
         self.ctl_service = ControllerService(topology.service_ip, topology.service_mac,
                                              (settings.service_port,)) if topology else None
         self.servers = [Server(h.name, h.ip) for h in topology.servers()] if topology else []

@@ -153,6 +153,58 @@ def test_sp_inquiry_gives_the_key_the_terminal_derived(controller, network, tmp_
     assert not ok and result["error"] == "unknown_isr_id", result
 
 
+def test_a_revoked_session_stops_at_the_sp_within_its_grant_and_the_client_recovers(
+        controller, network, tmp_path):
+    """X.1124 8.3/8.4 without a push: an SP's key for a terminal lasts `sp_grant_s` (2 s
+    here), so a Logoff reaches the SP within that: a neighbour presenting the logged-off
+    terminal's keys is refused. A client told its session is gone (404) asks its supplicant
+    to authenticate again and gets through with the new keys."""
+    import shutil
+    cfg = auth_config(tmp_path, "topologies/mobile_core.yaml",
+                      extra={"admission": {"sp_grant_s": 2}})
+    ctl = controller(*cfg)
+    emu = network("topologies/mobile_core.yaml", ctl)
+    py = str(ROOT / ".venv/bin/python")
+    sp_log = tmp_path / "sp.log"
+    emu.popen("web", [py, "-m", "controller.admission.sp_demo", "server", "--name", "web",
+                      "--service", "http", "--eac", f"http://10.0.100.254:{ctl.rest_port}",
+                      "--sp-psk", SP_WEB_PSK, "--port", "80"],
+              stdout=open(sp_log, "wb"), stderr=subprocess.STDOUT)
+    wait_until(lambda: "SP-LISTENING" in text(sp_log), 30, "SP logged in to the EAC")
+    sup1, keys1 = start_ours(emu, tmp_path, "c1t1")
+    sup2, keys2 = start_ours(emu, tmp_path, "c1t2")
+    wait_until(lambda: keys1.exists() and keys2.exists(), 30, "both terminals' keys")
+
+    def client(host, keys_file, *extra):
+        out = emu.host(host).cmd(f"{py} -m controller.admission.sp_demo client --keys "
+                                 f"{keys_file} --server http://10.0.100.10:80 --sp web "
+                                 f"--service http {' '.join(extra)}; echo EXIT=$?")
+        return json.loads(out.splitlines()[0]), "EXIT=0" in out
+    assert client("c1t1", keys1)[1] and client("c1t2", keys2)[1]     # the SP holds both
+    # c1t2 logs off; c1t1 presents c1t2's keys (captured): refused within the grant
+    stolen = tmp_path / "stolen.json"
+    shutil.copy(keys2, stolen)
+    sup2.send_signal(signal.SIGTERM)
+    sup2.wait(timeout=10)
+    t0 = time.monotonic()
+    wait_until(lambda: not client("c1t1", stolen)[1], 10, "the SP refuses the ended session")
+    refused_s = time.monotonic() - t0
+    result, _ = client("c1t1", stolen)
+    assert result["status"] == 404 and result["error"] == "unknown_isr_id", result
+    assert refused_s < 2 + 2, refused_s          # the grant, plus one client round
+    # c1t1's keys file goes stale (a session the EAC replaced): the client re-authenticates
+    old1 = tmp_path / "old1.json"
+    shutil.copy(keys1, old1)
+    old_isr = jsonfile.read(old1)["isr_id"]
+    sup1.send_signal(signal.SIGHUP)               # a new session (a new ISR-ID) ...
+    wait_until(lambda: jsonfile.read(keys1)["isr_id"] != old_isr, 15, "c1t1 re-authenticated")
+    wait_until(lambda: not client("c1t1", old1)[1], 10, "... the old one refused at the SP")
+    shutil.copy(old1, keys1)                      # the client holds the stale keys
+    result, ok = client("c1t1", keys1, "--supplicant-pid", str(sup1.pid))
+    assert ok and result["reauthenticated"] is True and result["isr_id"] != old_isr, result
+    print(f"a Logoff reached the SP in {refused_s:.2f} s (grant 2 s)")
+
+
 def test_reauthentication_keeps_a_running_iperf_alive(controller, network, tmp_path):
     ctl = controller(*auth_config(tmp_path, session_s=12))
     emu = network("topologies/minimal.yaml", ctl)

@@ -80,7 +80,7 @@ def test_full_x1124_flow_both_ends_get_same_key():
     eac.register(s)
     sp = login(eac)
     g = eac.inquire(sp.iac_id, s.isr_id, "http", 1.0)
-    assert isinstance(g, Grant) and g.expires == 50.0
+    assert isinstance(g, Grant) and g.expires == 1.0 + eac.grant_s      # re-asked soon
     ss_key = sp_service_key(EMSK, s.isr_id, "web", "http")     # the terminal computes it alone
     assert g.key == ss_key
     sealed = seal_grant(sp.session_key, sp.iac_id, g)
@@ -166,3 +166,13 @@ def test_md5_sessions_have_no_isr():
     eac = make_eac()
     r = eac.register(Session("old", "legacy", "", b"", b"", 0.0, 10.0, "md5"))
     assert isinstance(r, Refusal) and r.reason == "no_keys"
+
+
+def test_a_grant_lasts_grant_s_at_most_so_a_revocation_reaches_sps_in_that_time():
+    eac = make_eac()                 # grant_s 5 s by default
+    s = session(expires=5000.0)
+    eac.register(s)
+    sp = login(eac, now=10.0)
+    assert eac.inquire(sp.iac_id, s.isr_id, "http", 10.0).expires == 15.0
+    eac.grant_s = 3600.0             # never beyond the SS session nor the SP's login
+    assert eac.inquire(sp.iac_id, s.isr_id, "http", 10.0).expires == min(5000.0, sp.expires)

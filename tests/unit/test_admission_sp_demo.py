@@ -434,3 +434,34 @@ def test_supplicant_command_line_errors(capsys):
     assert "32 hex digits" in capsys.readouterr().err
     assert supplicant_main.main(["--interface", "crs-no-such-if0", "--identity", "a",
                                  "--psk", "00" * 16, "--keys-out", "/tmp/x"]) == 2
+
+
+def test_the_sp_refuses_a_revoked_session_once_its_grant_runs_out(world, tmp_path):
+    """No push to SPs: a grant lasts `grant_s`; after a revocation the next inquiry is
+    refused (404), and a client told so re-authenticates and retries with its new keys."""
+    eac, eh, sps, urls = world
+    eac.grant_s = 0.3
+    old = register(eac)
+    path = keys_file(tmp_path, old)
+    web = sp_demo.http_post(urls["web"])
+    assert sp_demo.run_client(path, web, "web", "http")[0] == 0
+    eac.revoke(old.isr_id)                       # Logoff, expiry, revocation
+    assert sp_demo.run_client(path, web, "web", "http")[0] == 0   # the grant still runs
+    time.sleep(0.35)
+    rc, out = sp_demo.run_client(path, web, "web", "http")
+    assert rc == 1 and out["status"] == 404 and out["error"] == "unknown_isr_id"
+    # with a supplicant to ask: it authenticates again (here: a new session is registered
+    # and its keys written, as supplicant_main does on SIGHUP), then the retry succeeds
+    asked = []
+
+    def reauth():
+        asked.append(True)
+        keys_file(tmp_path, register(eac))
+    rc, out = sp_demo.run_client(path, web, "web", "http", reauth)
+    assert rc == 0 and asked == [True] and out["reauthenticated"] is True
+    assert out["isr_id"] != old.isr_id
+    # a refusal that is not about the session (not entitled) asks for nothing
+    s3 = register(eac, "c3t1@crs.example", "cell3")
+    rc, out = sp_demo.run_client(keys_file(tmp_path, s3, "s3.json"),
+                                 sp_demo.http_post(urls["mail"]), "mail", "smtp", reauth)
+    assert rc == 1 and asked == [True]
