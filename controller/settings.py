@@ -46,6 +46,10 @@ SCHEMA = {
         "enabled": Field(bool, default=False,
                          doc="X.1125 reacting system (needs admission mode authenticate)"),
         "policy": Field(str, default="crs_policy.yaml"),
+        "enforce": Field(list, default=None, items=Field(str),
+                         doc="partial deployment: the cells (or switches) whose edges enforce "
+                             "decisions; the rest are evaluated but not restricted (default: "
+                             "every one)"),
     }),
     "throttle": Field(dict, default={}, items={
         "enabled": Field(bool, default=False, doc="Williamson virus throttle per terminal"),
@@ -104,6 +108,7 @@ KEYS: dict[str, str] = {
     "preauth_arp_to_service": "admission.preauth_arp_to_service",
     "crs_enabled": "crs.enabled",
     "crs_policy_file": "crs.policy",
+    "crs_enforce": "crs.enforce",
     "throttle_enabled": "throttle.enabled",
     "throttle_working_set": "throttle.working_set",
     "throttle_new_dest_per_s": "throttle.new_dest_per_s",
@@ -172,6 +177,7 @@ class Settings:
     sp_grant_s: float = _default("sp_grant_s")
     preauth_arp_to_service: bool = _default("preauth_arp_to_service")
     crs_enabled: bool = _default("crs_enabled")
+    crs_enforce: list[str] | None = _default("crs_enforce")
     crs_policy_file: str = _default("crs_policy_file")
     throttle_enabled: bool = _default("throttle_enabled")
     throttle_working_set: int = _default("throttle_working_set")
@@ -271,6 +277,12 @@ def validate(settings: Settings) -> Loaded:
         elif topo is not None and not any(h.role == "update" for h in topo.hosts):
             problems.append((topo.file, "hosts",
                              "the reacting system needs a host with role: update"))
+        if topo is not None and settings.crs_enforce is not None:
+            known = {c.name for c in topo.cells} | {sw.name for sw in topo.switches}
+            for name in settings.crs_enforce:
+                if name not in known:
+                    problems.append((where, "crs.enforce", f"{name!r} is neither a cell nor a "
+                                     f"switch of {topo.file}"))
     if settings.eapol_transport == "local" and not (
             settings.topology_file and settings.admission_mode == "authenticate"):
         problems.append((where, "admission.eapol_transport",

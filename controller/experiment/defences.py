@@ -153,10 +153,10 @@ def controller_document(defence: str, params: dict[str, Any], topology_file: str
     if defence not in CRS_DEFENCES + CONTROLLER_DEFENCES:
         raise DefenceError(f"unknown defence {defence!r}")
     cov = params.get("coverage_fraction", 1.0)
-    if cov is not None and cov < 1.0:
-        raise DefenceError(f"{defence}: coverage_fraction {cov} < 1 (partial deployment) needs "
-                           "controller support that the controller configuration contract "
-                           "does not have yet")
+    partial = cov is not None and cov < 1.0
+    if partial and defence not in CRS_DEFENCES:
+        raise DefenceError(f"{defence}: coverage_fraction {cov} < 1 (partial deployment) is "
+                           f"a reacting-system setting (crs.enforce); {defence} has none")
     files = files or {}
     doc = copy.deepcopy(_template("none", base))
     doc["topology"] = str(topology_file)
@@ -173,9 +173,19 @@ def controller_document(defence: str, params: dict[str, Any], topology_file: str
                                  policy=files.get("policy"),
                                  credentials=files.get("credentials"),
                                  authorization=files.get("authorization")))
+    if partial and defence in CRS_DEFENCES:
+        doc["crs"]["enforce"] = enforced_cells(topology_file, cov)
     if audit_log is not None:
         doc["audit_log"] = str(audit_log)
     return doc
+
+
+def enforced_cells(topology_file: str | Path, coverage: float) -> list[str]:
+    """Partial deployment: the first round(coverage x cells) cells, in topology order,
+    enforce; every terminal is still evaluated."""
+    from controller import topology
+    cells = [c.name for c in topology.load(topology_file).cells]
+    return cells[:round(coverage * len(cells))]
 
 
 def _dump(path: Path, doc: dict[str, Any], head: str) -> Path:

@@ -54,6 +54,10 @@ class Security:
         self.svc = ServiceAddresses(topology.service_ip, update.ip, update.mac,
                                     controller_ports=(settings.service_port,))
         self._now = now
+        # partial deployment (`crs.enforce`): the switches whose edges enforce (None: all)
+        self.enforcing: set[int] | None = None if settings.crs_enforce is None else {
+            topology.switch(next((c.switch for c in topology.cells if c.name == n), n)).dpid
+            for n in settings.crs_enforce}
         policy = policy or load_policy(settings.crs_policy_file)
         if not store.read_only:     # (a standby's copy records nothing)
             store.add_policy(policy.version, str(policy.source))
@@ -176,6 +180,8 @@ class Security:
         without deleting first (deleting a restriction would open access)."""
         sw = self.switches[dpid]
         msgs: list[Message] = list(enforcement.base_flows())
+        if not self.enforced_at(dpid):
+            return msgs
         for t in self.scs.terminals.values():
             if t.dpid != dpid or t.decision is None or not t.online:
                 continue
@@ -261,9 +267,16 @@ class Security:
                                                 key=lambda x: terms[x].number)
                 if terms[tid].ip]
 
+    def enforced_at(self, dpid: int | None) -> bool:
+        """Whether decisions are enforced on this switch (partial deployment)."""
+        return self.enforcing is None or dpid in self.enforcing
+
     def _enforce(self, tid: str) -> Out:
         t = self.scs.terminals[tid]
         if t.decision is None or t.dpid not in self.switches:
+            return []
+        if not self.enforced_at(t.dpid):    # evaluated and recorded, not restricted here
+            self.counters["crs_decision_not_enforced"] += 1
             return []
         gen = self._gens.get(tid, 0) + 1
         self._gens[tid] = gen
@@ -297,7 +310,8 @@ class Security:
         gen = self._seal_gens.get(group, 0)
         out: Out = []
         for dpid, ports in per_switch.items():
-            if dpid not in self.switches or (only_dpid is not None and dpid != only_dpid):
+            if dpid not in self.switches or (only_dpid is not None and dpid != only_dpid) \
+                    or not self.enforced_at(dpid):
                 continue
             if sealed:
                 msgs = enforcement.group_seal_flows(idx, ports, self._peers(group), self.svc,
@@ -333,5 +347,5 @@ class Security:
         self._evidence_saved = self.scs.corr.changes
 
     def status_rows(self) -> list[dict[str, Any]]:
-        return self.scs.status()
+        return [{**r, "enforced": self.enforced_at(r.get("dpid"))} for r in self.scs.status()]
 

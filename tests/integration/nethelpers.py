@@ -58,7 +58,7 @@ class CrsNet:
     """Controller (authentication + CRS) and mobile_core with agents on chosen terminals."""
 
     def __init__(self, controller, network, tmp_path, policy_edit=None,
-                 topo="topologies/mobile_core.yaml", admission=None):
+                 topo="topologies/mobile_core.yaml", admission=None, crs=None):
         self.tmp = tmp_path
         policy = yaml.safe_load((ROOT / "config/crs_policy.yaml").read_text())
         policy["report"] = {"interval_s": 2, "stale_after_s": 600}
@@ -67,7 +67,8 @@ class CrsNet:
         (tmp_path / "policy.yaml").write_text(yaml.safe_dump(policy))
         self.cfg = controller_config(tmp_path / "controller.yaml", ROOT / topo, crs=True,
                                      policy=tmp_path / "policy.yaml",
-                                     extra={"admission": admission or {}})
+                                     extra={"admission": admission or {},
+                                            "crs": crs or {}})
         self.ctl = controller(*self.cfg)
         self.emu = network(topo, self.ctl)
         self._update_server()

@@ -202,3 +202,26 @@ def test_an_update_pushed_by_the_scs_reaches_the_agent(crs):
     audit = jsonfile.read_lines(net.tmp / "audit.jsonl")
     assert any(a.get("event") == "update" and a.get("terminal") == "c1t1@crs.example"
                for a in audit)
+
+
+def test_partial_deployment_evaluates_everyone_and_restricts_where_deployed(crs):
+    """crs.enforce: [cell1]: an infected terminal in cell1 is isolated; one in cell2 is
+    found INFECTED all the same (the reacting system evaluates everyone) but nothing
+    restricts it there."""
+    def edit(p):            # no update item on INFECTED: nobody gets cleaned meanwhile
+        p["control"]["levels"]["INFECTED"] = {"actions": ["isolate"]}
+    net = crs(policy_edit=edit, crs={"enforce": ["cell1"]})
+    posts = {h: net.terminal(h) for h in ("c1t1", "c2t1", "c3t1")}
+    for h in posts:
+        net.wait_level(h, "COMPLIANT")
+    wait_until(lambda: ping(net.h("c1t1"), "10.0.3.1") and ping(net.h("c2t1"), "10.0.3.1"),
+               15, "both reach c3t1")
+    for h in ("c1t1", "c2t1"):
+        net.set_posture(posts[h], threats=INFECTED)
+    for h in ("c1t1", "c2t1"):
+        net.wait_level(h, "INFECTED")
+    rows = {h: net.row(h) for h in ("c1t1", "c2t1")}
+    assert rows["c1t1"]["enforced"] is True and rows["c2t1"]["enforced"] is False
+    wait_until(lambda: not ping(net.h("c1t1"), "10.0.3.1"), 10, "c1t1 isolated")
+    assert ping(net.h("c2t1"), "10.0.3.1")          # not deployed in cell2
+    assert net.ctl.status()["counters"]["crs_decision_not_enforced"] >= 1

@@ -193,3 +193,24 @@ def test_demo_claim_and_table():
     bad = {"runs": [_conf("none", 0.7), _conf("crs_isolate", 0.05)]}
     assert demo.verdict(bad)[0] is False
     assert demo.verdict({"runs": [_conf("none", 1.0)]})[0] is False
+
+
+def test_partial_coverage_enforces_the_first_cells_only(tmp_path):
+    from controller.emulation.processes import ROOT
+    from controller.settings import load_settings, validate
+    metro = ROOT / "topologies/metro.yaml"
+    files = defences.write_defence_files("crs_isolate", {"coverage_fraction": 0.5}, 8, metro,
+                                         tmp_path)
+    doc = yaml.safe_load(files.controller_config.read_text())
+    assert doc["crs"]["enforce"] == ["cell1", "cell2", "cell3", "cell4"]
+    validate(load_settings(str(files.controller_config)))             # a configuration that loads
+    full = defences.write_defence_files("crs_isolate", {"coverage_fraction": 1.0}, 8, metro,
+                                        tmp_path / "full")
+    assert "enforce" not in yaml.safe_load(full.controller_config.read_text())["crs"]
+    try:
+        defences.write_defence_files("throttle", {"coverage_fraction": 0.5}, 8, metro,
+                                     tmp_path / "t")
+    except defences.DefenceError as exc:
+        assert "crs.enforce" in str(exc)
+    else:
+        raise AssertionError("throttle with partial coverage was accepted")
