@@ -208,14 +208,14 @@ class Core:
 
     def tick(self, now: float | None = None) -> Out:
         now = self._now = time.time() if now is None else now
-        out: Out = []
-        if self.admission is not None:
-            out += self.admission.tick(now)
-        if self.security is not None:
-            out += self.security.tick(now)
-        if self.throttle is not None:
-            out += self.throttle.tick(now)
-        return out
+        return [m for o in (self.admission, self.security, self.throttle) if o is not None
+                for m in o.tick(now)]
+
+    def switch_reply(self, dpid: int, tag: Any, error: str | None = None,
+                     now: float | None = None) -> Out:
+        """A switch confirmed a tagged barrier's messages (or refused one): ControlAck."""
+        now = self._now = time.time() if now is None else now
+        return self.security.control_reply(dpid, tag, error, now) if self.security else []
 
     def take_http(self) -> list[HttpPost]:
         return self.security.take_http() if self.security else []

@@ -9,11 +9,12 @@ are simply overwritten by the add. Meters are added once per switch and modified
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from controller.crs import enforcement
+from controller.crs.acks import Control, ControlAck
 from controller.crs.decision import Decision, Level, Location, Service
-from controller.openflow.ofmsg import FlowMod, Message, MeterMod
+from controller.openflow.ofmsg import Barrier, FlowMod, Message, MeterMod
 from controller.openflow.tables import SECURITY
 
 GEN_BIT = 1 << 36
@@ -87,3 +88,23 @@ def group_ports(locations: Iterable[Location]) -> dict[int, list[int]]:
     for loc in locations:
         out.setdefault(loc.dpid, []).append(loc.port)
     return out
+
+
+class Nac:
+    """The NAC behind the Control interface (X.1125 11.4): a Control becomes the messages
+    that hold its decision on the terminal's switch, closed by a barrier tagged with it; the
+    switch's answer to that barrier becomes ControlAcks."""
+
+    def __init__(self, svc: enforcement.ServiceAddresses, meters: Callable[[int], set[int]]):
+        self.svc, self.meters = svc, meters
+
+    def control(self, c: Control) -> list[Message]:
+        msgs = hold(c.decision, c.location, self.svc, c.peers, c.generation,
+                    self.meters(c.location.dpid))
+        return msgs + [Barrier(tag=((c.terminal, c.generation),))]
+
+    @staticmethod
+    def answer(tag: Any, error: str | None) -> list[ControlAck]:
+        """The acknowledgements a switch's reply to a tagged barrier carries (an error on
+        one of the messages before it: refused)."""
+        return [ControlAck(tid, gen, error is None, error or "") for tid, gen in tag or ()]

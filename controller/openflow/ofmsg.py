@@ -118,7 +118,10 @@ class PacketOut:
 
 @dataclass(frozen=True)
 class Barrier:
-    pass
+    """OFPT_BARRIER_REQUEST. `tag` (not sent) tells the shell whose messages the reply
+    confirms (`crs.control`)."""
+
+    tag: Any = None
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,12 @@ from controller.audit import AuditLog
 from controller.config import ConfigError
 from controller.crs import enforcement, nac
 from controller.crs import scs as s
+from controller.crs.acks import ACK_S, TRIES, Control, ControlAck, Pending
 from controller.crs.enforcement import ServiceAddresses
 from controller.crs.policy import Policy, load_policy, reload
 from controller.crs.scs import SCS, Terminal
 from controller.effects import COMMON, Audit, HttpPost, Out, Rejected, SwitchState
-from controller.openflow.ofmsg import OFPP_TABLE, Message, MeterMod, Output, PacketOut
+from controller.openflow.ofmsg import OFPP_TABLE, Barrier, Message, MeterMod, Output, PacketOut
 from controller.settings import Settings
 from controller.store import Store
 from controller.topology import Topology
@@ -64,6 +65,10 @@ class Security:
         self.scs = SCS(policy, lambda tid: store.crs_key(tid, self._now))
         self.http_out: list[HttpPost] = []
         self._gens: dict[str, int] = {}          # cookie generation per terminal
+        # X.1125 11.4: the NAC behind Control/ControlAck, and what the switches confirmed
+        self.nac = nac.Nac(self.svc, lambda dpid: self.switches[dpid].meters)
+        self.pending: dict[str, Pending] = {}    # controls not yet confirmed, by terminal
+        self.acked: dict[str, tuple[int, int]] = {}   # terminal -> (generation, policy)
         self._seal_gens: dict[str, int] = {}     # cookie generation per sealed group
         self._at: dict[tuple[int, int], str] = {}   # (dpid, port) -> terminal online there
         self._cells = {c.name: (i + 1, c) for i, c in enumerate(topology.cells)}
@@ -173,7 +178,10 @@ class Security:
 
     def tick(self, now: float) -> Out:
         self._now = now
-        return self._effects(self.scs.tick(now), now)
+        out = self._effects(self.scs.tick(now), now)
+        for tid in [tid for tid, p in self.pending.items() if now >= p.deadline]:
+            out += self._alarm(tid, "control_unacknowledged", "", now)
+        return out
 
     def rebuild(self, dpid: int) -> list[Message]:
         """Table 1 on (re)connect: base flow, then every stored decision and seal, added
@@ -182,9 +190,12 @@ class Security:
         msgs: list[Message] = list(enforcement.base_flows())
         if not self.enforced_at(dpid):
             return msgs
+        held: list[tuple[str, int]] = []
         for t in self.scs.terminals.values():
             if t.dpid != dpid or t.decision is None or not t.online:
                 continue
+            held.append((t.tid, self._gens.get(t.tid, 0)))
+            self.pending[t.tid] = Pending(held[-1][1], self._now + ACK_S, 1)
             for m in nac.hold(t.decision, t.location, self.svc, self._peers(t.group),
                               self._gens.get(t.tid, 0), sw.meters):
                 msgs.append(m)
@@ -195,7 +206,7 @@ class Security:
                     msgs.append(replace(m, command="modify"))
         for group in self.store.sealed_groups():
             msgs += [m for _, m in self.seal(group, True, only_dpid=dpid)]
-        return msgs
+        return msgs + ([Barrier(tag=tuple(held))] if held else [])
 
     def take_http(self) -> list[HttpPost]:
         out, self.http_out = self.http_out, []
@@ -237,6 +248,7 @@ class Security:
                 for action in e.decision.actions:
                     self.counters[f"decision_{e.decision.level.name}_{action}"] += 1
             elif isinstance(e, s.Remove):
+                self.pending.pop(e.terminal_id, None)
                 self._persist(e.terminal_id)
                 sw = self.switches.get(e.location.dpid)
                 out += [(e.location.dpid, m) for m in
@@ -271,7 +283,7 @@ class Security:
         """Whether decisions are enforced on this switch (partial deployment)."""
         return self.enforcing is None or dpid in self.enforcing
 
-    def _enforce(self, tid: str) -> Out:
+    def _enforce(self, tid: str, retry: bool = False) -> Out:
         t = self.scs.terminals[tid]
         if t.decision is None or t.dpid not in self.switches:
             return []
@@ -280,12 +292,58 @@ class Security:
             return []
         gen = self._gens.get(tid, 0) + 1
         self._gens[tid] = gen
-        sw = self.switches[t.dpid]
-        msgs = nac.hold(t.decision, t.location, self.svc, self._peers(t.group), gen, sw.meters)
+        msgs = self.nac.control(Control(tid, gen, t.decision.policy_version, t.decision,
+                                        t.location, tuple(self._peers(t.group))))
+        before = self.pending.get(tid)
+        self.pending[tid] = Pending(gen, self._now + ACK_S,
+                                    before.tries + 1 if retry and before is not None else 1)
         self.audit.write({"event": "flows", "terminal": tid, "dpid": t.dpid, "port": t.port,
                           "generation": gen, "messages": len(msgs),
                           "level": t.decision.level.value})
         return [(t.dpid, m) for m in msgs]
+
+    # --- Control / ControlAck (X.1125 11.4) ----------------------------------------------
+
+    def control_reply(self, dpid: int, tag: Any, error: str | None, now: float) -> Out:
+        """A switch answered a tagged barrier: confirmed, or refused (an OpenFlow error)."""
+        self._now = now
+        out: Out = []
+        for ack in self.nac.answer(tag, error):
+            out += self._ack(ack, now)
+        return out
+
+    def _ack(self, ack: ControlAck, now: float) -> Out:
+        p, t = self.pending.get(ack.terminal), self.scs.terminals.get(ack.terminal)
+        if p is None or p.generation != ack.generation or t is None:
+            self.counters["crs_control_ack_stale"] += 1    # a newer control is under way
+            return []
+        if ack.ok:
+            del self.pending[ack.terminal]
+            self.acked[ack.terminal] = (ack.generation, t.decision.policy_version
+                                        if t.decision is not None else 0)
+            self.counters["crs_control_acked"] += 1
+            return []
+        return self._alarm(ack.terminal, "control_refused", ack.reason, now)
+
+    def _alarm(self, tid: str, kind: str, reason: str, now: float) -> Out:
+        """A control the switch refused or never confirmed: say so, and send it again
+        (a new generation) until TRIES sendings; then give up, loudly."""
+        p = self.pending[tid]
+        self.counters[f"crs_{kind}"] += 1
+        gave_up = p.tries >= TRIES
+        self.audit.write({"event": "alarm", "kind": kind, "terminal": tid, "reason": reason,
+                          "generation": p.generation, "tries": p.tries, "gave_up": gave_up})
+        log.warning("control for %s (generation %d) %s: %s; %s", tid, p.generation,
+                    kind.replace("control_", ""), reason or "no answer",
+                    "giving up" if gave_up else "sending it again")
+        if gave_up:
+            del self.pending[tid]
+            self.counters["crs_control_gave_up"] += 1
+            return []
+        out = self._enforce(tid, retry=True)
+        if not out:     # no switch to send it to now: its reconnect rebuilds and re-asks
+            self.pending.pop(tid, None)
+        return out
 
     def _group_index(self, group: str) -> int:
         if group in self._cells:
@@ -347,5 +405,13 @@ class Security:
         self._evidence_saved = self.scs.corr.changes
 
     def status_rows(self) -> list[dict[str, Any]]:
-        return [{**r, "enforced": self.enforced_at(r.get("dpid"))} for r in self.scs.status()]
+        rows = []
+        for r in self.scs.status():
+            acked = self.acked.get(r["id"])
+            rows.append({**r, "enforced": self.enforced_at(r.get("dpid")), "control": {
+                "generation": self._gens.get(r["id"], 0),
+                "confirmed": acked is not None and acked[0] == self._gens.get(r["id"], 0)
+                and r["id"] not in self.pending,
+                "policy_version_acknowledged": acked[1] if acked else None}})
+        return rows
 

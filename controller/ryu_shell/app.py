@@ -21,6 +21,7 @@ from controller.httpserver import Server
 from controller.openflow.encode import Unsupported, encode
 from controller.openflow.ofmsg import FlowMod, LocalFrame, MeterMod, PacketOut
 from controller.openflow.reconcile import Installed
+from controller.ryu_shell.confirmations import Confirmations
 from controller.ryu_shell.framework import App, hub, ofp_event, ofproto_v1_3
 from controller.ryu_shell.framework import handler as _handler
 from controller.ryu_shell.leadership import Leadership
@@ -57,6 +58,7 @@ class CrsController(App):
         self.local_eapol = LocalEapol(self._local_frame)
         self._local_ifaces: dict[int, str] = {}
         self._flow_reads: dict[int, tuple[object, list[Installed]]] = {}  # dpid -> (dp, so far)
+        self.confirm = Confirmations()      # tagged barriers awaiting the switch's reply
         self._audit = AuditLog(settings.audit_log)
         if settings.ha_enabled:     # a standby reads the shared store, never writes it
             Db(settings.db_path).migrate()
@@ -228,6 +230,7 @@ class CrsController(App):
                             hub.sleep(0)
                     else:
                         self._count_sent(msg)
+                        self.confirm.sent(dpid, dp.xid, msg, time.monotonic())
         for post in self.core.take_http():
             hub.spawn(_post, post.url, post.body)
 
@@ -308,6 +311,7 @@ class CrsController(App):
             if self.datapaths.get(dp.id) is dp:
                 del self.datapaths[dp.id]
                 self.local_eapol.close(dp.id)
+                self.confirm.forget(dp.id)
                 self.core.switch_down(dp.id)
                 log.info("switch %016x disconnected", dp.id)
 
@@ -366,6 +370,16 @@ class CrsController(App):
         self.core.counters["of_errors"] += 1
         log.warning("switch %016x: OpenFlow error type %d code %d", msg.datapath.id,
                     msg.type, msg.code)
+        # a decision's flows refused: the barrier reply that follows reports it
+        self.confirm.error(msg.datapath.id, msg.xid, f"OpenFlow error type {msg.type} "
+                                                      f"code {msg.code}")
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def _barrier_reply(self, ev):
+        dpid = ev.msg.datapath.id
+        got = self.confirm.reply(dpid, ev.msg.xid)
+        if got is not None and self.active:
+            self.send(self.core.switch_reply(dpid, got[0], got[1]))
 
     def _tick_loop(self):
         while True:
@@ -374,6 +388,7 @@ class CrsController(App):
                 continue
             try:
                 self.send(self.core.tick(time.time()))
+                self.confirm.prune(time.monotonic())
             except Exception:  # a bug in one tick must not stop the controller
                 log.exception("tick failed")
 

@@ -51,6 +51,12 @@ def test_isolation_seen_in_reachability_while_update_server_stays_reachable(crs)
     net.wait_level("c1t1", "INFECTED")
     wait_until(lambda: not ping(net.h("c1t1"), "10.0.1.2", timeout=1), 5, "isolation")
     assert not ping(net.h("c1t2"), "10.0.1.1", timeout=1)
+    # the switch confirmed the decision's flows (X.1125 11.4 ControlAck, an OpenFlow barrier)
+    row = net.row("c1t1")
+    assert row["control"]["confirmed"] and \
+        row["control"]["policy_version_acknowledged"] == row["decision"]["policy_version"]
+    counters = net.ctl.status()["counters"]
+    assert counters["crs_control_acked"] >= 3 and "crs_control_unacknowledged" not in counters
     assert tcp_ok(net.h("c1t1"), "10.0.100.20", 80)
     # a new MAC or IP on the quarantined port does not get out either
     h = net.h("c1t1")

@@ -69,7 +69,8 @@ def test_login_then_inquiry_gives_the_key_the_terminal_derives():
     status, ans, nonce = inquiry(eac, lg["iac_id"], skey, isr_id(EMSK))
     assert status == 200, ans
     assert ans["identity"] == "c1t1@crs.example" and ans["group"] == "cell1"
-    assert ans["lifetime_s"] == 48.0 and ans["expires"] == 50.0
+    # a grant lasts sp_grant_s (5 s) at most: the SP re-asks, a revocation reaches it then
+    assert ans["lifetime_s"] == 5.0 and ans["expires"] == 2.0 + 5.0
     assert "key" not in ans and "emsk" not in json.dumps(ans)
     # The answer survives JSON transport and opens to the key the terminal computes alone.
     grant = open_answer(skey, lg["iac_id"], nonce, json.loads(json.dumps(ans)))
