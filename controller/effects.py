@@ -47,10 +47,13 @@ class Rejected:
 
 @dataclass(frozen=True)
 class HttpPost:
-    """An HTTP request the shell must make without blocking (e.g. an update command)."""
+    """An HTTP request the shell must make without blocking (e.g. an update command).
+    `answer_back`: the answer is a CRSAP message the shell hands to the core (a probe's
+    SCAProbeResponse comes back in the HTTP answer)."""
 
     url: str
     body: bytes
+    answer_back: bool = False
 
 
 @dataclass

@@ -146,6 +146,8 @@ class Agent:
         self.stopping = threading.Event()
         self.last_level: str | None = None
         self.reports = 0
+        self.probed = 0
+        self.interval_set = False
         self.server = ThreadingHTTPServer(("0.0.0.0", listen_port), self._handler_class())
         self.server.daemon_threads = True
         self.listen_port = self.server.server_address[1]
@@ -299,6 +301,14 @@ class Agent:
         except crsap.BadMessage as exc:
             return 403, json.dumps({"error": exc.reason}).encode()
         if msg.type == "SCAProbeRequest":
+            # the SCS says where and how often to report: keep it and use it (11.1)
+            if msg.body.get("scs_url"):
+                url = str(msg.body["scs_url"]).rstrip("/")
+                self.url = url if url.endswith(crsap.HTTP_PATH) else url + crsap.HTTP_PATH
+            if msg.body.get("report_interval_s"):
+                self.interval_s = float(msg.body["report_interval_s"])
+                self.interval_set = True        # the main loop reschedules its report
+            self.probed += 1
             now = self.clock()
             self.seq = crsap.next_seq(self.seq, now)
             body = {"ms_id": self.name, "sca_version": AGENT_VERSION,
@@ -343,6 +353,9 @@ class Agent:
             while not self.commands.empty():
                 self.apply_update(self.commands.get_nowait())
             self.reload_keys()
+            if self.interval_set:            # a probe set the interval: it runs from now
+                self.interval_set = False
+                next_report = min(next_report, self.clock() + self.interval_s)
             if self.posture_changed() or self.clock() >= next_report:
                 self.report()
                 next_report = self.clock() + self.interval_s

@@ -22,9 +22,12 @@ class Override:
 
 def decide(level: Level, group: str | None, policy: Policy, reason: str = "",
            sealed: bool = False, override: Override | None = None,
-           accusers: tuple[str, ...] = ()) -> Decision:
-    """Everything that must hold for a terminal at `level` in `group`."""
-    ctl = policy.control_for(level, group)
+           accusers: tuple[str, ...] = (), agentless: bool = False) -> Decision:
+    """Everything that must hold for a terminal at `level` in `group` (`agentless`: it
+    answered no SCA probe, X.1125 11.1)."""
+    ctl = policy.control_for(level, group, agentless)
+    if agentless and level == Level.UNKNOWN:
+        reason = "no SCA: agentless terminal"
     actions = list(ctl.actions)
     isolate = "isolate" in actions
     scope = ctl.scope

@@ -104,6 +104,18 @@ class CorrelationParams:
 
 
 @dataclass(frozen=True)
+class Discovery:
+    """SCA discovery (X.1125 11.1): a terminal that has not spoken is probed; one that
+    answers no probe is "no SCA" and gets the agentless control."""
+
+    probe_after_s: float = 10.0     # silent this long after connecting: probed
+    probe_every_s: float = 10.0
+    no_sca_after: int = 3           # unanswered probes that make it "no SCA"
+    agentless: LevelControl | None = None     # None: what UNKNOWN gets
+    groups: dict[str, LevelControl] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Policy:
     version: int
     rules: tuple[Rule, ...]
@@ -118,10 +130,19 @@ class Policy:
     report_interval_s: float = 10.0
     stale_after_s: float = 45.0
     correlation: CorrelationParams = CorrelationParams()
+    discovery: Discovery = Discovery()
     source: str = "<policy>"
 
-    def control_for(self, level: Level, group: str | None) -> LevelControl:
-        """The control of `level`, with the group's override when it has one (8.3)."""
+    def control_for(self, level: Level, group: str | None,
+                    agentless: bool = False) -> LevelControl:
+        """The control of `level`, with the group's override when it has one (8.3); for a
+        terminal without an SCA (`agentless`) that has no level of its own (UNKNOWN), the
+        discovery section's control, its group's first."""
+        if agentless and level == Level.UNKNOWN:
+            d = self.discovery
+            ctl = d.groups.get(group or "") or d.agentless
+            if ctl is not None:
+                return ctl
         if group and level in self.groups.get(group, {}):
             return self.groups[group][level]
         return self.levels[level]
@@ -177,6 +198,15 @@ SCHEMA: dict[str, Field] = {
         "per_second": Field(float, default=Policy.update_per_second,
                             check=in_range(0.001, 100_000)),
         "timeout_s": Field(float, default=Policy.update_timeout_s, check=in_range(1, 86400)),
+    }),
+    "discovery": Field(dict, default={}, items={
+        "probe_after_s": Field(float, default=Discovery.probe_after_s,
+                               check=in_range(0.1, 86400)),
+        "probe_every_s": Field(float, default=Discovery.probe_every_s,
+                               check=in_range(0.1, 86400)),
+        "no_sca_after": Field(int, default=Discovery.no_sca_after, check=in_range(1, 1000)),
+        "agentless": Field(dict, items=LEVEL_CONTROL),
+        "groups": Field(dict, default={}, items=Field(dict, items=LEVEL_CONTROL)),
     }),
     "correlation": Field(dict, default={}, items={
         "accusers_k": Field(int, default=_C.accusers_k, check=in_range(2, 1000)),
@@ -257,6 +287,13 @@ def parse_policy(data: Any, file: str = "<policy>") -> Policy:
     for dup in sorted({n for n in names if names.count(n) > 1}):
         v.problem("evaluation.rules", f"rule name {dup!r} used twice")
     corr = _correlation(v, doc["correlation"])
+    disc = doc["discovery"]
+    discovery = Discovery(
+        disc["probe_after_s"], disc["probe_every_s"], disc["no_sca_after"],
+        _level_control(v, disc["agentless"], "discovery.agentless", items)
+        if disc.get("agentless") else None,
+        {str(g): _level_control(v, c, f"discovery.groups.{g}", items)
+         for g, c in disc["groups"].items()})
     v.raise_if_any()
     return Policy(
         version=doc["version"], rules=tuple(rules),
@@ -268,7 +305,7 @@ def parse_policy(data: Any, file: str = "<policy>") -> Policy:
         update_timeout_s=doc["updates"]["timeout_s"],
         report_interval_s=doc["report"]["interval_s"],
         stale_after_s=doc["report"]["stale_after_s"],
-        correlation=corr, source=file)
+        correlation=corr, discovery=discovery, source=file)
 
 
 def _level_control(v: Validator, c: dict[str, Any], key: str,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -73,7 +74,17 @@ class SendUpdate:
     ip: str
 
 
-Effect = Enforce | Remove | SealGroup | Reply | SendUpdate | Audit | Count | Log | Rejected
+@dataclass(frozen=True)
+class SendProbe:
+    """Push a signed SCAProbeRequest to the terminal's agent (X.1125 11.1 discovery)."""
+
+    terminal_id: str
+    payload: bytes
+    ip: str
+
+
+Effect = (Enforce | Remove | SealGroup | Reply | SendUpdate | SendProbe | Audit | Count | Log
+          | Rejected)
 
 
 # --- state -----------------------------------------------------------------------------
@@ -98,6 +109,9 @@ class Terminal:
     out_seq: int | None = None
     update_id: int = 0
     granted: tuple[str, str, float] | None = None   # (update id, item, at)
+    probes: int = 0                     # SCA probes sent and not answered (11.1)
+    next_probe: float | None = None     # when to probe it (None: it has spoken)
+    no_sca: bool = False                # answered no probe: the agentless control applies
 
     def to_state(self) -> dict[str, Any]:
         """What the store keeps of this terminal (its decision is stored beside it)."""
@@ -106,7 +120,7 @@ class Terminal:
                 "own_reason": self.own_reason, "last_report": self.last_report,
                 "last_sci": self.last_sci,
                 "override": [self.override.kind, self.override.kbps] if self.override
-                else None}
+                else None, "no_sca": self.no_sca, "sca_seen": self.sca_seen}
 
     @classmethod
     def from_state(cls, tid: str, number: int, st: dict[str, Any],
@@ -117,6 +131,7 @@ class Terminal:
                 last_sci=st["last_sci"], decision=decision)
         if st.get("override"):
             t.override = Override(st["override"][0], st["override"][1])
+        t.no_sca, t.sca_seen = bool(st.get("no_sca")), bool(st.get("sca_seen"))
         return t
 
     @property
@@ -130,7 +145,9 @@ class Terminal:
                 "level": d.level.value if d else self.own_level.value,
                 "last_report": self.last_report,
                 "policy_version": d.policy_version if d else None,
-                "decision": d.summary() if d else None}
+                "decision": d.summary() if d else None,
+                "sca": "yes" if self.sca_seen else "none" if self.no_sca else "unknown",
+                "probes_unanswered": self.probes}
 
 
 KeyLookup = Callable[[str], "bytes | None"]
@@ -163,6 +180,8 @@ class SCS:
         self._stale_heap: list[tuple[float, str]] = []   # (report goes stale at, terminal)
         self._stale_watched: set[str] = set()
         self._accused: set[str] = set()              # cached level carries accusers
+        self._unseen: set[str] = set()               # online, no SCA heard yet: probed
+        self.url: str | None = None                  # where agents reach the SCS (probes)
 
     def restore(self, terminals: Iterable[Terminal], replay: dict[str, int],
                 sealed: Iterable[str], evidence: dict[str, Any], now: float) -> None:
@@ -170,6 +189,9 @@ class SCS:
         counters, sealed groups and correlation evidence."""
         for t in terminals:
             self.terminals[t.tid] = t
+            if t.online and not t.sca_seen:
+                t.next_probe = now + self.policy.discovery.probe_after_s
+                self._unseen.add(t.tid)
             self._numbers = max(self._numbers, t.number)
             if t.online and t.ip:
                 self.by_ip[t.ip] = t.tid
@@ -215,6 +237,9 @@ class SCS:
         if ip:
             self.by_ip[ip] = terminal_id
         self._watch_stale(t)
+        if not t.sca_seen:         # discovery: probed if no SCA speaks up (11.1)
+            t.next_probe = now + self.policy.discovery.probe_after_s
+            self._unseen.add(terminal_id)
         if not self._fresh(t, now):
             # INFECTED is lifted only by a clean report, never by coming back later
             t.own_level = worse(t.own_level, Level.UNKNOWN)
@@ -289,10 +314,12 @@ class SCS:
         out: list[Effect] = [Count(f"crs_msg_{msg.type}")]
         if msg.type == "Leave":
             return out + self.agent_left(sender, now, str(msg.body.get("reason", "agent"))[:64])
-        t.sca_seen = True
+        was_agentless = t.no_sca
+        self._seen(t)
         if msg.type == "SCAProbeResponse":
-            return out + [Audit({"event": "probe_response", "terminal": sender, "at": now,
-                                 "sca_version": msg.body.get("sca_version")})]
+            out.append(Audit({"event": "probe_response", "terminal": sender, "at": now,
+                              "sca_version": msg.body.get("sca_version")}))
+            return out + (self._recompute(now, [sender]) if was_agentless else [])
         touched = [sender]
         if msg.type == "SCIReport":
             report, accused = self._report(t, msg, now)
@@ -360,6 +387,7 @@ class SCS:
         # last evaluation, is evaluated again (the evidence's size, not the network's).
         touched |= {tid for tid in self.corr.sources() if tid in self.terminals}
         touched |= self._accused
+        out += self._discover(now, touched)
         out += self._recompute(now, sorted(touched))
         for tid in self._grant(now):
             out += self._push_update(tid, now)
@@ -556,7 +584,7 @@ class SCS:
         for t in targets.values():
             level, reason, accusers = self._levels[t.tid]
             d = decide(level, t.group, self.policy, reason, sealed=t.group in self.corr.sealed,
-                       override=t.override, accusers=accusers)
+                       override=t.override, accusers=accusers, agentless=t.no_sca)
             if d != t.decision:
                 was = list(t.decision.actions) if t.decision is not None else None
                 t.decision = d
@@ -601,6 +629,51 @@ class SCS:
         uid, item, _ = t.granted
         return {"id": uid, "item": item, "url": self.policy.update_url(item),
                 "install": dict(self.policy.items.get(item, {}))}
+
+    # --- SCA discovery (11.1) -----------------------------------------------------------
+
+    def _seen(self, t: Terminal) -> None:
+        """Its SCA spoke (a report, a probe response, an attach): no more probes."""
+        t.sca_seen, t.no_sca, t.probes, t.next_probe = True, False, 0, None
+        self._unseen.discard(t.tid)
+
+    def _discover(self, now: float, touched: set[str]) -> list[Effect]:
+        """Probe the terminals no SCA has spoken for; after `no_sca_after` unanswered probes
+        mark one "no SCA" (its control becomes the policy's agentless one)."""
+        d, out = self.policy.discovery, []
+        for tid in sorted(self._unseen):
+            t = self.terminals.get(tid)
+            if t is None or not t.online or t.sca_seen:
+                self._unseen.discard(tid)
+                continue
+            if t.next_probe is None or now < t.next_probe:
+                continue
+            if t.probes >= d.no_sca_after and not t.no_sca:
+                t.no_sca = True
+                touched.add(tid)
+                out += [Count("crs_no_sca"),
+                        Audit({"event": "no_sca", "terminal": tid, "at": now,
+                               "probes": t.probes}),
+                        Log(logging.INFO, f"{tid}: no SCA answered {t.probes} probes")]
+            t.probes += 1
+            t.next_probe = now + d.probe_every_s
+            out += self._probe(t, now)
+        return out
+
+    def _probe(self, t: Terminal, now: float) -> list[Effect]:
+        try:
+            key = self.key_lookup(t.tid)
+        except Exception:
+            key = None
+        if not key or not t.ip:
+            return [Count("crs_probe_no_key")]       # (an EAP-MD5 terminal: it cannot have
+        t.out_seq = crsap.next_seq(t.out_seq, now)   # an SCA the SCS could authenticate)
+        body: dict[str, Any] = {"nonce": os.urandom(8).hex(),
+                                "report_interval_s": self.policy.report_interval_s}
+        if self.url:
+            body["scs_url"] = self.url
+        payload = crsap.encode("SCAProbeRequest", SCS_SENDER, t.out_seq, now, body, key)
+        return [SendProbe(t.tid, payload, t.ip), Count("crs_probe_sent")]
 
     def _push_update(self, tid: str, now: float) -> list[Effect]:
         t = self.terminals[tid]

@@ -63,6 +63,7 @@ class Security:
         if not store.read_only:     # (a standby's copy records nothing)
             store.add_policy(policy.version, str(policy.source))
         self.scs = SCS(policy, lambda tid: store.crs_key(tid, self._now))
+        self.scs.url = f"http://{topology.service_ip}:{settings.service_port}"
         self.http_out: list[HttpPost] = []
         self._gens: dict[str, int] = {}          # cookie generation per terminal
         # X.1125 11.4: the NAC behind Control/ControlAck, and what the switches confirmed
@@ -256,10 +257,11 @@ class Security:
             elif isinstance(e, s.SealGroup):
                 self.store.put_seal(e.group, e.sealed)
                 out += self.seal(e.group, e.sealed)
-            elif isinstance(e, s.SendUpdate):
+            elif isinstance(e, (s.SendUpdate, s.SendProbe)):
                 if e.ip:
                     self.http_out.append(HttpPost(
-                        f"http://{e.ip}:{AGENT_PORT}/crsap/v1/messages", e.payload))
+                        f"http://{e.ip}:{AGENT_PORT}/crsap/v1/messages", e.payload,
+                        isinstance(e, s.SendProbe)))
             elif isinstance(e, Audit) and e.record.get("event") == "sci_report":
                 self.store.add_sci(e.record["terminal"], now, e.record.get("sci", {}))
                 self._persist(e.record["terminal"])

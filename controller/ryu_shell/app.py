@@ -232,7 +232,8 @@ class CrsController(App):
                         self._count_sent(msg)
                         self.confirm.sent(dpid, dp.xid, msg, time.monotonic())
         for post in self.core.take_http():
-            hub.spawn(_post, post.url, post.body)
+            hub.spawn(_post, post.url, post.body,
+                      self.crsap.submit if post.answer_back else None)
 
     def _count_sent(self, msg) -> None:
         c = self.core.counters
@@ -452,14 +453,20 @@ def _send(dp, msg) -> None:
         dp.send_msg(to_ryu(dp, msg))
 
 
-def _post(url: str, body: bytes) -> None:
+def _post(url: str, body: bytes, answer_to=None) -> None:
+    """POST to an agent; `answer_to` takes its answer when that is a CRSAP message (an
+    SCAProbeResponse: authenticated by the core like any report)."""
     req = urllib.request.Request(url, data=body, method="POST",
                                  headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
-            r.read()
+            answer = r.read(64 * 1024)
+            status = r.status
     except Exception as exc:  # the agent may be gone; the SCS times the update out
         log.info("POST %s failed: %s", url, exc)
+        return
+    if answer_to is not None and status == 200 and answer:
+        answer_to(answer)
 
 
 def _operator_token(path: str | None) -> str | None:

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 
 import yaml
-from nethelpers import CLEAN, INFECTED, framework_args, ping, tcp_ok
+from nethelpers import CLEAN, CREDS, INFECTED, PY, framework_args, ping, tcp_ok
 
 from controller import jsonfile
 from controller.crs import messages as crsap
@@ -231,3 +231,39 @@ def test_partial_deployment_evaluates_everyone_and_restricts_where_deployed(crs)
     wait_until(lambda: not ping(net.h("c1t1"), "10.0.3.1"), 10, "c1t1 isolated")
     assert ping(net.h("c2t1"), "10.0.3.1")          # not deployed in cell2
     assert net.ctl.status()["counters"]["crs_decision_not_enforced"] >= 1
+
+
+def test_sca_discovery_probes_finds_an_agent_and_marks_an_agentless_terminal(crs):
+    """X.1125 11.1 on Mininet: c1t1 has no agent: probed, then "no SCA", and the policy's
+    agentless control (here: permit) applies. c1t2's agent was told a wrong SCS address and
+    a long interval: the SCS probes it, it answers (discovered), adopts the address and
+    interval the probe carries, and reports: COMPLIANT."""
+    def edit(p):
+        p["discovery"] = {"probe_after_s": 1, "probe_every_s": 1, "no_sca_after": 2,
+                          "agentless": {"actions": ["permit"]}}
+    net = crs(policy_edit=edit, topo="topologies/minimal.yaml")
+    keys = {}
+    for h in ("c1t1", "c1t2"):
+        ident = f"{h}@crs.example"
+        keys[h] = net.tmp / f"{h}-keys.json"
+        net.emu.popen(h, [PY, "-m", "controller.admission.supplicant_main", "--interface",
+                          f"{h}-eth0", "--identity", ident, "--psk",
+                          CREDS.demo_psk(ident).hex(), "--keys-out", str(keys[h])],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    wait_until(lambda: all(k.exists() for k in keys.values()), 30, "both authenticated")
+    post = net.tmp / "c1t2-posture.json"
+    post.write_text(json.dumps(CLEAN))
+    net.emu.popen("c1t2", [PY, "-m", "controller.crs.agent", "--posture", str(post),
+                           "--keys", str(keys["c1t2"]), "--name", "c1t2@crs.example",
+                           "--interval", "600", "--scs", "http://10.0.100.254:9"],
+                  stdout=open(net.tmp / "c1t2-agent.log", "wb"), stderr=subprocess.STDOUT)
+    net.wait_level("c1t2", "COMPLIANT", timeout=30)
+    assert net.row("c1t2")["sca"] == "yes"
+    wait_until(lambda: net.row("c1t1")["sca"] == "none", 20, "c1t1 found agentless")
+    row = net.row("c1t1")
+    assert row["decision"]["actions"] == ["permit"] and row["probes_unanswered"] >= 2
+    wait_until(lambda: ping(net.h("c1t1"), "10.0.1.2"), 15, "the agentless control: permit")
+    audit = (net.tmp / "audit.jsonl").read_text()
+    assert '"event": "no_sca"' in audit and '"event": "probe_response"' in audit
+    counters = net.ctl.status()["counters"]
+    assert counters["crs_probe_sent"] >= 3 and counters["crs_no_sca"] == 1
