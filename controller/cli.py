@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -76,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--cli", action="store_true", help="open the Mininet CLI")
     up.add_argument("--terminals-per-cell", type=int)
     up.add_argument("--no-shaping", action="store_true", help="ignore link bw/delay")
+    up.add_argument("--services", metavar="URL",
+                    help="the controller's HTTP services for the portal (default "
+                         "http://<controller service address>:8080)")
+    up.add_argument("--policy", default="config/crs_policy.yaml",
+                    help="the CRS policy whose update items the update host serves")
+    up.add_argument("--no-portal", action="store_true",
+                    help="no update server and remediation portal on the update host")
     up.set_defaults(func=cmd_net_up)
     down = nsub.add_parser("down", help="remove networks 'net up' created")
     down.add_argument("name", nargs="?", help="network name (default: all of ours)")
@@ -304,6 +312,10 @@ def cmd_net_up(a: argparse.Namespace) -> int:
             print("all switches connected")
         except EmulationError as exc:
             print(f"warning: {exc}", file=sys.stderr)
+        if not a.no_portal and topo.service_ip:
+            services = a.services or f"http://{topo.service_ip}:8080"
+            if emu.start_portal(services, a.policy if os.path.exists(a.policy) else None):
+                print(f"update server and portal on the update host (asking {services})")
         if a.cli:
             from mininet.cli import CLI
             CLI(emu.net)

@@ -51,6 +51,18 @@ class OperatorApi:
                 return row["identity"]
         raise ApiError(404, f"no terminal {who!r} (give its name, identity, IP or MAC)")
 
+    def portal(self, ip: str, now: float) -> dict[str, Any]:
+        """What the update host's portal page tells the terminal at `ip` about itself: its
+        level, why, what restricts it and what to do (nothing about anyone else)."""
+        row = next((r for r in self.terminals(now) if r.get("ip") == ip), None)
+        if row is None:
+            raise ApiError(404, f"no terminal at {ip}")
+        d = row.get("decision") or {}
+        return {"name": row["name"], "level": row.get("level") or "UNKNOWN",
+                "reason": d.get("reason") or "no security report yet",
+                "actions": d.get("actions") or [], "update": d.get("update"),
+                "sca": row.get("sca", "unknown"), "authenticated": row["authenticated"]}
+
     def row(self, tid: str, now: float) -> dict[str, Any]:
         return next(r for r in self.terminals(now) if r["identity"] == tid)
 

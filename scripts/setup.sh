@@ -14,7 +14,7 @@ fi
 chmod 600 config/credentials.yaml
 
 PACKAGES=(openvswitch-switch mininet iperf3 ethtool iputils-ping tcpdump wpasupplicant hostapd
-          python3-venv python3-dev postgresql socat prometheus)
+          python3-venv python3-dev postgresql socat prometheus chromium)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,6 +15,7 @@ import fcntl
 import os
 import shlex
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,6 +152,22 @@ class Emulation:
         self.record.pids.append(proc.pid)
         self.record.save()
         return proc
+
+    def start_portal(self, services_url: str, policy: str | None = None,
+                     log: Any = None, updates: bool = True) -> subprocess.Popen | None:
+        """The update server (port 80) and the remediation portal (the update host's portal
+        service, 8080 by default) on the update host: `controller.crs.portal`, asking the
+        controller's HTTP services at `services_url` what to tell each terminal."""
+        upd = next((h for h in self.topo.hosts if h.role == "update"), None)
+        if upd is None:
+            return None
+        port = next((sv.port for sv in upd.services if sv.name == "portal"), 8080)
+        argv = [sys.executable, "-m", "controller.crs.portal", "--controller", services_url,
+                "--bind", upd.ip, "--port", str(port), "--updates-port", "80" if updates else "0"]
+        if policy:
+            argv += ["--policy", policy]
+        return self.popen(upd.name, argv, stdout=log or subprocess.DEVNULL,
+                          stderr=subprocess.STDOUT)
 
     def wait_connected(self, timeout_s: float | None = None) -> None:
         assert self.net is not None

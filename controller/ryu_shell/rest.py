@@ -200,6 +200,16 @@ class RestApi:
         status, body = self.app.crsap.submit(raw)
         return Response(status=status, content_type="application/json", body=body)
 
+    @route("/portal/v1/terminal", ["GET"])
+    def portal(self, req, **_):
+        """X.1125 remediation portal (on the update host) asking what to tell a terminal."""
+        if not _portal_host(self.app, req):
+            return _error(403, "only the update host's portal may ask")
+        try:
+            return _json(self.core.api.portal(str(req.params.get("ip", "")), time.time()))
+        except ApiError as exc:
+            return _error(exc.status, exc.reason)
+
     @route("/eac/v1/{path:.*}", ["POST", "GET"])
     def eac(self, req, path, **_):
         if not self.app.active:
@@ -211,6 +221,14 @@ class RestApi:
         status, body = self.core.api.eac_request(req.method, f"/eac/v1/{path}", raw,
                                                  time.time())
         return _json(body, status)
+
+
+def _portal_host(app: Any, req) -> bool:
+    """The update host's portal asks about the terminal it serves: only from that host (its
+    address is pinned by table 0 like every other) or loopback."""
+    topo = app._loaded.topology
+    hosts = {h.ip for h in topo.hosts if h.role == "update"} if topo is not None else set()
+    return _local(req) or (req.remote_addr or "") in hosts
 
 
 def wsgi(api: RestApi) -> Callable:

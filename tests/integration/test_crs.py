@@ -267,3 +267,42 @@ def test_sca_discovery_probes_finds_an_agent_and_marks_an_agentless_terminal(crs
     assert '"event": "no_sca"' in audit and '"event": "probe_response"' in audit
     counters = net.ctl.status()["counters"]
     assert counters["crs_probe_sent"] >= 3 and counters["crs_no_sca"] == 1
+
+
+def browse(host, url: str, tmp) -> str:
+    """The DOM a real browser (Debian's chromium, headless) renders for `url` on a host."""
+    profile = tmp / f"chromium-{host.name}"
+    return host.cmd(f"timeout 90 chromium --headless=new --no-sandbox --disable-gpu "
+                    f"--user-data-dir={profile} --dump-dom {url} 2>/dev/null")
+
+
+def test_the_portal_tells_a_redirected_terminal_its_level_in_a_real_browser(crs):
+    """An UNKNOWN terminal (no agent) asks a browser for any web page: table 1 redirects it
+    to the update host's portal, which shows its level, why, and the agent download. A
+    compliant terminal visiting the portal sees that it has nothing to do."""
+    net = crs(topo="topologies/minimal.yaml")
+    net.emu.start_portal(f"http://10.0.100.254:{net.ctl.rest_port}",
+                         str(net.tmp / "policy.yaml"), log=open(net.tmp / "portal.log", "wb"),
+                         updates=False)       # (CrsNet's update server has port 80)
+    wait_until(lambda: "PORTAL-LISTENING" in (net.tmp / "portal.log").read_text(), 20,
+               "the portal")
+    keys = net.tmp / "c1t1-keys.json"
+    net.emu.popen("c1t1", [PY, "-m", "controller.admission.supplicant_main", "--interface",
+                           "c1t1-eth0", "--identity", "c1t1@crs.example", "--psk",
+                           CREDS.demo_psk("c1t1@crs.example").hex(), "--keys-out", str(keys)],
+                  stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    wait_until(keys.exists, 30, "c1t1 authenticated")
+    net.terminal("c1t2")
+    net.wait_level("c1t2", "COMPLIANT")
+    assert "redirect_web" in net.row("c1t1")["decision"]["actions"]
+    dom = browse(net.h("c1t1"), "http://10.0.1.2/", net.tmp)   # any web address
+    assert 'id="level">UNKNOWN<' in dom and 'id="name">c1t1<' in dom, dom[-2000:]
+    assert 'id="reason">' in dom and 'href="/downloads/crs-agent.py"' in dom
+    assert "Install the security agent" in dom
+    agent = net.h("c1t1").cmd(f"{PY} -c \"import urllib.request; print(len(urllib.request."
+                              "urlopen('http://10.0.100.20:8080/downloads/crs-agent.py')"
+                              ".read()))\"")
+    assert int(agent.strip().splitlines()[-1]) > 1000
+    dom = browse(net.h("c1t2"), "http://10.0.100.20:8080/", net.tmp)
+    assert 'id="level">COMPLIANT<' in dom and "Nothing to do" in dom, dom[-2000:]
+    assert net.ctl.status()["counters"]["redirected_connections"] >= 1
