@@ -7,11 +7,12 @@ table first and turns the cold rebuild into: every wanted flow added (an identic
 overwritten in place), then only what is not wanted removed.
 
 Only what the cold rebuild would have wiped (an owner's flows in a table it deletes before
-adding) may be removed; what is stale is decided by cookie first (exact: owners give every
-terminal, binding and decision generation its own cookie value), then, for a cookie that is
-wanted, by match. A flow deleted by match whose cookie is wanted has its cookie's flows added
-once more after the deletes: if our comparison of matches ever disagreed with the switch's,
-the wanted twin comes straight back instead of staying deleted.
+adding), and the reacting system's table 1, may be removed; what is stale is decided by
+cookie first (exact: owners give every terminal, binding and decision generation its own
+cookie value), then, for a cookie that is wanted, by match. A flow deleted by match whose
+cookie is wanted has its cookie's flows added once more after the deletes: if our comparison
+of matches ever disagreed with the switch's, the wanted twin comes straight back instead of
+staying deleted.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Iterable, Sequence
 
 from controller.openflow.ofmsg import OFPP_ANY, FlowMod, Message, MeterMod
+from controller.openflow.tables import SECURITY
 
 ALL_BITS = (1 << 64) - 1
 
@@ -58,7 +60,10 @@ def make_before_break(cold: Sequence[Message], installed: Iterable[Installed]) -
     its flows with it), then the deletes of stale flows, then the re-adds described above.
     Other messages of the cold rebuild (deletes of one cookie) keep their place."""
     adds: list[Message] = []
-    owned: list[FlowMod] = []       # what the cold rebuild would have wiped
+    # what the cold rebuild would have wiped, and table 1: a cold rebuild never deletes a
+    # restriction first (that would open access), but knowing what the switch holds, stale
+    # ones (a decision committed whose flows never left) are removed after the adds
+    owned: list[FlowMod] = [SECURITY.delete_all()]
     wanted_ids: set[tuple] = set()
     wanted_cookies: dict[tuple[int, int], list[FlowMod]] = {}
     for m in cold:

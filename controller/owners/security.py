@@ -244,8 +244,7 @@ class Security:
         out: Out = []
         for e in effects:
             if isinstance(e, s.Enforce):
-                self._persist(e.terminal_id)       # committed before the flows exist
-                out += self._enforce(e.terminal_id)
+                out += self._enforce(e.terminal_id)     # (commits it before its flows)
                 for action in e.decision.actions:
                     self.counters[f"decision_{e.decision.level.name}_{action}"] += 1
             elif isinstance(e, s.Remove):
@@ -287,13 +286,15 @@ class Security:
 
     def _enforce(self, tid: str, retry: bool = False) -> Out:
         t = self.scs.terminals[tid]
-        if t.decision is None or t.dpid not in self.switches:
-            return []
-        if not self.enforced_at(t.dpid):    # evaluated and recorded, not restricted here
-            self.counters["crs_decision_not_enforced"] += 1
+        if t.decision is None or t.dpid not in self.switches or not self.enforced_at(t.dpid):
+            if t.decision is not None and t.dpid in self.switches:
+                self.counters["crs_decision_not_enforced"] += 1   # evaluated, not restricted
+            self._persist(tid)
             return []
         gen = self._gens.get(tid, 0) + 1
         self._gens[tid] = gen
+        self._persist(tid)      # with the generation its flows carry: a rebuild after a
+        # crash between this commit and the flows replaces the switch's older ones
         msgs = self.nac.control(Control(tid, gen, t.decision.policy_version, t.decision,
                                         t.location, tuple(self._peers(t.group))))
         before = self.pending.get(tid)

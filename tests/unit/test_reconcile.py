@@ -62,6 +62,29 @@ def wipe(table_id: int) -> FlowMod:
     return FlowMod(table_id=table_id, command="delete", cookie=OWNER, cookie_mask=0xFF << 56)
 
 
+def test_a_restriction_committed_but_never_sent_holds_after_the_takeover(tmp_path):
+    """The old leader committed c1t2's isolation (it was VULNERABLE: its group reachable)
+    and died before sending the flows; the new leader's rebuild must not leave the group
+    allow above the isolation."""
+    from corekit import INFECTED
+    old, sim = boot_core(tmp_path, crs=True)
+    keys = {}
+    for port, mac, host in ((2, C1, "c1t1"), (3, C2, "c1t2")):
+        _, keys[host] = authenticate(old, sim, port, mac, host)
+    vulnerable = {**CLEAN, "firewall": False}
+    _, _, out = old.crsap_message(report(keys["c1t2"], "c1t2@crs.example", 1, T0 + 1,
+                                         vulnerable), T0 + 1)
+    sim.apply(m for _, m in out)
+    assert not sim.process(C2_TO_C1, 3).dropped            # its group (cell1) reachable
+    old.crsap_message(report(keys["c1t2"], "c1t2@crs.example", 2, T0 + 2, INFECTED), T0 + 2)
+    new, _ = boot_core(tmp_path, crs=True, now=T0 + 4)      # (those flows never left)
+    for m in [m for _, m in new.switch_up(1, {1, 2, 3, 4}, T0 + 4, installed=installed(sim))]:
+        sim.apply([m])
+    assert sim.process(C2_TO_C1, 3).dropped                 # isolated, as committed
+    _, cold = boot_core(tmp_path, crs=True, now=T0 + 4)
+    assert cold.process(C2_TO_C1, 3).dropped
+
+
 def test_a_match_spelled_differently_is_added_back_after_its_delete():
     """If the switch spells a wanted flow's match in a way our comparison misses, the flow
     is deleted as stale and then added once more: it ends on the switch."""
