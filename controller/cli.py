@@ -215,6 +215,10 @@ def _api(a: argparse.Namespace, method: str, path: str, body: dict | None = None
                 return 0
         except urllib.error.HTTPError as exc:
             where = exc.headers.get("Location")
+            if exc.code == 307 and where and hop == 0 and not _loopback_url(where):
+                print(f"the leader is at {where}: ask it there (the operator token is only "
+                      "sent to loopback)", file=sys.stderr)
+                return 1
             if exc.code == 307 and where and hop == 0:
                 print(f"(a standby: sent to the leader at {where})", file=sys.stderr)
                 url = where
@@ -225,6 +229,16 @@ def _api(a: argparse.Namespace, method: str, path: str, body: dict | None = None
             print(f"error: cannot reach the controller at {url}: {exc}", file=sys.stderr)
             return 1
     return 1
+
+
+def _loopback_url(url: str) -> bool:
+    import ipaddress
+    import urllib.parse
+    host = urllib.parse.urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def cmd_events(a: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ a refusal as an `ApiError` (HTTP status, reason), which the Ryu shell turns into
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from controller.admission import eac_rest
@@ -53,15 +54,21 @@ class OperatorApi:
 
     def portal(self, ip: str, now: float) -> dict[str, Any]:
         """What the update host's portal page tells the terminal at `ip` about itself: its
-        level, why, what restricts it and what to do (nothing about anyone else)."""
-        row = next((r for r in self.terminals(now) if r.get("ip") == ip), None)
-        if row is None:
-            raise ApiError(404, f"no terminal at {ip}")
-        d = row.get("decision") or {}
-        return {"name": row["name"], "level": row.get("level") or "UNKNOWN",
-                "reason": d.get("reason") or "no security report yet",
+        level, why, what restricts it and what to do. Nothing about anyone else (not who
+        accused it), only the terminal online at that address, and no store access: the
+        page is asked for by whoever browses."""
+        sec = self.security
+        tid = sec.scs.by_ip.get(ip) if sec is not None else None
+        t = sec.scs.terminals.get(tid) if tid else None
+        if t is None or not t.online:
+            raise ApiError(404, f"no terminal online at {ip}")
+        st = t.status()
+        d = st.get("decision") or {}
+        reason = re.sub(r"accused by [^;]*", "reported by other terminals or the network",
+                        d.get("reason") or "no security report yet")
+        return {"name": tid.split("@")[0], "level": st["level"], "reason": reason,
                 "actions": d.get("actions") or [], "update": d.get("update"),
-                "sca": row.get("sca", "unknown"), "authenticated": row["authenticated"]}
+                "sca": st.get("sca", "unknown"), "authenticated": True}
 
     def row(self, tid: str, now: float) -> dict[str, Any]:
         return next(r for r in self.terminals(now) if r["identity"] == tid)
@@ -80,6 +87,10 @@ class OperatorApi:
                 raise ApiError(400, "rate-limit needs {\"kbps\": integer 8..10000000}")
         elif action not in ("quarantine", "release"):
             raise ApiError(404, f"unknown action {action!r}")
+        t = self.security.scs.terminals[tid]
+        if action != "release" and not self.security.enforced_at(t.dpid):
+            raise ApiError(409, f"{tid} is at a switch without enforcement (crs.enforce): "
+                                "nothing there would hold the restriction")
         out = self.security.act(action, tid, kbps, now)
         return self.row(tid, now), out
 

@@ -277,6 +277,9 @@ def validate(settings: Settings) -> Loaded:
         elif topo is not None and not any(h.role == "update" for h in topo.hosts):
             problems.append((topo.file, "hosts",
                              "the reacting system needs a host with role: update"))
+        if settings.crs_enforce is not None and not settings.crs_enforce:
+            problems.append((where, "crs.enforce", "an empty list enforces nothing anywhere: "
+                             "name at least one cell or switch (or leave the key out)"))
         if topo is not None and settings.crs_enforce is not None:
             known = {c.name for c in topo.cells} | {sw.name for sw in topo.switches}
             for name in settings.crs_enforce:

@@ -49,10 +49,19 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def _write(self, sql: str, params: Any = ()) -> None:
+        """A write. Outside a batch, with several controllers (`fence` set), it becomes a
+        fenced transaction of its own: a deposed leader's late write lands nowhere."""
+        if self.fence is not None and self._depth == 0:
+            with self.batch():
+                self.db.write(sql, params)
+        else:
+            self.db.write(sql, params)
+
     # --- EAC SessionStore protocol ----------------------------------------------------
 
     def put_ss(self, rec: SsRecord) -> None:
-        self.db.write(self._sql["ss"],
+        self._write(self._sql["ss"],
                         (rec.isr_id, rec.identity, rec.group, rec.sp_root, rec.expires))
 
     def get_ss(self, isr_id: str) -> SsRecord | None:
@@ -60,10 +69,10 @@ class Store:
         return SsRecord(*row) if row else None
 
     def drop_ss(self, isr_id: str) -> None:
-        self.db.write("DELETE FROM ss_sessions WHERE isr_id=?", (isr_id,))
+        self._write("DELETE FROM ss_sessions WHERE isr_id=?", (isr_id,))
 
     def put_sp(self, rec: SpRecord) -> None:
-        self.db.write(self._sql["sp"],
+        self._write(self._sql["sp"],
                         (rec.iac_id, rec.sp_name, rec.session_key, rec.expires))
 
     def get_sp(self, iac_id: str) -> SpRecord | None:
@@ -93,7 +102,7 @@ class Store:
         self._keys.pop(identity, None)
         number = self.binding_number(identity)
         cols = ", ".join(f"{k}=?" for k in fields)
-        self.db.write(f"UPDATE bindings SET {cols} WHERE identity=?",
+        self._write(f"UPDATE bindings SET {cols} WHERE identity=?",
                         (*fields.values(), identity))
         return number
 
@@ -141,7 +150,7 @@ class Store:
     def drop_binding(self, identity: str) -> None:
         """The session ended: keep the number (stable cookies), forget the rest."""
         self._keys.pop(identity, None)
-        self.db.write("UPDATE bindings SET dpid=NULL, port=NULL, mac=NULL, isr_id=NULL, "
+        self._write("UPDATE bindings SET dpid=NULL, port=NULL, mac=NULL, isr_id=NULL, "
                         "crs_key=NULL, expires=NULL, ip=NULL WHERE identity=?", (identity,))
 
     _SELECT = ("SELECT identity, number, grp, dpid, port, mac, isr_id, crs_key, method, start, "
@@ -175,7 +184,7 @@ class Store:
     def put_terminal(self, tid: str, number: int, state: dict[str, Any],
                      decision: dict[str, Any] | None) -> None:
         """Commit a terminal's SCS state and current decision (before its flows are sent)."""
-        self.db.write(self._sql["terminal"],
+        self._write(self._sql["terminal"],
                         (tid, number, json.dumps(state), json.dumps(decision), time.time()))
 
     def terminals(self) -> list[TerminalRecord]:
@@ -184,16 +193,16 @@ class Store:
         return [TerminalRecord(t, n, json.loads(s), json.loads(d)) for t, n, s, d in rows]
 
     def put_seal(self, group: str, sealed: bool) -> None:
-        self.db.write(self._sql["seal"], (group, int(sealed), time.time()))
+        self._write(self._sql["seal"], (group, int(sealed), time.time()))
 
     def sealed_groups(self) -> list[str]:
         return [g for (g,) in self.db.execute("SELECT grp FROM seals WHERE sealed=1")]
 
     def add_sci(self, tid: str, at: float, body: dict[str, Any]) -> None:
-        self.db.write("INSERT INTO sci VALUES (?,?,?)", (tid, at, json.dumps(body)))
+        self._write("INSERT INTO sci VALUES (?,?,?)", (tid, at, json.dumps(body)))
 
     def put_replay(self, sender: str, seq: int) -> None:
-        self.db.write(self._sql["replay"], (sender, seq))
+        self._write(self._sql["replay"], (sender, seq))
 
     def replay(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT sender, seq FROM replay").fetchall())
@@ -201,14 +210,14 @@ class Store:
     def put_evidence(self, state: dict[str, Any]) -> None:
         """Correlation evidence (accusations, scan flags, with their times): an isolation
         based on it must survive a restart like any other decision."""
-        self.db.write(self._sql["evidence"], ("correlation", json.dumps(state)))
+        self._write(self._sql["evidence"], ("correlation", json.dumps(state)))
 
     def evidence(self) -> dict[str, Any]:
         row = self.db.execute("SELECT value FROM evidence WHERE key='correlation'").fetchone()
         return json.loads(row[0]) if row else {}
 
     def add_policy(self, version: int, source: str) -> None:
-        self.db.write("INSERT INTO policies VALUES (?,?,?)", (version, source, time.time()))
+        self._write("INSERT INTO policies VALUES (?,?,?)", (version, source, time.time()))
 
 
 # A leader's transaction commits only while it still holds an unexpired lease under its

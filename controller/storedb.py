@@ -63,16 +63,20 @@ class _Deadlines:
         self._thread: Any = None
 
     def watch(self, db: "Db", seconds: float) -> None:
-        # (eventlet leaves time.monotonic alone; it patches sleep and threads)
-        self.calls[id(db)] = (time.monotonic() + seconds, db.conn.fileno())
         if self._thread is None:
             threading, real_time = _real("threading"), _real("time")
+            self._lock = threading.Lock()
             self._thread = threading.Thread(target=self._run, daemon=True,
                                             args=(real_time.sleep,), name="store-deadlines")
             self._thread.start()
+        # (eventlet leaves time.monotonic alone; it patches sleep and threads)
+        self.calls[id(db)] = (time.monotonic() + seconds, db.conn.fileno())
 
     def done(self, db: "Db") -> None:
-        self.calls.pop(id(db), None)
+        if self._thread is None:
+            return
+        with self._lock:        # after this, the call's descriptor is never touched again
+            self.calls.pop(id(db), None)
 
     def _run(self, sleep: Any) -> None:
         import socket
@@ -80,14 +84,17 @@ class _Deadlines:
             sleep(0.02)
             now = time.monotonic()
             for key, (deadline, fd) in list(self.calls.items()):
-                if now < deadline or self.calls.get(key) != (deadline, fd):
+                if now < deadline:
                     continue
-                self.calls.pop(key, None)
-                try:
-                    with socket.socket(fileno=os.dup(fd)) as s:
-                        s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                with self._lock:    # still that call (its descriptor not closed, reused)
+                    if self.calls.get(key) != (deadline, fd):
+                        continue
+                    self.calls.pop(key, None)
+                    try:
+                        with socket.socket(fileno=os.dup(fd)) as s:
+                            s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
 
 
 def _real(module: str) -> Any:
@@ -233,8 +240,11 @@ class Db:
         on it (connect 2 s, a statement 5 s, a dead peer found by TCP keepalives)."""
         import psycopg
         ro = " -c default_transaction_read_only=on" if self.read_only else ""
+        # a process frozen in a transaction (a paused host) must not hold its row locks
+        # against the next leader for long
+        idle = f" -c idle_in_transaction_session_timeout={max(1000, int(self.deadline_s * 1e3))}"
         return psycopg.connect(self.target, autocommit=True, connect_timeout=2,
-                               options="-c statement_timeout=5000" + ro, keepalives=1,
+                               options="-c statement_timeout=5000" + ro + idle, keepalives=1,
                                keepalives_idle=5, keepalives_interval=2, keepalives_count=2)
 
     def close(self) -> None:

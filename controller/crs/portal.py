@@ -15,6 +15,7 @@ import html
 import json
 import sys
 import threading
+import time
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,9 +57,26 @@ def page(info: dict[str, Any] | None, ip: str, items: list[str]) -> str:
             f"Security agent (crs agent)</a></li>{links}</ul></body></html>")
 
 
+MAX_BUSY = 32          # portal pages being built at once (each asks the controller)
+CACHE_S = 2.0          # what the controller said about an address is reused this long
+
+
 def make_handler(ask: Callable[[str], dict[str, Any] | None], items: list[str],
                  portal: bool) -> type[BaseHTTPRequestHandler]:
+    busy = threading.BoundedSemaphore(MAX_BUSY)
+    cache: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+    def cached(ip: str) -> dict[str, Any] | None:
+        now = time.monotonic()
+        hit = cache.get(ip)
+        if hit is None or now - hit[0] > CACHE_S:
+            if len(cache) > 4096:       # bounded: addresses are the network's, few
+                cache.clear()
+            hit = cache[ip] = (now, ask(ip))
+        return hit[1]
+
     class Handler(BaseHTTPRequestHandler):
+        timeout = 10            # a client that stalls loses its connection
         def log_message(self, fmt: str, *args: Any) -> None:
             print(f"{self.client_address[0]} {fmt % args}", file=sys.stderr, flush=True)
 
@@ -72,7 +90,13 @@ def make_handler(ask: Callable[[str], dict[str, Any] | None], items: list[str],
             if not portal:
                 return self._send(404, "text/plain", b"not found\n")
             ip = self.client_address[0]
-            self._send(200, "text/html; charset=utf-8", page(ask(ip), ip, items).encode())
+            if not busy.acquire(blocking=False):     # (a terminal hammering the page)
+                return self._send(503, "text/plain", b"busy, try again\n")
+            try:
+                info = cached(ip)
+            finally:
+                busy.release()
+            self._send(200, "text/html; charset=utf-8", page(info, ip, items).encode())
 
         def _send(self, status: int, ctype: str, body: bytes) -> None:
             self.send_response(status)

@@ -189,8 +189,9 @@ class SCS:
         counters, sealed groups and correlation evidence."""
         for t in terminals:
             self.terminals[t.tid] = t
-            if t.online and not t.sca_seen:
-                t.next_probe = now + self.policy.discovery.probe_after_s
+            if t.online and not t.sca_seen:     # spread over one interval after a restart
+                d = self.policy.discovery
+                t.next_probe = now + d.probe_after_s + d.probe_every_s * (t.number % 97) / 97
                 self._unseen.add(t.tid)
             self._numbers = max(self._numbers, t.number)
             if t.online and t.ip:
@@ -656,7 +657,8 @@ class SCS:
                                "probes": t.probes}),
                         Log(logging.INFO, f"{tid}: no SCA answered {t.probes} probes")]
             t.probes += 1
-            t.next_probe = now + d.probe_every_s
+            # found agentless: still probed (an SCA may be installed), six times slower
+            t.next_probe = now + d.probe_every_s * (6 if t.no_sca else 1)
             out += self._probe(t, now)
         return out
 

@@ -172,7 +172,8 @@ class CrsController(App):
                                                ofp.OFPG_ANY, 0, 0, parser.OFPMatch()))
 
         def cold() -> None:
-            if self._flow_reads.get(dp.id, (None,))[0] is dp and self.active:
+            if self._flow_reads.get(dp.id, (None,))[0] is dp and self.active \
+                    and self.datapaths.get(dp.id) is dp:
                 del self._flow_reads[dp.id]
                 log.warning("switch %016x sent no flow table in %.0f s: rebuilt cold",
                             dp.id, FLOW_READ_S)
@@ -224,13 +225,13 @@ class CrsController(App):
                     continue
                 dp = self.datapaths.get(dpid)
                 if dp is not None:
-                    _send(dp, msg)
+                    xid = _send(dp, msg)
                     if isinstance(msg, PacketOut):
                         if i < last:
                             hub.sleep(0)
                     else:
                         self._count_sent(msg)
-                        self.confirm.sent(dpid, dp.xid, msg, time.monotonic())
+                        self.confirm.sent(dpid, xid, msg, time.monotonic())
         for post in self.core.take_http():
             hub.spawn(_post, post.url, post.body,
                       self.crsap.submit if post.answer_back else None)
@@ -443,27 +444,44 @@ class CrsapGroupCommit:
                 done.set()
 
 
-def _send(dp, msg) -> None:
+def _send(dp, msg) -> int:
     """One message to a switch: packed directly (`openflow.encode`, ~6 us against ~137 us
-    through Ryu's message classes), or through Ryu if the encoder does not know it."""
-    dp.xid = (dp.xid + 1) & dp.ofproto.MAX_XID
+    through Ryu's message classes), or through Ryu if the encoder does not know it. Its
+    transaction id (read before sending: a full send queue yields, and others send too)."""
+    dp.xid = xid = (dp.xid + 1) & dp.ofproto.MAX_XID
     try:
-        dp.send(encode(msg, dp.xid))
+        dp.send(encode(msg, xid))
     except Unsupported:
-        dp.send_msg(to_ryu(dp, msg))
+        ryu_msg = to_ryu(dp, msg)
+        dp.send_msg(ryu_msg)
+        xid = ryu_msg.xid if ryu_msg.xid is not None else xid
+    return xid
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):    # an agent's redirect goes nowhere
+        return None
+
+
+_AGENT_OPENER = urllib.request.build_opener(_NoRedirect)
+POST_DEADLINE_S = 10.0      # the whole exchange with an agent, however it dribbles
 
 
 def _post(url: str, body: bytes, answer_to=None) -> None:
-    """POST to an agent; `answer_to` takes its answer when that is a CRSAP message (an
-    SCAProbeResponse: authenticated by the core like any report)."""
+    """POST to an agent (what the terminal answers is untrusted: no redirects followed,
+    one deadline for the whole exchange, 64 KiB read at most); `answer_to` takes its
+    answer when that is a CRSAP message (an SCAProbeResponse: authenticated by the core
+    like any report)."""
+    import eventlet
     req = urllib.request.Request(url, data=body, method="POST",
                                  headers={"Content-Type": "application/json"})
+    answer, status = b"", 0
     try:
-        with urllib.request.urlopen(req, timeout=5) as r:
-            answer = r.read(64 * 1024)
-            status = r.status
-    except Exception as exc:  # the agent may be gone; the SCS times the update out
-        log.info("POST %s failed: %s", url, exc)
+        with eventlet.Timeout(POST_DEADLINE_S):
+            with _AGENT_OPENER.open(req, timeout=5) as r:
+                answer, status = r.read(64 * 1024), r.status
+    except (Exception, eventlet.Timeout) as exc:  # the agent may be gone or stall
+        log.info("POST %s failed: %s", url, exc or "deadline")
         return
     if answer_to is not None and status == 200 and answer:
         answer_to(answer)

@@ -16,7 +16,7 @@ from typing import Any
 from controller.openflow.ofmsg import Barrier, FlowMod, MeterMod
 
 KEEP_S = 60.0
-SINCE = 512         # ids remembered since the last tagged barrier, per switch
+SINCE = 65536       # ids remembered since the last tagged barrier, per switch
 
 
 class Confirmations:

@@ -50,3 +50,20 @@ def test_enforce_names_must_be_cells_or_switches(tmp_path):
     s.crs_enforce = ["cell1", "cell9"]
     with pytest.raises(ConfigError, match="cell9"):
         validate(s)
+
+
+def test_an_empty_list_is_refused_and_an_operator_restriction_without_enforcement_is_409(
+        tmp_path):
+    from controller.config import ConfigError
+    from controller.core import ApiError
+    s = settings(tmp_path, crs=True)
+    s.crs_enforce = []
+    with pytest.raises(ConfigError, match="empty list"):
+        validate(s)
+    core, sim = boot(tmp_path, [])          # (the core alone: nothing enforced)
+    authenticate(core, sim, 2, C1, "c1t1")
+    core.crsap_message(report(authenticate(core, sim, 2, C1, "c1t1")[1], "c1t1@crs.example",
+                              1, T0 + 1, CLEAN), T0 + 1)
+    with pytest.raises(ApiError) as exc:
+        core.api.act("quarantine", "c1t1", {}, T0 + 2)
+    assert exc.value.status == 409

@@ -215,3 +215,18 @@ def test_a_leaders_commit_needs_its_lease_still_held(pg_cluster):
             store.put_replay("late", 2)
     assert not store.db.in_transaction
     assert Store(dsn).replay() == {"a": 1}
+
+
+def test_a_leaders_write_outside_a_batch_is_fenced_too(pg_cluster):
+    from controller.lease import Lease
+    from controller.storedb import Db
+    dsn = pg_cluster.new_database()
+    store = Store(dsn)
+    lease = Lease(Db(dsn), "a/1", 30.0)
+    store.fence = (lease.me, lease.step().generation)
+    store.put_seal("cell1", True)                    # autocommit, fenced: lands
+    lease.release()
+    Lease(Db(dsn), "b/1", 30.0).step()
+    with pytest.raises(Exception):
+        store.put_seal("cell2", True)                # deposed: refused
+    assert Store(dsn).sealed_groups() == ["cell1"]
