@@ -122,11 +122,9 @@ def test_twenty_terminals_at_once(controller, network, tmp_path):
 SP_WEB_PSK = "388038f6266c50f119bc88aacc67242c"   # demo-only, listed in config/credentials.yaml
 
 
-def test_sp_inquiry_gives_the_key_the_terminal_derived(controller, network, tmp_path):
-    from controller.admission.credentials import sp_key_from_psk
-    assert CREDS.service_providers["web"].key.hex() == sp_key_from_psk(SP_WEB_PSK)
-    ctl = controller(*auth_config(tmp_path, "topologies/mobile_core.yaml"))
-    emu = network("topologies/mobile_core.yaml", ctl)
+def start_sp(emu, ctl, tmp_path) -> str:
+    """The demo SP 'web' (service http) on the web host, logged in to the EAC: the Python
+    that runs the demo programs."""
     py = str(ROOT / ".venv/bin/python")
     sp_log = tmp_path / "sp.log"
     emu.popen("web", [py, "-m", "controller.admission.sp_demo", "server", "--name", "web",
@@ -134,6 +132,15 @@ def test_sp_inquiry_gives_the_key_the_terminal_derived(controller, network, tmp_
                       "--sp-psk", SP_WEB_PSK, "--port", "80"],
               stdout=open(sp_log, "wb"), stderr=subprocess.STDOUT)
     wait_until(lambda: "SP-LISTENING" in text(sp_log), 30, "SP logged in to the EAC")
+    return py
+
+
+def test_sp_inquiry_gives_the_key_the_terminal_derived(controller, network, tmp_path):
+    from controller.admission.credentials import sp_key_from_psk
+    assert CREDS.service_providers["web"].key.hex() == sp_key_from_psk(SP_WEB_PSK)
+    ctl = controller(*auth_config(tmp_path, "topologies/mobile_core.yaml"))
+    emu = network("topologies/mobile_core.yaml", ctl)
+    py = start_sp(emu, ctl, tmp_path)
     _, keys = start_ours(emu, tmp_path, "c1t1")
     wait_until(keys.exists, 30, "c1t1 keys")
 
@@ -164,13 +171,7 @@ def test_a_revoked_session_stops_at_the_sp_within_its_grant_and_the_client_recov
                       extra={"admission": {"sp_grant_s": 2}})
     ctl = controller(*cfg)
     emu = network("topologies/mobile_core.yaml", ctl)
-    py = str(ROOT / ".venv/bin/python")
-    sp_log = tmp_path / "sp.log"
-    emu.popen("web", [py, "-m", "controller.admission.sp_demo", "server", "--name", "web",
-                      "--service", "http", "--eac", f"http://10.0.100.254:{ctl.rest_port}",
-                      "--sp-psk", SP_WEB_PSK, "--port", "80"],
-              stdout=open(sp_log, "wb"), stderr=subprocess.STDOUT)
-    wait_until(lambda: "SP-LISTENING" in text(sp_log), 30, "SP logged in to the EAC")
+    py = start_sp(emu, ctl, tmp_path)
     sup1, keys1 = start_ours(emu, tmp_path, "c1t1")
     sup2, keys2 = start_ours(emu, tmp_path, "c1t2")
     wait_until(lambda: keys1.exists() and keys2.exists(), 30, "both terminals' keys")
