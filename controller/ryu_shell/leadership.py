@@ -53,7 +53,8 @@ class Leadership:
 
     def status(self) -> dict:
         r = self.role
-        return {"node": self.node, "role": "leader" if self.leading else "standby",
+        return {"node": self.node, "holder": self.lease.me,
+                "role": "leader" if self.leading else "standby",
                 "generation": r.generation, "leader": r.holder, "leader_url": r.url,
                 "url": self.url, "lease_s": self.lease_s, "changes": self.changes}
 

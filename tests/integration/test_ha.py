@@ -183,6 +183,44 @@ def test_without_the_store_nobody_leads_flows_hold_and_it_recovers(tmp_path):
         pg.stop()
 
 
+def test_a_deposed_leader_with_an_old_generation_is_refused_by_the_switch(tmp_path,
+                                                                           pg_cluster):
+    """Fencing at the switch: A led, B took over (the switch has seen B's generation). Then
+    the store hands the lease back to A under A's old generation (what a confused store
+    could do): A asks the switch for MASTER with it, Open vSwitch refuses it as stale, and
+    A steps down and gives the lease up; a leader with a valid generation follows."""
+    import psycopg
+    dsn = pg_cluster.new_database()
+    pair, emu = two_controllers_quarantine(tmp_path, dsn)
+    try:
+        gen_a = pair.ctls["a"].status()["ha"]["generation"]
+        pair.ctls["a"].kill()
+        wait_until(lambda: pair.role("b") == "leader", 10, "B leads")
+        pair.restart("a")
+        wait_until(lambda: pair.role("a") == "standby", 10, "A, restarted, stands by")
+        a, b = pair.ctls["a"], pair.ctls["b"]
+        gen_b = b.status()["ha"]["generation"]
+        assert gen_b > gen_a
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute("UPDATE leader SET holder = %s, generation = %s, "
+                      "expires = EXTRACT(EPOCH FROM clock_timestamp()) + 60 "
+                      "WHERE name = 'network'", (a.status()["ha"]["holder"], gen_a))
+        wait_until(lambda: a.status()["counters"].get("ha_role_refused", 0) >= 1, 15,
+                   "the switch refused A's stale generation")
+        wait_until(lambda: pair.leader() is not None and pair.role("a") != "leader"
+                   or pair.leader() == "a" and a.status()["ha"]["generation"] >= gen_b, 20,
+                   "a leader with a generation the switch accepts")
+        roles = subprocess.run(["ovs-vsctl", "--columns=target,role", "find", "controller"],
+                               capture_output=True, text=True, check=True).stdout
+        wait_until(lambda: subprocess.run(
+            ["ovs-vsctl", "--columns=role", "find", "controller"], capture_output=True,
+            text=True).stdout.count("master") == 1, 15, f"one master at the switch: {roles}")
+        assert not ping(emu.host("c1t2"), C1T1)       # the quarantine held throughout
+    finally:
+        emu.stop()
+        pair.stop()
+
+
 def test_smoke_failover_benchmark_writes_its_json(tmp_path):
     """SMOKE (CI): one takeover and a short report load on each store."""
     from controller import jsonfile
