@@ -193,6 +193,7 @@ def _program(module: str) -> Callable[[argparse.Namespace], int]:
 def _api(a: argparse.Namespace, method: str, path: str, body: dict | None = None) -> int:
     """Call the REST API and print its JSON; errors come back as JSON with a reason."""
     import urllib.error
+    import urllib.parse
     import urllib.request
 
     from controller import restguard
@@ -215,7 +216,9 @@ def _api(a: argparse.Namespace, method: str, path: str, body: dict | None = None
                 return 0
         except urllib.error.HTTPError as exc:
             where = exc.headers.get("Location")
-            if exc.code == 307 and where and hop == 0 and not _loopback_url(where):
+            host = urllib.parse.urlsplit(where or "").hostname or ""
+            if exc.code == 307 and where and hop == 0 and not (
+                    host == "localhost" or restguard.is_loopback(host)):
                 print(f"the leader is at {where}: ask it there (the operator token is only "
                       "sent to loopback)", file=sys.stderr)
                 return 1
@@ -229,16 +232,6 @@ def _api(a: argparse.Namespace, method: str, path: str, body: dict | None = None
             print(f"error: cannot reach the controller at {url}: {exc}", file=sys.stderr)
             return 1
     return 1
-
-
-def _loopback_url(url: str) -> bool:
-    import ipaddress
-    import urllib.parse
-    host = urllib.parse.urlsplit(url).hostname or ""
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def cmd_events(a: argparse.Namespace) -> int:

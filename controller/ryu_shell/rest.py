@@ -6,7 +6,6 @@ same API runs on Ryu and on os-ken. Handlers take a WebOb request and return a W
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import re
@@ -64,10 +63,7 @@ def _error(status: int, reason: str, **extra) -> Response:
 
 
 def _local(req) -> bool:
-    try:
-        return ipaddress.ip_address(req.remote_addr or "0.0.0.0").is_loopback
-    except ValueError:
-        return False
+    return restguard.is_loopback(req.remote_addr or "")
 
 
 def operator_only(fn):

@@ -303,6 +303,12 @@ def test_the_portal_tells_a_redirected_terminal_its_level_in_a_real_browser(crs)
                               "urlopen('http://10.0.100.20:8080/downloads/crs-agent.py')"
                               ".read()))\"")
     assert int(agent.strip().splitlines()[-1]) > 1000
+    # a terminal asking the controller itself about someone else: refused (update host only)
+    asked = net.h("c1t1").cmd(
+        "python3 -c \"import urllib.request, urllib.error\ntry:\n urllib.request.urlopen("
+        f"'http://10.0.100.254:{net.ctl.rest_port}/portal/v1/terminal?ip=10.0.1.2', "
+        "timeout=5)\nexcept urllib.error.HTTPError as e:\n print('status', e.code)\"")
+    assert "status 403" in asked, asked
     dom = browse(net.h("c1t2"), "http://10.0.100.20:8080/", net.tmp)
     assert 'id="level">COMPLIANT<' in dom and "Nothing to do" in dom, dom[-2000:]
     assert net.ctl.status()["counters"]["redirected_connections"] >= 1
