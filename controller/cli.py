@@ -17,6 +17,7 @@ from typing import Callable
 
 EXIT_CONFIG = 2
 DEFAULT_DB = "var/crs.db"
+PROVISIONED_KEYS = "var/provisioned/keys.yaml"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,6 +158,42 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("psk_hex")
     hp.set_defaults(func=cmd_hash_psk)
 
+    # the reacting system on a network of your own (mn --topo ...): README "Your own Mininet"
+    k = sub.add_parser("keys", help="pre-provisioned report keys (no 802.1X, no topology)")
+    ksub = k.add_subparsers(title="keys commands", metavar="ACTION")
+    ki = ksub.add_parser("issue", help="issue a report key: the controller's keys file, the "
+                         "terminal's keys file and a clean posture")
+    ki.add_argument("names", nargs="+", metavar="NAME")
+    ki.add_argument("--mininet", action="store_true",
+                    help="names are Mininet hosts h1, h2...: the MAC and address `mn --mac` "
+                         "gives them")
+    ki.add_argument("--mac")
+    ki.add_argument("--ip")
+    ki.add_argument("--group", default="default")
+    ki.add_argument("--keys", default=PROVISIONED_KEYS, help="the controller's keys file")
+    ki.add_argument("--out", default="var/provisioned", help="where terminals' files go")
+    ki.set_defaults(func=cmd_keys_issue)
+    kl = ksub.add_parser("list", help="terminals in a keys file (no keys shown)")
+    kl.add_argument("--keys", default=PROVISIONED_KEYS)
+    kl.set_defaults(func=cmd_keys_list)
+    sv = sub.add_parser("service", help="put the controller's service address on a switch "
+                        "of a network you built (an OVS internal port)")
+    svsub = sv.add_subparsers(title="service commands", metavar="ACTION")
+    for name, text in (("attach", "add the service port"), ("detach", "remove it")):
+        q = svsub.add_parser(name, help=text)
+        q.add_argument("switch", help="an Open vSwitch bridge, e.g. s1")
+        q.add_argument("--config", default="config/mininet.yaml",
+                       help="the controller's configuration (its crs.service)")
+        q.add_argument("--prefix", type=int, default=24, help="prefix length of the address")
+        q.set_defaults(func=cmd_service, action=name)
+    po = sub.add_parser("posture", help="make a posture file infected or clean (what the "
+                        "agent reports next)")
+    po.add_argument("file")
+    state = po.add_mutually_exclusive_group(required=True)
+    state.add_argument("--infected", action="store_true")
+    state.add_argument("--clean", action="store_true")
+    po.set_defaults(func=cmd_posture)
+
     b = sub.add_parser("bench", help="benchmarks writing results/bench/<name>.json")
     b.add_argument("name", choices=["forwarding", "auth", "reaction", "reports", "failover",
                                     "all"])
@@ -259,6 +296,60 @@ def cmd_hash_psk(a: argparse.Namespace) -> int:
     from controller.admission.credentials import hash_psk
     ak, kdk = hash_psk(a.psk_hex)
     print(f"ak: {ak}\nkdk: {kdk}")
+    return 0
+
+
+def cmd_keys_issue(a: argparse.Namespace) -> int:
+    from controller import ownnet
+    from controller.config import ConfigError
+    try:
+        for line in ownnet.issue_keys(a.keys, a.names, a.out, a.mininet, a.mac, a.ip, a.group):
+            print(line)
+    except (ValueError, ConfigError) as exc:
+        print(f"crs keys issue: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+def cmd_keys_list(a: argparse.Namespace) -> int:
+    from controller.config import ConfigError
+    from controller.crs import provisioned
+    try:
+        keys = provisioned.load(a.keys)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    for p in keys.values():
+        print(f"{p.name:16} {p.mac} {p.ip:15} {p.group}")
+    return 0
+
+
+def cmd_service(a: argparse.Namespace) -> int:
+    from controller import ownnet
+    from controller.config import ConfigError
+    from controller.settings import load_settings
+    try:
+        if a.action == "detach":
+            ownnet.detach_service(a.switch)
+            return 0
+        s = load_settings(a.config)
+        if not s.crs_service_ip:
+            print(f"{a.config}: crs.service.ip: missing (the address to attach)",
+                  file=sys.stderr)
+            return EXIT_CONFIG
+        print(ownnet.attach_service(a.switch, s.crs_service_ip, s.crs_service_mac,
+                                    a.prefix))
+    except (RuntimeError, OSError, ConfigError) as exc:
+        print(f"crs service {a.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_posture(a: argparse.Namespace) -> int:
+    from controller import ownnet
+    doc = ownnet.set_posture(a.file, a.infected)
+    print(f"{a.file}: {'infected' if a.infected else 'clean'} "
+          f"({len(doc['threats'])} threat(s) listed)")
     return 0
 
 

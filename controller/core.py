@@ -27,9 +27,10 @@ from controller.effects import Audit, Count, HttpPost, Log, LogBudget, Out, Reje
 from controller.forwarding import Forwarding
 from controller.openflow.ofmsg import ETH_TYPE_EAPOL, ETH_TYPE_LLDP
 from controller.openflow.reconcile import Installed, make_before_break
-from controller.operator import ApiError, OperatorApi  # noqa: F401  (re-exported for the shell)
+from controller.operator import ApiError, OperatorApi, core_status  # noqa: F401 (ApiError: shell)
 from controller.owners.admission import Admission, Connected, Revoked, trusted_ports
 from controller.owners.security import Security
+from controller.owners.standalone import Standalone, provisioned_keys, standalone_topology
 from controller.pipeline import AdmissionMode, admission_base, punt_class, security_base
 from controller.settings import Loaded, Settings
 from controller.store import Store
@@ -67,14 +68,16 @@ class Core:
                     self.forwarding.place(b.mac, b.dpid, b.port, b.ip)
         # ports admitted without 802.1X (inter-switch, servers, the service address)
         self._trusted = self.admission.trusted if self.admission else trusted_ports(topology)
-        for on, what in ((settings.crs_enabled, "the reacting system needs a topology file "
-                          "(servers, cells)"), (settings.throttle_enabled, "the throttle needs "
-                                                "a topology file (which ports are terminals)")):
-            if on and topology is None:
-                raise ValueError(what)
-        self.security = Security(settings, topology, self.store, self.audit, self.counters,
-                                 self.common, self.switches, now, loaded.policy if loaded
-                                 else None) if settings.crs_enabled else None
+        if settings.throttle_enabled and topology is None:
+            raise ValueError("the throttle needs a topology file (which ports are terminals)")
+        self.security = Security(settings, topology or standalone_topology(settings),
+                                 self.store, self.audit, self.counters, self.common,
+                                 self.switches, now, loaded.policy if loaded else None
+                                 ) if settings.crs_enabled else None
+        # without a topology file or 802.1X: provisioned keys, terminals seen at edge ports
+        self.standalone = Standalone(provisioned_keys(settings, loaded), self.security,
+                                     self.counters, self.audit, keys_file=settings.crs_keys_file
+                                     ) if topology is None and self.security else None
         self.throttle = Throttle(settings.throttle_working_set, settings.throttle_new_dest_per_s
                                  ) if settings.throttle_enabled else None
         self.api = OperatorApi(self.admission, self.security, topology, settings)
@@ -117,7 +120,8 @@ class Core:
         self.switches[dpid] = SwitchState(dpid)
         self.counters["switch_connects"] += 1
         msgs = admission_base(self.mode, self._trusted.get(dpid, set()),
-                              local := eapol_local and self.admission is not None)
+                              local := eapol_local and self.admission is not None,
+                              lldp=self.standalone is not None)
         restored: Out = []
         if self.admission is not None:
             flows, restored = self.admission.switch_up(dpid, now, local)
@@ -135,18 +139,21 @@ class Core:
     def switch_down(self, dpid: int) -> None:
         self.switches.pop(dpid, None)
         self.forwarding.switch_down(dpid)
+        if self.standalone is not None:
+            self.standalone.switch_down(dpid)
         self.audit.write({"event": "switch_down", "dpid": dpid})
 
     def port_status(self, dpid: int, port: int, up: bool, now: float | None = None) -> Out:
         now = self._now = time.time() if now is None else now
         if dpid not in self.switches:
             return []
+        adm, alone = self.admission, self.standalone
         if up:
-            return self.admission.port_up(dpid, port, now) if self.admission else []
+            return (adm.port_up(dpid, port, now) if adm else []) + \
+                (alone.port_up(dpid, port, now) if alone else [])
         out = [(dpid, m) for m in self.forwarding.port_down(dpid, port)]
-        if self.admission is not None:
-            out += self.admission.port_down(dpid, port, now)
-        return out
+        return out + (adm.port_down(dpid, port, now) if adm else []) + \
+            (alone.port_down(dpid, port, now) if alone else [])
 
     # --- packets -----------------------------------------------------------------------
 
@@ -164,7 +171,7 @@ class Core:
         # every packet-in is accounted by class (`crs status`): a steady network costs little
         self.counters[f"packet_in_{punt_class(frame, table_id)}"] += 1
         if frame.eth_type == ETH_TYPE_LLDP:
-            return []
+            return self.standalone.lldp(dpid, in_port, data, now) if self.standalone else []
         adm, sec = self.admission, self.security
         if frame.eth_type == ETH_TYPE_EAPOL:
             if adm is None:
@@ -193,6 +200,10 @@ class Core:
                     return []
                 if sec is not None:
                     out = sec.first_contact(b.identity, frame, now)
+            elif self.standalone is not None:
+                got = self.standalone.seen(dpid, in_port, frame, data, now)
+                if got is not None:
+                    return got
             if frame.arp_op == 1 and self.forwarding.proxy_arp:
                 return out + self.forwarding.arp_request(dpid, in_port, frame, data)[0]
             return out + self.forwarding.packet_in(dpid, in_port, frame.src, frame.dst, data)
@@ -208,8 +219,8 @@ class Core:
 
     def tick(self, now: float | None = None) -> Out:
         now = self._now = time.time() if now is None else now
-        return [m for o in (self.admission, self.security, self.throttle) if o is not None
-                for m in o.tick(now)]
+        return [m for o in (self.admission, self.security, self.throttle, self.standalone)
+                if o is not None for m in o.tick(now)]
 
     def switch_reply(self, dpid: int, tag: Any, error: str | None = None,
                      now: float | None = None) -> Out:
@@ -236,24 +247,4 @@ class Core:
         return self.security.messages(raws, now)
 
     def status(self) -> dict[str, Any]:
-        eac = self.admission.eac if self.admission else None
-        sizes = {"log_keys": len(self.warn.keys)}
-        for owner in (self.admission, self.security):
-            if owner is not None:
-                for k, v in owner.sizes().items():
-                    sizes[k] = sizes.get(k, 0) + v
-        return {
-            "switches": sorted(self.switches),
-            "admission": "open" if self.mode.open else "authenticate",
-            "crs": self.security is not None,
-            "throttle": self.throttle is not None,
-            "counters": {**self.counters, **(self.throttle.counters if self.throttle else {}),
-                         **(eac.counters if eac else {})},
-            "hosts_learned": {f"{d:016x}": len(t) for d, t in self.forwarding.macs.items()},
-            # how much per-source state is held: bounded by terminals, never by the
-            # addresses frames or reports claim (an operator's check against floods)
-            "state_sizes": sizes,
-            # the EAC's only SP-challenge state (bounded; issuing a challenge adds nothing)
-            "eac_spent_challenges": eac.spent_challenges() if eac else 0,
-        }
-
+        return core_status(self)

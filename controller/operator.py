@@ -115,3 +115,30 @@ class OperatorApi:
         if self.admission is None:
             return 409, {"error": "authentication is not enabled (admission.mode: open)"}
         return eac_rest.handle(method, path, body, now, self.admission.eac)
+
+
+def core_status(core) -> dict[str, Any]:
+    """`GET /crs/v1/status` (`crs status`): what runs, counters, and how much state is held."""
+    eac = core.admission.eac if core.admission else None
+    sizes = {"log_keys": len(core.warn.keys)}
+    for owner in (core.admission, core.security):
+        if owner is not None:
+            for k, v in owner.sizes().items():
+                sizes[k] = sizes.get(k, 0) + v
+    out = {
+        "switches": sorted(core.switches),
+        "admission": "open" if core.mode.open else "authenticate",
+        "crs": core.security is not None,
+        "throttle": core.throttle is not None,
+        "counters": {**core.counters, **(core.throttle.counters if core.throttle else {}),
+                     **(eac.counters if eac else {})},
+        "hosts_learned": {f"{d:016x}": len(t) for d, t in core.forwarding.macs.items()},
+        # how much per-source state is held: bounded by terminals, never by the
+        # addresses frames or reports claim (an operator's check against floods)
+        "state_sizes": sizes,
+        # the EAC's only SP-challenge state (bounded; issuing a challenge adds nothing)
+        "eac_spent_challenges": eac.spent_challenges() if eac else 0,
+    }
+    if core.standalone is not None:     # no topology file: what LLDP and frames taught
+        out["standalone"] = core.standalone.status()
+    return out

@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.config import ConfigError, Field, Validator, in_range, load_yaml, one_of
+from controller.config import (
+    ConfigError,
+    Field,
+    Validator,
+    in_range,
+    is_ipv4,
+    is_mac,
+    load_yaml,
+    one_of,
+)
 
 SCHEMA = {
     "admission": Field(dict, default={}, items={
@@ -44,7 +53,15 @@ SCHEMA = {
     }),
     "crs": Field(dict, default={}, items={
         "enabled": Field(bool, default=False,
-                         doc="X.1125 reacting system (needs admission mode authenticate)"),
+                         doc="X.1125 reacting system (admission mode authenticate, or open "
+                             "with keys and service below)"),
+        "keys": Field(str, doc="pre-provisioned report keys (crs keys issue): the reacting "
+                               "system with admission open and no topology file"),
+        "service": Field(dict, default={}, items={
+            "ip": Field(str, check=is_ipv4, doc="where agents reach the SCS (crs service "
+                                                "attach puts it on a switch)"),
+            "mac": Field(str, default="02:00:00:00:ff:fe", check=is_mac),
+        }, doc="without a topology file: the controller's service address"),
         "policy": Field(str, default="crs_policy.yaml"),
         "enforce": Field(list, default=None, items=Field(str),
                          doc="partial deployment: the cells (or switches) whose edges enforce "
@@ -109,6 +126,9 @@ KEYS: dict[str, str] = {
     "crs_enabled": "crs.enabled",
     "crs_policy_file": "crs.policy",
     "crs_enforce": "crs.enforce",
+    "crs_keys_file": "crs.keys",
+    "crs_service_ip": "crs.service.ip",
+    "crs_service_mac": "crs.service.mac",
     "throttle_enabled": "throttle.enabled",
     "throttle_working_set": "throttle.working_set",
     "throttle_new_dest_per_s": "throttle.new_dest_per_s",
@@ -129,7 +149,7 @@ KEYS: dict[str, str] = {
 # File names: in a configuration file relative to its folder; without one, relative to the
 # shipped configuration folder (so the defaults name the same files either way).
 PATHS = frozenset({"credentials_file", "authorization_file", "crs_policy_file",
-                   "topology_file", "audit_log"})
+                   "topology_file", "audit_log", "crs_keys_file"})
 CONFIG_DIR = "config"
 
 
@@ -179,6 +199,9 @@ class Settings:
     crs_enabled: bool = _default("crs_enabled")
     crs_enforce: list[str] | None = _default("crs_enforce")
     crs_policy_file: str = _default("crs_policy_file")
+    crs_keys_file: str | None = _default("crs_keys_file")
+    crs_service_ip: str | None = _default("crs_service_ip")
+    crs_service_mac: str = _default("crs_service_mac")
     throttle_enabled: bool = _default("throttle_enabled")
     throttle_working_set: int = _default("throttle_working_set")
     throttle_new_dest_per_s: float = _default("throttle_new_dest_per_s")
@@ -232,6 +255,7 @@ class Loaded:
     credentials: Any = None
     authorization: Any = None
     policy: Any = None
+    keys: Any = None            # pre-provisioned report keys (crs.keys)
 
 
 def validate(settings: Settings) -> Loaded:
@@ -266,13 +290,29 @@ def validate(settings: Settings) -> Loaded:
                                   demo=settings.demo)      # 0600, demo: true
         out["authorization"] = load(load_authorization, settings.authorization_file)
     if settings.crs_enabled:
+        from controller.crs import provisioned
         from controller.crs.policy import load_policy
-        if settings.admission_mode != "authenticate":
+        standalone = settings.admission_mode == "open"
+        if standalone and not settings.crs_keys_file:
             problems.append((where, "crs.enabled",
                              "the reacting system needs admission.mode: authenticate "
-                             "(reports are signed with keys from X.1124 sessions)"))
+                             "(reports signed with keys from X.1124 sessions), or open with "
+                             "crs.keys (pre-provisioned keys: crs keys issue)"))
+        elif not standalone and settings.crs_keys_file:
+            problems.append((where, "crs.keys", "pre-provisioned keys are for admission.mode:"
+                             " open; with authentication the keys come from X.1124 sessions"))
         out["policy"] = load(load_policy, settings.crs_policy_file)
-        if not settings.topology_file:
+        if standalone and settings.crs_keys_file:
+            out["keys"] = load(provisioned.load, settings.crs_keys_file, missing_ok=True)
+            if settings.topology_file:
+                problems.append((where, "topology", "pre-provisioned keys (crs.keys) are for "
+                                 "networks without a topology file: leave one of them out"))
+            if not settings.crs_service_ip:
+                problems.append((where, "crs.service.ip", "without a topology file the "
+                                 "reacting system needs the address agents report to"))
+            if settings.crs_enforce is not None:
+                problems.append((where, "crs.enforce", "needs a topology file (cells)"))
+        elif not settings.topology_file:
             problems.append((where, "topology", "the reacting system needs a topology file"))
         elif topo is not None and not any(h.role == "update" for h in topo.hosts):
             problems.append((topo.file, "hosts",

@@ -115,14 +115,16 @@ def _allow_services(sub: int, prio: int, port: int, svc: ServiceAddresses) -> li
     ip = {**base, "eth_type": ETH_TYPE_IP}
     tcp_ctl = {**ip, "ipv4_dst": svc.controller_ip, "ip_proto": IPPROTO_TCP}
     msgs = [SECURITY.flow(prio, {**base, "eth_type": ETH_TYPE_ARP, "arp_tpa": a}, [_goto()],
-                          sub=sub) for a in (svc.controller_ip, svc.update_ip)]
+                          sub=sub) for a in dict.fromkeys((svc.controller_ip, svc.update_ip))]
     msgs += [SECURITY.flow(prio, {**tcp_ctl, "tcp_dst": p}, [_goto()], sub=sub)
              for p in svc.controller_ports]
     # one step below: a controller port in the ephemeral range (>= 32768) also matches this
     # flow, and two overlapping flows must not share a priority (same instructions anyway)
     msgs.append(SECURITY.flow(prio - 10, {**tcp_ctl, "tcp_src": svc.agent_port,
                                           "tcp_dst": (0x8000, 0x8000)}, [_goto()], sub=sub))
-    msgs.append(SECURITY.flow(prio, {**ip, "ipv4_dst": svc.update_ip}, [_goto()], sub=sub))
+    if svc.update_ip != svc.controller_ip:      # (no update server of its own: the
+        msgs.append(SECURITY.flow(prio, {**ip, "ipv4_dst": svc.update_ip}, [_goto()],
+                                  sub=sub))       # controller's ports only, as above)
     return msgs
 
 
