@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-import urllib.request
+import urllib.parse
 
 from eventlet import tpool
 
@@ -234,7 +234,8 @@ class CrsController(App):
                         self.confirm.sent(dpid, xid, msg, time.monotonic())
         for post in self.core.take_http():
             hub.spawn(_post, post.url, post.body,
-                      self.crsap.submit if post.answer_back else None)
+                      self.crsap.submit if post.answer_back else None,
+                      self.core.security.svc.controller_ip if self.core.security else None)
 
     def _count_sent(self, msg) -> None:
         c = self.core.counters
@@ -458,28 +459,33 @@ def _send(dp, msg) -> int:
     return xid
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):    # an agent's redirect goes nowhere
-        return None
-
-
-_AGENT_OPENER = urllib.request.build_opener(_NoRedirect)
 POST_DEADLINE_S = 10.0      # the whole exchange with an agent, however it dribbles
 
 
-def _post(url: str, body: bytes, answer_to=None) -> None:
+def _post(url: str, body: bytes, answer_to=None, source_ip: str | None = None) -> None:
     """POST to an agent (what the terminal answers is untrusted: no redirects followed,
     one deadline for the whole exchange, 64 KiB read at most); `answer_to` takes its
     answer when that is a CRSAP message (an SCAProbeResponse: authenticated by the core
-    like any report)."""
+    like any report). Sent from the controller's service address (`source_ip`): when that
+    address is not up on this host, nothing leaves (never toward another network by the
+    default route)."""
+    import http.client
+
     import eventlet
-    req = urllib.request.Request(url, data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
+    u = urllib.parse.urlsplit(url)
     answer, status = b"", 0
     try:
         with eventlet.Timeout(POST_DEADLINE_S):
-            with _AGENT_OPENER.open(req, timeout=5) as r:
+            conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=5,
+                                              source_address=(source_ip, 0) if source_ip
+                                              else None)
+            try:
+                conn.request("POST", u.path or "/", body,
+                             {"Content-Type": "application/json"})
+                r = conn.getresponse()
                 answer, status = r.read(64 * 1024), r.status
+            finally:
+                conn.close()
     except (Exception, eventlet.Timeout) as exc:  # the agent may be gone or stall
         log.info("POST %s failed: %s", url, exc or "deadline")
         return
