@@ -1,8 +1,10 @@
 """Security control (X.1125 8.2, 8.3): level + group + correlation state -> Decision.
 
 Operator actions override the policy: `quarantine` isolates whatever the level, `rate_limit`
-adds a meter on top of what the level requires. A sealed group (correlation) narrows every
-member's scope to its group; in "meter" seal mode out-of-group traffic is metered instead.
+adds a meter on top of what the level requires (the lower of the two in kbit/s; it replaces
+a packets/s meter of the policy: one meter per terminal, and the operator chose this one).
+A sealed group (correlation) narrows every member's scope to its group; in "meter" seal
+mode out-of-group traffic is metered instead.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ def decide(level: Level, group: str | None, policy: Policy, reason: str = "",
     actions = list(ctl.actions)
     isolate = "isolate" in actions
     scope = ctl.scope
-    meter = ctl.rate_limit_kbps
+    meter, meter_pps = ctl.rate_limit_kbps, ctl.rate_limit_pps
     operator = None
     outside = None
     if sealed:
@@ -46,11 +48,12 @@ def decide(level: Level, group: str | None, policy: Policy, reason: str = "",
         reason = f"operator quarantine ({reason})" if reason else "operator quarantine"
     elif override is not None and override.kind == "rate_limit" and override.kbps:
         meter = override.kbps if meter is None else min(meter, override.kbps)
+        meter_pps = None
         operator = "rate_limit"
         actions = sorted(set(actions) - {"permit"} | {"rate_limit"})
         reason = f"operator rate limit ({reason})" if reason else "operator rate limit"
     return Decision(
-        level=level, actions=tuple(actions), scope=scope, meter_kbps=meter,
+        level=level, actions=tuple(actions), scope=scope, meter_kbps=meter, meter_pps=meter_pps,
         restricted=ctl.restrict_apps, redirect_web="redirect_web" in actions,
         isolate=isolate, update=ctl.update, group_sealed=sealed, outside_kbps=outside,
         operator=operator, reason=reason, policy_version=policy.version,

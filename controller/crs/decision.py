@@ -51,7 +51,8 @@ class Decision:
 
     - `isolate`: only ARP, the controller service address and the update server reachable.
     - `scope`: how far the terminal may reach otherwise: none (services only), its group, all.
-    - `meter_kbps`: an OF1.3 meter on everything it sends (None: no limit).
+    - `meter_kbps`: an OF1.3 meter on everything it sends (None: no limit); `meter_pps`
+      the same in packets per second (a decision has one or the other).
     - `restricted`: L4 services dropped (the update server stays reachable).
     - `redirect_web`: tcp/80 goes to the update server's portal.
     - `outside_kbps`: when the group is sealed in "meter" mode, out-of-group traffic is
@@ -62,6 +63,7 @@ class Decision:
     actions: tuple[str, ...] = ("permit",)
     scope: str = "all"
     meter_kbps: int | None = None
+    meter_pps: int | None = None
     restricted: tuple[Service, ...] = ()
     redirect_web: bool = False
     isolate: bool = False
@@ -77,19 +79,21 @@ class Decision:
     def unrestricted(self) -> bool:
         """True when no table-1 flow is needed for this terminal."""
         return (not self.isolate and self.scope == "all" and self.meter_kbps is None
-                and not self.restricted and not self.redirect_web)
+                and self.meter_pps is None and not self.restricted and not self.redirect_web)
 
     def same_enforcement(self, other: "Decision | None") -> bool:
         """Whether `other` needs the same flows (reason and version may differ)."""
         if other is None:
             return False
-        keys = ("isolate", "scope", "meter_kbps", "restricted", "redirect_web", "outside_kbps")
+        keys = ("isolate", "scope", "meter_kbps", "meter_pps", "restricted", "redirect_web",
+                "outside_kbps")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
     def summary(self) -> dict:
         """A JSON-able form for the audit log and the REST API."""
         return {"level": self.level.value, "actions": list(self.actions), "scope": self.scope,
-                "meter_kbps": self.meter_kbps, "restricted": [str(s) for s in self.restricted],
+                "meter_kbps": self.meter_kbps, "meter_pps": self.meter_pps,
+                "restricted": [str(s) for s in self.restricted],
                 "redirect_web": self.redirect_web, "isolate": self.isolate,
                 "update": self.update, "group_sealed": self.group_sealed,
                 "outside_kbps": self.outside_kbps, "operator": self.operator,

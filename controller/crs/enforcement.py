@@ -72,10 +72,14 @@ class ServiceAddresses:
     agent_port: int = 7125                           # agents' replies to the update push
 
 
-def rate_meter(meter_id: int, kbps: int) -> MeterMod:
-    """A drop-band meter holding traffic to `kbps`. The burst is a fifth of a second's worth:
-    measured on the userspace datapath, no burst let UDP through about 17% above the rate;
-    this one holds UDP within 1% and TCP within 10% (below) of it."""
+def rate_meter(meter_id: int, kbps: int | None, pps: int | None = None) -> MeterMod:
+    """A drop-band meter holding traffic to `kbps`, or with `pps` to packets per second (a
+    worm's probes are small: a bit rate that lets a terminal work passes a scan). The burst
+    is a fifth of a second's worth: measured on the userspace datapath, no burst let UDP
+    through about 17% above the rate; this one holds UDP within 1% and TCP within 10%
+    (below) of it."""
+    if pps is not None:
+        return MeterMod(meter_id, "add", rate=pps, burst=max(1, pps // 5), pps=True)
     return MeterMod(meter_id, "add", rate=kbps, burst=max(16, kbps // 5))
 
 
@@ -148,9 +152,9 @@ def terminal_flows(decision: Decision, loc: Location, svc: ServiceAddresses,
     if decision.unrestricted:
         return msgs
     msgs += _allow_services(n, Priority.SEC_ALLOW, port, svc)
-    rate = decision.meter_kbps
+    rate = decision.meter_kbps if decision.meter_pps is None else decision.meter_pps
     if rate is not None:
-        msgs.append(rate_meter(rate_meter_id(n), rate))
+        msgs.append(rate_meter(rate_meter_id(n), decision.meter_kbps, decision.meter_pps))
     fwd = ([Meter(rate_meter_id(n))] if rate is not None else []) + [_goto()]
     if decision.redirect_web:
         msgs.append(SECURITY.flow(

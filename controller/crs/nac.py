@@ -65,7 +65,8 @@ def release(loc: Location, meters: set[int]) -> list[Message]:
 
 def decision_to_dict(d: Decision) -> dict:
     return {"level": d.level.value, "actions": list(d.actions), "scope": d.scope,
-            "meter_kbps": d.meter_kbps, "restricted": [[s.proto, s.port] for s in d.restricted],
+            "meter_kbps": d.meter_kbps, "meter_pps": d.meter_pps,
+            "restricted": [[s.proto, s.port] for s in d.restricted],
             "redirect_web": d.redirect_web, "isolate": d.isolate, "update": d.update,
             "group_sealed": d.group_sealed, "outside_kbps": d.outside_kbps,
             "operator": d.operator, "reason": d.reason, "policy_version": d.policy_version,
@@ -74,7 +75,7 @@ def decision_to_dict(d: Decision) -> dict:
 
 def decision_from_dict(d: dict) -> Decision:
     return Decision(level=Level(d["level"]), actions=tuple(d["actions"]), scope=d["scope"],
-                    meter_kbps=d["meter_kbps"],
+                    meter_kbps=d["meter_kbps"], meter_pps=d.get("meter_pps"),
                     restricted=tuple(Service(p, n) for p, n in d["restricted"]),
                     redirect_web=d["redirect_web"], isolate=d["isolate"], update=d["update"],
                     group_sealed=d["group_sealed"], outside_kbps=d["outside_kbps"],

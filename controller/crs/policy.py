@@ -72,6 +72,7 @@ class LevelControl:
     actions: tuple[str, ...]
     restrict_apps: tuple[Service, ...] = ()
     rate_limit_kbps: int | None = None
+    rate_limit_pps: int | None = None       # packets/s instead of kbit/s (one or the other)
     scope: str = "all"
     update: str | None = None
 
@@ -157,6 +158,8 @@ LEVEL_CONTROL: dict[str, Field] = {
     "actions": Field(list, required=True, items=Field(str, check=one_of(*ACTIONS))),
     "restrict_apps": Field(list, default=[], items=Field(str, check=_is_service)),
     "rate_limit_kbps": Field(int, check=in_range(8, 10_000_000)),
+    # a worm's probes are small: a packets/s meter holds its scan rate, kbit/s does not
+    "rate_limit_pps": Field(int, check=in_range(1, 10_000_000)),
     "scope": Field(str, default=LevelControl.scope, check=one_of(*SCOPES)),
     "update": Field(str, check=is_name),
 }
@@ -315,8 +318,10 @@ def _level_control(v: Validator, c: dict[str, Any], key: str,
         v.problem(f"{key}.actions", "needs at least one action")
     if "permit" in actions and len(actions) > 1:
         v.problem(f"{key}.actions", "permit cannot be combined with other actions")
-    if "rate_limit" in actions and c.get("rate_limit_kbps") is None:
-        v.problem(f"{key}.rate_limit_kbps", "required by the rate_limit action")
+    rates = [k for k in ("rate_limit_kbps", "rate_limit_pps") if c.get(k) is not None]
+    if "rate_limit" in actions and len(rates) != 1:
+        v.problem(f"{key}.rate_limit_kbps", "the rate_limit action needs rate_limit_kbps or "
+                  "rate_limit_pps (one meter per terminal: not both)")
     if "restrict_apps" in actions and not c.get("restrict_apps"):
         v.problem(f"{key}.restrict_apps", "required (non-empty) by the restrict_apps action")
     if c.get("update") is not None and c["update"] not in items:
@@ -330,6 +335,7 @@ def _level_control(v: Validator, c: dict[str, Any], key: str,
         actions=actions,
         restrict_apps=tuple(services) if "restrict_apps" in actions else (),
         rate_limit_kbps=c.get("rate_limit_kbps") if "rate_limit" in actions else None,
+        rate_limit_pps=c.get("rate_limit_pps") if "rate_limit" in actions else None,
         scope="none" if "isolate" in actions else (c.get("scope") or "all"),
         update=c.get("update"))
 

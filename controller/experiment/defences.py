@@ -71,8 +71,12 @@ def policy_document(defence: str, params: dict[str, Any], base: Path = TEMPLATES
                            f"(CRS defences: {', '.join(CRS_DEFENCES)})")
     doc = copy.deepcopy(_template(defence, base))
     if defence == "crs_rate_limit":
-        kbps = params.get("rate_kbps", 2.0)
-        doc["control"]["levels"]["INFECTED"]["rate_limit_kbps"] = int(round(kbps))
+        infected = doc["control"]["levels"]["INFECTED"]
+        if params.get("rate_pps"):          # packets/s: what holds a scan's rate
+            infected.pop("rate_limit_kbps", None)
+            infected["rate_limit_pps"] = max(1, int(round(params["rate_pps"])))
+        else:
+            infected["rate_limit_kbps"] = int(round(params.get("rate_kbps", 2.0)))
     if defence == "cell_seal":
         doc["correlation"]["group_seal"]["infected_m"] = int(params.get("seal_m", 3))
     return doc

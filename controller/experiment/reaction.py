@@ -27,7 +27,7 @@ import re
 import statistics
 from typing import Any, Iterable, Sequence
 
-RESTRICTING = ("isolate", "meter_kbps", "group_sealed")
+RESTRICTING = ("isolate", "meter_kbps", "meter_pps", "group_sealed")
 EAP_SUCCESS_RE = re.compile(r"^EAP-SUCCESS\s+([0-9.]+)\s*$", re.M)
 
 

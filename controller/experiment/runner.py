@@ -95,7 +95,8 @@ def enforced(entry: dict[str, Any]) -> bool:
     """Whether a GET /crs/v1/terminals entry shows the terminal under a restriction."""
     d = entry.get("decision")
     if isinstance(d, dict):
-        return bool(d.get("isolate") or d.get("meter_kbps") or d.get("group_sealed")
+        return bool(d.get("isolate") or d.get("meter_kbps") or d.get("meter_pps")
+                    or d.get("group_sealed")
                     or d.get("scope") not in (None, "all"))
     if isinstance(d, str):
         return d.lower() not in ("", "permit", "none", "compliant")

@@ -34,14 +34,14 @@ DEFENCES = ("none", "crs_isolate", "crs_rate_limit", "cell_seal", "throttle")
 DEFENCE_PARAMS: dict[str, dict[str, float]] = {
     "none": {},
     "crs_isolate": {},
-    "crs_rate_limit": {"rate_kbps": 2.0},
+    "crs_rate_limit": {"rate_kbps": 2.0, "rate_pps": 0.0},     # rate_pps > 0: packets/s
     "cell_seal": {"scope_cells": 1, "seal_m": 3},
     "throttle": {"working_set": 5, "new_dest_per_s": 1.0},
 }
 COMMON_PARAMS = {"coverage_fraction": 1.0}
 INT_PARAMS = {"scope_cells", "working_set", "seal_m"}
-PARAM_RANGES = {"rate_kbps": (1.0, 1e7), "scope_cells": (1, 255), "seal_m": (1, 100000),
-                "working_set": (1, 1000),
+PARAM_RANGES = {"rate_kbps": (1.0, 1e7), "rate_pps": (0.0, 1e7), "scope_cells": (1, 255),
+                "seal_m": (1, 100000), "working_set": (1, 1000),
                 "new_dest_per_s": (0.01, 1e4), "coverage_fraction": (0.0, 1.0)}
 
 

@@ -1,9 +1,9 @@
 """README "Your own Mininet": the reacting system on a plain `mn --topo tree,2,3`, no topology
 file and no 802.1X, exactly as a user runs it: keys from `crs keys issue --mininet`, the
 shipped `mininet/crs.mn` start-up script (its paths and port pointed at this test's), a real
-`mn` process (the script `source`d at its prompt), a real controller, the agents it starts in every host. The test drives the
-hosts the way `mn`'s own CLI does (`mnexec -a` into each host's namespaces) and plays a
-quarantined terminal that wants out."""
+`mn` process (the script `source`d at its prompt), a real controller, the agents it starts
+in every host. The test drives the hosts the way `mn`'s own CLI does (`mnexec -a` into
+each host's namespaces) and plays a quarantined terminal that wants out."""
 import os
 import re
 import signal

@@ -203,3 +203,23 @@ def test_terminal_flows_beat_group_seal():
     sim = switch(enf.terminal_flows(d, H1, SVC, PEERS), enf.group_seal_flows(0, [1], PEERS, SVC))
     assert send(sim, "h1", "h3").dropped
     assert send(sim, "h1", "h2").meters == [enf.rate_meter_id(1)]
+
+
+def test_a_packets_per_second_meter_holds_a_scan_whatever_its_frame_size():
+    """A worm's probes are small: the policy can meter an infected terminal in packets/s
+    (OF1.3 PKTPS band), and an operator's kbit/s limit replaces it (one meter per terminal)."""
+    doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" /
+                          "crs_policy.yaml").read_text())
+    doc["control"]["levels"]["INFECTED"] = {"actions": ["rate_limit"], "rate_limit_pps": 1}
+    d = decide(Level.INFECTED, "cell-a", parse_policy(doc))
+    assert (d.meter_pps, d.meter_kbps, d.unrestricted) == (1, None, False)
+    msgs = enf.terminal_flows(d, H1, SVC, PEERS)
+    meter = next(m for m in msgs if getattr(m, "meter_id", None) == enf.rate_meter_id(1)
+                 and m.command == "add")
+    assert (meter.pps, meter.rate, meter.burst) == (True, 1, 1)
+    r = send(switch(msgs), "h1", "h3")
+    assert r.ports == [3] and r.meters == [enf.rate_meter_id(1)]
+    op = decide(Level.INFECTED, "cell-a", parse_policy(doc), override=Override("rate_limit",
+                                                                                 64))
+    assert (op.meter_pps, op.meter_kbps, op.operator) == (None, 64, "rate_limit")
+    assert not op.same_enforcement(d)

@@ -58,7 +58,7 @@ def test_shipped_policy_loads(policy):
     (lambda d: d["control"]["levels"]["VULNERABLE"].update(restrict_apps=["smtp"]),
      "control.levels.VULNERABLE.restrict_apps[0]", "not a service"),
     (lambda d: d["control"]["levels"]["VULNERABLE"].pop("rate_limit_kbps"),
-     "control.levels.VULNERABLE.rate_limit_kbps", "required by the rate_limit"),
+     "control.levels.VULNERABLE.rate_limit_kbps", "the rate_limit action needs rate_limit_kbps or"),
     (lambda d: d["control"]["levels"]["INFECTED"].update(update="nosuch"),
      "control.levels.INFECTED.update", "not in updates.items"),
     (lambda d: d["control"]["groups"]["ops"]["VULNERABLE"].update(scope="world"),
@@ -139,3 +139,13 @@ def test_meter_seal_mode(doc):
     p = pol.parse_policy(d)
     s = decide(Level.COMPLIANT, "staff", p, sealed=True)
     assert s.outside_kbps == 500 and s.scope == "group"
+
+
+@pytest.mark.parametrize("rates, problem", [({}, "needs rate_limit_kbps or rate_limit_pps"),
+                                            ({"rate_limit_kbps": 64, "rate_limit_pps": 2},
+                                             "not both"),
+                                            ({"rate_limit_pps": 0}, "rate_limit_pps")])
+def test_a_rate_limit_has_one_meter_in_kbps_or_pps(doc, rates, problem):
+    doc["control"]["levels"]["INFECTED"] = {"actions": ["rate_limit"], **rates}
+    with pytest.raises(ConfigError, match=problem):
+        pol.parse_policy(doc, "p.yaml")

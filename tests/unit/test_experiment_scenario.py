@@ -152,3 +152,15 @@ def test_worm_argv_is_accepted_by_the_worm():
         assert cfg.space.size == sc.omega and cfg.strategy == "local"
         assert cfg.local_space is not None and h.ip in cfg.local_space
         assert cfg.detection_delay == spec.detection_delay and cfg.seed == spec.seed
+
+
+def test_the_rate_limit_defence_meters_packets_per_second_when_asked():
+    from controller.experiment import defences
+    pps = defences.policy_document("crs_rate_limit", {"rate_kbps": 2.0, "rate_pps": 1.0})
+    infected = pps["control"]["levels"]["INFECTED"]
+    assert infected.get("rate_limit_pps") == 1 and "rate_limit_kbps" not in infected
+    kbps = defences.policy_document("crs_rate_limit", {"rate_kbps": 16.0, "rate_pps": 0.0})
+    assert kbps["control"]["levels"]["INFECTED"]["rate_limit_kbps"] == 16
+    from controller.crs.decision import Level
+    from controller.crs.policy import parse_policy
+    assert parse_policy(pps).levels[Level.INFECTED].rate_limit_pps == 1
