@@ -147,8 +147,10 @@ def complete_cell_groups(base: dict[str, Any], cells: int) -> dict[str, Any] | N
 def controller_document(defence: str, params: dict[str, Any], topology_file: str | Path,
                         files: dict[str, Path | None] | None = None,
                         base: Path = TEMPLATES, authenticate: bool = False,
-                        audit_log: str | Path | None = None) -> dict[str, Any]:
-    """The controller configuration of one run (config/controller.yaml schema).
+                        audit_log: str | Path | None = None,
+                        cells: int | None = None) -> dict[str, Any]:
+    """The controller configuration of one run (config/controller.yaml schema); `cells`:
+    how many of the topology's cells the scenario uses (coverage is a fraction of those).
 
     `none` uses only keys the controller has always accepted (admission open + topology);
     throttle adds `throttle`, the CRS defences `admission: authenticate` and `crs` (as
@@ -178,17 +180,19 @@ def controller_document(defence: str, params: dict[str, Any], topology_file: str
                                  credentials=files.get("credentials"),
                                  authorization=files.get("authorization")))
     if partial and defence in CRS_DEFENCES:
-        doc["crs"]["enforce"] = enforced_cells(topology_file, cov)
+        doc["crs"]["enforce"] = enforced_cells(topology_file, cov, cells)
     if audit_log is not None:
         doc["audit_log"] = str(audit_log)
     return doc
 
 
-def enforced_cells(topology_file: str | Path, coverage: float) -> list[str]:
-    """Partial deployment: the first round(coverage x cells) cells, in topology order,
-    enforce; every terminal is still evaluated."""
+def enforced_cells(topology_file: str | Path, coverage: float,
+                   used: int | None = None) -> list[str]:
+    """Partial deployment: of the `used` cells the scenario has terminals in (default all
+    of the topology's), the first round(coverage x used), in topology order, enforce; every
+    terminal is still evaluated. Which cell the worm starts in varies with the seed."""
     from controller import topology
-    cells = [c.name for c in topology.load(topology_file).cells]
+    cells = [c.name for c in topology.load(topology_file).cells][:used]
     return cells[:round(coverage * len(cells))]
 
 
@@ -228,7 +232,8 @@ def write_defence_files(defence: str, params: dict[str, Any], cells: int,
             files["authorization"] = _dump(run_dir / "authorization.yaml", auth, head)
     cfg = _dump(run_dir / "controller.yaml",
                 controller_document(defence, params, topology_file, files, base,
-                                    authenticate=authenticate, audit_log=audit_log), head)
+                                    authenticate=authenticate, audit_log=audit_log,
+                                    cells=cells), head)
     return DefenceFiles(cfg, files.get("policy"), files.get("credentials"),
                         files.get("authorization"),
                         admission=authenticate and defence not in CRS_DEFENCES)

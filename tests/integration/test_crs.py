@@ -2,6 +2,7 @@
 update; containment survives SIGKILL of the controller; forged and replayed reports change
 nothing. Terminals authenticate with our supplicant and run the real agent."""
 import json
+import re
 import signal
 import subprocess
 import time
@@ -91,6 +92,29 @@ def test_vulnerable_terminal_rate_limited_mail_blocked_own_group_only(crs):
     received_kbps = out["end"]["sum"]["bits_per_second"] * (
         1 - out["end"]["sum"]["lost_percent"] / 100) / 1000
     assert 1800 <= received_kbps <= 2200, received_kbps
+
+
+def test_a_packets_per_second_meter_holds_an_infected_terminals_probe_rate(crs):
+    """rate_limit_pps on real Open vSwitch (OF1.3 PKTPS band): 40 small probes offered at
+    20/s for 2 s by an infected terminal; about 5/s arrive (plus the burst), whatever their
+    size, while a kbit/s meter that lets a terminal work would pass them all."""
+    def edit(policy):
+        policy["control"]["levels"]["INFECTED"] = {"actions": ["rate_limit"],
+                                                   "rate_limit_pps": 5, "scope": "all"}
+    net = crs(policy_edit=edit)
+    p1 = net.terminal("c1t1")
+    net.terminal("c1t2")
+    for h in ("c1t1", "c1t2"):
+        net.wait_level(h, "COMPLIANT")
+    out = net.h("c1t1").cmd("ping -c 40 -i 0.05 -W 1 -q 10.0.1.2")
+    assert " 40 received" in out, out              # unmetered: every probe arrives
+    net.set_posture(p1, threats=INFECTED)
+    net.wait_level("c1t1", "INFECTED")
+    wait_until(lambda: (net.row("c1t1") or {}).get("control", {}).get("confirmed"), 10,
+               "the meter confirmed by the switch")
+    out = net.h("c1t1").cmd("ping -c 40 -i 0.05 -W 1 -q 10.0.1.2")
+    got = int(re.search(r"(\d+) received", out).group(1))
+    assert 5 <= got <= 16, out                     # 2 s at 5/s + a burst of one, with slack
 
 
 def test_correlation_needs_k_distinct_reporters(crs):

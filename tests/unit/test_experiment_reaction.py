@@ -204,6 +204,11 @@ def test_partial_coverage_enforces_the_first_cells_only(tmp_path):
     doc = yaml.safe_load(files.controller_config.read_text())
     assert doc["crs"]["enforce"] == ["cell1", "cell2", "cell3", "cell4"]
     validate(load_settings(str(files.controller_config)))             # a configuration that loads
+    # a scenario on 6 of metro's 8 cells: half of those 6
+    six = defences.write_defence_files("crs_isolate", {"coverage_fraction": 0.5}, 6, metro,
+                                       tmp_path / "six")
+    assert yaml.safe_load(six.controller_config.read_text())["crs"]["enforce"] == \
+        ["cell1", "cell2", "cell3"]
     full = defences.write_defence_files("crs_isolate", {"coverage_fraction": 1.0}, 8, metro,
                                         tmp_path / "full")
     assert "enforce" not in yaml.safe_load(full.controller_config.read_text())["crs"]
