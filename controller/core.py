@@ -120,8 +120,8 @@ class Core:
         self.switches[dpid] = SwitchState(dpid)
         self.counters["switch_connects"] += 1
         msgs = admission_base(self.mode, self._trusted.get(dpid, set()),
-                              local := eapol_local and self.admission is not None,
-                              lldp=self.standalone is not None)
+                              local := eapol_local and self.admission is not None)
+        msgs += self.standalone.switch_up(dpid) if self.standalone else []
         restored: Out = []
         if self.admission is not None:
             flows, restored = self.admission.switch_up(dpid, now, local)
@@ -143,14 +143,15 @@ class Core:
             self.standalone.switch_down(dpid)
         self.audit.write({"event": "switch_down", "dpid": dpid})
 
-    def port_status(self, dpid: int, port: int, up: bool, now: float | None = None) -> Out:
+    def port_status(self, dpid: int, port: int, up: bool, now: float | None = None,
+                    name: str | None = None) -> Out:
         now = self._now = time.time() if now is None else now
         if dpid not in self.switches:
             return []
         adm, alone = self.admission, self.standalone
         if up:
             return (adm.port_up(dpid, port, now) if adm else []) + \
-                (alone.port_up(dpid, port, now) if alone else [])
+                (alone.port_up(dpid, port, now, name) if alone else [])
         out = [(dpid, m) for m in self.forwarding.port_down(dpid, port)]
         return out + (adm.port_down(dpid, port, now) if adm else []) + \
             (alone.port_down(dpid, port, now) if alone else [])

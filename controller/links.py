@@ -9,10 +9,10 @@ inter-switch.
 
 Terminals receive those frames too and can send anything back, so each one carries a
 timestamp and an HMAC under a secret of this controller process: a forged frame, one older
-than `max_age_s`, or one looped back into the port it left is refused and counted. Within
+than `max_age_s`, or one looped back into its own switch is refused and counted. Within
 `max_age_s` two colluding terminals could still relay a genuine frame between their ports;
-what a port that carries a restricted terminal becomes is therefore not this module's call
-(`owners.standalone` keeps such a terminal where it is).
+so a port is never made inter-switch here: `owners.standalone` decides (never a port that
+carries a terminal). Links outlive a switch's disconnection: only a port seen down ends one.
 """
 from __future__ import annotations
 
@@ -64,8 +64,8 @@ class Links:
 
     def heard(self, dpid: int, port: int, frame: bytes, now: float
               ) -> tuple[tuple[int, int] | None, str]:
-        """An LLDP frame arrived at (dpid, port): (the far end, "new"/"known") for one of
-        ours, else (None, why it was refused)."""
+        """An LLDP frame arrived at (dpid, port): (the far end, "ours") for one of ours,
+        else (None, why it was refused). Nothing is recorded: the caller decides (`add`)."""
         if len(frame) < 14 or frame[12:14] != struct.pack("!H", ETH_TYPE_LLDP):
             return None, "not_lldp"
         org = _tlvs(frame[14:]).get(127, b"")
@@ -80,23 +80,28 @@ class Links:
             return None, "stale"
         if far_dpid == dpid:
             return None, "looped"       # back into its own switch: no inter-switch link
-        here, far = (dpid, port), (far_dpid, far_port)
-        known = self.peer.get(here) == far and self.peer.get(far) == here
-        for a, b in ((here, far), (far, here)):
-            old = self.peer.get(a)
-            if old is not None and old != b:
-                self.peer.pop(old, None)
-            self.peer[a] = b
-        return far, "known" if known else "new"
+        return (far_dpid, far_port), "ours"
+
+    def add(self, here: tuple[int, int], far: tuple[int, int]) -> list[tuple[int, int]]:
+        """Record the link here-far; returns the ports that became inter-switch (none when
+        it was known), after forgetting a link either end had before."""
+        if self.peer.get(here) == far and self.peer.get(far) == here:
+            return []
+        for a in (here, far):
+            self.port_down(*a)
+        self.peer[here], self.peer[far] = far, here
+        return [here, far]
 
     def trunk(self, dpid: int, port: int) -> bool:
         return (dpid, port) in self.peer
 
-    def port_down(self, dpid: int, port: int) -> None:
+    def port_down(self, dpid: int, port: int) -> list[tuple[int, int]]:
+        """Forget the link on (dpid, port); returns the ports that stopped being
+        inter-switch."""
         far = self.peer.pop((dpid, port), None)
-        if far is not None and self.peer.get(far) == (dpid, port):
+        if far is None:
+            return []
+        if self.peer.get(far) == (dpid, port):
             del self.peer[far]
-
-    def switch_down(self, dpid: int) -> None:
-        for here in [k for k in self.peer if k[0] == dpid]:
-            self.port_down(*here)
+            return [(dpid, port), far]
+        return [(dpid, port)]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from controller import jsonfile
 from controller.crs import provisioned
+from controller.owners.standalone import SERVICE_PORT_NAME
 
-SERVICE_PORT_NAME = "crs-svc"
 CLEAN_POSTURE = {"os": {"name": "MobileOS", "patch_level": 12},
                  "antivirus": {"engine": "1.0", "signature_version": 2041},
                  "agent_version": "1.0.0", "firewall": True, "threats": [], "attackers": []}

@@ -1,8 +1,8 @@
 """Base flows of the admission and security tables, installed on every switch at connect.
 
 Table 0 (admission) is default deny: its table-miss drops. Above that, in bands: LLDP
-dropped (the topology file names the inter-switch ports; without one it goes to the
-controller, `controller.links`), EAPOL to the
+dropped (the topology file names the inter-switch ports; without one, `owners.standalone`
+sends it to the controller), EAPOL to the
 controller through a packets-per-second meter (one per edge port), inter-switch ports
 straight on (their traffic was admitted at its own edge), and, while authentication is
 disabled by configuration, an "allow all" flow. Table 1 (security control) passes everything
@@ -37,6 +37,7 @@ from controller.packet import Frame
 #                         (controller.crs.enforcement)
 #   0x00D00000            table-0 punts (controller.admission.binding.PUNT_METER_ID)
 #   0x00D00001            table-3 floods (controller.forwarding.FLOOD_METER_ID)
+#   0x00D00002            LLDP without a topology file (owners.standalone.LLDP_METER_ID)
 #   0x00E00000 + port     EAPOL per edge port
 #   0x00F00000 + group    group seals in meter mode (controller.crs.enforcement)
 EAPOL_METER_ID = 1
@@ -54,18 +55,16 @@ class AdmissionMode:
 
 
 def admission_base(mode: AdmissionMode, infra_ports: set[int],
-                   local_eapol: bool = False, lldp: bool = False) -> list[Message]:
+                   local_eapol: bool = False) -> list[Message]:
     """`local_eapol`: this switch's EAPOL goes through its LOCAL port (`admission.
-    local_port`): nothing else from LOCAL passes. `lldp`: LLDP goes to the controller
-    (through the same per-switch meter as EAPOL), which finds the inter-switch ports with
-    it when no topology file names them (`controller.links`)."""
+    local_port`): nothing else from LOCAL passes."""
     up = [Meter(EAPOL_METER_ID), Apply((Output(OFPP_CONTROLLER),))]
     msgs: list[Message] = [
         ADMISSION.delete_all(),
         MeterMod(EAPOL_METER_ID, "delete"),  # a reconnecting switch may still hold it
         MeterMod(EAPOL_METER_ID, "add", rate=mode.eapol_pps, burst=max(10, mode.eapol_pps // 10),
                  pps=True),
-        ADMISSION.flow(Priority.ADM_CONTROL, {"eth_type": ETH_TYPE_LLDP}, up if lldp else []),
+        ADMISSION.flow(Priority.ADM_CONTROL, {"eth_type": ETH_TYPE_LLDP}, []),
         ADMISSION.flow(Priority.ADM_CONTROL, {"eth_type": ETH_TYPE_EAPOL}, up),
     ]
     msgs += [ADMISSION.flow(Priority.ADM_INFRA, {"in_port": p}, [Goto(SECURITY.table_id)])

@@ -48,27 +48,31 @@ def aes_block(key: bytes, block: bytes) -> bytes:
 
 
 _ECB: dict[bytes, object] = {}
-_ECB_MAX = 4096     # keys whose AES context is kept: subscribers' AK/KDK, sessions' TEK
+_ECB_MAX = 1024     # subscribers whose KDK context is kept
 
 
 def _ecb(key: bytes):
-    """An AES-128 ECB context for `key`, kept: setting one up costs ~100 us (OpenSSL 3),
-    encrypting a block ~7 us, and ECB carries no state from one block to the next, so one
-    context serves every later call with that key (a subscriber's AK and KDK at every
-    authentication). Bounded: the oldest context goes first."""
-    enc = _ECB.get(key)
+    """An AES-128 ECB context for a subscriber's KDK, kept: setting one up costs ~100 us
+    (OpenSSL 3), a block ~7 us, and ECB carries nothing from one call to the next, so one
+    context serves each of the subscriber's authentications. Only long-lived keys come
+    here (never a PSK or a session's TEK); least recently used goes first."""
+    enc = _ECB.pop(key, None)
     if enc is None:
         if len(_ECB) >= _ECB_MAX:
             del _ECB[next(iter(_ECB))]
-        enc = _ECB[key] = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+        enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    _ECB[key] = enc
     return enc
 
 
-def aes_blocks(key: bytes, *blocks: bytes) -> bytes:
-    """E(K, x) of each block."""
+def aes_blocks(key: bytes, *blocks: bytes, keep: bool = False) -> bytes:
+    """E(K, x) of each block, with one cipher context (`keep`: the key's kept one)."""
     if len(key) != 16 or any(len(b) != BLOCK for b in blocks):
         raise ValueError("AES-128 needs a 16-byte key and 16-byte blocks")
-    return _ecb(key).update(b"".join(blocks))
+    if keep:
+        return _ecb(key).update(b"".join(blocks))
+    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return enc.update(b"".join(blocks)) + enc.finalize()
 
 
 def aes_cmac(key: bytes, data: bytes) -> bytes:
@@ -83,12 +87,8 @@ def _omac_t(key: bytes, t: int, data: bytes) -> bytes:
 
 
 def _ctr(key: bytes, counter: bytes, data: bytes) -> bytes:
-    """CTR mode (128-bit big-endian counter, as EAX uses it) from the kept ECB context."""
-    start = int.from_bytes(counter, "big")
-    n = -(-len(data) // BLOCK)
-    stream = _ecb(key).update(b"".join(((start + i) % (1 << 128)).to_bytes(BLOCK, "big")
-                                      for i in range(n)))
-    return bytes(a ^ b for a, b in zip(data, stream))
+    c = Cipher(algorithms.AES(key), modes.CTR(counter)).encryptor()
+    return c.update(data) + c.finalize()
 
 
 def eax_encrypt(key: bytes, nonce: bytes, header: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
@@ -126,8 +126,8 @@ def key_setup(psk: bytes) -> tuple[bytes, bytes]:
 
 def derive_keys(kdk: bytes, rand_p: bytes) -> tuple[bytes, bytes, bytes]:
     """RFC 4764 §3.2: TEK (16), MSK (64), EMSK (64) from KDK and RAND_P (counters 1..9)."""
-    b = aes_block(kdk, rand_p)
-    out = aes_blocks(kdk, *(_xor_last(b, i) for i in range(1, 10)))
+    b = aes_blocks(kdk, rand_p, keep=True)
+    out = aes_blocks(kdk, *(_xor_last(b, i) for i in range(1, 10)), keep=True)
     return out[:16], out[16:80], out[80:144]
 
 

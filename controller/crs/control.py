@@ -1,10 +1,13 @@
 """Security control (X.1125 8.2, 8.3): level + group + correlation state -> Decision.
 
 Operator actions override the policy: `quarantine` isolates whatever the level, `rate_limit`
-adds a meter on top of what the level requires (the lower of the two in kbit/s; it replaces
-a packets/s meter of the policy: one meter per terminal, and the operator chose this one).
-A sealed group (correlation) narrows every member's scope to its group; in "meter" seal
-mode out-of-group traffic is metered instead.
+adds a meter on top of what the level requires (the lower of the two in kbit/s). A terminal
+has one meter: where the policy meters its level in packets/s, that meter stays (a kbit/s
+limit could pass a scan's small probes far faster) and the operator's is recorded, not
+applied. A sealed group (correlation) narrows every member's scope to its group; in
+"meter" seal mode out-of-group traffic is metered instead, unless the terminal has a meter
+of its own: then it is dropped (out-of-group traffic through the seal's meter only would
+bypass the terminal's, and a seal only ever tightens).
 """
 from __future__ import annotations
 
@@ -39,7 +42,8 @@ def decide(level: Level, group: str | None, policy: Policy, reason: str = "",
     if sealed:
         if scope == "all":
             scope = "group"
-        if policy.correlation.seal_mode == "meter" and scope == "group":
+        if policy.correlation.seal_mode == "meter" and scope == "group" and \
+                meter is None and meter_pps is None:
             outside = policy.correlation.seal_meter_kbps
         reason = f"{reason}; group sealed" if reason else "group sealed"
     if override is not None and override.kind == "quarantine":
@@ -47,11 +51,15 @@ def decide(level: Level, group: str | None, policy: Policy, reason: str = "",
         actions = sorted(set(actions) - {"permit"} | {"isolate"})
         reason = f"operator quarantine ({reason})" if reason else "operator quarantine"
     elif override is not None and override.kind == "rate_limit" and override.kbps:
-        meter = override.kbps if meter is None else min(meter, override.kbps)
-        meter_pps = None
+        if meter_pps is None:
+            meter = override.kbps if meter is None else min(meter, override.kbps)
+            if outside is not None:          # now a meter of its own: see above
+                outside = None
         operator = "rate_limit"
         actions = sorted(set(actions) - {"permit"} | {"rate_limit"})
-        reason = f"operator rate limit ({reason})" if reason else "operator rate limit"
+        what = "operator rate limit" if meter_pps is None else \
+            f"operator rate limit (not applied: the policy holds it to {meter_pps} packets/s)"
+        reason = f"{what} ({reason})" if reason else what
     return Decision(
         level=level, actions=tuple(actions), scope=scope, meter_kbps=meter, meter_pps=meter_pps,
         restricted=ctl.restrict_apps, redirect_web="redirect_web" in actions,

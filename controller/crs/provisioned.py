@@ -15,6 +15,7 @@ The file is YAML, mode 0600 (the loader refuses group/others access, as for cred
 """
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import os
 import re
@@ -90,6 +91,13 @@ def issue(path: str | Path, name: str, mac: str, ip: str, group: str = "default"
     if problems:
         raise ValueError("; ".join(problems))
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)     # two issuers at once: neither entry is lost
+        return _issue(path, name, mac, ip, group)
+
+
+def _issue(path: Path, name: str, mac: str, ip: str, group: str) -> dict:
     current = {}
     if path.exists():
         current = {n: {"key": p.key.hex(), "mac": p.mac, "ip": p.ip, "group": p.group}
@@ -100,7 +108,6 @@ def issue(path: str | Path, name: str, mac: str, ip: str, group: str = "default"
     key = os.urandom(32)
     current[name] = {"key": key.hex(), "mac": mac.lower(), "ip": str(ipaddress.ip_address(ip)),
                      "group": group}
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = ("# Pre-provisioned report keys (crs keys issue): secret, keep it 0600\n"
             + yaml.safe_dump({"terminals": current}, sort_keys=True))
     jsonfile.write_text_atomic(path, text, mode=0o600)

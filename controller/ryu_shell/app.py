@@ -305,7 +305,8 @@ class CrsController(App):
         for p in ev.msg.body:
             if p.port_no < ofp.OFPP_MAX:
                 self.send(self.core.port_status(dp.id, p.port_no,
-                                                not p.state & ofp.OFPPS_LINK_DOWN))
+                                                not p.state & ofp.OFPPS_LINK_DOWN,
+                                                name=_port_name(p.name)))
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def _state(self, ev):
@@ -353,7 +354,8 @@ class CrsController(App):
         ofp = msg.datapath.ofproto
         desc = msg.desc
         up = msg.reason != ofp.OFPPR_DELETE and not (desc.state & ofp.OFPPS_LINK_DOWN)
-        self.send(self.core.port_status(msg.datapath.id, desc.port_no, up))
+        self.send(self.core.port_status(msg.datapath.id, desc.port_no, up,
+                                        name=_port_name(desc.name)))
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev):
@@ -460,6 +462,13 @@ def _send(dp, msg) -> int:
 
 
 POST_DEADLINE_S = 10.0      # the whole exchange with an agent, however it dribbles
+
+
+def _port_name(raw) -> str:
+    """A port's name as the switch gives it (bytes in Ryu, NUL-padded)."""
+    if isinstance(raw, bytes):
+        raw = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return str(raw or "")
 
 
 def _post(url: str, body: bytes, answer_to=None, source_ip: str | None = None) -> None:

@@ -207,7 +207,7 @@ def test_terminal_flows_beat_group_seal():
 
 def test_a_packets_per_second_meter_holds_a_scan_whatever_its_frame_size():
     """A worm's probes are small: the policy can meter an infected terminal in packets/s
-    (OF1.3 PKTPS band), and an operator's kbit/s limit replaces it (one meter per terminal)."""
+    (OF1.3 PKTPS band); nothing loosens that meter (one meter per terminal)."""
     doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "config" /
                           "crs_policy.yaml").read_text())
     doc["control"]["levels"]["INFECTED"] = {"actions": ["rate_limit"], "rate_limit_pps": 1}
@@ -219,7 +219,12 @@ def test_a_packets_per_second_meter_holds_a_scan_whatever_its_frame_size():
     assert (meter.pps, meter.rate, meter.burst) == (True, 1, 1)
     r = send(switch(msgs), "h1", "h3")
     assert r.ports == [3] and r.meters == [enf.rate_meter_id(1)]
+    # an operator's kbit/s limit never replaces it (a kbit/s meter passes small probes)
     op = decide(Level.INFECTED, "cell-a", parse_policy(doc), override=Override("rate_limit",
-                                                                                 64))
-    assert (op.meter_pps, op.meter_kbps, op.operator) == (None, 64, "rate_limit")
-    assert not op.same_enforcement(d)
+                                                                                 100000))
+    assert (op.meter_pps, op.meter_kbps, op.operator) == (1, None, "rate_limit")
+    assert "not applied" in op.reason and op.same_enforcement(d)
+    # a seal in meter mode drops what leaves the group rather than bypass the meter
+    doc["correlation"]["group_seal"]["mode"] = "meter"
+    sealed = decide(Level.INFECTED, "cell-a", parse_policy(doc), sealed=True)
+    assert (sealed.meter_pps, sealed.outside_kbps, sealed.scope) == (1, None, "group")

@@ -116,7 +116,10 @@ def test_keys_file_round_trip_and_its_checks(tmp_path):
 def test_lldp_is_ours_fresh_and_between_two_switches():
     links = Links(b"k" * 32)
     frame = links.probe(1, 3, T0)
-    assert links.heard(2, 7, frame, T0 + 0.1) == ((1, 3), "new")
+    assert links.heard(2, 7, frame, T0 + 0.1) == ((1, 3), "ours")
+    assert not links.trunk(2, 7)                  # heard is not recorded: add decides
+    assert links.add((2, 7), (1, 3)) == [(2, 7), (1, 3)]
+    assert links.add((2, 7), (1, 3)) == []        # known
     assert links.trunk(1, 3) and links.trunk(2, 7)
     assert Links(b"x" * 32).heard(2, 7, frame, T0)[1] == "forged"
     assert links.heard(2, 7, frame, T0 + 60)[1] == "stale"
@@ -124,7 +127,7 @@ def test_lldp_is_ours_fresh_and_between_two_switches():
     tampered = frame.replace((3).to_bytes(4, "big") + int(T0 * 1000).to_bytes(8, "big"),
                              (4).to_bytes(4, "big") + int(T0 * 1000).to_bytes(8, "big"))
     assert tampered != frame and links.heard(2, 7, tampered, T0)[1] == "forged"
-    links.port_down(2, 7)
+    assert links.port_down(2, 7) == [(2, 7), (1, 3)]
     assert not links.trunk(1, 3) and not links.trunk(2, 7)
 
 
@@ -171,38 +174,80 @@ def test_a_terminal_cannot_take_a_neighbours_place_or_leave_its_own(tmp_path):
     net = Net(tmp_path)
     net.frame(S2, 2, udp(H1, "10.0.0.1", "10.0.0.2"))
     net.report("h1", INFECTED)
-    # h2's MAC sent from h1's port: refused (one terminal per edge port)
-    net.frame(S2, 2, udp(H2, "10.0.0.2", "10.0.0.9"))
+    # h2's MAC sent from h1's port: refused and dropped (one terminal per edge port)
+    assert net.frame(S2, 2, udp(H2, "10.0.0.2", "10.0.0.9")) == []
     assert net.terminal("h2") is None
-    # h1's MAC sent from another edge port while h1's port is up: not moved
-    net.frame(S1, 2, udp(H1, "10.0.0.1", "10.0.0.9"))
+    # h1's MAC sent from another edge port: not moved, dropped
+    assert net.frame(S1, 2, udp(H1, "10.0.0.1", "10.0.0.9")) == []
+    # ... not even while its switch is away (its port's state unknown)
+    net.core.switch_down(S2)
+    assert net.frame(S1, 2, udp(H1, "10.0.0.1", "10.0.0.9")) == []
     assert (net.terminal("h1").dpid, net.terminal("h1").port) == (S2, 2)
-    assert net.core.counters["attack_attach_conflict_refused"] == 2
+    assert net.core.counters["attack_attach_conflict_refused"] == 3
     # an LLDP frame forged by the terminal, or a genuine one relayed from another port:
-    # the quarantined terminal stays where it is, restricted
+    # refused, the quarantined terminal stays where it is, restricted
     forged = Links(b"guess" * 7).probe(S1, 2, T0)
     net.apply(net.core.packet_in(S2, 2, 0, forged, T0))
     net.apply(net.core.packet_in(S2, 2, 0, net.lldp[(S1, 2)], T0))
     assert net.core.counters["lldp_forged"] == 1
-    assert net.core.counters["attack_trunk_claim_on_restricted_port"] == 1
+    assert net.core.counters["attack_trunk_claim_refused"] == 1
     assert net.terminal("h1").online and net.terminal("h1").port == 2
     assert net.sims[S2].process(ip_match(H1, "10.0.0.1", "10.0.0.2"), 2).dropped
 
 
-def test_a_real_move_carries_the_level_and_an_unknown_mac_gets_nothing(tmp_path):
+def test_unplugging_frees_nobody_and_a_free_terminal_moves_with_its_level(tmp_path):
     net = Net(tmp_path)
     net.frame(S2, 2, udp(H1, "10.0.0.1", "10.0.0.2"))
     net.report("h1", INFECTED)
-    net.apply(net.core.port_status(S2, 2, False, T0 + 1))       # unplugged
-    assert not net.terminal("h1").online
-    net.frame(S2, 3, udp(H1, "10.0.0.1", "10.0.0.2", ), T0 + 2)     # plugged in elsewhere
+    # the quarantined terminal takes its link down and comes back with a new MAC: held
+    net.apply(net.core.port_status(S2, 2, False, T0 + 1))
+    net.apply(net.core.port_status(S2, 2, True, T0 + 2))
     t = net.terminal("h1")
-    assert (t.port, t.online, t.decision.level.value) == (3, True, "INFECTED")
-    assert net.sims[S2].process(ip_match(H1, "10.0.0.1", "10.0.0.2"), 3).dropped
+    assert (t.online, t.port, t.decision.level.value) == (True, 2, "INFECTED")
+    assert net.sims[S2].process(ip_match("02:66:00:00:00:01", "10.0.0.66", "10.0.0.2"),
+                                2).dropped
+    assert net.frame(S2, 3, udp(H1, "10.0.0.1", "10.0.0.2")) == []   # and it stays there
+    # a free terminal unplugged leaves, and is connected where it comes back
+    net.frame(S1, 2, udp(H2, "10.0.0.2", "10.0.0.1"))
+    net.report("h2", CLEAN)
+    net.apply(net.core.port_status(S1, 2, False, T0 + 3))
+    assert not net.terminal("h2").online
+    net.frame(S2, 3, udp(H2, "10.0.0.2", "10.0.0.1"), T0 + 4)
+    t = net.terminal("h2")
+    assert (t.dpid, t.port, t.online, t.decision.level.value) == (S2, 3, True, "COMPLIANT")
     # no key, no terminal: forwarding goes on as in any open network
-    out = net.frame(S1, 2, udp("02:00:00:00:00:77", "10.0.0.77", "10.0.0.2"))
+    out = net.frame(S1, 3, udp("02:00:00:00:00:77", "10.0.0.77", "10.0.0.2"))
     assert "02:00:00:00:00:77" not in {t.mac for t in net.core.security.scs.terminals.values()}
     assert any(isinstance(m, PacketOut) for _, m in out)
+
+
+def test_a_relayed_lldp_frame_cannot_make_a_free_terminal_uncontainable(tmp_path):
+    net = Net(tmp_path)
+    net.frame(S2, 2, udp(H1, "10.0.0.1", "10.0.0.2"))
+    net.report("h1", CLEAN)
+    # h1's own port probe, relayed into a colluder's port on s1: refused (h1 is there)
+    net.apply(net.core.packet_in(S1, 2, 0, net.lldp[(S2, 2)], T0))
+    assert net.core.counters["attack_trunk_claim_refused"] == 1
+    assert net.terminal("h1").online
+    assert net.report("h1", INFECTED) == 200
+    assert net.sims[S2].process(ip_match(H1, "10.0.0.1", "10.0.0.2"), 2).dropped
+
+
+def test_the_service_address_is_claimed_only_from_its_own_port(tmp_path):
+    net = Net(tmp_path)
+    svc_mac = net.settings.crs_service_mac
+    gratuitous = {"eth_src": "02:66:00:00:00:01", "eth_dst": "ff:ff:ff:ff:ff:ff",
+                  "eth_type": 0x0806, "arp_op": 2, "arp_spa": "10.0.0.254",
+                  "arp_tpa": "10.0.0.254"}
+    stolen = {**ip_match(svc_mac, "10.0.0.254", "10.0.0.1")}
+    for pkt in (gratuitous, stolen):
+        assert net.sims[S1].process(pkt, 3).dropped      # from an edge port: dropped
+    # the port the switch names crs-svc is the service's: its frames pass
+    net.apply(net.core.port_status(S1, 4, True, T0, name="crs-svc"))
+    for pkt in (gratuitous, stolen):
+        assert not net.sims[S1].process(pkt, 4).dropped
+        assert not net.sims[S2].process(pkt, 1).dropped   # and through the trunk
+    assert net.core.status()["standalone"]["service_port"] == "1:4"
 
 
 def test_keys_issued_while_running_are_used_and_a_broken_file_changes_nothing(tmp_path):
