@@ -362,3 +362,42 @@ def test_logoff_mid_exchange_makes_the_late_answer_an_orphan():
     out = a.handle_radius(S1.host, S1.port, reply(send.data, r.ACCESS_ACCEPT,
                                                   build_eap(EapCode.SUCCESS, 1)), 0.2)
     assert of(out, Admit) == [] and counts(out) == ["radius_reply_unmatched"]
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+def test_secret_files_are_checked_and_never_shown(tmp_path):
+    from corekit import ROOT
+
+    from controller.config import ConfigError
+    from controller.emulation.processes import controller_config
+    from controller.settings import load_settings, validate
+    secret = tmp_path / "radius.secret"
+    secret.write_text("s3cret-value\n")
+    servers = [{"host": "127.0.0.1", "port": 18125, "secret_file": "radius.secret"}]
+    args = controller_config(tmp_path / "c.yaml", ROOT / "topologies/minimal.yaml", extra={
+        "admission": {"backend": "radius", "radius": {"servers": servers, "retries": 3}}})
+    secret.chmod(0o644)
+    with pytest.raises(ConfigError) as exc:
+        validate(load_settings(args[1]))
+    text = str(exc.value)
+    assert "c.yaml: admission.radius.servers[0].secret_file" in text and "chmod 600" in text
+    assert "s3cret" not in text
+    secret.chmod(0o600)
+    loaded = validate(load_settings(args[1]))
+    (srv,) = loaded.radius
+    assert (srv.host, srv.port, srv.secret) == ("127.0.0.1", 18125, b"s3cret-value")
+    assert "s3cret" not in repr(srv)
+    # no server, a host name instead of an address: each named with its key
+    args = controller_config(tmp_path / "d.yaml", ROOT / "topologies/minimal.yaml", extra={
+        "admission": {"backend": "radius", "radius": {"servers": [
+            {"host": "radius.example", "secret_file": "radius.secret"}]}}})
+    with pytest.raises(ConfigError) as exc:
+        validate(load_settings(args[1]))
+    assert "admission.radius.servers[0].host" in str(exc.value)
+    args = controller_config(tmp_path / "e.yaml", ROOT / "topologies/minimal.yaml", extra={
+        "admission": {"backend": "radius"}})
+    with pytest.raises(ConfigError) as exc:
+        validate(load_settings(args[1]))
+    assert "e.yaml: admission.radius.servers: backend radius needs at least one server" in \
+        str(exc.value)
