@@ -549,6 +549,12 @@ class Authenticator:
             return self._fail(dpid, port, mac, conv, now,
                               f"RADIUS Access-Accept from {r.server}: "
                               f"{r.reason or 'EAP code %d, not Success' % eap.code}")
+        if r.user_name is not None and r.user_name.rstrip("\x00") != conv.identity:
+            # a tunnelled method (PEAP) authenticated an inner identity that is not the
+            # EAP identity the session would get: admitting would bind someone else's name
+            return self._fail(dpid, port, mac, conv, now,
+                              f"RADIUS Access-Accept from {r.server} is for "
+                              f"{r.user_name!r}, the EAP identity is {conv.identity!r}")
         method = "radius_" + RADIUS_METHODS.get(conv.eap_type, str(conv.eap_type))
         self._forget((dpid, port, mac))
         return self._succeed(dpid, port, mac, conv, now, r.msk, radius_key_root(r.msk),

@@ -95,6 +95,7 @@ class RadiusResult:
     msk: bytes = b""
     filter_id: str = ""
     reason: str = ""
+    user_name: str | None = None    # the User-Name of an Access-Accept, if it has one
 
 
 # --- codec ------------------------------------------------------------------------------
@@ -374,7 +375,9 @@ class RadiusClient:
             msg = b"".join(v for t, v in attrs if t == REPLY_MESSAGE)
             reason = "Access-Reject" + (f" ({msg.decode(errors='replace')[:80]})" if msg else "")
         filter_id = next((v.decode(errors="replace") for t, v in attrs if t == FILTER_ID), "")
-        return out + [RadiusResult(p.key, name, srv.name, eap, state, msk, filter_id, reason)]
+        user = next((v.decode(errors="replace") for t, v in attrs if t == USER_NAME), None)
+        return out + [RadiusResult(p.key, name, srv.name, eap, state, msk, filter_id, reason,
+                                   user)]
 
     def tick(self, now: float) -> list[Effect]:
         """Retransmissions, failover and give-ups of the requests whose time has come."""

@@ -56,10 +56,12 @@ def supplicant_config(identity: str, password: str, eap: str = "PSK",
 def certificate_config(identity: str, eap: str, ca_cert: str | Path,
                        client_cert: str | Path | None = None,
                        private_key: str | Path | None = None, password: str | None = None,
-                       ctrl_dir: str | Path | None = None) -> str:
+                       ctrl_dir: str | Path | None = None,
+                       anonymous_identity: str | None = None) -> str:
     """wpa_supplicant.conf for wired 802.1X with a certificate method: EAP-TLS (a client
-    certificate and key) or PEAP with MSCHAPv2 inside (a password); the server's
-    certificate is checked against `ca_cert` either way."""
+    certificate and key) or PEAP with MSCHAPv2 inside (a password, for `identity`; the
+    outer identity is `anonymous_identity` if given); the server's certificate is checked
+    against `ca_cert` either way."""
     fields = [f"  eap={eap.upper()}", f"  identity={_quote(identity)}",
               f"  ca_cert={_quote(str(ca_cert))}"]
     if client_cert is not None:
@@ -67,6 +69,8 @@ def certificate_config(identity: str, eap: str, ca_cert: str | Path,
                    f"  private_key={_quote(str(private_key))}"]
     if password is not None:
         fields += [f"  password={_quote(password)}", '  phase2="auth=MSCHAPV2"']
+    if anonymous_identity is not None:
+        fields.append(f"  anonymous_identity={_quote(anonymous_identity)}")
     lines = [f"ctrl_interface={ctrl_dir}"] if ctrl_dir else []
     lines += ["ap_scan=0", "network={", "  key_mgmt=IEEE8021X", *fields, "  eapol_flags=0", "}"]
     return "\n".join(lines) + "\n"

@@ -1,7 +1,9 @@
 """A private FreeRADIUS server for tests and benchmarks: its own directory under /tmp with a
 generated configuration (one client, the EAP module with EAP-TLS and PEAP-MSCHAPv2, the
-password users), test certificates, a free UDP port on 127.0.0.1; started as `freeradius
--f -d DIR` and ended by its PID. The packaged configuration and service are never used.
+password users; a PEAP Access-Accept names the inner identity in User-Name, which the
+controller compares with the EAP identity), test certificates, a free UDP port on
+127.0.0.1; started as `freeradius -f -d DIR` and ended by its PID. The packaged
+configuration and service are never used.
 
 `Pki` makes the X.1124 certificate-based mechanism's material: a CA, the server's
 certificate, one client certificate per identity (CN = the identity, which the server
@@ -196,6 +198,11 @@ server default {{
     eap
   }}
   post-auth {{
+    if (&session-state:User-Name) {{
+      update reply {{
+        &User-Name := &session-state:User-Name
+      }}
+    }}
     Post-Auth-Type REJECT {{
       eap
     }}
@@ -214,6 +221,11 @@ server inner-tunnel {{
       mschap
     }}
     eap
+  }}
+  post-auth {{
+    update outer.session-state {{
+      &User-Name := &User-Name
+    }}
   }}
 }}
 """

@@ -75,8 +75,8 @@ class Terminal:
         wait_until(lambda: event in self.text(), timeout, f"{self.host}: {event}")
 
 
-def tls(pki, identity, cert_key):
-    return wpa.certificate_config(identity, "TLS", pki.ca, *cert_key)
+def tls(pki, identity, cert_key, ctrl_dir=None):
+    return wpa.certificate_config(identity, "TLS", pki.ca, *cert_key, ctrl_dir=ctrl_dir)
 
 
 def terminal_row(ctl, name):
@@ -108,11 +108,22 @@ def test_eap_tls_and_peap_through_freeradius(controller, network, tmp_path, pki,
                                              password=pw)
     t2.start(peap("wrong-password")).wait(wpa.FAILURE)
     assert not tcp_ok(emu.host("c1t2"), SERVER, 80)
+    # the right password inside the tunnel, someone else's name outside: the server
+    # authenticated c1t2, not the c1t1 the session would be bound to
+    # (the terminal's PEAP succeeded inside, so wpa_supplicant disregards the EAP Failure)
+    t2.start(wpa.certificate_config("c1t2@crs.example", "PEAP", pki.ca,
+                                    password="right-password",
+                                    anonymous_identity="c1t1@crs.example"))
+    wait_until(lambda: "is for 'c1t2@crs.example', the EAP identity is 'c1t1@crs.example'"
+               in ctl.log.read_text(), 40, "the Access-Accept for another name refused")
+    assert not tcp_ok(emu.host("c1t2"), SERVER, 80)
+    now = terminal_row(ctl, "c1t1")
+    assert (now["port"], now["mac"], now["method"]) == (row["port"], row["mac"], "radius_tls")
     t2.start(peap("right-password")).wait(wpa.SUCCESS, 40)
     wait_until(lambda: tcp_ok(emu.host("c1t2"), SERVER, 80), 15, "c1t2 reaches the server")
     c = ctl.status()["counters"]
     assert c["dot1x_success_radius_tls"] == 1 and c["dot1x_success_radius_peap"] == 1
-    assert c["radius_reject"] >= 2 and c["dot1x_failure"] >= 2
+    assert c["radius_reject"] >= 2 and c["dot1x_failure"] >= 3
     assert c.get("radius_reply_forged", 0) == 0
     assert "Access-Reject" in ctl.log.read_text()
     t1.stop()
@@ -127,7 +138,8 @@ def test_failover_and_fail_closed(controller, network, tmp_path, pki, radius):
     web_server(emu, "update", 80)
     first.stop()      # dead: the request is resent to it, then goes to the second
     t1, t2 = Terminal(emu, tmp_path, "c1t1"), Terminal(emu, tmp_path, "c1t2")
-    t1.start(tls(pki, "c1t1@crs.example", pki.issue("c1t1", "c1t1@crs.example")))
+    t1.start(tls(pki, "c1t1@crs.example", pki.issue("c1t1", "c1t1@crs.example"),
+                 tmp_path / "ctrl"))
     t1.wait(wpa.SUCCESS)
     wait_until(lambda: tcp_ok(emu.host("c1t1"), SERVER, 80), 15, "c1t1 reaches the server")
     c = ctl.status()["counters"]
@@ -144,9 +156,16 @@ def test_failover_and_fail_closed(controller, network, tmp_path, pki, radius):
     assert "fail closed" in line and f"127.0.0.1:{second.port}" in line
     assert not tcp_ok(emu.host("c1t2"), SERVER, 80)
     assert terminal_row(ctl, "c1t2") is None
-    # the terminal admitted before keeps its access
+    # the terminal admitted before keeps its access, also when it re-authenticates now
+    assert tcp_ok(emu.host("c1t1"), SERVER, 80)
+    ctrl = wpa.Ctrl(tmp_path / "ctrl", "c1t1-eth0")
+    wait_until(ctrl.ready, 10, "c1t1's wpa_supplicant control interface")
+    assert ctrl.request("REAUTHENTICATE").strip() == "OK"
+    wait_until(lambda: "re-authentication not possible" in ctl.log.read_text(), 15,
+               "the re-authentication that no server answered")
     assert tcp_ok(emu.host("c1t1"), SERVER, 80)
     assert terminal_row(ctl, "c1t1")["authenticated"]
+    assert ctl.status()["counters"]["dot1x_reauth_server_down"] == 1
     t1.stop()
     t2.stop()
 

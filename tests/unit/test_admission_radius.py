@@ -312,6 +312,25 @@ def test_filter_id_naming_a_known_group_sets_the_group():
     assert of(out, Admit)[0].session.group == "staff"
 
 
+def test_an_accept_for_another_user_name_admits_nothing():
+    """PEAP: the outer (EAP) identity names someone else than the inner one the server
+    authenticated (its User-Name in the Access-Accept)."""
+    a = auth_with()
+    send, _ = identity(a, name=b"victim")
+    out = a.handle_radius(S1.host, S1.port, reply(
+        send.data, r.ACCESS_ACCEPT, build_eap(EapCode.SUCCESS, 1),
+        extra=[(r.USER_NAME, b"attacker")]), 0.1)
+    assert of(out, Admit) == [] and terminal_eap(out).code == EapCode.FAILURE
+    assert any("is for 'attacker', the EAP identity is 'victim'" in e.text
+               for e in of(out, Log))
+    # the same name is fine
+    send, _ = identity(a, 5.0, name=b"alice")
+    out = a.handle_radius(S1.host, S1.port, reply(
+        send.data, r.ACCESS_ACCEPT, build_eap(EapCode.SUCCESS, 1),
+        extra=[(r.USER_NAME, b"alice")]), 5.1)
+    assert of(out, Admit)[0].session.identity == "alice"
+
+
 def test_reject_fails_with_the_reason_and_a_forged_accept_admits_nothing():
     a = auth_with()
     send, _ = identity(a)
