@@ -502,8 +502,9 @@ class Authenticator:
     def _relay(self, dpid, port, mac, conv: _Conv, eap: bytes, now: float) -> list[Effect]:
         """Hand the terminal's EAP response to the RADIUS server; wait for its answer."""
         conv.state = "server"
-        return self.relay.request((dpid, port, mac), eap, conv.radius_state, conv.identity,
-                                  Station(dpid, port, mac, self.mac), now)
+        return self._radius(self.relay.request((dpid, port, mac), eap, conv.radius_state,
+                                               conv.identity, Station(dpid, port, mac, self.mac),
+                                               now), now)
 
     def _radius(self, effects: list, now: float) -> list[Effect]:
         """What the RADIUS client returned: its answers go to their conversations."""

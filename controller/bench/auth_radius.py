@@ -29,6 +29,7 @@ from typing import Any
 from controller.bench import common
 from controller.bench.wpa import (
     Ctrl,
+    _ip,
     certificate_config,
     exchanges,
     start_supplicant,
@@ -55,12 +56,6 @@ def hostapd_radius_config(interface: str, port: int, secret: str) -> str:
                       "auth_server_addr=127.0.0.1", f"auth_server_port={port}",
                       f"auth_server_shared_secret={secret}", "logger_stdout=-1",
                       "logger_stdout_level=2", ""])
-
-
-def _ip(*args: str) -> None:
-    r = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if r.returncode:
-        raise RuntimeError(f"ip {' '.join(args)}: {r.stderr.strip()}")
 
 
 def measure(log: Path, ctrl: Ctrl, runs: int, timeout_s: float) -> dict[str, Any]:

@@ -352,6 +352,18 @@ def test_no_server_fails_closed_with_a_clear_log_line():
     assert "no RADIUS server answered (127.0.0.1:18120), fail closed" in text
 
 
+def test_no_identifier_left_fails_at_once_instead_of_waiting_forever():
+    a = auth_with()
+    for i in range(256):
+        a.relay._by_id[(0, i)] = ("other", i)
+    out = a.handle_frame(11, 3, build_frame(PAE_GROUP_ADDR, MAC, 1, b""), 0.0)
+    req = terminal_eap(out)
+    resp = build_eap(EapCode.RESPONSE, req.identifier, EapType.IDENTITY, b"alice")
+    out = a.handle_frame(11, 3, build_eap_frame(CTRL, MAC, resp), 0.0)
+    assert "radius_ids_exhausted" in counts(out)
+    assert terminal_eap(out).code == EapCode.FAILURE and a.convs == {}
+
+
 def test_server_down_at_reauthentication_keeps_the_session_until_it_expires():
     a = auth_with()
     a.timers = type(a.timers)(session_s=100.0, reauth_margin_s=10.0)
