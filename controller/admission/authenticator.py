@@ -307,9 +307,11 @@ class Authenticator:
         if s is not None and now >= s.expires:
             conv.session, conv.state, conv.reauth = None, "idle", False
             self.convs.pop(key, None)
+            self._forget(key)
             return [Revoke(dpid, port, mac, "session expired"), Count("dot1x_session_expired")]
         if s is not None and conv.reauth_by is not None and now >= conv.reauth_by:
             self.convs.pop(key, None)
+            self._forget(key)
             return [Revoke(dpid, port, mac, "not re-authenticated after a restart"),
                     Count("dot1x_restored_revoked")]
         if conv.state == "server":

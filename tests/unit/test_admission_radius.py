@@ -385,6 +385,22 @@ def test_server_down_at_reauthentication_keeps_the_session_until_it_expires():
     assert [e.reason for e in of(out, Revoke)] == ["session expired"]
 
 
+def test_a_restored_session_still_ends_at_its_grace_time_when_no_server_answers():
+    from controller.admission.authenticator import Session
+    a = auth_with()
+    s = Session("alice", "radius-users", "isr-x", b"", b"", 0.0, 3600.0, "radius_tls")
+    out = a.restore(11, 3, MAC, s, 0.0, grace_s=5.0)
+    req = terminal_eap(of(out, SendFrame))
+    resp = build_eap(EapCode.RESPONSE, req.identifier, EapType.IDENTITY, b"alice")
+    assert of(a.handle_frame(11, 3, build_eap_frame(CTRL, MAC, resp), 0.1), r.SendRadius)
+    out = []
+    for t in (1.2, 2.3, 3.0, 4.0):
+        out += a.tick(t)
+    assert "dot1x_reauth_server_down" in counts(out) and of(out, Revoke) == []
+    out = a.tick(5.0)
+    assert [e.reason for e in of(out, Revoke)] == ["not re-authenticated after a restart"]
+
+
 def test_logoff_mid_exchange_makes_the_late_answer_an_orphan():
     a = auth_with()
     send, _ = identity(a)
