@@ -50,6 +50,30 @@ SCHEMA = {
                             doc="an SP re-asks the EAC for a terminal's key this often: "
                                 "a revoked session reaches every SP within it"),
         "preauth_arp_to_service": Field(bool, default=True),
+        "backend": Field(str, default="internal", check=one_of("internal", "radius"),
+                         doc="internal: the controller's EAP server (EAP-PSK); radius: EAP "
+                             "methods run at RADIUS servers (RFC 3579), the controller "
+                             "relays (docs/authentication.md)"),
+        "radius": Field(dict, default={}, items={
+            "servers": Field(list, default=None, items={
+                "host": Field(str, required=True, check=is_ipv4, doc="IPv4 address"),
+                "port": Field(int, default=1812, check=in_range(1, 65535)),
+                "secret_file": Field(str, required=True,
+                                     doc="the shared secret, mode 0600 (relative to this "
+                                         "file's folder)"),
+            }, doc="tried in order: the next one when a server does not answer"),
+            "timeout_s": Field(float, default=1.0, check=in_range(0.05, 60),
+                               doc="resend a request after this long without an answer"),
+            "retries": Field(int, default=2, check=in_range(0, 10),
+                             doc="resends to one server before the next one is tried"),
+            "dead_s": Field(float, default=30.0, check=in_range(0, 3600),
+                            doc="a server that did not answer is tried last for this long"),
+            "nas_identifier": Field(str, default="crs-controller"),
+            "default_group": Field(str, default="radius",
+                                   doc="group of an identity the credentials file does not "
+                                       "list, unless the Access-Accept's Filter-Id names a "
+                                       "group of the authorization file"),
+        }),
     }),
     "crs": Field(dict, default={}, items={
         "enabled": Field(bool, default=False,
@@ -123,6 +147,13 @@ KEYS: dict[str, str] = {
     "session_s": "admission.session_s",
     "sp_grant_s": "admission.sp_grant_s",
     "preauth_arp_to_service": "admission.preauth_arp_to_service",
+    "admission_backend": "admission.backend",
+    "radius_servers": "admission.radius.servers",
+    "radius_timeout_s": "admission.radius.timeout_s",
+    "radius_retries": "admission.radius.retries",
+    "radius_dead_s": "admission.radius.dead_s",
+    "radius_nas_identifier": "admission.radius.nas_identifier",
+    "radius_default_group": "admission.radius.default_group",
     "crs_enabled": "crs.enabled",
     "crs_policy_file": "crs.policy",
     "crs_enforce": "crs.enforce",
@@ -196,6 +227,13 @@ class Settings:
     session_s: int = _default("session_s")
     sp_grant_s: float = _default("sp_grant_s")
     preauth_arp_to_service: bool = _default("preauth_arp_to_service")
+    admission_backend: str = _default("admission_backend")
+    radius_servers: list[dict] | None = _default("radius_servers")
+    radius_timeout_s: float = _default("radius_timeout_s")
+    radius_retries: int = _default("radius_retries")
+    radius_dead_s: float = _default("radius_dead_s")
+    radius_nas_identifier: str = _default("radius_nas_identifier")
+    radius_default_group: str = _default("radius_default_group")
     crs_enabled: bool = _default("crs_enabled")
     crs_enforce: list[str] | None = _default("crs_enforce")
     crs_policy_file: str = _default("crs_policy_file")
@@ -240,6 +278,9 @@ def load_settings(config_file: str | None, **overrides: Any) -> Settings:
                 continue
             if attr in PATHS and not Path(value).is_absolute():
                 value = str(base / value)
+            if attr == "radius_servers":    # secret files relative to the config folder
+                value = [{**sv, "secret_file": str(base / sv["secret_file"])}
+                         for sv in value if isinstance(sv, dict) and sv.get("secret_file")]
             setattr(s, attr, value)
     for key, value in overrides.items():
         if value is not None:
@@ -256,6 +297,7 @@ class Loaded:
     authorization: Any = None
     policy: Any = None
     keys: Any = None            # pre-provisioned report keys (crs.keys)
+    radius: Any = None          # [RadiusServer] with their secrets (backend: radius)
 
 
 def validate(settings: Settings) -> Loaded:
@@ -289,6 +331,8 @@ def validate(settings: Settings) -> Loaded:
         out["credentials"] = load(load_credentials, settings.credentials_file,
                                   demo=settings.demo)      # 0600, demo: true
         out["authorization"] = load(load_authorization, settings.authorization_file)
+    if settings.admission_backend == "radius":
+        out["radius"] = _radius_servers(settings, where, problems)
     if settings.crs_enabled:
         from controller.crs import provisioned
         from controller.crs.policy import load_policy
@@ -346,6 +390,37 @@ def validate(settings: Settings) -> Loaded:
     if problems:
         raise ConfigError(problems)
     return Loaded(**out)
+
+
+def _radius_servers(settings: Settings, where: str,
+                    problems: list[tuple[str, str, str]]) -> list:
+    """The RADIUS servers with their secrets, read from files only their owner may read."""
+    from controller.admission.radius import RadiusServer
+    key = "admission.radius.servers"
+    if settings.admission_mode != "authenticate":
+        problems.append((where, "admission.backend", "radius needs admission.mode: "
+                         "authenticate"))
+    if not settings.radius_servers:
+        problems.append((where, key, "backend radius needs at least one server"))
+        return []
+    out = []
+    for i, sv in enumerate(settings.radius_servers):
+        path = sv.get("secret_file", "")
+        try:
+            mode = os.stat(path).st_mode
+            secret = Path(path).read_bytes().strip()
+        except OSError as exc:
+            problems.append((where, f"{key}[{i}].secret_file",
+                             f"cannot read {path}: {exc.strerror}"))
+            continue
+        if mode & 0o077:
+            problems.append((where, f"{key}[{i}].secret_file", f"{path} is mode "
+                             f"{mode & 0o777:o}: others may read the secret; chmod 600"))
+        elif not secret:
+            problems.append((where, f"{key}[{i}].secret_file", f"{path} is empty"))
+        else:
+            out.append(RadiusServer(sv["host"], int(sv.get("port") or 1812), secret))
+    return out
 
 
 # The launcher stores the validated settings here before Ryu loads the app (same process).

@@ -14,7 +14,7 @@ fi
 chmod 600 config/credentials.yaml
 
 PACKAGES=(openvswitch-switch mininet iperf3 ethtool iputils-ping tcpdump wpasupplicant hostapd
-          python3-venv python3-dev postgresql socat prometheus chromium)
+          python3-venv python3-dev postgresql socat prometheus chromium freeradius)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,11 +27,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # hostapd and wpa_supplicant are run by tests on demand; their packaged services must not
-# grab interfaces on their own.
+# grab interfaces on their own. FreeRADIUS likewise: tests and benchmarks start their own
+# servers on free ports with generated configurations (controller/emulation/radiusserver.py);
+# the packaged one (on 1812, where systemd starts it) is not needed.
 # (PostgreSQL's own service is left alone: tests start private clusters on Unix sockets in
 # directories of their own, controller/emulation/pgcluster.py, and never touch a system
 # cluster.)
-for svc in hostapd wpa_supplicant; do
+for svc in hostapd wpa_supplicant freeradius; do
   if systemctl is-enabled "$svc" >/dev/null 2>&1; then systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
 done
 
@@ -49,9 +51,9 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; 
   "${pip[@]}" setuptools wheel pbr 2>&1 | grep -v '^WARNING: Location' || true
   "${pip[@]}" --no-build-isolation ryu eventlet dnspython scapy cryptography pyOpenSSL PyYAML \
       pytest pytest-timeout hypothesis matplotlib numpy ruff inotify_simple psycopg \
-      psycopg-binary prometheus-client os-ken 2>&1 | grep -v '^WARNING: Location' || true
+      psycopg-binary prometheus-client os-ken pyrad 2>&1 | grep -v '^WARNING: Location' || true
   "${pip[@]}" --no-build-isolation --no-deps -e . 2>&1 | grep -v '^WARNING: Location' || true
-  "$VENV/bin/python" -c 'import ryu, os_ken, eventlet, scapy, cryptography, yaml, mininet.net, psycopg, prometheus_client, controller' \
+  "$VENV/bin/python" -c 'import ryu, os_ken, eventlet, scapy, cryptography, yaml, mininet.net, psycopg, prometheus_client, pyrad, controller' \
     || { echo "setup: the venv does not import its dependencies" >&2; exit 1; }
   echo "$want" > "$STAMP"
 fi

@@ -6,6 +6,14 @@ itself, so every behaviour (retransmission, hold-off, re-authentication) is a un
 
 Re-authentication runs while the current session stays admitted: access is revoked only
 when the new exchange fails or the old session expires first.
+
+With a RADIUS back end (`relay`, admission.backend: radius) this stays the authenticator
+(EAPOL, the Identity exchange, retransmission to the terminal, Success/Failure, bindings)
+and the EAP method runs at the RADIUS server: each response after the Identity goes to
+`relay` (radius.RadiusClient), each Access-Challenge's EAP back to the terminal; an
+Access-Accept with the MSK admits with keys derived from it (keys.radius_key_root), a
+reject or no answer from any server fails the exchange (fail closed). A re-authentication
+that no server answered keeps the session until it expires.
 """
 from __future__ import annotations
 
@@ -29,9 +37,12 @@ from .eapol import (
     MalformedFrame,
     build_eap,
     build_eap_frame,
+    parse_eap,
     parse_frame,
 )
 from .keys import isr_id as derive_isr_id
+from .keys import radius_key_root
+from .radius import RadiusClient, RadiusResult, SendRadius, Station
 
 Key = tuple[int, int, str]   # (dpid, port, mac)
 
@@ -88,7 +99,9 @@ class Revoke:
     reason: str
 
 
-Effect = Union[SendFrame, Admit, Revoke, Count, Log]
+Effect = Union[SendFrame, Admit, Revoke, Count, Log, SendRadius]
+# EAP method types named in the method of a session a RADIUS server authenticated
+RADIUS_METHODS = {13: "tls", 21: "ttls", 25: "peap", 52: "pwd", 4: "md5", 47: "psk"}
 
 
 @dataclass
@@ -111,6 +124,8 @@ class _Conv:
     reauth_by: float | None = None       # restored session: re-authenticate by then or go
     due_at: float | None = None          # the time of its entry in the timer heap
     begun: float = 0.0                   # when the running exchange began (Request/Identity)
+    radius_state: bytes | None = None    # the RADIUS server's State, echoed
+    eap_type: int = 0                    # the method the terminal last answered with
 
 
 @dataclass
@@ -126,8 +141,14 @@ class Authenticator:
     """Per-station 802.1X authenticator state machines (see module doc)."""
 
     def __init__(self, credentials, controller_mac: str, timers: Timers | None = None,
-                 rng: Callable[[int], bytes] = os.urandom):
+                 rng: Callable[[int], bytes] = os.urandom, relay: RadiusClient | None = None,
+                 radius_group: str = ""):
+        """`relay`: run EAP methods at RADIUS servers (see module doc); `radius_group`:
+        the group of a subscriber it admits unless the Access-Accept names a known one
+        (Filter-Id) or the credentials file lists the identity."""
         self.creds = credentials
+        self.relay, self.radius_group = relay, radius_group
+        self.groups: frozenset[str] = frozenset()    # the authorization file's (Filter-Id)
         self.mac = controller_mac.lower()
         self.timers = timers or Timers()
         self.rng = rng
@@ -151,6 +172,7 @@ class Authenticator:
         out: list[Effect] = []
         for key in [k for k in self.convs if k[:2] == (dpid, port)]:
             conv = self.convs.pop(key)
+            self._forget(key)
             if conv.session is not None:
                 out.append(Revoke(dpid, port, key[2], "port down"))
         self.ports.pop((dpid, port), None)
@@ -240,7 +262,14 @@ class Authenticator:
             self.timer_checks += 1
             out += self._tick_one(key, conv, now, t)
             self._schedule(key)
+        if self.relay is not None:
+            out += self._radius(self.relay.tick(now), now)
         return out
+
+    def handle_radius(self, host: str, port: int, data: bytes, now: float) -> list[Effect]:
+        """A datagram on the RADIUS client's socket (from host:port)."""
+        return self._radius(self.relay.datagram(host, port, data, now), now) \
+            if self.relay is not None else [Count("radius_reply_unexpected")]
 
     def _due(self, conv: _Conv) -> float:
         """When this conversation's next timer fires (inf: none)."""
@@ -251,6 +280,8 @@ class Authenticator:
             when = s.expires
             if conv.reauth_by is not None:
                 when = min(when, conv.reauth_by)
+        if conv.state == "server":          # the RADIUS client keeps that time
+            return when
         if conv.state != "idle":
             return min(when, conv.sent_at + t.retransmit_s)
         if s is not None:
@@ -276,11 +307,15 @@ class Authenticator:
         if s is not None and now >= s.expires:
             conv.session, conv.state, conv.reauth = None, "idle", False
             self.convs.pop(key, None)
+            self._forget(key)
             return [Revoke(dpid, port, mac, "session expired"), Count("dot1x_session_expired")]
         if s is not None and conv.reauth_by is not None and now >= conv.reauth_by:
             self.convs.pop(key, None)
+            self._forget(key)
             return [Revoke(dpid, port, mac, "not re-authenticated after a restart"),
                     Count("dot1x_restored_revoked")]
+        if conv.state == "server":
+            return []
         if conv.state != "idle":
             if now - conv.sent_at < t.retransmit_s:
                 return []
@@ -362,6 +397,7 @@ class Authenticator:
 
     def _logoff(self, dpid: int, port: int, mac: str) -> list[Effect]:
         conv = self.convs.pop((dpid, port, mac), None)
+        self._forget((dpid, port, mac))
         out: list[Effect] = [Count("dot1x_logoff")]
         if conv is not None and conv.session is not None:
             out.append(Revoke(dpid, port, mac, "logoff"))
@@ -374,6 +410,8 @@ class Authenticator:
             return [Count("dot1x_eap_unexpected_code")]
         if conv is None or conv.state == "idle":
             return [Count("dot1x_eap_unsolicited")]
+        if conv.state == "server":     # its answer is at the RADIUS server already
+            return [Count("dot1x_eap_while_server")]
         if eap.identifier != conv.identifier:
             if eap.identifier in conv.used_ids:
                 return [Count("dot1x_eap_replay"),
@@ -384,6 +422,9 @@ class Authenticator:
             if eap.type != EapType.IDENTITY:
                 return [Count("dot1x_eap_unexpected_type")]
             return self._on_identity(dpid, port, mac, conv, eap, now)
+        if conv.method_name == "radius":
+            conv.eap_type = eap.type or 0
+            return self._relay(dpid, port, mac, conv, raw, now)
         if eap.type == EapType.NAK:
             return self._on_nak(dpid, port, mac, conv, eap, now)
         if eap.type == EapType.PSK and conv.method_name == "psk":
@@ -402,6 +443,9 @@ class Authenticator:
                               f"re-authentication as {identity!r}, "
                               f"session is {conv.session.identity!r}")
         conv.identity = identity
+        if self.relay is not None:
+            conv.method_name, conv.radius_state = "radius", None
+            return self._relay(dpid, port, mac, conv, eap.encode(), now)
         sub = self.creds.subscriber(identity)
         if sub is None:
             return self._fail(dpid, port, mac, conv, now, f"unknown identity {identity!r}")
@@ -457,12 +501,87 @@ class Authenticator:
             return self._fail(dpid, port, mac, conv, now, f"EAP-MD5: {res.reason}")
         return self._succeed(dpid, port, mac, conv, now, b"", b"", "md5")
 
+    def _relay(self, dpid, port, mac, conv: _Conv, eap: bytes, now: float) -> list[Effect]:
+        """Hand the terminal's EAP response to the RADIUS server; wait for its answer."""
+        conv.state = "server"
+        return self._radius(self.relay.request((dpid, port, mac), eap, conv.radius_state,
+                                               conv.identity, Station(dpid, port, mac, self.mac),
+                                               now), now)
+
+    def _radius(self, effects: list, now: float) -> list[Effect]:
+        """What the RADIUS client returned: its answers go to their conversations."""
+        out: list[Effect] = []
+        for e in effects:
+            if not isinstance(e, RadiusResult):
+                out.append(e)
+                continue
+            conv = self.convs.get(e.key)
+            if conv is None or conv.state != "server":
+                out.append(Count("radius_result_orphaned"))     # the exchange ended
+                continue
+            out += self._on_radius(*e.key, conv, e, now)
+        return out
+
+    def _on_radius(self, dpid, port, mac, conv: _Conv, r: RadiusResult,
+                   now: float) -> list[Effect]:
+        if r.code == "timeout" and conv.reauth and conv.session is not None:
+            # the back end is down: the admitted terminal keeps its session until it
+            # expires; re-authentication is tried again later
+            conv.state, conv.reauth = "idle", False
+            conv.next_reauth = now + self.timers.reauth_retry_s
+            return [Count("dot1x_reauth_server_down"),
+                    Log(logging.WARNING, f"dot1x {conv.identity} ({mac}): re-authentication "
+                                         f"not possible, {r.reason}; session kept until it "
+                                         "expires")]
+        if r.code in ("timeout", "reject"):
+            why = "fail closed" if r.code == "timeout" else f"from {r.server}"
+            return self._fail(dpid, port, mac, conv, now, f"RADIUS: {r.reason}, {why}")
+        try:
+            eap = parse_eap(r.eap)
+        except MalformedFrame as exc:
+            return self._fail(dpid, port, mac, conv, now,
+                              f"RADIUS {r.code} from {r.server} without valid EAP: {exc.reason}")
+        if r.code == "challenge":
+            if eap.code != EapCode.REQUEST:
+                return self._fail(dpid, port, mac, conv, now, f"RADIUS Access-Challenge "
+                                  f"from {r.server} carries EAP code {eap.code}")
+            conv.used_ids.append(conv.identifier)
+            conv.identifier, conv.radius_state, conv.state = eap.identifier, r.state, "method"
+            return [self._request(dpid, port, mac, conv, r.eap, now)]
+        if eap.code != EapCode.SUCCESS or r.reason:
+            return self._fail(dpid, port, mac, conv, now,
+                              f"RADIUS Access-Accept from {r.server}: "
+                              f"{r.reason or 'EAP code %d, not Success' % eap.code}")
+        if r.user_name is not None and r.user_name.rstrip("\x00") != conv.identity:
+            # a tunnelled method (PEAP) authenticated an inner identity that is not the
+            # EAP identity the session would get: admitting would bind someone else's name
+            return self._fail(dpid, port, mac, conv, now,
+                              f"RADIUS Access-Accept from {r.server} is for "
+                              f"{r.user_name!r}, the EAP identity is {conv.identity!r}")
+        method = "radius_" + RADIUS_METHODS.get(conv.eap_type, str(conv.eap_type))
+        self._forget((dpid, port, mac))
+        return self._succeed(dpid, port, mac, conv, now, r.msk, radius_key_root(r.msk),
+                             method, r.filter_id)
+
+    def _forget(self, key: Key) -> None:
+        if self.relay is not None:
+            self.relay.forget(key)
+
+    def _group(self, identity: str, filter_id: str) -> str:
+        """The subscriber's group: from the credentials file; with RADIUS, a Filter-Id of
+        the Access-Accept that names a group of the authorization file comes first, and
+        an identity the file does not list gets `radius_group`."""
+        if self.relay is not None and filter_id in self.groups:
+            return filter_id
+        sub = self.creds.subscriber(identity)
+        return sub.group if sub is not None else self.radius_group
+
     def _succeed(self, dpid, port, mac, conv: _Conv, now: float, msk: bytes, emsk: bytes,
-                 method: str) -> list[Effect]:
-        sub = self.creds.subscriber(conv.identity)
+                 method: str, filter_id: str = "") -> list[Effect]:
         t = self.timers
         isr = derive_isr_id(emsk) if emsk else ""
-        session = Session(conv.identity, sub.group, isr, msk, emsk, now, now + t.session_s, method)
+        session = Session(conv.identity, self._group(conv.identity, filter_id), isr, msk, emsk,
+                          now, now + t.session_s, method)
         p = self._port(dpid, port, now)
         p.failures, p.hold_until = 0, 0.0
         conv.state, conv.method, conv.reauth, conv.session = "idle", None, False, session
@@ -490,4 +609,5 @@ class Authenticator:
         if conv.session is not None:
             out.append(Revoke(dpid, port, mac, f"re-authentication failed: {reason}"))
         self.convs.pop((dpid, port, mac), None)
+        self._forget((dpid, port, mac))
         return out

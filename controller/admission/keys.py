@@ -44,3 +44,18 @@ def sp_service_key_from_root(sp_root: bytes, isr: str, sp_name: str, service: st
 def sp_service_key(emsk: bytes, isr: str, sp_name: str, service: str) -> bytes:
     """Derived key for one (SS session, SP, service): differs per SP and per service."""
     return sp_service_key_from_root(purpose_key(emsk, "sp-root"), isr, sp_name, service)
+
+
+_RADIUS_SALT = b"crs-x1124-radius-msk-v1"
+
+
+def radius_key_root(msk: bytes) -> bytes:
+    """With a RADIUS back end the EAC gets only the MSK (MS-MPPE-Recv-Key || Send-Key, RFC
+    2548/5216): RADIUS does not export the EMSK. The key root that takes the EMSK's place
+    (ISR-ID and every purpose key come from it as from an EMSK) is HKDF-SHA256 of the MSK
+    with its own salt, so it never equals a key the internal server derives, and a terminal
+    that knows its MSK computes the same (docs/authentication.md)."""
+    if len(msk) < 32:
+        raise ValueError("MSK too short (need at least 32 bytes)")
+    return HKDF(algorithm=hashes.SHA256(), length=64, salt=_RADIUS_SALT,
+                info=b"emsk-substitute").derive(msk)

@@ -53,14 +53,42 @@ def supplicant_config(identity: str, password: str, eap: str = "PSK",
     return "\n".join(lines) + "\n"
 
 
-def write_supplicant_config(path: str | Path, identity: str, password: str, eap: str = "PSK",
-                            ctrl_dir: str | Path | None = None) -> Path:
-    """Write the config with mode 0600 (it holds the key)."""
+def certificate_config(identity: str, eap: str, ca_cert: str | Path,
+                       client_cert: str | Path | None = None,
+                       private_key: str | Path | None = None, password: str | None = None,
+                       ctrl_dir: str | Path | None = None,
+                       anonymous_identity: str | None = None) -> str:
+    """wpa_supplicant.conf for wired 802.1X with a certificate method: EAP-TLS (a client
+    certificate and key) or PEAP with MSCHAPv2 inside (a password, for `identity`; the
+    outer identity is `anonymous_identity` if given); the server's certificate is checked
+    against `ca_cert` either way."""
+    fields = [f"  eap={eap.upper()}", f"  identity={_quote(identity)}",
+              f"  ca_cert={_quote(str(ca_cert))}"]
+    if client_cert is not None:
+        fields += [f"  client_cert={_quote(str(client_cert))}",
+                   f"  private_key={_quote(str(private_key))}"]
+    if password is not None:
+        fields += [f"  password={_quote(password)}", '  phase2="auth=MSCHAPV2"']
+    if anonymous_identity is not None:
+        fields.append(f"  anonymous_identity={_quote(anonymous_identity)}")
+    lines = [f"ctrl_interface={ctrl_dir}"] if ctrl_dir else []
+    lines += ["ap_scan=0", "network={", "  key_mgmt=IEEE8021X", *fields, "  eapol_flags=0", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_private(path: str | Path, text: str) -> Path:
+    """Write a supplicant config with mode 0600 (it holds a key or names one)."""
     p = Path(path)
     fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(supplicant_config(identity, password, eap, ctrl_dir))
+        f.write(text)
     return p
+
+
+def write_supplicant_config(path: str | Path, identity: str, password: str, eap: str = "PSK",
+                            ctrl_dir: str | Path | None = None) -> Path:
+    """Write the config with mode 0600 (it holds the key)."""
+    return write_private(path, supplicant_config(identity, password, eap, ctrl_dir))
 
 
 def start_supplicant(interface: str, conf: str | Path, log_path: str | Path,

@@ -30,12 +30,14 @@ from controller.admission.binding import (
 from controller.admission.credentials import load_credentials
 from controller.admission.eac import Eac
 from controller.admission.keys import purpose_key
+from controller.admission.radius import RadiusClient, SendRadius
 from controller.audit import AuditLog
 from controller.effects import COMMON, LogBudget, Out
 from controller.openflow.ofmsg import LocalFrame, Message, Output, PacketOut
 from controller.pipeline import MAX_METERED_PORT, AdmissionMode, eapol_port_flows
 from controller.records import Binding
 from controller.settings import Loaded, Settings
+from controller.settings import validate as validate_settings
 from controller.store import Store
 from controller.topology import Topology
 
@@ -87,7 +89,11 @@ class Admission:
             load_authorization(settings.authorization_file)
         mac = topology.service_mac if topology else "02:00:00:00:ff:fe"
         self.auth = Authenticator(creds, mac, Timers(
-            session_s=settings.session_s, reauth_margin_s=min(60.0, settings.session_s / 3)))
+            session_s=settings.session_s, reauth_margin_s=min(60.0, settings.session_s / 3)),
+            relay=self._radius_client(settings, loaded),
+            radius_group=settings.radius_default_group)
+        self.auth.groups = frozenset(self.authz.groups)
+        self.radius_out: list[SendRadius] = []     # datagrams for the shell's RADIUS socket
         self.eac = Eac(store, creds, self.authz, grant_s=settings.sp_grant_s)
         self.ctl_service = ControllerService(topology.service_ip, topology.service_mac,
                                              (settings.service_port,)) if topology else None
@@ -159,6 +165,23 @@ class Admission:
 
     def eapol(self, dpid: int, port: int, data: bytes, now: float) -> Out:
         return self._auth(self.auth.handle_frame(dpid, port, data, now), now)
+
+    def radius_datagram(self, host: str, port: int, data: bytes, now: float) -> Out:
+        """A datagram on the shell's RADIUS socket (admission.backend: radius)."""
+        return self._auth(self.auth.handle_radius(host, port, data, now), now)
+
+    def take_radius(self) -> list[SendRadius]:
+        out, self.radius_out = self.radius_out, []
+        return out
+
+    @staticmethod
+    def _radius_client(settings: Settings, loaded: Loaded | None) -> RadiusClient | None:
+        if settings.admission_backend != "radius":
+            return None
+        servers = loaded.radius if loaded and loaded.radius else \
+            validate_settings(settings).radius
+        return RadiusClient(servers, settings.radius_timeout_s, settings.radius_retries,
+                            settings.radius_dead_s, settings.radius_nas_identifier)
 
     def tick(self, now: float) -> Out:
         out = self._auth(self.auth.tick(now), now)
@@ -304,6 +327,8 @@ class Admission:
                     out.append((e.dpid, LocalFrame(local_port.to_switch(e.data, e.port))))
                 else:
                     out.append((e.dpid, PacketOut(e.data, (Output(e.port),))))
+            elif isinstance(e, SendRadius):
+                self.radius_out.append(e)
             elif isinstance(e, auth_mod.Admit):
                 metrics.observe("eap_exchange", e.took_s)
                 out += self._admit(e, now)

@@ -27,6 +27,7 @@ from controller.ryu_shell.framework import handler as _handler
 from controller.ryu_shell.leadership import Leadership
 from controller.ryu_shell.local_eapol import LocalEapol
 from controller.ryu_shell.ofconv import to_ryu
+from controller.ryu_shell.radius_io import RadiusIo
 from controller.ryu_shell.rest import RestApi, _standby_body, wsgi
 from controller.ryu_shell.service_port import ServicePort
 from controller.store import Store
@@ -67,6 +68,8 @@ class CrsController(App):
         self.operator_token = _operator_token(settings.token_file)
         self._cap = restguard.SourceCap(settings.rest_conn_per_source,
                                         settings.rest_conn_per_loopback, self.core.counters)
+        self.radius = RadiusIo(self._radius_datagram) \
+            if settings.admission_backend == "radius" and self.core.admission else None
         self._ticker = hub.spawn(self._tick_loop)
         self.crsap = CrsapGroupCommit(self)
         # several controllers: only the leader acts (ryu_shell.leadership), and only the
@@ -236,6 +239,13 @@ class CrsController(App):
             hub.spawn(_post, post.url, post.body,
                       self.crsap.submit if post.answer_back else None,
                       self.core.security.svc.controller_ip if self.core.security else None)
+        if self.radius is not None and self.core.admission is not None:
+            for d in self.core.admission.take_radius():
+                self.radius.send(d.host, d.port, d.data)
+
+    def _radius_datagram(self, host: str, port: int, data: bytes) -> None:
+        if self.active and self.core.admission is not None:
+            self.send(self.core.admission.radius_datagram(host, port, data, time.time()))
 
     def _count_sent(self, msg) -> None:
         c = self.core.counters
