@@ -54,6 +54,8 @@ class CrsController(App):
         topo = loaded.topology
         self._settings, self._loaded = settings, loaded
         self.datapaths: dict[int, object] = {}
+        # with domains (roaming), the switches this controller owns: others are refused
+        self._owned = topo.domain_dpids(settings.domain) if topo and settings.domain else None
         self._send_lock = hub.BoundedSemaphore(1)
         self.local_eapol = LocalEapol(self._local_frame)
         self._local_ifaces: dict[int, str] = {}
@@ -233,8 +235,17 @@ class CrsController(App):
                         self._count_sent(msg)
                         self.confirm.sent(dpid, xid, msg, time.monotonic())
         for post in self.core.take_http():
-            hub.spawn(_post, post.url, post.body,
-                      self.crsap.submit if post.answer_back else None)
+            answer = self.roam if post.route == "roam" else self.crsap.submit
+            hub.spawn(_post, post.url, post.body, answer if post.answer_back else None)
+
+    def roam(self, raw: bytes) -> tuple[int, bytes]:
+        """A roaming message (a peer's query, or the answer to ours): to the core, then its
+        flows out."""
+        if not self.active:
+            return 503, _standby_body(self)
+        status, body, out = self.core.roam_message(raw, time.time())
+        self.send(out)
+        return status, body
 
     def _count_sent(self, msg) -> None:
         c = self.core.counters
@@ -273,6 +284,11 @@ class CrsController(App):
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def _features(self, ev):
         dp = ev.msg.datapath
+        if self._owned is not None and dp.id not in self._owned:
+            self.core.counters["switch_of_another_domain_refused"] += 1
+            log.warning("refused switch %016x: not of domain %s", dp.id, self._settings.domain)
+            dp.close()
+            return
         old = self.datapaths.get(dp.id)
         if old is not None and old is not dp and getattr(old, "is_active", False):
             # a second connection claiming a connected switch's datapath id would replace

@@ -196,6 +196,19 @@ class RestApi:
         status, body = self.app.crsap.submit(raw)
         return Response(status=status, content_type="application/json", body=body)
 
+    @route("/roam/v1/messages", ["POST"])
+    def roam(self, req, **_):
+        """A peer SCS's roaming message (X.1125 13.3); authenticated by the core, so it is
+        served on every address (peers and attackers alike reach it)."""
+        if not self.app.active:
+            return _json(json.loads(_standby_body(self.app)), 503)
+        try:
+            raw = _body(req)
+        except ApiError as exc:
+            return _error(exc.status, exc.reason)
+        status, body = self.app.roam(raw)
+        return Response(status=status, content_type="application/json", body=body)
+
     @route("/portal/v1/terminal", ["GET"])
     def portal(self, req, **_):
         """X.1125 remediation portal (on the update host) asking what to tell a terminal."""
