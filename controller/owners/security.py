@@ -424,7 +424,8 @@ class Security:
         t = self.scs.terminals.get(tid)
         if t is None:
             return
-        self.store.put_terminal(tid, t.number, {**t.to_state(), "gen": self._gens.get(tid, 0)},
+        self.store.put_terminal(tid, t.number, {**t.to_state(), "gen": self._gens.get(tid, 0),
+                                                "held": self.scs.held.get(tid)},
                                 nac.decision_to_dict(t.decision) if t.decision else None)
 
     def _restore(self) -> None:
@@ -438,6 +439,11 @@ class Security:
             self._gens[r.tid] = r.state.get("gen", 0)
             if t.online:
                 self._at[(t.dpid, t.port)] = t.tid
+            if t.online and r.state.get("held"):    # still waiting for the peers: held,
+                self.scs.held[t.tid] = r.state["held"]      # and asked again at once
+                if self.roaming is not None:
+                    self.roaming.asked[t.tid] = {p: ("", self._now)
+                                                 for p in self.roaming.peers}
         self.scs.restore(terminals, self.store.replay(), self.store.sealed_groups(),
                          self.store.evidence(), self._now)
         self._evidence_saved = self.scs.corr.changes

@@ -247,3 +247,127 @@ def test_settings_name_a_crs_domain_and_its_peers(tmp_path):
     assert "domain: 'nocrs' is a domain without CRS" in text
     assert "roaming.peers[0].name: 'nowhere' is not another CRS domain" in text
     assert "roaming.peers[0].url: must be an http:// URL" in text
+
+
+# --- the core with two domains: the security owner's wiring, a restart while held -----------
+
+def visited_core(tmp_path, now):
+    """The visited domain's core on topologies/roaming.yaml, its switch bs2 connected."""
+    from controller.core import Core
+    from controller.openflow.flowsim import FlowSim
+    from controller.topology import load
+    f = tmp_path / "pair.key"
+    if not f.exists():
+        f.write_text(KEY.hex())
+        f.chmod(0o600)
+    s = core_settings(tmp_path, crs=True)
+    s.topology_file = str(ROOT / "topologies" / "roaming.yaml")
+    s.domain = "visited"
+    s.roaming_peers = [{"name": "home", "url": "http://127.0.0.1:9", "key_file": str(f)}]
+    core = Core(s, load(s.topology_file), now=now)
+    sim = FlowSim()
+    sim.apply(m for _, m in core.switch_up(12, {1, 2}, now))
+    return core, sim
+
+
+def test_the_visited_core_asks_holds_and_keeps_holding_across_a_restart(tmp_path):
+    from corekit import authenticate, report
+    core, sim = visited_core(tmp_path, T0)
+    _, keys = authenticate(core, sim, 2, "02:00:0a:00:02:01", "c2t1", T0, dpid=12)
+    (ask,) = core.take_http()
+    assert ask.route == "roam" and ask.answer_back and ask.url.endswith(r.PATH)
+    tid = "c2t1@crs.example"
+    query = m.decode(ask.body)
+    assert query.type == "RoamQuery" and query.body["ms_id"] == tid
+    # the terminal races: a clean report before the home's answer
+    status, _, _ = core.crsap_message(report(keys, tid, 1, T0 + 0.5, {
+        "os": {"patch_level": 12}, "antivirus": {"signature_version": 2041},
+        "agent_version": "1.0.0", "firewall": True, "threats": [], "attackers": []}), T0 + 0.5)
+    assert status == 200
+    assert core.security.scs.terminals[tid].decision.level is Level.UNKNOWN
+    # a restart: still held, and the home asked again at once
+    core.store.close()
+    core, sim = visited_core(tmp_path, T0 + 1)
+    assert tid in core.security.scs.held
+    core.tick(T0 + 1.1)
+    (again,) = core.take_http()
+    nonce = m.decode(again.body).body["nonce"]
+    # a forged answer is refused (403); the home's real one ends the hold (204)
+    body = {"receiver": "visited", "ms_id": tid, "nonce": nonce, "known": True,
+            "level": "INFECTED", "online": False, "left_at": T0}
+    status, _, _ = core.roam_message(m.encode("RoamTransfer", "home", 1, T0 + 1.2, body,
+                                              b"k" * 32), T0 + 1.2)
+    assert status == 403 and core.status()["counters"]["crs_roam_rejected_unauthenticated"]
+    status, _, out = core.roam_message(m.encode("RoamTransfer", "home", 2, T0 + 1.2, body,
+                                                KEY), T0 + 1.2)
+    assert status == 204 and out
+    assert core.security.scs.terminals[tid].decision.isolate and tid not in \
+        core.security.scs.held
+
+
+def test_a_controller_without_roaming_refuses_roaming_messages(tmp_path):
+    from corekit import boot_core
+    core, _ = boot_core(tmp_path, crs=True)
+    status, _, out = core.roam_message(b"{}", T0)
+    assert status == 404 and out == []
+
+
+def test_topology_domains_are_checked_and_a_link_from_a_network_without_crs_is_an_edge(
+        tmp_path):
+    from controller.topology import load
+    t = load(ROOT / "topologies" / "roaming.yaml")
+    assert t.domain_dpids("home") == {1, 4, 11} and t.foreign_dpids("home") == {12}
+    gw_to_bs9 = next(lk.a_port for lk in t.links if lk.b == "bs9")
+    assert gw_to_bs9 not in t.infra_ports()[1]          # nothing there was admitted
+    doc = yaml.safe_load((ROOT / "topologies" / "roaming.yaml").read_text())
+    doc["domains"] = [{"name": "home", "switches": ["gw", "svc", "bs1", "nope"]},
+                      {"name": "visited", "switches": ["bs1"]}]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError) as exc:
+        load(bad)
+    text = str(exc.value)
+    assert "domains[0].switches: 'nope' is not a switch" in text
+    assert "domains[1].switches: 'bs1' is already in domain 'home'" in text
+    assert "switches in no domain: ['bs2', 'bs9']" in text
+
+
+def test_arp_for_a_host_of_another_domain_goes_toward_it_never_back(tmp_path):
+    from controller import packet
+    from controller.forwarding import Forwarding
+    from controller.openflow.ofmsg import Output
+    from controller.topology import load
+    t = load(ROOT / "topologies" / "roaming.yaml")
+    fwd = Forwarding()
+    fwd.place_topology(t, False, "visited")
+    fwd.switch_up(12)
+    # "who has 10.0.100.11?" from c2t1 (the reply's layout with op 1, to the broadcast)
+    reply = packet.arp_reply("02:00:0a:00:02:01", "10.0.2.1", "00:00:00:00:00:00",
+                             "10.0.100.11")
+    req = b"\xff" * 6 + reply[6:20] + b"\x00\x01" + reply[22:]
+    frame = packet.parse(req)
+    assert frame.arp_op == 1 and frame.arp_tpa == "10.0.100.11"
+    (out,) = fwd.arp_request(12, 2, frame, req)[0]     # mail lives in the home domain
+    assert out[0] == 12 and out[1].actions == (Output(1),)
+    assert fwd.arp_request(12, 1, frame, req)[0] == []     # from the boundary: not back
+
+
+def arp_from(mac: str, ip: str, asks: str) -> bytes:
+    from controller import packet
+    reply = packet.arp_reply(mac, ip, "00:00:00:00:00:00", asks)
+    return b"\xff" * 6 + reply[6:20] + b"\x00\x01" + reply[22:]
+
+
+def test_a_roaming_terminal_keeps_its_own_address_and_nobody_else_takes_it(tmp_path):
+    from corekit import authenticate
+    core, sim = visited_core(tmp_path, T0)
+    c = core.status
+    authenticate(core, sim, 10, "02:00:0a:00:01:02", "c1t2", T0, dpid=12)
+    core.packet_in(12, 10, 0, arp_from("02:00:0a:00:01:02", "10.0.1.2", "10.0.100.254"), T0)
+    assert c()["counters"]["binding_address_pinned"] == 1
+    assert core.security.scs.terminals["c1t2@crs.example"].ip == "10.0.1.2"
+    # another subscriber with its own MAC cannot take c1t1's address here
+    authenticate(core, sim, 11, "02:00:0a:00:01:03", "c1t3", T0, dpid=12)
+    core.packet_in(12, 11, 0, arp_from("02:00:0a:00:01:03", "10.0.1.1", "10.0.100.254"), T0)
+    assert c()["counters"]["attack_spoofed_first_address_dropped"] == 1
+    assert c()["counters"]["binding_address_pinned"] == 1
