@@ -73,16 +73,17 @@ def pair():
     return Domain("home", "visited"), Domain("visited", "home")
 
 
-def leave_home_infected(home: Domain, now: float) -> None:
+def leave_home(home: Domain, now: float, threats=()) -> None:
+    """The terminal reports at home (clean, or with `threats`), then leaves 1 s later."""
     home.arrive(now)
-    home.report(now, WORM)
-    assert home.level() is Level.INFECTED
+    home.report(now, threats)
+    assert home.scs.terminals[TID].own_level is (Level.INFECTED if threats else Level.COMPLIANT)
     home.scs.leave(TID, now + 1)
 
 
 def test_quarantine_follows_the_terminal_without_a_report():
     home, visited = pair()
-    leave_home_infected(home, T0)
+    leave_home(home, T0, WORM)
     (ask,) = visited.arrive(T0 + 3)
     assert visited.level() is Level.UNKNOWN            # held until the home answers
     visited.receive(answer(home, ask, T0 + 3.1), T0 + 3.2)
@@ -108,7 +109,7 @@ def test_operator_quarantine_follows_too():
 
 def test_racing_the_transfer_with_a_clean_report_gains_nothing():
     home, visited = pair()
-    leave_home_infected(home, T0)
+    leave_home(home, T0, WORM)
     (ask,) = visited.arrive(T0 + 2)
     visited.report(T0 + 2.05)                   # clean, before the home's answer
     assert visited.level() is Level.UNKNOWN     # never more than UNKNOWN while held
@@ -118,9 +119,7 @@ def test_racing_the_transfer_with_a_clean_report_gains_nothing():
 
 def test_a_clean_terminal_keeps_its_level_across_a_handover():
     home, visited = pair()
-    home.arrive(T0)
-    home.report(T0)
-    home.scs.leave(TID, T0 + 1)
+    leave_home(home, T0)
     (ask,) = visited.arrive(T0 + 4)
     effects = visited.receive(answer(home, ask, T0 + 4), T0 + 4)
     assert visited.level() is Level.COMPLIANT
@@ -131,9 +130,7 @@ def test_a_clean_terminal_keeps_its_level_across_a_handover():
 
 def test_through_a_network_without_crs_it_starts_unknown():
     home, visited = pair()
-    home.arrive(T0)
-    home.report(T0)
-    home.scs.leave(TID, T0 + 1)
+    leave_home(home, T0)
     (ask,) = visited.arrive(T0 + 30)            # 29 s away: longer than a handover
     effects = visited.receive(answer(home, ask, T0 + 30), T0 + 30)
     assert visited.level() is Level.UNKNOWN
@@ -155,9 +152,7 @@ def test_unknown_to_every_peer_ends_the_hold_at_unknown_and_a_report_decides():
 
 def test_a_silent_peer_fails_closed_counted_and_asked_again():
     home, visited = pair()
-    home.arrive(T0)
-    home.report(T0)
-    home.scs.leave(TID, T0 + 1)
+    leave_home(home, T0)
     (ask,) = visited.arrive(T0 + 2)
     visited.report(T0 + 2.5)
     assert visited.roam.overdue(T0 + 4) == []
@@ -175,9 +170,7 @@ def test_a_silent_peer_fails_closed_counted_and_asked_again():
 
 def test_replayed_forged_stale_misaddressed_and_unsolicited_transfers_are_refused():
     home, visited = pair()
-    home.arrive(T0)
-    home.report(T0)
-    home.scs.leave(TID, T0 + 1)
+    leave_home(home, T0)
     (ask,) = visited.arrive(T0 + 2)
     good = answer(home, ask, T0 + 2)
     visited.receive(good, T0 + 2)
