@@ -23,7 +23,7 @@ from controller.crs.acks import ACK_S, TRIES, Control, ControlAck, Pending
 from controller.crs.enforcement import ServiceAddresses
 from controller.crs.policy import Policy, load_policy, reload
 from controller.crs.scs import SCS, Terminal
-from controller.effects import COMMON, Audit, HttpPost, Out, Rejected, SwitchState
+from controller.effects import COMMON, Audit, HttpPost, LogBudget, Out, Rejected, SwitchState
 from controller.openflow.ofmsg import OFPP_TABLE, Barrier, Message, MeterMod, Output, PacketOut
 from controller.settings import Settings
 from controller.store import Store
@@ -67,6 +67,7 @@ class Security:
         self.scs.url = f"http://{topology.service_ip}:{settings.service_port}"
         # roaming between CRS domains (13.3/13.4): the peer SCSs asked about arrivals
         self.roaming: roaming.Roaming | None = None
+        self._roam_warn = LogBudget(log)     # refusals: anyone can send them, in floods
         if settings.domain and settings.roaming_peers:
             if peers is None:
                 peers = roaming.load_peers(settings.config_file or "<command line>",
@@ -127,7 +128,10 @@ class Security:
             for e in effects:
                 if isinstance(e, roaming.Transfer):
                     self._persist(e.terminal)
-            out = self._effects(effects, now)
+                elif isinstance(e, Rejected):       # counted each, logged at most every 10 s
+                    self.counters[e.counter] += 1
+                    self._roam_warn(now, e.counter, "%s", e.reason)
+            out = self._effects([e for e in effects if not isinstance(e, Rejected)], now)
         status, body = _answer(effects)
         self.counters[f"crs_roam_answered_{status}"] += 1
         return status, body, out
@@ -456,6 +460,7 @@ class Security:
                 "generation": self._gens.get(r["id"], 0),
                 "confirmed": acked is not None and acked[0] == self._gens.get(r["id"], 0)
                 and r["id"] not in self.pending,
-                "policy_version_acknowledged": acked[1] if acked else None}})
+                "policy_version_acknowledged": acked[1] if acked else None},
+                "roaming_held": r["id"] in self.scs.held})
         return rows
 

@@ -221,6 +221,7 @@ def test_a_quarantine_follows_the_terminal_and_a_clean_one_keeps_access(domains)
     row = d.wait_row("visited", "c1t1", "INFECTED by the home's transfer",
                      lambda r: r["level"] == "INFECTED")
     assert row["decision"]["isolate"] and row["dpid"] == 12 and row["port"] == SPARE["c1t1"]
+    assert not row["roaming_held"]                          # the home answered
     assert d.counters("visited").get("crs_msg_SCIReport", 0) == reports_before
     assert d.counters("visited")["crs_roam_infected_kept"] >= 1
     assert d.counters("home")["crs_roam_query_answered"] >= 1
@@ -303,6 +304,7 @@ def test_through_a_network_without_crs_it_starts_unknown_and_a_silent_home_fails
                      lambda r: d.counters("visited").get("crs_roam_no_answer", 0) >= 1,
                      timeout=ANSWER_S + 15)
     assert row["level"] == "UNKNOWN" and "roaming" in row["decision"]["reason"]
+    assert row["roaming_held"]
     c2 = d.h("c1t2")
     for _ in range(3):
         assert not ping(c2, C2T1)
