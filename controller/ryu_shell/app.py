@@ -243,7 +243,12 @@ class CrsController(App):
         flows out."""
         if not self.active:
             return 503, _standby_body(self)
-        status, body, out = self.core.roam_message(raw, time.time())
+        try:
+            status, body, out = self.core.roam_message(raw, time.time())
+        except Exception:  # a bug must not take the caller (a REST handler, a post) down
+            log.exception("roaming message failed")
+            self.core.counters["crs_roam_failed"] += 1
+            return 500, b'{"error": "internal error"}'
         self.send(out)
         return status, body
 
