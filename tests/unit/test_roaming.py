@@ -69,6 +69,13 @@ def rejected(effects: list) -> list[str]:
     return [e.counter for e in effects if isinstance(e, Rejected)]
 
 
+def problems_of(fn, *args) -> str:
+    """The problems a configuration check reports (it must report some)."""
+    with pytest.raises(ConfigError) as exc:
+        fn(*args)
+    return str(exc.value)
+
+
 def pair():
     return Domain("home", "visited"), Domain("visited", "home")
 
@@ -81,10 +88,17 @@ def leave_home(home: Domain, now: float, threats=()) -> None:
     home.scs.leave(TID, now + 1)
 
 
-def test_quarantine_follows_the_terminal_without_a_report():
+def moved(after: float, threats=()) -> tuple[Domain, Domain, r.Ask]:
+    """The terminal reported at home, left, and arrives in the visited domain `after` s
+    after its report: both domains and the visited SCS's query."""
     home, visited = pair()
-    leave_home(home, T0, WORM)
-    (ask,) = visited.arrive(T0 + 3)
+    leave_home(home, T0, threats)
+    (ask,) = visited.arrive(T0 + after)
+    return home, visited, ask
+
+
+def test_quarantine_follows_the_terminal_without_a_report():
+    home, visited, ask = moved(3, WORM)
     assert visited.level() is Level.UNKNOWN            # held until the home answers
     visited.receive(answer(home, ask, T0 + 3.1), T0 + 3.2)
     assert visited.level() is Level.INFECTED and visited.scs.terminals[TID].decision.isolate
@@ -108,9 +122,7 @@ def test_operator_quarantine_follows_too():
 
 
 def test_racing_the_transfer_with_a_clean_report_gains_nothing():
-    home, visited = pair()
-    leave_home(home, T0, WORM)
-    (ask,) = visited.arrive(T0 + 2)
+    home, visited, ask = moved(2, WORM)
     visited.report(T0 + 2.05)                   # clean, before the home's answer
     assert visited.level() is Level.UNKNOWN     # never more than UNKNOWN while held
     visited.receive(answer(home, ask, T0 + 2.1), T0 + 2.1)
@@ -118,9 +130,7 @@ def test_racing_the_transfer_with_a_clean_report_gains_nothing():
 
 
 def test_a_clean_terminal_keeps_its_level_across_a_handover():
-    home, visited = pair()
-    leave_home(home, T0)
-    (ask,) = visited.arrive(T0 + 4)
+    home, visited, ask = moved(4)
     effects = visited.receive(answer(home, ask, T0 + 4), T0 + 4)
     assert visited.level() is Level.COMPLIANT
     assert Count("crs_roam_level_adopted") in effects
@@ -129,9 +139,7 @@ def test_a_clean_terminal_keeps_its_level_across_a_handover():
 
 
 def test_through_a_network_without_crs_it_starts_unknown():
-    home, visited = pair()
-    leave_home(home, T0)
-    (ask,) = visited.arrive(T0 + 30)            # 29 s away: longer than a handover
+    home, visited, ask = moved(30)            # 29 s away: longer than a handover
     effects = visited.receive(answer(home, ask, T0 + 30), T0 + 30)
     assert visited.level() is Level.UNKNOWN
     assert Count("crs_roam_unmonitored_gap") in effects
@@ -151,9 +159,7 @@ def test_unknown_to_every_peer_ends_the_hold_at_unknown_and_a_report_decides():
 
 
 def test_a_silent_peer_fails_closed_counted_and_asked_again():
-    home, visited = pair()
-    leave_home(home, T0)
-    (ask,) = visited.arrive(T0 + 2)
+    home, visited, ask = moved(2)
     visited.report(T0 + 2.5)
     assert visited.roam.overdue(T0 + 4) == []
     out = visited.roam.overdue(T0 + 5.1)
@@ -169,9 +175,7 @@ def test_a_silent_peer_fails_closed_counted_and_asked_again():
 
 
 def test_replayed_forged_stale_misaddressed_and_unsolicited_transfers_are_refused():
-    home, visited = pair()
-    leave_home(home, T0)
-    (ask,) = visited.arrive(T0 + 2)
+    home, visited, ask = moved(2)
     good = answer(home, ask, T0 + 2)
     visited.receive(good, T0 + 2)
     assert visited.level() is Level.COMPLIANT
@@ -234,9 +238,7 @@ def test_settings_name_a_crs_domain_and_its_peers(tmp_path):
     assert [p.name for p in validate(s).peers] == ["home"]
     s.domain = "nocrs"
     s.roaming_peers = [{"name": "nowhere", "url": "ftp://x", "key_file": str(f)}]
-    with pytest.raises(ConfigError) as exc:
-        validate(s)
-    text = str(exc.value)
+    text = problems_of(validate, s)
     assert "domain: 'nocrs' is a domain without CRS" in text
     assert "roaming.peers[0].name: 'nowhere' is not another CRS domain" in text
     assert "roaming.peers[0].url: must be an http:// URL" in text
@@ -317,9 +319,7 @@ def test_topology_domains_are_checked_and_a_link_from_a_network_without_crs_is_a
                       {"name": "visited", "switches": ["bs1"]}]
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(doc))
-    with pytest.raises(ConfigError) as exc:
-        load(bad)
-    text = str(exc.value)
+    text = problems_of(load, bad)
     assert "domains[0].switches: 'nope' is not a switch" in text
     assert "domains[1].switches: 'bs1' is already in domain 'home'" in text
     assert "switches in no domain: ['bs2', 'bs9']" in text
