@@ -72,9 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     nsub = n.add_subparsers(title="net commands", metavar="ACTION")
     up = nsub.add_parser("up", help="build TOPOLOGY in Mininet and keep it up until stopped")
     up.add_argument("topology", help="topology file, e.g. topologies/mobile_core.yaml")
-    up.add_argument("--controller", action="append", metavar="HOST:PORT",
+    up.add_argument("--controller", action="append", metavar="[DOMAIN=]HOST:PORT",
                     help="the controller (default 127.0.0.1:6653); repeat it for several "
-                         "controllers (every switch connects to all, ha.enabled)")
+                         "controllers (every switch connects to all, ha.enabled); with "
+                         "the topology's domains, DOMAIN=HOST:PORT per CRS domain (each "
+                         "switch connects to its domain's; crs: false domains run "
+                         "standalone)")
     up.add_argument("--cli", action="store_true", help="open the Mininet CLI")
     up.add_argument("--terminals-per-cell", type=int)
     up.add_argument("--no-shaping", action="store_true", help="ignore link bw/delay")
@@ -388,12 +391,20 @@ def _load_topology(path: str, tpc: int | None = None):
 def cmd_net_up(a: argparse.Namespace) -> int:
     topo = _load_topology(a.topology, a.terminals_per_cell)
     from controller.emulation.net import Emulation, EmulationError, Options
-    targets = []
+    targets, domains = [], {}
     for c in a.controller or ["127.0.0.1:6653"]:
+        domain, _, c = c.rpartition("=")
         host, _, port = c.rpartition(":")
         targets.append((host or "127.0.0.1", int(port)))
+        if domain:
+            domains[domain] = targets[-1]
+    unknown = set(domains) - {d.name for d in topo.domains if d.crs}
+    if unknown:
+        print(f"{a.topology}: no CRS domain {sorted(unknown)}", file=sys.stderr)
+        return EXIT_CONFIG
     opts = Options(controller_ip=targets[0][0], controller_port=targets[0][1],
-                   shaping=not a.no_shaping, more_controllers=targets[1:])
+                   shaping=not a.no_shaping, more_controllers=[] if domains else targets[1:],
+                   domain_controllers=domains)
     emu = Emulation(topo, opts)
     stop = {"now": False}
 

@@ -2,17 +2,12 @@
 
 The Ryu shell (`controller.ryu_shell.app`) calls these methods and sends what they return;
 nothing here imports Ryu, so every behaviour is testable against `openflow.flowsim`. The
-core only dispatches: each event goes to the owner of the table it concerns, and what one
-owner must tell another (a terminal admitted or revoked) passes through `_admission_event`.
-
-- admission (table 0, `owners.admission`): the 802.1X authenticator and the EAC (X.1124);
-- security control (table 1, `owners.security`): the SCS and its enforcement (X.1125);
-- forwarding (table 2, `forwarding`); the virus throttle (an experiment defence);
-- the operator API (`operator`).
-
-State that must survive the controller is committed to the store before the flows that
-depend on it are returned, and every switch's flows are rebuilt from the store when it
-connects.
+core only dispatches: each event goes to the owner of the table it concerns (admission,
+table 0, X.1124; security control, table 1, X.1125 with roaming; forwarding, table 2; the
+throttle; the operator API); what one owner tells another (a terminal admitted or revoked)
+passes through `_admission_event`. State that must survive the controller is committed to
+the store before the flows that depend on it are returned, and every switch's flows are
+rebuilt from the store when it connects.
 """
 from __future__ import annotations
 
@@ -62,7 +57,7 @@ class Core:
             settings, topology, self.store, self.audit, self.counters, self.common,
             self._admission_event, self.mode, now, loaded)
         if topology is not None:    # servers, the service address, restored bindings
-            self.forwarding.place_topology(topology, everyone=self.mode.open)
+            self.forwarding.place_topology(topology, self.mode.open, settings.domain)
             for b in self.admission.bound.values() if self.admission else ():
                 if b.ip:
                     self.forwarding.place(b.mac, b.dpid, b.port, b.ip)
@@ -72,8 +67,8 @@ class Core:
             raise ValueError("the throttle needs a topology file (which ports are terminals)")
         self.security = Security(settings, topology or standalone_topology(settings),
                                  self.store, self.audit, self.counters, self.common,
-                                 self.switches, now, loaded.policy if loaded else None
-                                 ) if settings.crs_enabled else None
+                                 self.switches, now, *((loaded.policy, loaded.peers)
+                                 if loaded else ())) if settings.crs_enabled else None
         # without a topology file or 802.1X: provisioned keys, terminals seen at edge ports
         self.standalone = Standalone(provisioned_keys(settings, loaded), self.security,
                                      self.counters, self.audit, keys_file=settings.crs_keys_file
@@ -231,6 +226,11 @@ class Core:
 
     def take_http(self) -> list[HttpPost]:
         return self.security.take_http() if self.security else []
+
+    def roam_message(self, raw: bytes, now: float | None = None) -> tuple[int, bytes, Out]:
+        """POST /roam/v1/messages (a peer SCS, X.1125 13.3): (HTTP status, body, flows)."""
+        now = self._now = time.time() if now is None else now
+        return self.security.roam_message(raw, now) if self.security else (404, b"", [])
 
     # --- requests from the REST API ----------------------------------------------------
 

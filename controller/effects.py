@@ -49,11 +49,13 @@ class Rejected:
 class HttpPost:
     """An HTTP request the shell must make without blocking (e.g. an update command).
     `answer_back`: the answer is a CRSAP message the shell hands to the core (a probe's
-    SCAProbeResponse comes back in the HTTP answer)."""
+    SCAProbeResponse comes back in the HTTP answer); `route`: which handler takes it
+    ("crsap", or "roam": a peer SCS's RoamTransfer, crs/roaming.py)."""
 
     url: str
     body: bytes
     answer_back: bool = False
+    route: str = "crsap"
 
 
 @dataclass

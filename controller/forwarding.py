@@ -70,6 +70,9 @@ class Forwarding:
     placed: dict[str, Placed] = field(default_factory=dict)      # mac -> where
     fixed: set[str] = field(default_factory=set)    # placed from the topology file
     by_ip: dict[str, str] = field(default_factory=dict)          # placed ip -> mac
+    # switches of other CRS domains (roaming): never connected here, reached through the
+    # boundary (topology `domains:`)
+    foreign: set[int] = field(default_factory=set)
 
     @property
     def proxy_arp(self) -> bool:
@@ -127,11 +130,13 @@ class Forwarding:
                 out += [(sw, m) for m in self._install(sw, mac, at, permanent=True)]
         return out
 
-    def place_topology(self, t: Topology, everyone: bool) -> None:
+    def place_topology(self, t: Topology, everyone: bool, domain: str | None = None) -> None:
         """Learn the switch graph from the file and place its servers and the service
         address (every host of the file when `everyone`: admission is open; otherwise
-        terminals are placed when their binding is made)."""
+        terminals are placed when their binding is made). `domain`: this controller's
+        (the other CRS domains' switches are foreign)."""
         self.topology_known, self.toward, self.infra = True, ports_toward(t), t.infra_ports()
+        self.foreign = t.foreign_dpids(domain)
         for h in t.hosts if everyone else t.servers():
             self.place(h.mac, t.switch(h.switch).dpid, h.port, h.ip)
             self.fixed.add(h.mac)
@@ -204,14 +209,25 @@ class Forwarding:
             p = self.placed[mac]
             if frame.arp_tpa == frame.arp_spa or (p.dpid, p.port) == (dpid, in_port):
                 return [], True            # a gratuitous ARP, or asked from its own port
+            if p.dpid in self.foreign:     # another domain's: toward it, it answers there
+                return self._toward_foreign(dpid, in_port, data, {p.dpid}), True
             if p.dpid not in self.macs:
                 return [], True            # its switch is not connected
             return [(p.dpid, PacketOut(data, (Output(p.port),)))], True
         if self.flood_unknown_arp:
             return [(dpid, PacketOut(data, (Output(OFPP_FLOOD),), in_port))], False
-        return [], False
+        # perhaps a terminal of another domain: asked there, never sent back where it came
+        # from (the switch graph is a tree: it ends at the far domain's own switches)
+        return self._toward_foreign(dpid, in_port, data, self.foreign), False
 
     # --- internals ----------------------------------------------------------------------
+
+    def _toward_foreign(self, dpid: int, in_port: int, data: bytes, to: set[int]) -> Out:
+        ports = sorted({self.toward[(dpid, f)] for f in to if (dpid, f) in self.toward}
+                       - {in_port})
+        if not ports:
+            return []
+        return [(dpid, PacketOut(data, tuple(Output(p) for p in ports), in_port))]
 
     def _port_on(self, sw: int, p: Placed) -> int | None:
         return p.port if sw == p.dpid else self.toward.get((sw, p.dpid))

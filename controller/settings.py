@@ -124,6 +124,23 @@ SCHEMA = {
                            doc="a standby re-reads the store this often (what its REST API "
                                "shows)"),
     }),
+    # roaming between CRS domains (X.1125 13.3/13.4, docs/crs.md "Roaming")
+    "domain": Field(str, default="", doc="this controller's domain in the topology's "
+                                         "`domains:`: it owns those switches only"),
+    "roaming": Field(dict, default={}, items={
+        "peers": Field(list, default=[], items={
+            "name": Field(str, required=True, doc="the peer's domain (the name it signs as)"),
+            "url": Field(str, required=True, doc="the peer controller's HTTP services"),
+            "key_file": Field(str, required=True, doc="the key this pair of domains shares: "
+                                                      "hex, at least 32 bytes, mode 0600"),
+        }),
+        "answer_within_s": Field(float, default=3.0, check=in_range(0.1, 600),
+                                 doc="a peer silent this long: counted, logged, asked again; "
+                                     "the terminal stays UNKNOWN (fail closed)"),
+        "max_gap_s": Field(float, default=10.0, check=in_range(0.1, 86400),
+                           doc="a terminal offline longer than this (it may have been in a "
+                               "network without CRS) keeps no good level: it reports again"),
+    }),
     # REST server guards (item 7 of issue 8)
     "rest": Field(dict, default={}, items={
         "conn_per_source": Field(int, default=32, check=in_range(1, 10000),
@@ -176,6 +193,10 @@ KEYS: dict[str, str] = {
     "ha_service_port": "ha.service_port",
     "ha_advertise_url": "ha.advertise_url",
     "ha_refresh_s": "ha.refresh_s",
+    "domain": "domain",
+    "roaming_peers": "roaming.peers",
+    "roaming_answer_within_s": "roaming.answer_within_s",
+    "roaming_max_gap_s": "roaming.max_gap_s",
 }
 # File names: in a configuration file relative to its folder; without one, relative to the
 # shipped configuration folder (so the defaults name the same files either way).
@@ -252,11 +273,20 @@ class Settings:
     ha_service_port: int = _default("ha_service_port")
     ha_advertise_url: str = _default("ha_advertise_url")
     ha_refresh_s: float = _default("ha_refresh_s")
+    domain: str = _default("domain")
+    roaming_peers: list[dict[str, Any]] = field(default_factory=list)
+    roaming_answer_within_s: float = _default("roaming_answer_within_s")
+    roaming_max_gap_s: float = _default("roaming_max_gap_s")
 
     @property
     def service_port(self) -> int:
         """The port terminals reach the controller's HTTP services on (CRSAP, the EAC)."""
         return self.ha_service_port or self.rest_port
+
+    @property
+    def config_dir(self) -> Path:
+        """Where names in the configuration file are relative to (key files)."""
+        return Path(self.config_file).parent if self.config_file else Path(CONFIG_DIR)
     token_file: str | None = None         # operator token; None: operator.token by db_path
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -298,6 +328,7 @@ class Loaded:
     policy: Any = None
     keys: Any = None            # pre-provisioned report keys (crs.keys)
     radius: Any = None          # [RadiusServer] with their secrets (backend: radius)
+    peers: Any = None           # roaming.peers with their keys (crs/roaming.py)
 
 
 def validate(settings: Settings) -> Loaded:
@@ -384,6 +415,8 @@ def validate(settings: Settings) -> Loaded:
     elif settings.ha_service_port and settings.ha_service_port == settings.rest_port:
         problems.append((where, "ha.service_port", f"{settings.ha_service_port} is also the "
                          "REST port: only the leader may listen on the service port"))
+    if settings.domain or settings.roaming_peers:
+        out["peers"] = _check_roaming(settings, topo, where, problems, load)
     if settings.throttle_enabled and not settings.topology_file:
         problems.append((where, "topology",
                          "the throttle needs a topology file (which ports are terminals)"))
@@ -421,6 +454,32 @@ def _radius_servers(settings: Settings, where: str,
         else:
             out.append(RadiusServer(sv["host"], int(sv.get("port") or 1812), secret))
     return out
+
+
+def _check_roaming(settings: Settings, topo: Any, where: str,
+                   problems: list[tuple[str, str, str]], load: Any) -> Any:
+    """`domain` names a CRS domain of the topology; peers name the other ones and need the
+    reacting system; their key files load (0600, hex, long enough)."""
+    domains = {d.name: d for d in topo.domains} if topo is not None else {}
+    if settings.domain and settings.domain not in domains:
+        problems.append((where, "domain", f"{settings.domain!r} is not a domain of the "
+                         f"topology (domains: {sorted(domains) or 'none'})"))
+    elif settings.domain and not domains[settings.domain].crs:
+        problems.append((where, "domain", f"{settings.domain!r} is a domain without CRS "
+                         "(crs: false): no controller runs it"))
+    if not settings.roaming_peers:
+        return []
+    if not settings.domain or not settings.crs_enabled:
+        problems.append((where, "roaming.peers", "roaming needs `domain:` and crs.enabled"))
+    for i, p in enumerate(settings.roaming_peers):
+        d = domains.get(p["name"])
+        if d is None or not d.crs or p["name"] == settings.domain:
+            problems.append((where, f"roaming.peers[{i}].name", f"{p['name']!r} is not "
+                             "another CRS domain of the topology"))
+        if not p["url"].startswith("http://"):
+            problems.append((where, f"roaming.peers[{i}].url", "must be an http:// URL"))
+    from controller.crs.roaming import load_peers
+    return load(load_peers, where, settings.roaming_peers, settings.config_dir)
 
 
 # The launcher stores the validated settings here before Ryu loads the app (same process).

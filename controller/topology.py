@@ -75,6 +75,12 @@ SCHEMA = {
         "b": Field(str, required=True),
         **LINK,
     }),
+    "domains": Field(list, default=[], items={
+        "name": Field(str, required=True, check=is_name),
+        "switches": Field(list, required=True, items=Field(str)),
+        "crs": Field(bool, default=True, doc="false: a network without CRS (no controller: "
+                                             "its switches run standalone)"),
+    }, doc="roaming (X.1125 13.3/13.4): which controller owns which switches"),
 }
 
 
@@ -124,6 +130,13 @@ class CellSpec:
     terminals: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class DomainSpec:
+    name: str
+    switches: tuple[str, ...]
+    crs: bool = True
+
+
 @dataclass
 class Topology:
     name: str
@@ -139,6 +152,7 @@ class Topology:
     cells: list[CellSpec]
     description: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    domains: list[DomainSpec] = field(default_factory=list)
 
     @property
     def prefixlen(self) -> int:
@@ -157,12 +171,30 @@ class Topology:
         return [h for h in self.hosts if h.role in ("server", "update")]
 
     def infra_ports(self) -> dict[int, set[int]]:
-        """Inter-switch ports per dpid: traffic on them was admitted at its own edge."""
+        """Inter-switch ports per dpid: traffic on them was admitted at its own edge. A link
+        from a network without CRS (a domain with `crs: false`) is not one: nothing there
+        was admitted, so its far end is an edge port like a terminal's."""
         out: dict[int, set[int]] = {s.dpid: set() for s in self.switches}
+        bare = {n for d in self.domains if not d.crs for n in d.switches}
         for link in self.links:
-            out[self.switch(link.a).dpid].add(link.a_port)
-            out[self.switch(link.b).dpid].add(link.b_port)
+            if link.b not in bare:
+                out[self.switch(link.a).dpid].add(link.a_port)
+            if link.a not in bare:
+                out[self.switch(link.b).dpid].add(link.b_port)
         return out
+
+    def domain_dpids(self, name: str) -> set[int]:
+        """The datapath ids of a domain's switches (the ones its controller owns)."""
+        d = next(d for d in self.domains if d.name == name)
+        return {self.switch(n).dpid for n in d.switches}
+
+    def foreign_dpids(self, name: str | None) -> set[int]:
+        """Switches of the other CRS domains (none without domains): forwarding reaches
+        hosts placed there through the boundary, not through their (absent) connection."""
+        if not name:
+            return set()
+        return {self.switch(n).dpid for d in self.domains if d.crs and d.name != name
+                for n in d.switches}
 
 
 def ports_toward(topo: "Topology") -> dict[tuple[int, int], int]:
@@ -329,7 +361,28 @@ def _resolve(doc: dict[str, Any], v: Validator, tpc_override: int | None) -> Top
                               link_param(h["link"], "delay_ms")))
 
     return Topology(doc["name"], v.file, net, svc["ip"], svc["mac"].lower(), svc["switch"],
-                    service_port, switches, hosts, links, cells, doc["description"])
+                    service_port, switches, hosts, links, cells, doc["description"],
+                    domains=_domains(doc["domains"], switch_names, v))
+
+
+def _domains(docs: list[dict[str, Any]], switch_names: set[str],
+             v: Validator) -> list[DomainSpec]:
+    """Domains (roaming): when given, every switch belongs to exactly one."""
+    out: list[DomainSpec] = []
+    owner: dict[str, str] = {}
+    for i, d in enumerate(docs):
+        if d["name"] in {o.name for o in out}:
+            v.problem(f"domains[{i}].name", f"duplicate domain {d['name']!r}")
+        for n in d["switches"]:
+            if n not in switch_names:
+                v.problem(f"domains[{i}].switches", f"{n!r} is not a switch of this topology")
+            elif n in owner:
+                v.problem(f"domains[{i}].switches", f"{n!r} is already in domain {owner[n]!r}")
+            owner[n] = d["name"]
+        out.append(DomainSpec(d["name"], tuple(d["switches"]), d["crs"]))
+    if out and switch_names - set(owner):
+        v.problem("domains", f"switches in no domain: {sorted(switch_names - set(owner))}")
+    return out
 
 
 def _check_tree(switches: list[SwitchSpec], links: list[LinkSpec], v: Validator) -> None:

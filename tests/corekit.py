@@ -58,7 +58,7 @@ def ip_pkt(src_mac, dst_mac, src_ip, dst_ip, dport=80):
             "ipv4_dst": dst_ip, "ip_proto": 6, "tcp_dst": dport}
 
 
-def authenticate(core, sim, port, mac, host, now=T0):
+def authenticate(core, sim, port, mac, host, now=T0, dpid=1):
     ident = f"{host}@crs.example"
     psk = load_credentials(CREDENTIALS).demo_psk(ident)
     sup = Supplicant(ident, mac, psk=psk)
@@ -68,7 +68,7 @@ def authenticate(core, sim, port, mac, host, now=T0):
             break
         out = []
         for f in frames:
-            msgs = core.packet_in(1, port, 0, f, now)
+            msgs = core.packet_in(dpid, port, 0, f, now)
             sim.apply(m for _, m in msgs)
             out += [m.data for _, m in msgs if isinstance(m, PacketOut)]
         frames = []

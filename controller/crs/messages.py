@@ -119,6 +119,15 @@ BODIES: dict[str, dict[str, Any]] = {
                        result=(_s(enum=["ok", "failed"]), REQ)),
     "UpdateCommand": _obj(ms_id=(_s(re=ID_RE), REQ), update=(UPDATE, REQ)),
     "Leave": _obj(ms_id=(_s(re=ID_RE), REQ), reason=(_s(), OPT)),
+    # SCS <-> SCS roaming (13.3), signed with the two domains' peer key (crs/roaming.py):
+    # the visited SCS asks about the identity its NAC authenticated; the peer answers.
+    "RoamQuery": _obj(receiver=(_s(re=ID_RE), REQ), ms_id=(_s(re=ID_RE), REQ),
+                      nonce=(_s(re=r"[0-9a-f]{32}"), REQ)),
+    "RoamTransfer": _obj(receiver=(_s(re=ID_RE), REQ), ms_id=(_s(re=ID_RE), REQ),
+                         nonce=(_s(re=r"[0-9a-f]{32}"), REQ), known=(_b(), REQ),
+                         level=(_s(enum=LEVELS), OPT), reason=(_s(), OPT),
+                         quarantine=(_b(), OPT), online=(_b(), OPT),
+                         last_report=(_n(), OPT), left_at=(_n(), OPT), sci=(SCI, OPT)),
 }
 
 ENVELOPE = _obj(

@@ -112,6 +112,7 @@ class Terminal:
     probes: int = 0                     # SCA probes sent and not answered (11.1)
     next_probe: float | None = None     # when to probe it (None: it has spoken)
     no_sca: bool = False                # answered no probe: the agentless control applies
+    left_at: float | None = None        # when it last went offline here (roaming, 13.4)
 
     def to_state(self) -> dict[str, Any]:
         """What the store keeps of this terminal (its decision is stored beside it)."""
@@ -120,7 +121,8 @@ class Terminal:
                 "own_reason": self.own_reason, "last_report": self.last_report,
                 "last_sci": self.last_sci,
                 "override": [self.override.kind, self.override.kbps] if self.override
-                else None, "no_sca": self.no_sca, "sca_seen": self.sca_seen}
+                else None, "no_sca": self.no_sca, "sca_seen": self.sca_seen,
+                "left_at": self.left_at}
 
     @classmethod
     def from_state(cls, tid: str, number: int, st: dict[str, Any],
@@ -132,6 +134,7 @@ class Terminal:
         if st.get("override"):
             t.override = Override(st["override"][0], st["override"][1])
         t.no_sca, t.sca_seen = bool(st.get("no_sca")), bool(st.get("sca_seen"))
+        t.left_at = st.get("left_at")
         return t
 
     @property
@@ -182,6 +185,11 @@ class SCS:
         self._accused: set[str] = set()              # cached level carries accusers
         self._unseen: set[str] = set()               # online, no SCA heard yet: probed
         self.url: str | None = None                  # where agents reach the SCS (probes)
+        # roaming (13.3/13.4): terminals held at UNKNOWN at most until the peer SCSs have
+        # answered (why), and how long a terminal may have been offline here and keep a
+        # good level (None: no limit, one domain alone)
+        self.held: dict[str, str] = {}
+        self.max_gap_s: float | None = None
 
     def restore(self, terminals: Iterable[Terminal], replay: dict[str, int],
                 sealed: Iterable[str], evidence: dict[str, Any], now: float) -> None:
@@ -217,7 +225,9 @@ class SCS:
         A terminal whose stored report is still fresh keeps its level (roaming inside one
         CRS network, 13.2); otherwise it starts at UNKNOWN until it reports."""
         t = self.terminals.get(terminal_id)
-        old_group = None
+        old_group, gap = None, None
+        if t is not None and not t.online and t.left_at is not None:
+            gap = now - t.left_at
         if t is None:
             self._numbers += 1
             t = Terminal(terminal_id, self._numbers, group, ip, mac, dpid, port)
@@ -241,11 +251,14 @@ class SCS:
         if not t.sca_seen:         # discovery: probed if no SCA speaks up (11.1)
             t.next_probe = now + self.policy.discovery.probe_after_s
             self._unseen.add(terminal_id)
-        if not self._fresh(t, now):
-            # INFECTED is lifted only by a clean report, never by coming back later
+        away = gap is not None and self.max_gap_s is not None and gap > self.max_gap_s
+        if not self._fresh(t, now) or away:
+            # INFECTED is lifted only by a clean report, never by coming back later; a
+            # terminal away longer than a handover may have been where no SCS saw it (13.4)
             t.own_level = worse(t.own_level, Level.UNKNOWN)
             if t.own_level is Level.UNKNOWN:
-                t.own_reason = "no fresh SCI report"
+                t.own_reason = f"away {gap:.0f} s, unmonitored" if away else \
+                    "no fresh SCI report"
         out: list[Effect] = [Audit({"event": "connect", "terminal": terminal_id, "ip": ip,
                                     "mac": mac, "dpid": dpid, "port": port, "group": group,
                                     "at": now}), Count("crs_connect")]
@@ -273,7 +286,8 @@ class SCS:
             return [Count("crs_leave_unknown"),
                     Log(logging.INFO, f"leave for unknown or offline terminal {terminal_id}")]
         self._part(t)
-        t.online, t.decision = False, None
+        t.online, t.decision, t.left_at = False, None, now
+        self.held.pop(terminal_id, None)
         self._set_granted(t, None)
         self.queue.pop(terminal_id, None)
         if self.by_ip.get(t.ip) == terminal_id:
@@ -449,6 +463,70 @@ class SCS:
         """Introspection for the REST API: every terminal's level, group and decision."""
         return [t.status() for t in sorted(self.terminals.values(), key=lambda t: t.number)]
 
+    # --- roaming between CRS domains (13.3, 13.4) ------------------------------------------
+
+    def snapshot(self, terminal_id: str, now: float) -> dict[str, Any]:
+        """What a peer SCS is told about a terminal (the body of a RoamTransfer): its level
+        (with accusations), an operator quarantine, whether it is online here, and when it
+        reported and left."""
+        t = self.terminals.get(terminal_id)
+        if t is None:
+            return {"known": False}
+        level = self._levels[t.tid][0] if t.online and t.tid in self._levels else t.own_level
+        out: dict[str, Any] = {
+            "known": True, "level": level.value, "reason": t.own_reason[:crsap.MAX_STR],
+            "quarantine": bool(t.override and t.override.kind == "quarantine"),
+            "online": t.online}
+        if t.last_report is not None:
+            out["last_report"] = t.last_report
+        if t.left_at is not None and not t.online:
+            out["left_at"] = t.left_at
+        if t.last_sci is not None:
+            out["sci"] = t.last_sci
+        return out
+
+    def adopt(self, terminal_id: str, peer: str, state: dict[str, Any], release: bool,
+              now: float) -> list[Effect]:
+        """A peer's authenticated answer about a terminal held here. Bad news always counts:
+        INFECTED and an operator quarantine follow the terminal. A good level counts only
+        from a direct handover (online there, or left no longer than `max_gap_s` ago) with a
+        report still fresh here, and never lifts a worse level this SCS has. `release`:
+        the last peer answered, the hold ends."""
+        t = self.terminals.get(terminal_id)
+        if t is None or not t.online:
+            return [Count("crs_roam_transfer_for_offline")]
+        out: list[Effect] = [Audit({"event": "roam_transfer", "terminal": terminal_id,
+                                    "peer": peer, "known": state.get("known"),
+                                    "level": state.get("level"),
+                                    "quarantine": state.get("quarantine"), "at": now})]
+        if state.get("known"):
+            level = Level(state.get("level", "UNKNOWN"))
+            why = f"from {peer}: {state.get('reason', '')}"[:crsap.MAX_STR]
+            if state.get("quarantine") and t.override is None:
+                t.override = Override("quarantine")
+                out.append(Count("crs_roam_quarantine_kept"))
+            gap = 0.0 if state.get("online") else now - state.get("left_at", 0.0)
+            last = state.get("last_report")
+            direct = self.max_gap_s is None or gap <= self.max_gap_s
+            if level is Level.INFECTED:
+                if t.own_level is not Level.INFECTED:
+                    t.own_level, t.own_reason = level, why
+                out.append(Count("crs_roam_infected_kept"))
+            elif (direct and last is not None and now - last <= self.policy.stale_after_s
+                  and level.severity < Level.UNKNOWN.severity
+                  and (t.last_report is None or level.severity > t.own_level.severity)):
+                # a report here since the connect counts too: the worse of the two holds
+                t.own_level, t.own_reason = level, why
+                if t.last_report is None:
+                    t.last_report, t.last_sci = last, state.get("sci")
+                    self._watch_stale(t)
+                out.append(Count("crs_roam_level_adopted"))
+            elif not direct:
+                out.append(Count("crs_roam_unmonitored_gap"))
+        if release:
+            self.held.pop(terminal_id, None)
+        return out + self._recompute(now, [terminal_id])
+
     # --- internals ------------------------------------------------------------------------
 
     def _operator(self, terminal_id: str, override: Override | None,
@@ -584,6 +662,8 @@ class SCS:
                         self._level_of(t, now)
         for t in targets.values():
             level, reason, accusers = self._levels[t.tid]
+            if t.tid in self.held and level.severity <= Level.UNKNOWN.severity:
+                level, reason = Level.UNKNOWN, self.held[t.tid]    # nothing more, yet
             d = decide(level, t.group, self.policy, reason, sealed=t.group in self.corr.sealed,
                        override=t.override, accusers=accusers, agentless=t.no_sca)
             if d != t.decision:

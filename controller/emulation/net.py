@@ -46,6 +46,17 @@ class EmulationError(RuntimeError):
     pass
 
 
+class DomainSwitch(OVSSwitch):
+    """A switch that connects only to its domain's controllers (topology `domains:`); with
+    none, it runs standalone: a network without CRS (an ordinary learning switch)."""
+
+    def start(self, controllers: list) -> None:
+        wanted = self.params.get("controller_names")
+        if wanted is not None:
+            controllers = [c for c in controllers if c.name in wanted]
+        super().start(controllers)
+
+
 _NETEM: bool | None = None
 
 
@@ -80,6 +91,8 @@ class Options:
     shaping: bool = True          # apply link bw/delay from the topology (tc)
     connect_timeout_s: float = 60.0
     lock_timeout_s: float = 1800.0  # wait this long for another emulated network to finish
+    # with topology domains: domain -> (ip, port) of its controller (crs: false: none)
+    domain_controllers: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 class Emulation:
@@ -183,6 +196,30 @@ class Emulation:
                                  f"{self.opts.controller_ip}:{self.opts.controller_port} "
                                  f"after {timeout_s or self.opts.connect_timeout_s:.0f} s: {names}")
 
+    def move_host(self, name: str, switch: str, port: int) -> None:
+        """Move a host's link to another switch's `port` (roaming, X.1125 13): its old
+        link goes (the old switch sees the port vanish), a new one comes up with the
+        same interface name, address and MAC, recorded for teardown."""
+        assert self.net is not None
+        net, h = self.net, self.net.get(name)
+        intf = h.defaultIntf()
+        ip, mac = intf.IP(), intf.MAC()
+        for link in [lk for lk in net.links if h in (lk.intf1.node, lk.intf2.node)]:
+            far = link.intf2 if link.intf1.node is h else link.intf1
+            far.node.detach(far)
+            net.delLink(link)
+        sw = net.get(switch)
+        link = net.addLink(h, sw, port2=port, intfName1=f"{name}-eth0", cls=Link)
+        subprocess.run(["ovs-vsctl", "--timeout=10", "add-port", switch, link.intf2.name,
+                        "--", "set", "Interface", link.intf2.name, f"ofport_request={port}"],
+                       check=True, capture_output=True)
+        link.intf2.cmd("ip link set", link.intf2.name, "up")
+        h.setMAC(mac, link.intf1)
+        h.setIP(ip, self.topo.prefixlen, link.intf1)
+        h.cmd(f"ethtool -K {name}-eth0 tx off rx off >/dev/null 2>&1")
+        self.record.interfaces = sorted(set(self.record.interfaces) | {link.intf2.name})
+        self.record.save()
+
     # --- internals ---------------------------------------------------------------------
 
     def _refuse_clobbering(self) -> None:
@@ -207,11 +244,20 @@ class Emulation:
                           port=opts.controller_port)
         for i, (ip, port) in enumerate(opts.more_controllers, 1):
             net.addController(f"c{i}", controller=KnownController, ip=ip, port=port)
+        owner: dict[str, list[str]] = {}        # switch -> its controllers' names
+        for i, d in enumerate(topo.domains):
+            if d.crs and d.name in opts.domain_controllers:
+                ip, port = opts.domain_controllers[d.name]
+                net.addController(f"d{i}", controller=KnownController, ip=ip, port=port)
+            for n in d.switches:
+                owner[n] = [f"d{i}"] if d.crs and d.name in opts.domain_controllers else []
         for s in topo.switches:
             # OpenFlow 1.0 too, for one local command: only 1.0 can set no-flood (below);
             # the controller speaks 1.3
-            net.addSwitch(s.name, cls=OVSSwitch, dpid=f"{s.dpid:016x}", datapath="user",
-                          failMode="secure", protocols="OpenFlow10,OpenFlow13")
+            mine = owner.get(s.name) if topo.domains else None
+            net.addSwitch(s.name, cls=DomainSwitch, dpid=f"{s.dpid:016x}", datapath="user",
+                          failMode="standalone" if mine == [] else "secure",
+                          protocols="OpenFlow10,OpenFlow13", controller_names=mine)
         prefix = topo.prefixlen
         delays = opts.shaping and netem_available()
         if opts.shaping and not delays and any(lk.delay_ms for lk in topo.links):
@@ -256,7 +302,8 @@ class Emulation:
                 if intf.name != "lo":
                     node.cmd(f"ethtool -K {intf.name} tx off rx off >/dev/null 2>&1")
         for sw in topo.switches:
-            prepare_local_port(sw.name)
+            if net.get(sw.name).failMode != "standalone":
+                prepare_local_port(sw.name)
         svc_intf = f"{SERVICE_NODE}-eth0"
         subprocess.run(["ethtool", "-K", svc_intf, "tx", "off", "rx", "off"],
                        capture_output=True, check=False)
@@ -289,19 +336,23 @@ def prepare_local_port(bridge: str) -> None:
 def start_network(topo: Topology, ctl: Any, *, shaping: bool = False,
                   connect_timeout_s: float = 60.0, known_timeout_s: float = 30.0,
                   emulation_cls: type[Emulation] = Emulation,
-                  more: tuple[Any, ...] = ()) -> Emulation:
+                  more: tuple[Any, ...] = (), domains: dict[str, Any] | None = None
+                  ) -> Emulation:
     """Bring `topo` up under the controller process `ctl` (emulation.processes.
     ControllerProcess) and return it once every switch is connected and the controller
     reports all of them (a Ryu reference app, which has no status, only the former). What
     was started is stopped when it fails; otherwise the caller stops it."""
-    emu = emulation_cls(topo, Options(controller_port=ctl.ofp_port, shaping=shaping,
-                                      more_controllers=[("127.0.0.1", c.ofp_port)
-                                                        for c in more]))
+    emu = emulation_cls(topo, Options(
+        controller_port=ctl.ofp_port, shaping=shaping,
+        more_controllers=[("127.0.0.1", c.ofp_port) for c in more],
+        domain_controllers={d: ("127.0.0.1", c.ofp_port) for d, c in (domains or {}).items()}))
     emu.start()          # waits its turn on the machine-wide lock
     try:
         emu.wait_connected(connect_timeout_s)
-        if not getattr(ctl, "ryu_app", None):
-            ctl.wait_switches(len(topo.switches), known_timeout_s)
+        for d, c in (domains or {"": ctl}).items():
+            if not getattr(c, "ryu_app", None):
+                c.wait_switches(len(topo.domain_dpids(d)) if d else len(topo.switches),
+                                known_timeout_s)
     except BaseException:
         emu.stop()
         raise

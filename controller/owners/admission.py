@@ -101,6 +101,10 @@ class Admission:
         self._host_at = {} if topology is None else {
             (topology.switch(h.switch).dpid, h.port): h.ip for h in topology.hosts}
         self._host_ips = set(self._host_at.values())
+        # roaming: a terminal of another CRS domain keeps its address here, with its MAC
+        self._roamers = {} if topology is None else {
+            h.ip: h.mac for h in topology.terminals()
+            if topology.switch(h.switch).dpid in topology.foreign_dpids(settings.domain)}
         # active bindings, indexed for the packet path: by (dpid, port, mac) and by address
         self.bound: dict[tuple[int, int, str], Binding] = {}
         self._by_ip: dict[str, str] = {}
@@ -288,8 +292,8 @@ class Admission:
             self.counters["binding_unpinned_frame_dropped"] += 1
             return []
         t = self.topology
-        taken = ip in self._by_ip or (t is not None and (ip == t.service_ip
-                                                        or ip in self._host_ips))
+        taken = ip in self._by_ip or (t is not None and (ip == t.service_ip or (
+            ip in self._host_ips and self._roamers.get(ip) != b.mac.lower())))
         if taken or (frame.arp_op is not None and frame.arp_sha != b.mac):
             self.counters["attack_spoofed_first_address_dropped"] += 1
             self.warn(now, f"pin:{b.identity}", "%s tried to take the address %s: dropped",

@@ -17,13 +17,13 @@ from typing import Any, Callable
 from controller import packet
 from controller.audit import AuditLog
 from controller.config import ConfigError
-from controller.crs import enforcement, nac
+from controller.crs import enforcement, nac, roaming
 from controller.crs import scs as s
 from controller.crs.acks import ACK_S, TRIES, Control, ControlAck, Pending
 from controller.crs.enforcement import ServiceAddresses
 from controller.crs.policy import Policy, load_policy, reload
 from controller.crs.scs import SCS, Terminal
-from controller.effects import COMMON, Audit, HttpPost, Out, Rejected, SwitchState
+from controller.effects import COMMON, Audit, HttpPost, LogBudget, Out, Rejected, SwitchState
 from controller.openflow.ofmsg import OFPP_TABLE, Barrier, Message, MeterMod, Output, PacketOut
 from controller.settings import Settings
 from controller.store import Store
@@ -45,7 +45,8 @@ def _answer(effects: list) -> tuple[int, bytes]:
 class Security:
     def __init__(self, settings: Settings, topology: Topology, store: Store, audit: AuditLog,
                  counters: Counter, common: Callable, switches: dict[int, SwitchState],
-                 now: float, policy: Policy | None = None):
+                 now: float, policy: Policy | None = None,
+                 peers: list[roaming.Peer] | None = None):
         self.settings, self.topology, self.store, self.audit = settings, topology, store, audit
         self.counters, self.common, self.switches = counters, common, switches
         update = next((h for h in topology.hosts if h.role == "update"), None)
@@ -64,6 +65,16 @@ class Security:
             store.add_policy(policy.version, str(policy.source))
         self.scs = SCS(policy, lambda tid: store.crs_key(tid, self._now))
         self.scs.url = f"http://{topology.service_ip}:{settings.service_port}"
+        # roaming between CRS domains (13.3/13.4): the peer SCSs asked about arrivals
+        self.roaming: roaming.Roaming | None = None
+        self._roam_warn = LogBudget(log)     # refusals: anyone can send them, in floods
+        if settings.domain and settings.roaming_peers:
+            if peers is None:
+                peers = roaming.load_peers(settings.config_file or "<command line>",
+                                           settings.roaming_peers, settings.config_dir)
+            self.roaming = roaming.Roaming(settings.domain, peers,
+                                           settings.roaming_answer_within_s)
+            self.scs.max_gap_s = settings.roaming_max_gap_s
         self.http_out: list[HttpPost] = []
         self._gens: dict[str, int] = {}          # cookie generation per terminal
         # X.1125 11.4: the NAC behind Control/ControlAck, and what the switches confirmed
@@ -90,7 +101,9 @@ class Security:
         if t is not None:
             self._at.pop((t.dpid, t.port), None)
         self._at[(dpid, port)] = tid
-        return self._effects(self.scs.connect(tid, group, ip, mac, dpid, port, now), now)
+        asks = roaming.arrival(self.scs, self.roaming, tid, now)     # (13.3)
+        return self._effects(self.scs.connect(tid, group, ip, mac, dpid, port, now) + asks,
+                             now)
 
     def leave(self, tid: str, reason: str, now: float) -> Out:
         t = self.scs.terminals.get(tid)
@@ -98,7 +111,30 @@ class Security:
             return []
         if self._at.get((t.dpid, t.port)) == tid:
             del self._at[(t.dpid, t.port)]
+        if self.roaming is not None:
+            self.roaming.forget(tid)
         return self._effects(self.scs.leave(tid, now, reason), now)
+
+    def roam_message(self, raw: bytes, now: float) -> tuple[int, bytes, Out]:
+        """POST /roam/v1/messages from a peer SCS (or anyone: authenticated here), or a
+        peer's answer to our query: (HTTP status, body, flows). A transfer's decision is
+        committed before its flows, like a report's."""
+        self._now = now
+        if self.roaming is None:
+            self.counters["crs_roam_rejected_not_configured"] += 1
+            return 404, b'{"error": "roaming is not configured"}', []
+        with self.store.batch():
+            effects = roaming.receive(self.scs, self.roaming, raw, now)
+            for e in effects:
+                if isinstance(e, roaming.Transfer):
+                    self._persist(e.terminal)
+                elif isinstance(e, Rejected):       # counted each, logged at most every 10 s
+                    self.counters[e.counter] += 1
+                    self._roam_warn(now, e.counter, "%s", e.reason)
+            out = self._effects([e for e in effects if not isinstance(e, Rejected)], now)
+        status, body = _answer(effects)
+        self.counters[f"crs_roam_answered_{status}"] += 1
+        return status, body, out
 
     def messages(self, raws: list[bytes], now: float) -> list[tuple[int, bytes, Out]]:
         """POST /crsap/v1/messages from agents, handled in order as one group commit:
@@ -179,7 +215,8 @@ class Security:
 
     def tick(self, now: float) -> Out:
         self._now = now
-        out = self._effects(self.scs.tick(now), now)
+        out = self._effects(self.scs.tick(now) + (self.roaming.overdue(now)
+                                                  if self.roaming is not None else []), now)
         for tid in [tid for tid, p in self.pending.items() if now >= p.deadline]:
             out += self._alarm(tid, "control_unacknowledged", "", now)
         return out
@@ -256,6 +293,8 @@ class Security:
             elif isinstance(e, s.SealGroup):
                 self.store.put_seal(e.group, e.sealed)
                 out += self.seal(e.group, e.sealed)
+            elif isinstance(e, roaming.Ask):
+                self.http_out.append(HttpPost(e.url, e.payload, True, "roam"))
             elif isinstance(e, (s.SendUpdate, s.SendProbe)):
                 if e.ip:
                     self.http_out.append(HttpPost(
@@ -389,7 +428,8 @@ class Security:
         t = self.scs.terminals.get(tid)
         if t is None:
             return
-        self.store.put_terminal(tid, t.number, {**t.to_state(), "gen": self._gens.get(tid, 0)},
+        self.store.put_terminal(tid, t.number, {**t.to_state(), "gen": self._gens.get(tid, 0),
+                                                "held": self.scs.held.get(tid)},
                                 nac.decision_to_dict(t.decision) if t.decision else None)
 
     def _restore(self) -> None:
@@ -403,6 +443,11 @@ class Security:
             self._gens[r.tid] = r.state.get("gen", 0)
             if t.online:
                 self._at[(t.dpid, t.port)] = t.tid
+            if t.online and r.state.get("held"):    # still waiting for the peers: held,
+                self.scs.held[t.tid] = r.state["held"]      # and asked again at once
+                if self.roaming is not None:
+                    self.roaming.asked[t.tid] = {p: ("", self._now)
+                                                 for p in self.roaming.peers}
         self.scs.restore(terminals, self.store.replay(), self.store.sealed_groups(),
                          self.store.evidence(), self._now)
         self._evidence_saved = self.scs.corr.changes
@@ -415,6 +460,7 @@ class Security:
                 "generation": self._gens.get(r["id"], 0),
                 "confirmed": acked is not None and acked[0] == self._gens.get(r["id"], 0)
                 and r["id"] not in self.pending,
-                "policy_version_acknowledged": acked[1] if acked else None}})
+                "policy_version_acknowledged": acked[1] if acked else None},
+                "roaming_held": r["id"] in self.scs.held})
         return rows
 

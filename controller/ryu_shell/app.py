@@ -55,6 +55,8 @@ class CrsController(App):
         topo = loaded.topology
         self._settings, self._loaded = settings, loaded
         self.datapaths: dict[int, object] = {}
+        # with domains (roaming), the switches this controller owns: others are refused
+        self._owned = topo.domain_dpids(settings.domain) if topo and settings.domain else None
         self._send_lock = hub.BoundedSemaphore(1)
         self.local_eapol = LocalEapol(self._local_frame)
         self._local_ifaces: dict[int, str] = {}
@@ -236,9 +238,12 @@ class CrsController(App):
                         self._count_sent(msg)
                         self.confirm.sent(dpid, xid, msg, time.monotonic())
         for post in self.core.take_http():
-            hub.spawn(_post, post.url, post.body,
-                      self.crsap.submit if post.answer_back else None,
-                      self.core.security.svc.controller_ip if self.core.security else None)
+            if post.route == "roam":     # a peer SCS (its own URL, any route)
+                hub.spawn(_post, post.url, post.body, self.roam if post.answer_back else None)
+            else:                         # an agent: from the service address only
+                hub.spawn(_post, post.url, post.body,
+                          self.crsap.submit if post.answer_back else None,
+                          self.core.security.svc.controller_ip if self.core.security else None)
         if self.radius is not None and self.core.admission is not None:
             for d in self.core.admission.take_radius():
                 self.radius.send(d.host, d.port, d.data)
@@ -246,6 +251,20 @@ class CrsController(App):
     def _radius_datagram(self, host: str, port: int, data: bytes) -> None:
         if self.active and self.core.admission is not None:
             self.send(self.core.admission.radius_datagram(host, port, data, time.time()))
+
+    def roam(self, raw: bytes) -> tuple[int, bytes]:
+        """A roaming message (a peer's query, or the answer to ours): to the core, then its
+        flows out."""
+        if not self.active:
+            return 503, _standby_body(self)
+        try:
+            status, body, out = self.core.roam_message(raw, time.time())
+        except Exception:  # a bug must not take the caller (a REST handler, a post) down
+            log.exception("roaming message failed")
+            self.core.counters["crs_roam_failed"] += 1
+            return 500, b'{"error": "internal error"}'
+        self.send(out)
+        return status, body
 
     def _count_sent(self, msg) -> None:
         c = self.core.counters
@@ -284,6 +303,11 @@ class CrsController(App):
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
     def _features(self, ev):
         dp = ev.msg.datapath
+        if self._owned is not None and dp.id not in self._owned:
+            self.core.counters["switch_of_another_domain_refused"] += 1
+            log.warning("refused switch %016x: not of domain %s", dp.id, self._settings.domain)
+            dp.close()
+            return
         old = self.datapaths.get(dp.id)
         if old is not None and old is not dp and getattr(old, "is_active", False):
             # a second connection claiming a connected switch's datapath id would replace

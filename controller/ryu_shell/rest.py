@@ -196,6 +196,16 @@ class RestApi:
         status, body = self.app.crsap.submit(raw)
         return Response(status=status, content_type="application/json", body=body)
 
+    @route("/roam/v1/messages", ["POST"])
+    def roam(self, req, **_):
+        """A peer SCS's roaming message (X.1125 13.3); authenticated by the core, so it is
+        served on every address (peers and attackers alike reach it)."""
+        raw = _service_body(self.app, req)
+        if isinstance(raw, Response):
+            return raw
+        status, body = self.app.roam(raw)
+        return Response(status=status, content_type="application/json", body=body)
+
     @route("/portal/v1/terminal", ["GET"])
     def portal(self, req, **_):
         """X.1125 remediation portal (on the update host) asking what to tell a terminal."""
@@ -208,15 +218,23 @@ class RestApi:
 
     @route("/eac/v1/{path:.*}", ["POST", "GET"])
     def eac(self, req, path, **_):
-        if not self.app.active:
-            return _json(json.loads(_standby_body(self.app)), 503)
-        try:
-            raw = _body(req)
-        except ApiError as exc:
-            return _error(exc.status, exc.reason)
+        raw = _service_body(self.app, req)
+        if isinstance(raw, Response):
+            return raw
         status, body = self.core.api.eac_request(req.method, f"/eac/v1/{path}", raw,
                                                  time.time())
         return _json(body, status)
+
+
+def _service_body(app: Any, req) -> "bytes | Response":
+    """The body of a request to the services (the EAC, peer SCSs), or the answer refusing
+    it: a standby serves none of them; a body too large or cut short gets its error."""
+    if not app.active:
+        return _json(json.loads(_standby_body(app)), 503)
+    try:
+        return _body(req)
+    except ApiError as exc:
+        return _error(exc.status, exc.reason)
 
 
 def _portal_host(app: Any, req) -> bool:

@@ -55,6 +55,10 @@ def test_every_message_type_roundtrips():
         "ControlAck": {"ms_id": "h1", "policy_version": 3, "result": "ok"},
         "UpdateCommand": {"ms_id": "h1", "update": upd},
         "Leave": {"ms_id": "h1", "reason": "SIGTERM"},
+        "RoamQuery": {"receiver": "home", "ms_id": "h1", "nonce": "0" * 32},
+        "RoamTransfer": {"receiver": "visited", "ms_id": "h1", "nonce": "0" * 32,
+                         "known": True, "level": "INFECTED", "quarantine": False,
+                         "online": False, "last_report": NOW, "left_at": NOW, "sci": sci()},
     }
     assert set(bodies) == set(m.BODIES)
     for i, (t, b) in enumerate(bodies.items()):
