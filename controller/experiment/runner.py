@@ -206,7 +206,10 @@ def run_one(ctx: RunContext) -> tuple[results.RunResult, dict[str, Any]]:
                 facts["authentication"] = _authentication_facts(plan, tmpd)
             t_seed = _start_worms(emu, sc, spec, plan, postures, events_dir, procs)
             facts["setup_s"] = round(t_seed - t_setup, 2)
-            facts["stop_reason"] = _watch(ctx, ctl, plan, events_dir, t_seed, files.agents)
+            # a rate limit slows the worm, it does not stop it: such a run goes on to the
+            # end (every infected terminal metered is no containment)
+            facts["stop_reason"] = _watch(ctx, ctl, plan, events_dir, t_seed,
+                                          files.agents and spec.defence != "crs_rate_limit")
             st = _safe(ctl.status) or {}
             facts["controller_counters"] = st.get("counters", {})
         finally:
