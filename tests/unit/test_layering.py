@@ -45,3 +45,11 @@ def test_the_store_knows_no_protocol_module():
 def test_the_core_dispatches_without_imports_inside_functions():
     assert [m for m, inside in imports(CONTROLLER / "core.py") if inside] == []
     assert len((CONTROLLER / "core.py").read_text().splitlines()) < 260
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test modules by base name (no packages here): two of one name in
+    tests/unit and tests/integration stop the whole collection of `make test`."""
+    from collections import Counter
+    names = Counter(p.name for p in (CONTROLLER.parent / "tests").rglob("test_*.py"))
+    assert [n for n, k in names.items() if k > 1] == []
