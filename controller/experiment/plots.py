@@ -3,7 +3,8 @@
 - timeline.png: infected fraction over time, median of the runs per configuration with a
   band from the lowest to the highest run; next to the no-defence curve the fitted logistic
   and the predicted one (K = s*V/Omega), fit error and R^2 in the legend.
-- delay.png: final infected fraction (median, bar to p95, and mean) against detection delay,
+- delay.png: final infected fraction (median with a bar to p95; mean with its 95 % interval)
+  against detection delay,
   with the blacklisting model 1/(1-K*R)/V at R = delay + overhead (an expected value: compare
   it with the mean; the median of small outbreaks is usually the seed alone).
 - scope.png: final infected fraction against a scope parameter (cell_seal scope_cells,
@@ -118,8 +119,16 @@ def plot_sweep(summary: dict[str, Any], x_key: str, path: str | Path, xlabel: st
         mean = np.array([c.get("infected_fraction_mean", np.nan) for c in cs])
         ax.errorbar(x, y, yerr=[np.zeros_like(y), np.maximum(hi - y, 0)], fmt="o-",
                     color=f"C{i + 1}", capsize=3, label=f"{name} median (bar to p95)")
-        # the models give expected values: compare them with the mean
-        ax.plot(x, mean, "s--", mfc="none", color=f"C{i + 1}", label=f"{name} mean")
+        # the models give expected values: compare them with the mean and its interval
+        ci = [c.get("infected_fraction_ci95") for c in cs]
+        if all(ci):
+            lo_ci = np.array([b[0] for b in ci])
+            hi_ci = np.array([b[1] for b in ci])
+            ax.errorbar(x, mean, yerr=[np.maximum(mean - lo_ci, 0), np.maximum(hi_ci - mean, 0)],
+                        fmt="s--", mfc="none", color=f"C{i + 1}", capsize=5, alpha=0.8,
+                        label=f"{name} mean (95 % CI)")
+        else:
+            ax.plot(x, mean, "s--", mfc="none", color=f"C{i + 1}", label=f"{name} mean")
     ref = next((c for c in confs if c.get("predicted_k_per_s")), None)
     if overhead_s is not None and x_key == "detection_delay_s" and ref:
         k, v = ref["predicted_k_per_s"], ref["vulnerable"]
@@ -151,3 +160,4 @@ def plot_all(summary: dict[str, Any], results: Sequence[RunResult], out_dir: str
         if varies(key):
             made.append(plot_sweep(summary, key, out / f"scope_{key}.png", label))
     return made
+

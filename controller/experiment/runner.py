@@ -215,7 +215,7 @@ def run_one(ctx: RunContext) -> tuple[results.RunResult, dict[str, Any]]:
             ctl.stop()
     paths = sorted(events_dir.glob("*.jsonl"))
     result = results.load_run(paths, spec.defence, spec.run, configuration=spec.label,
-                              params=spec.params)
+                              params=spec.params, seed=spec.seed)
     if files.agents:
         worm_records, _ = results.read_events(paths)
         hosts = reaction.per_host(worm_records, jsonfile.read_lines(run_dir / "audit.jsonl"))
