@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks writing results/bench/<name>.json")
     b.add_argument("name", choices=["forwarding", "auth", "reaction", "reports", "failover",
-                                    "all"])
+                                    "simulation", "all"])
     b.add_argument("--out", default="results/bench")
     b.add_argument("--repeat", type=int, default=3)
     b.add_argument("--profile", action="store_true",
@@ -434,6 +434,7 @@ BENCHES = {
     "reaction": ("controller.bench.reaction", lambda a: {"profile": a.profile}),
     "reports": ("controller.bench.reports", lambda a: {"profile": a.profile}),
     "failover": ("controller.bench.failover", lambda a: {}),
+    "simulation": ("controller.bench.simulation", lambda a: {"repeat": a.repeat}),
 }
 
 

@@ -153,7 +153,8 @@ def configurations(sc: SimScenario) -> list[Config]:
         base = spec.label.split(" delay=")[0]
         reacts = spec.defence in scn.DEFENCES and spec.defence not in ("none", "throttle")
         r = spec.detection_delay if reacts else None
-        label = f"{base} R={r / 60:.3g}min" if reacts else base
+        label = base if r is None else f"{base} R={r:.3g}s" if r < 60 else \
+            f"{base} R={r / 60:.3g}min"
         if label not in seen:
             seen.add(label)
             out.append(Config(spec.defence, label, spec.params, r))
@@ -202,10 +203,24 @@ def _task(args: tuple[SimScenario, Config, int]) -> tuple[str, dict[str, Any]]:
     return c.label, one_run(sc, c, run)
 
 
-def run_all(sc: SimScenario, jobs: int | None = None, progress: bool = False
+def _cache_key(sc: SimScenario, c: Config) -> dict[str, Any]:
+    """What a configuration's runs depend on: a cached file is reused only if it matches."""
+    pop = sc.population
+    return {"label": c.label, "params": c.params, "reaction_time_s": c.reaction_time_s,
+            "population": [pop.vulnerable, pop.omega, pop.cells, pop.omega_cell],
+            "scan_rate": sc.scan_rate, "local_preference": sc.local_preference,
+            "infected_at_start": sc.infected_at_start, "duration_s": sc.duration_s,
+            "runs": sc.runs, "seed": sc.seed}
+
+
+def run_all(sc: SimScenario, jobs: int | None = None, progress: bool = False,
+            cache: Path | None = None
             ) -> tuple[list[Config], dict[str, list[dict[str, Any]]], dict[str, float]]:
     """Every run of every configuration, spread over `jobs` processes (default: cores);
-    returns the configurations, their runs (by label) and each configuration's wall time."""
+    returns the configurations, their runs (by label) and each configuration's wall time.
+    With `cache` (a folder), each finished configuration is kept there and reused by the
+    next call with the same parameters, so an interrupted sweep resumes where it stopped."""
+    from controller.experiment.runner import slug
     confs = configurations(sc)
     jobs = jobs or os.cpu_count() or 1
     by_label: dict[str, list[dict[str, Any]]] = {c.label: [] for c in confs}
@@ -213,17 +228,25 @@ def run_all(sc: SimScenario, jobs: int | None = None, progress: bool = False
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(jobs) as pool:
         for c in confs:      # one configuration at a time: its wall time is measured
+            key, file = _cache_key(sc, c), cache / f"{slug(c.label)}.json" if cache else None
+            kept = json.loads(file.read_text()) if file and file.exists() else {}
+            if kept.get("key") == json.loads(json.dumps(key)):
+                by_label[c.label], wall[c.label] = kept["runs"], kept["wall_s"]
+                continue
             t0 = time.perf_counter()
             tasks = [(sc, c, r) for r in range(sc.runs)]
             for label, res in pool.imap_unordered(_task, tasks, chunksize=1):
                 by_label[label].append(res)
             wall[c.label] = time.perf_counter() - t0
+            by_label[c.label].sort(key=lambda r: r["run"])
+            if file is not None:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                file.write_text(json.dumps({"key": key, "wall_s": wall[c.label],
+                                            "runs": by_label[c.label]}))
             if progress:
                 fr = np.mean([r["infected"] for r in by_label[c.label]]) / sc.population.vulnerable
                 print(f"{c.label:40s} {sc.runs} runs  mean infected {fr:8.4%}  "
                       f"{wall[c.label]:7.1f} s", flush=True)
-    for runs in by_label.values():
-        runs.sort(key=lambda r: r["run"])
     return confs, by_label, wall
 
 
@@ -332,15 +355,12 @@ def timeline_rows(sc: SimScenario, confs: Sequence[Config],
 
 
 def machine() -> dict[str, Any]:
+    """The machine and commit (no Open vSwitch here: the simulation does not need it)."""
     import platform
-    import subprocess
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5).stdout.strip() or None
-    except OSError:
-        commit = None
+
+    from controller.bench.common import commit
     return {"cores": os.cpu_count(), "kernel": platform.release(),
-            "python": platform.python_version(), "commit": commit}
+            "python": platform.python_version(), "commit": commit()}
 
 
 def simulate(path: str | Path, out_dir: str | Path, jobs: int | None = None,
@@ -351,7 +371,8 @@ def simulate(path: str | Path, out_dir: str | Path, jobs: int | None = None,
     if runs:
         sc = replace(sc, runs=runs)
     t0 = time.perf_counter()
-    confs, by_label, wall = run_all(sc, jobs, progress)
+    out = Path(out_dir)
+    confs, by_label, wall = run_all(sc, jobs, progress, cache=out / "runs")
     summaries = [summarize_runs(sc, c, by_label[c.label], wall[c.label]) for c in confs]
     pop = sc.population
     summary = {
@@ -367,7 +388,6 @@ def simulate(path: str | Path, out_dir: str | Path, jobs: int | None = None,
         "threshold_rule": f"mean final fraction of crs_isolate crosses {THRESHOLD_MEAN:g}",
         "wall_s": round(time.perf_counter() - t0, 1), "jobs": jobs or os.cpu_count(),
         "machine": machine(), "runs": summaries}
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     rows = timeline_rows(sc, confs, by_label)

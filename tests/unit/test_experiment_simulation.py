@@ -197,3 +197,14 @@ def test_simulate_writes_summary_timeline_and_figures(tmp_path):
     assert summary["critical_reaction_s"] == pytest.approx(1 / K, rel=1e-3)
     for name in ("timeline.csv", "timeline.png", "reaction.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
+    # finished configurations are kept: a second call reuses them (an interrupted sweep
+    # resumes), and a changed parameter is not mistaken for them
+    kept = sorted(p.name for p in (tmp_path / "out" / "runs").iterdir())
+    assert kept == ["crs_isolate_R=50min.json", "crs_isolate_R=5min.json", "none.json"]
+    again = simulate.simulate(f, tmp_path / "out", jobs=1)
+    assert [c["infected_fraction_per_run"] for c in again["runs"]] == \
+        [c["infected_fraction_per_run"] for c in summary["runs"]]
+    doc["seed"] = 4
+    f.write_text(json.dumps(doc))
+    other = simulate.simulate(f, tmp_path / "out", jobs=1)
+    assert other["runs"][0]["seeds"] == [4, 5, 6, 7]
