@@ -115,7 +115,8 @@ class Fenwick:
 def run(pop: Population, worm: Worm, reactor: Reactor, duration_s: float,
         rng: random.Random) -> Outbreak:
     """One outbreak from `worm.seeds` random hosts until `duration_s`, all hosts infected,
-    or nothing can infect any more (reports only ever restrict, so the end is decided)."""
+    or nothing can infect any more (reports only ever restrict, so the end is decided).
+    The Outbreak's `duration_s` is when it ended: < `duration_s` means it was over."""
     V, C, p = pop.vulnerable, pop.cells, worm.local_preference
     inv_omega, inv_cell = 1.0 / pop.omega, 1.0 / pop.omega_cell
     cell = [pop.cell_of(h) for h in range(V)]
@@ -196,11 +197,14 @@ def run(pop: Population, worm: Worm, reactor: Reactor, duration_s: float,
     while sus:
         lam_u = (1 - p) * a_tot * len(sus) * inv_omega
         lam = lam_u + max(w_sum, 0.0)
+        if lam == 0:
+            break                            # nobody can infect: decided (reports restrict)
         horizon = heap[0][0] if heap else math.inf
-        dt = expo(lam) if lam > 0 else math.inf
+        dt = expo(lam)
         if t + dt >= min(horizon, duration_s):
             if horizon > duration_s:
-                break                        # nothing before the end (or nothing at all)
+                t = duration_s               # still spreading at the end
+                break
             t, _, h = heapq.heappop(heap)
             for host, new in reactor.report(h, t).items():
                 if host in ctl:
@@ -216,4 +220,4 @@ def run(pop: Population, worm: Worm, reactor: Reactor, duration_s: float,
                 continue
             victim = pool[randrange(len(pool))]
         infect(victim, t)
-    return Outbreak(tuple(times), V, duration_s)
+    return Outbreak(tuple(times), V, min(t, duration_s))

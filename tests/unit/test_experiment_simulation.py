@@ -208,3 +208,14 @@ def test_simulate_writes_summary_timeline_and_figures(tmp_path):
     f.write_text(json.dumps(doc))
     other = simulate.simulate(f, tmp_path / "out", jobs=1)
     assert other["runs"][0]["seeds"] == [4, 5, 6, 7]
+
+
+def test_a_run_says_when_it_ended():
+    pop = population(2000)
+    contained = run(pop, reactors.CrsReactor("crs_isolate", {}, pop, S, 0.2 / K), 1)
+    assert len(contained.infection_times) < 2000 and contained.duration_s < 86_400
+    assert contained.duration_s >= contained.infection_times[-1]
+    short = run(pop, reactors.NoDefence(S), 1, duration=3600.0)      # still spreading
+    assert short.duration_s == 3600.0 and len(short.infection_times) < 2000
+    full = run(pop, reactors.NoDefence(S), 1)
+    assert len(full.infection_times) == 2000 and full.duration_s == full.infection_times[-1]
