@@ -194,7 +194,8 @@ def one_run(sc: SimScenario, c: Config, run: int) -> dict[str, Any]:
     grid = np.linspace(0.0, sc.duration_s, TIMELINE_POINTS)
     return {"run": run, "seed": sc.seed + run, "infected": len(ob.infection_times),
             "curve": ob.infected_at(grid).tolist(),
-            "ended_s": ob.duration_s, "reports": getattr(reactor, "reports", 0),
+            "ended_s": ob.duration_s, "ends_recorded": True,
+            "reports": getattr(reactor, "reports", 0),
             "cpu_s": time.perf_counter() - t0}
 
 
@@ -267,6 +268,9 @@ def summarize_runs(sc: SimScenario, c: Config, runs: Sequence[dict[str, Any]],
     d = stats.describe(fr, seeds=[r["seed"] for r in runs], digits=6)
     took_off = sum(f > OUTBREAK_FRACTION for f in fr)
     contained = sum(r["infected"] < V and r["ended_s"] < sc.duration_s for r in runs)
+    # runs kept from before the engine recorded when a run ended cannot say whether they
+    # were over: no containment share rather than a wrong one
+    ends_known = all(r.get("ends_recorded") for r in runs)
     out: dict[str, Any] = {
         "defence": c.defence, "configuration": c.label, **c.params,
         "reaction_time_s": c.reaction_time_s,
@@ -277,8 +281,11 @@ def summarize_runs(sc: SimScenario, c: Config, runs: Sequence[dict[str, Any]],
         "infected_fraction_per_run": [round(f, 6) for f in fr], "seeds": d["seeds"],
         "outbreak_fraction": stats.proportion(took_off, len(runs))["fraction"],
         "outbreak_fraction_ci95": stats.proportion(took_off, len(runs))["ci95"],
-        "contained_fraction": stats.proportion(contained, len(runs))["fraction"],
-        "contained_fraction_ci95": stats.proportion(contained, len(runs))["ci95"],
+        "infected_hosts_mean": round(d["mean"] * V, 2),
+        "contained_fraction": stats.proportion(contained, len(runs))["fraction"]
+        if ends_known else None,
+        "contained_fraction_ci95": stats.proportion(contained, len(runs))["ci95"]
+        if ends_known else None,
         "reports_handled": sum(r["reports"] for r in runs),
         "cpu_s": round(sum(r["cpu_s"] for r in runs), 2), "wall_s": round(wall_s, 2),
     }
