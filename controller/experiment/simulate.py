@@ -105,9 +105,7 @@ def parse(data: Any, file: str = "<simulation>") -> SimScenario:
         if problem:
             v.problem("population", problem)
     defences = tuple(scn.parse_defences(v, d["defences"] or []))
-    for i, dfc in enumerate(defences):
-        if dfc.name == "cell_seal" and dfc.params.get("scope_cells") not in (1, None):
-            v.problem(f"defences[{i}].scope_cells", "the simulation seals one cell (1)")
+    check_defences(v, defences)
     rts = d["reaction_time_s"]
     rts = rts if isinstance(rts, list) else [rts]
     for i, r in enumerate(rts):
@@ -126,9 +124,19 @@ def parse(data: Any, file: str = "<simulation>") -> SimScenario:
         defences, d["duration_s"], d["runs"], d["seed"])
 
 
+def check_defences(v: Validator, defences: Sequence[scn.Defence]) -> None:
+    """What the simulation cannot do: a seal wider than one cell."""
+    for i, dfc in enumerate(defences):
+        if dfc.name == "cell_seal" and dfc.params.get("scope_cells") not in (1, None):
+            v.problem(f"defences[{i}].scope_cells", "the simulation seals one cell (1)")
+
+
 def from_emulation(sc: scn.Scenario, overhead_s: float) -> SimScenario:
     """The emulated scenario's population and worm as a simulation: V, Omega, its cells
     (Omega split evenly), s, p, R = each detection delay + the reaction overhead."""
+    v = Validator(sc.file)
+    check_defences(v, sc.defences)
+    v.raise_if_any()
     pop = outbreak.Population(sc.vulnerable, sc.omega, sc.cells, max(
         -(-sc.vulnerable // sc.cells), sc.omega // sc.cells))
     p = sc.local_preference if sc.strategy == "local" else 0.0
@@ -270,7 +278,7 @@ def summarize_runs(sc: SimScenario, c: Config, runs: Sequence[dict[str, Any]],
     contained = sum(r["infected"] < V and r["ended_s"] < sc.duration_s for r in runs)
     # runs kept from before the engine recorded when a run ended cannot say whether they
     # were over: no containment share rather than a wrong one
-    ends_known = all(r.get("ends_recorded") for r in runs)
+    ends_known = all(r.get("ends_recorded") or r["infected"] == V for r in runs)
     out: dict[str, Any] = {
         "defence": c.defence, "configuration": c.label, **c.params,
         "reaction_time_s": c.reaction_time_s,

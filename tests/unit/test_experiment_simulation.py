@@ -169,6 +169,8 @@ def test_emulated_scenarios_run_as_simulations():
     sc = simulate.load(ROOT / "scenarios" / "demo.yaml", overhead_s=0.05)
     assert (sc.population.vulnerable, sc.population.omega) == (24, 378)
     assert sc.reaction_time_s == (1.05,) and sc.runs >= 10
+    with pytest.raises(ConfigError, match=r"scope_sweep.yaml: defences\[1\].scope_cells"):
+        simulate.load(ROOT / "scenarios" / "scope_sweep.yaml")      # seals of 2..6 cells
 
 
 def test_observed_threshold_interpolates_the_crossing():
