@@ -28,8 +28,6 @@ from typing import Protocol
 
 from controller.experiment.model import Outbreak
 
-SCOPES = ("all", "group", "none")
-
 
 @dataclass(frozen=True)
 class Population:
@@ -61,7 +59,8 @@ class Population:
 
 @dataclass(frozen=True)
 class Control:
-    """What holds for one infected host: probes/s it sends and where they may go."""
+    """What holds for one infected host: probes/s it sends and where they may go
+    (scope "all", "group": its own cell only, "none": nowhere)."""
 
     rate: float
     scope: str = "all"

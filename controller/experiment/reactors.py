@@ -58,6 +58,8 @@ def control_of(decision: Decision, scan_rate: float, frame_bytes: int = FRAME_BY
 
 
 class NoDefence:
+    """Every infected host scans at s until the end (the baseline; nothing reports)."""
+
     reaction_s = None
 
     def __init__(self, scan_rate: float):
