@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks writing results/bench/<name>.json")
     b.add_argument("name", choices=["forwarding", "auth", "reaction", "reports", "failover",
-                                    "auth_radius", "all"],
+                                    "simulation", "auth_radius", "all"],
                    help="all: every one but auth_radius (EAP-TLS via FreeRADIUS, about "
                         "1 min, run on its own)")
     b.add_argument("--out", default="results/bench")
@@ -218,7 +218,7 @@ PROGRAMS = [
     ("sp", "controller.admission.sp_demo", "demo application server and client (X.1124 SP/SS)"),
 ]
 EXPERIMENT = ("experiment", "controller.experiment.runner",
-              "containment experiments (crs experiment run ...)")
+              "containment experiments (crs experiment run|simulate ...)")
 # subcommands whose arguments all go to the program's own parser
 PASS_THROUGH = {name: module for name, module, _ in PROGRAMS + [EXPERIMENT]}
 
@@ -538,9 +538,10 @@ BENCHES = {
     "reaction": ("controller.bench.reaction", lambda a: {"profile": a.profile}),
     "reports": ("controller.bench.reports", lambda a: {"profile": a.profile}),
     "failover": ("controller.bench.failover", lambda a: {}),
+    "simulation": ("controller.bench.simulation", lambda a: {"repeat": a.repeat}),
     "auth_radius": ("controller.bench.auth_radius", lambda a: {}),
 }
-IN_ALL = ("forwarding", "auth", "reaction", "reports", "failover")
+IN_ALL = ("forwarding", "auth", "reaction", "reports", "failover", "simulation")
 
 
 def cmd_bench(a: argparse.Namespace) -> int:

@@ -73,6 +73,22 @@ def blacklist_expected_fraction(vulnerable: int, k: float, reaction_s: float) ->
     return min(1.0, blacklist_expected_total(k, reaction_s) / vulnerable)
 
 
+def blacklist_mean_final_fraction(vulnerable: int, k: float, reaction_s: float) -> float:
+    """Expected final fraction under blacklisting for any K*R, from one seed: below the
+    threshold the branching total 1/(1-K*R) hosts; above it an outbreak takes off with
+    probability 1-q (q = e^(-KR(1-q)), extinction of a Poisson(KR) branching process) and
+    then reaches z = 1 - e^(-KR*z) (the epidemic final size, which holds for a fixed
+    infectious period R), so the mean is (1-q)*z plus the small outbreaks' share."""
+    kr = k * reaction_s
+    if kr < 1:
+        return min(1.0, blacklist_expected_total(k, reaction_s) / vulnerable)
+    q = z = 0.5
+    for _ in range(2000):
+        q, z = math.exp(-kr * (1 - q)), 1 - math.exp(-kr * z)
+    small = q / (1 - kr * q) / vulnerable if kr * q < 1 else 0.0   # dual subcritical process
+    return min(1.0, (1 - q) * z + small)
+
+
 def critical_reaction_s(scan_rate: float, vulnerable: int, omega: int) -> float:
     """Blacklisting contains only below R = Omega/(s*V) = 1/K."""
     k = predicted_k(scan_rate, vulnerable, omega)

@@ -3,7 +3,8 @@
 - timeline.png: infected fraction over time, median of the runs per configuration with a
   band from the lowest to the highest run; next to the no-defence curve the fitted logistic
   and the predicted one (K = s*V/Omega), fit error and R^2 in the legend.
-- delay.png: final infected fraction (median, bar to p95, and mean) against detection delay,
+- delay.png: final infected fraction (median with a bar to p95; mean with its 95 % interval)
+  against detection delay,
   with the blacklisting model 1/(1-K*R)/V at R = delay + overhead (an expected value: compare
   it with the mean; the median of small outbreaks is usually the seed alone).
 - scope.png: final infected fraction against a scope parameter (cell_seal scope_cells,
@@ -118,8 +119,16 @@ def plot_sweep(summary: dict[str, Any], x_key: str, path: str | Path, xlabel: st
         mean = np.array([c.get("infected_fraction_mean", np.nan) for c in cs])
         ax.errorbar(x, y, yerr=[np.zeros_like(y), np.maximum(hi - y, 0)], fmt="o-",
                     color=f"C{i + 1}", capsize=3, label=f"{name} median (bar to p95)")
-        # the models give expected values: compare them with the mean
-        ax.plot(x, mean, "s--", mfc="none", color=f"C{i + 1}", label=f"{name} mean")
+        # the models give expected values: compare them with the mean and its interval
+        ci = [c.get("infected_fraction_ci95") for c in cs]
+        if all(ci):
+            lo_ci = np.array([b[0] for b in ci])
+            hi_ci = np.array([b[1] for b in ci])
+            ax.errorbar(x, mean, yerr=[np.maximum(mean - lo_ci, 0), np.maximum(hi_ci - mean, 0)],
+                        fmt="s--", mfc="none", color=f"C{i + 1}", capsize=5, alpha=0.8,
+                        label=f"{name} mean (95 % CI)")
+        else:
+            ax.plot(x, mean, "s--", mfc="none", color=f"C{i + 1}", label=f"{name} mean")
     ref = next((c for c in confs if c.get("predicted_k_per_s")), None)
     if overhead_s is not None and x_key == "detection_delay_s" and ref:
         k, v = ref["predicted_k_per_s"], ref["vulnerable"]
@@ -151,3 +160,79 @@ def plot_all(summary: dict[str, Any], results: Sequence[RunResult], out_dir: str
         if varies(key):
             made.append(plot_sweep(summary, key, out / f"scope_{key}.png", label))
     return made
+
+
+def plot_simulation(summary: dict[str, Any], rows: Sequence[dict[str, Any]],
+                    out_dir: str | Path) -> list[Path]:
+    """Figures of `crs experiment simulate`: reaction.png (final fraction against R, mean
+    with its 95 % interval, median, and the blacklisting and content-filtering models) when
+    R is swept, and timeline.png (mean curves with the runs' 2.5-97.5 % spread, the
+    logistic model next to no defence)."""
+    out = Path(out_dir)
+    made = [_sim_timeline(summary, rows, out / "timeline.png")]
+    if any(c.get("reaction_time_s") for c in summary["runs"]):
+        made.append(_sim_reaction(summary, out / "reaction.png"))
+    return made
+
+
+def _sim_reaction(summary: dict[str, Any], path: Path) -> Path:
+    sc = summary["scenario"]
+    fig, ax = _new(f"{sc['name']}: V={sc['vulnerable']:,}, Ω={sc['omega']:,}, "
+                   f"s={sc['scan_rate_per_s']:g}/s, {sc['runs']} runs per point",
+                   "reaction time R (min)", "infected fraction after the run")
+    series: dict[str, list[dict[str, Any]]] = {}
+    for c in summary["runs"]:
+        if c.get("reaction_time_s"):
+            series.setdefault(c["configuration"].rsplit(" R=", 1)[0], []).append(c)
+        else:
+            ax.axhline(c["infected_fraction_mean"], ls="--", lw=1, color="grey", alpha=0.7)
+            ax.annotate(c["configuration"], (0, c["infected_fraction_mean"]),
+                        xycoords=("axes fraction", "data"), fontsize=7, color="grey",
+                        xytext=(3, 2), textcoords="offset points")
+    rs_all: list[float] = []
+    for i, (name, cs) in enumerate(series.items()):
+        cs = sorted(cs, key=lambda c: c["reaction_time_s"])
+        x = np.array([c["reaction_time_s"] / 60 for c in cs])
+        rs_all += list(x)
+        mean = np.array([c["infected_fraction_mean"] for c in cs])
+        lo = np.array([c["infected_fraction_ci95"][0] for c in cs])
+        hi = np.array([c["infected_fraction_ci95"][1] for c in cs])
+        ax.errorbar(x, mean, yerr=[np.maximum(mean - lo, 0), np.maximum(hi - mean, 0)],
+                    fmt="o-", color=f"C{i}", capsize=3, label=f"{name}: mean, 95 % CI")
+        ax.plot(x, [c["infected_fraction"] for c in cs], "x", color=f"C{i}", alpha=0.6)
+    if rs_all:
+        k, v = summary["predicted_k_per_s"], sc["vulnerable"]
+        xs = np.geomspace(min(rs_all), max(rs_all), 300)
+        ax.plot(xs, [model.blacklist_mean_final_fraction(v, k, x * 60) for x in xs], ":",
+                color="k", label="blacklisting model (branching / final size)")
+        ax.plot(xs, [model.content_filter_final(v, k, x * 60) / v for x in xs], "-.",
+                color="k", alpha=0.5, label="content filtering everywhere at R")
+        crit = summary["critical_reaction_s"] / 60
+        ax.axvline(crit, color="k", alpha=0.3, lw=1)
+        ax.annotate(f"Ω/(s·V) = {crit:.1f} min", (crit, 1.0), fontsize=7, xytext=(3, -10),
+                    textcoords="offset points")
+        ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.05)
+    ax.legend(fontsize=7, loc="center right")
+    return _save(fig, path)
+
+
+def _sim_timeline(summary: dict[str, Any], rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    sc = summary["scenario"]
+    fig, ax = _new(f"{sc['name']}: infected fraction over time (mean of {sc['runs']} runs)",
+                   "time since the first infection (h)", "infected fraction of vulnerable")
+    names = [c["configuration"] for c in summary["runs"]
+             if not c.get("reaction_time_s")] or [summary["runs"][0]["configuration"]]
+    for i, name in enumerate(names):
+        rs = [r for r in rows if r["configuration"] == name]
+        t = np.array([r["time_s"] for r in rs]) / 3600
+        ax.plot(t, [r["infected_fraction_mean"] for r in rs], color=f"C{i}", lw=2, label=name)
+        ax.fill_between(t, [r["runs_p2_5"] for r in rs], [r["runs_p97_5"] for r in rs],
+                        color=f"C{i}", alpha=0.15)
+    t = np.linspace(0, sc["duration_s"], 400)
+    k, v = summary["predicted_k_per_s"], sc["vulnerable"]
+    ax.plot(t / 3600, model.logistic(t, k, model.t50(k, v)), ":", color="k",
+            label=f"logistic, K = s·V/Ω = {k * 3600:.2f}/h")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

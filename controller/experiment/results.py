@@ -14,7 +14,9 @@ Definitions (also in docs/experiments.md):
 - t50_s: time until half of the vulnerable terminals were infected; null if never.
 Across the runs of one configuration: median and 95th percentile (nearest rank), with
 non-contained runs / never-reached t50 counted as infinitely late, so a median that is
-infinite becomes null.
+infinite becomes null. Uncertainty (controller.experiment.stats): the mean infected fraction
+with its 95 % bootstrap interval, the share of contained runs with its exact binomial
+interval, and the seeds.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from controller import jsonfile
-from controller.experiment import model
+from controller.experiment import model, stats
 
 DEFAULT_QUIET_S = 10.0
 
@@ -56,6 +58,7 @@ class RunResult:
     bad_lines: int = 0
     params: dict[str, Any] = field(default_factory=dict)
     quiet_s: float = DEFAULT_QUIET_S
+    seed: int | None = None                   # the scenario seed of this run, when known
 
     @property
     def infected(self) -> int:
@@ -113,7 +116,8 @@ def read_events(paths: Iterable[str | Path]) -> tuple[list[dict[str, Any]], int]
 
 def analyze_run(records: list[dict[str, Any]], defence: str, run: int,
                 configuration: str | None = None, params: dict[str, Any] | None = None,
-                quiet_s: float = DEFAULT_QUIET_S, bad_lines: int = 0) -> RunResult:
+                quiet_s: float = DEFAULT_QUIET_S, bad_lines: int = 0,
+                seed: int | None = None) -> RunResult:
     """One run's result from all its hosts' records."""
     starts = {r["host"]: r for r in records if r.get("event") == "start" and "host" in r}
     if not starts:
@@ -139,15 +143,16 @@ def analyze_run(records: list[dict[str, Any]], defence: str, run: int,
                      end_s=max(end, 0.0), detection_delay_s=first.get("detection_delay"),
                      scan_rate_per_s=first.get("scan_rate"), omega=first.get("space_size"),
                      probes_sent=sent, probes_acked=acked, probes_received=received,
-                     bad_lines=bad_lines, params=dict(params or {}), quiet_s=quiet_s)
+                     bad_lines=bad_lines, params=dict(params or {}), quiet_s=quiet_s,
+                     seed=seed)
 
 
 def load_run(paths: Iterable[str | Path], defence: str, run: int,
              configuration: str | None = None, params: dict[str, Any] | None = None,
-             quiet_s: float = DEFAULT_QUIET_S) -> RunResult:
+             quiet_s: float = DEFAULT_QUIET_S, seed: int | None = None) -> RunResult:
     """read_events + analyze_run for the events files of one run."""
     records, bad = read_events(paths)
-    return analyze_run(records, defence, run, configuration, params, quiet_s, bad)
+    return analyze_run(records, defence, run, configuration, params, quiet_s, bad, seed)
 
 
 # --- outputs -----------------------------------------------------------------------------
@@ -174,10 +179,7 @@ def write_timeline_csv(results: Sequence[RunResult], path: str | Path, step_s: f
         w.writerows(timeline_rows(results, step_s))
 
 
-def _percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (no interpolation: with 10 runs p95 is the worst run)."""
-    s = sorted(values)
-    return s[max(0, math.ceil(q / 100 * len(s)) - 1)]
+_percentile = stats.nearest_rank
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -198,7 +200,13 @@ def summarize_configuration(results: Sequence[RunResult]) -> dict[str, Any]:
         "infected_fraction_p95": round(_percentile(fr, 95), 4),
         "infected_fraction_mean": round(statistics.fmean(fr), 4),
         "infected_fraction_per_run": [round(x, 4) for x in fr],
+        # the mean's 95 % percentile-bootstrap interval (controller.experiment.stats)
+        "infected_fraction_ci95": stats.describe(fr)["ci95"],
         "contained_fraction": round(sum(r.contained for r in results) / len(results), 4),
+        # exact binomial (Clopper-Pearson) 95 % interval of the share of contained runs
+        "contained_fraction_ci95": stats.proportion(sum(r.contained for r in results),
+                                                    len(results))["ci95"],
+        "seeds": [r.seed for r in results],
         "time_to_containment_s": _finite_or_none(statistics.median(ttc)),
         "time_to_containment_s_p95": _finite_or_none(_percentile(ttc, 95)),
         "t50_s": _finite_or_none(statistics.median(t50)),

@@ -219,7 +219,7 @@ def run_one(ctx: RunContext) -> tuple[results.RunResult, dict[str, Any]]:
             ctl.stop()
     paths = sorted(events_dir.glob("*.jsonl"))
     result = results.load_run(paths, spec.defence, spec.run, configuration=spec.label,
-                              params=spec.params)
+                              params=spec.params, seed=spec.seed)
     if files.agents:
         worm_records, _ = results.read_events(paths)
         hosts = reaction.per_host(worm_records, jsonfile.read_lines(run_dir / "audit.jsonl"))
@@ -552,8 +552,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """0: done (every run succeeded); 1: some or all runs failed; 2: bad scenario/arguments."""
+    """`run` (Mininet) or `simulate` (controller.experiment.simulate).
+    0: done (every run succeeded); 1: some or all runs failed; 2: bad scenario/arguments."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulate"]:     # no Mininet, no root: the discrete-event simulation
+        from controller.experiment import simulate
+        return simulate.main(argv[1:])
     if argv[:1] == ["run"]:
         argv = argv[1:]
     try:

@@ -187,7 +187,7 @@ def parse_scenario(data: Any, file: str = "<scenario>", check_files: bool = Fals
     d = v.mapping(data, SCHEMA)
     if not d:
         v.raise_if_any()
-    defences = tuple(_defences(v, d.get("defences") or []))
+    defences = tuple(parse_defences(v, d.get("defences") or []))
     cells, tpc = d["cells"], d["terminals_per_cell"]
     space = d["space"]
     if space is None:
@@ -252,7 +252,8 @@ def _check_population(v: Validator, d: dict[str, Any], space: list[str], cells: 
             v.problem("seed_host", f"{d['seed_host']!r} is not a terminal (c1t1..c{cells}t{tpc})")
 
 
-def _defences(v: Validator, items: list[Any]) -> list[Defence]:
+def parse_defences(v: Validator, items: list[Any]) -> list[Defence]:
+    """The `defences` list (names or mappings with parameters and sweeps), validated."""
     out, labels = [], set()
     for i, item in enumerate(items):
         key = f"defences[{i}]"

@@ -20,7 +20,7 @@ from corekit import ROOT
 from controller import cli
 
 # subcommands a program's parser accepts without declaring them as subparsers
-EXTRA = [("experiment", "run")]
+EXTRA = [("experiment", "run"), ("experiment", "simulate")]
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
