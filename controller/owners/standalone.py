@@ -13,8 +13,8 @@ the rules here are about where a terminal is, and they fail closed:
   dropped (counted, logged), so a terminal can neither take a neighbour's place nor leave
   its own quarantined port by changing its MAC;
 - a free terminal leaves when its port goes down (then it may come back anywhere, with
-  its level); a restricted one stays held on its port, restrictions and all, until a clean
-  report or an operator frees it: unplugging and coming back with a new MAC is no way out;
+  its level); a restricted one stays held on its port, restrictions and all, until its own
+  clean report frees it: unplugging and coming back with a new MAC is no way out;
 - a port that carries a terminal never becomes inter-switch (a relayed LLDP frame is
   refused, with an alarm), and the controller's service address may be claimed (source
   MAC, ARP) only from its own port, which the switch names (`crs service attach`).
