@@ -58,22 +58,27 @@ def admission_base(mode: AdmissionMode, infra_ports: set[int],
                    local_eapol: bool = False) -> list[Message]:
     """`local_eapol`: this switch's EAPOL goes through its LOCAL port (`admission.
     local_port`): nothing else from LOCAL passes."""
-    up = [Meter(EAPOL_METER_ID), Apply((Output(OFPP_CONTROLLER),))]
     msgs: list[Message] = [
         ADMISSION.delete_all(),
         MeterMod(EAPOL_METER_ID, "delete"),  # a reconnecting switch may still hold it
         MeterMod(EAPOL_METER_ID, "add", rate=mode.eapol_pps, burst=max(10, mode.eapol_pps // 10),
                  pps=True),
         ADMISSION.flow(Priority.ADM_CONTROL, {"eth_type": ETH_TYPE_LLDP}, []),
-        ADMISSION.flow(Priority.ADM_CONTROL, {"eth_type": ETH_TYPE_EAPOL}, up),
+        ADMISSION.flow(Priority.ADM_CONTROL, {"eth_type": ETH_TYPE_EAPOL},
+                       [Meter(EAPOL_METER_ID), Apply((Output(OFPP_CONTROLLER),))]),
     ]
-    msgs += [ADMISSION.flow(Priority.ADM_INFRA, {"in_port": p}, [Goto(SECURITY.table_id)])
-             for p in sorted(infra_ports)]
+    msgs += [infra_port_flow(p) for p in sorted(infra_ports)]
     if mode.open:
         msgs.append(ADMISSION.flow(Priority.ADM_OPEN, {}, [Goto(SECURITY.table_id)]))
     elif local_eapol:
         msgs += local_port.base_flows()
     return msgs
+
+
+def infra_port_flow(port: int) -> Message:
+    """Table 0: traffic from an inter-switch port (or the controller's service port) passes
+    on: it was admitted at its own edge."""
+    return ADMISSION.flow(Priority.ADM_INFRA, {"in_port": port}, [Goto(SECURITY.table_id)])
 
 
 def eapol_port_flows(mode: AdmissionMode, port: int,

@@ -40,14 +40,14 @@ from controller.openflow.ofmsg import (
     OFPP_CONTROLLER,
     OFPP_TABLE,
     Apply,
-    Goto,
     Message,
     Meter,
     MeterMod,
     Output,
     PacketOut,
 )
-from controller.openflow.tables import ADMISSION, SECURITY, Priority
+from controller.openflow.tables import ADMISSION, Priority
+from controller.pipeline import infra_port_flow
 from controller.settings import Loaded, Settings
 from controller.topology import HostSpec, Topology
 
@@ -156,7 +156,7 @@ class Standalone:
         ports = {p for d, p in self.links.peer if d == dpid}
         if self.service is not None and self.service[0] == dpid:
             ports.add(self.service[1])
-        return msgs + [_admitted(p) for p in sorted(ports)]
+        return msgs + [infra_port_flow(p) for p in sorted(ports)]
 
     def port_up(self, dpid: int, port: int, now: float, name: str | None = None) -> Out:
         """A port came up: the service port (named so by the switch) is admitted; any
@@ -166,7 +166,7 @@ class Standalone:
         if name == SERVICE_PORT_NAME and (dpid, port) not in self.at:
             self.service = (dpid, port)
             self.counters["service_port_found"] += 1
-            return [(dpid, _admitted(port))]
+            return [(dpid, infra_port_flow(port))]
         self.up.setdefault(dpid, set()).add(port)
         return self._probe(dpid, port, now)
 
@@ -207,7 +207,7 @@ class Standalone:
             self.audit.write({"event": "alarm", "kind": "trunk_claim", "terminal": who,
                               "dpid": d, "port": p})
             return []
-        return [(d, _admitted(p)) for d, p in self.links.add(*ends)]
+        return [(d, infra_port_flow(p)) for d, p in self.links.add(*ends)]
 
     # --- frames ---------------------------------------------------------------------
 
@@ -260,8 +260,3 @@ class Standalone:
         self.where.pop(tid, None)
         return self.security.leave(tid, reason, now)
 
-
-def _admitted(port: int):
-    """Table 0: traffic from an inter-switch port (or the service port) passes on: it was
-    admitted at its own edge."""
-    return ADMISSION.flow(Priority.ADM_INFRA, {"in_port": port}, [Goto(SECURITY.table_id)])
