@@ -218,7 +218,7 @@ PROGRAMS = [
     ("sp", "controller.admission.sp_demo", "demo application server and client (X.1124 SP/SS)"),
 ]
 EXPERIMENT = ("experiment", "controller.experiment.runner",
-              "containment experiments (crs experiment run|simulate ...)")
+              "containment experiments (crs experiment run|simulate|compare ...)")
 # subcommands whose arguments all go to the program's own parser
 PASS_THROUGH = {name: module for name, module, _ in PROGRAMS + [EXPERIMENT]}
 

@@ -54,6 +54,8 @@ def control_of(decision: Decision, scan_rate: float, frame_bytes: int = FRAME_BY
         return Control(0.0, "none")
     rate = scan_rate if decision.meter_kbps is None else \
         model.metered_rate(scan_rate, decision.meter_kbps, frame_bytes)
+    if decision.meter_pps is not None:       # a packets/s band: at most that many probes
+        rate = min(rate, float(decision.meter_pps))
     return Control(rate, "group" if decision.scope == "group" else "all")
 
 

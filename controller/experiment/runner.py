@@ -558,6 +558,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["simulate"]:     # no Mininet, no root: the discrete-event simulation
         from controller.experiment import simulate
         return simulate.main(argv[1:])
+    if argv[:1] == ["compare"]:      # an emulated sweep against the simulation at its R
+        from controller.experiment import compare
+        return compare.main(argv[1:])
     if argv[:1] == ["run"]:
         argv = argv[1:]
     try:

@@ -145,6 +145,9 @@ def test_decisions_become_controls_as_table_1_would_enforce_them():
     assert reactors.control_of(metered, S).rate == pytest.approx(8000 / (8 * 418))
     grp = Decision(Level.INFECTED, ("permit",), scope="group")
     assert reactors.control_of(grp, S) == outbreak.Control(S, "group")
+    # a packets/s band: the scanner sends at most that many probes (S = 10/s here)
+    pps = Decision(Level.INFECTED, ("rate_limit",), meter_pps=1)
+    assert reactors.control_of(pps, S) == outbreak.Control(1.0, "all")
 
 
 def test_scenario_validation_names_file_and_key(tmp_path):
