@@ -37,7 +37,7 @@ class Frame:
 
 
 def mac_str(raw: bytes) -> str:
-    return ":".join(f"{b:02x}" for b in raw)
+    return raw.hex(":")
 
 
 def mac_bytes(mac: str) -> bytes:

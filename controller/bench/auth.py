@@ -53,6 +53,7 @@ from controller.emulation.processes import (
     controller_config,
     wait_until,
 )
+from controller.rawsock import ETH_P_ALL, attach_ethertype_filter
 
 SERVER = "web"
 SERVER_PORT = 80                  # web/http: entitled for cells 1..3 (authorization.yaml)
@@ -137,6 +138,19 @@ def parse_probe_output(text: str) -> tuple[bool, dict[str, dict[str, float]]]:
     return sending, first
 
 
+def parse_probe_eapol(text: str) -> dict[str, dict[str, float]]:
+    """Per source IP, the wire times of its EAPOL-Start and EAP-Success (``EAPOL`` lines) and
+    of the controller's last OpenFlow message before its first arrival (``OFLAST``)."""
+    out: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if parts[:1] == ["EAPOL"] and len(parts) == 4 and parts[2] in ("START", "SUCCESS"):
+            out.setdefault(parts[1], {})[parts[2]] = float(parts[3])
+        elif parts[:1] == ["OFLAST"] and len(parts) == 4:
+            out.setdefault(parts[1], {})["OFLAST"] = float(parts[2])
+    return out
+
+
 def supplicant_start_time(text: str) -> float | None:
     """The unix time of the first ``EAPOL-START`` line of our supplicant's output."""
     for line in text.splitlines():
@@ -175,19 +189,77 @@ def _socket_in(netns: str, family: int, kind: int, proto: int) -> socket.socket:
         os.close(home)
 
 
-def probe(sources: list[tuple[str, str]], server_ns: str, server_if: str, dst_ip: str, dport: int,
-          sport: int, interval_s: float, timeout_s: float, out=print) -> int:
-    """Send SYNs from every (netns path, source IP) every ``interval_s`` until its first one is
-    seen on the server interface (or ``timeout_s``). Prints SENDING, FIRST and DONE lines."""
+def _kernel_time(anc: list) -> float:
+    for level, kind, value in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+            sec, nsec = struct.unpack("qq", value[:16])
+            return sec + nsec / 1e9
+    return time.time()
+
+
+def eapol_event(frame: bytes, outgoing: bool) -> str | None:
+    """START for an EAPOL-Start the terminal sends, SUCCESS for an EAP-Success it receives
+    (the two ends of its authentication on the wire), else None."""
+    if len(frame) < 16 or frame[12:14] != b"\x88\x8e":
+        return None
+    if outgoing and frame[15] == 1:
+        return "START"
+    if not outgoing and frame[15] == 0 and len(frame) >= 19 and frame[18] == 3:
+        return "SUCCESS"
+    return None
+
+
+def _eapol_watch(ns: str, ifname: str) -> socket.socket:
+    """A packet socket on a terminal's interface, inside its namespace: its EAPOL both ways
+    with kernel timestamps (the wire times of its EAPOL-Start and EAP-Success)."""
+    s = _socket_in(ns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    attach_ethertype_filter(s, 0x888E)       # ETH_P_ALL: also the frames it sends
+    s.bind((ifname, ETH_P_ALL))
+    s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    s.setblocking(False)
+    return s
+
+
+def of_segment(frame: bytes, of_port: int) -> bool:
+    """A TCP segment with data from the controller's OpenFlow port (loopback, IPv4)."""
+    if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
+        return False
+    ihl = (frame[14] & 0x0F) * 4
+    tcp = 14 + ihl
+    if len(frame) < tcp + 20:
+        return False
+    total = int.from_bytes(frame[16:18], "big")
+    data_off = (frame[tcp + 12] >> 4) * 4
+    return int.from_bytes(frame[tcp:tcp + 2], "big") == of_port and total > ihl + data_off
+
+
+def probe(sources: list[tuple[str, ...]], server_ns: str, server_if: str, dst_ip: str, dport: int,
+          sport: int, interval_s: float, timeout_s: float, out=print, of_port: int = 0) -> int:
+    """Send SYNs from every (netns path, source IP[, interface]) every ``interval_s`` until its
+    first one is seen on the server interface (or ``timeout_s``). Prints SENDING, FIRST and
+    DONE lines, and with an interface the wire times of the terminal's first EAPOL-Start
+    and EAP-Success (EAPOL lines)."""
     rx = _socket_in(server_ns, socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
     rx.bind((server_if, ETH_P_IP))
     rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     rx.setblocking(False)
     tx = {}
-    for ns, ip in sources:
+    watch: dict[socket.socket, str] = {}
+    for ns, ip, *iface in sources:
         s = _socket_in(ns, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
         s.setblocking(False)
         tx[ip] = s
+        if iface and iface[0]:
+            watch[_eapol_watch(ns, iface[0])] = ip
+    seen: set[tuple[str, str]] = set()
+    of_watch = None
+    if of_port:      # the controller's messages to the switches, on loopback (this namespace)
+        of_watch = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        attach_ethertype_filter(of_watch, 0x0800)
+        of_watch.bind(("lo", ETH_P_ALL))
+        of_watch.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        of_watch.setblocking(False)
+    of_times: list[float] = []
     sent: dict[str, list[float]] = {ip: [] for ip in tx}
     errors = 0
     pending = set(tx)
@@ -211,8 +283,30 @@ def probe(sources: list[tuple[str, str]], server_ns: str, server_if: str, dst_ip
             next_send += interval_s
             if next_send < now:                      # fell behind: skip, do not burst
                 next_send = now + interval_s
-        r, _, _ = select.select([rx], [], [], max(0.0, next_send - time.monotonic()))
-        while r:
+        r, _, _ = select.select([rx, *watch, *([of_watch] if of_watch else [])], [], [],
+                                max(0.0, next_send - time.monotonic()))
+        for w in r:
+            if w is rx:
+                continue
+            if w is of_watch:
+                while True:
+                    try:
+                        frame, anc, _, addr = w.recvmsg(4096, 64)
+                    except BlockingIOError:
+                        break
+                    if addr[2] == PACKET_OUTGOING and of_segment(frame, of_port):
+                        of_times.append(_kernel_time(anc))
+                continue
+            while True:
+                try:
+                    frame, anc, _, addr = w.recvmsg(2048, 64)
+                except BlockingIOError:
+                    break
+                what = eapol_event(frame, len(addr) > 2 and addr[2] == PACKET_OUTGOING)
+                if what and (watch[w], what) not in seen:
+                    seen.add((watch[w], what))
+                    out(f"EAPOL {watch[w]} {what} {_kernel_time(anc):.6f}")
+        while rx in r:
             try:
                 data, anc, _, addr = rx.recvmsg(2048, 64)
             except BlockingIOError:
@@ -223,19 +317,19 @@ def probe(sources: list[tuple[str, str]], server_ns: str, server_if: str, dst_ip
             if (syn is None or syn.src_ip not in pending
                     or (syn.dport, syn.sport, syn.dst_ip) != (dport, sport, dst_ip)):
                 continue
-            ts = time.time()
-            for level, kind, value in anc:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
-                    sec, nsec = struct.unpack("qq", value[:16])
-                    ts = sec + nsec / 1e9
+            ts = _kernel_time(anc)
             pending.discard(syn.src_ip)
+            if of_watch is not None:   # the controller's last message before this arrival
+                before = [t for t in of_times if t <= ts]
+                if before:
+                    out(f"OFLAST {syn.src_ip} {before[-1]:.6f} {len(before)}")
             times = sent[syn.src_ip]
             at = times[syn.seq] if syn.seq < len(times) else float("nan")
             out(f"FIRST {syn.src_ip} {ts:.6f} {syn.seq} {at:.6f} {len(times)}")
     gaps = [b - a for ts in sent.values() for a, b in zip(ts, ts[1:])]
     mean_gap = sum(gaps) / len(gaps) * 1000 if gaps else 0.0
     out(f"DONE missing={len(pending)} send_errors={errors} mean_interval_ms={mean_gap:.4f}")
-    for s in [rx, *tx.values()]:
+    for s in [rx, *tx.values(), *watch, *([of_watch] if of_watch else [])]:
         s.close()
     return 0 if not pending else 1
 
@@ -249,17 +343,23 @@ def probe_main(argv: Sequence[str]) -> int:
     ap.add_argument("--dst", required=True)
     ap.add_argument("--dport", type=int, default=SERVER_PORT)
     ap.add_argument("--sport", type=int, required=True)
-    ap.add_argument("--source", action="append", required=True, help="NETNS_PATH,IP (repeat)")
+    ap.add_argument("--source", action="append", required=True,
+                    help="NETNS_PATH,IP[,INTERFACE] (repeat; with the interface also the "
+                         "wire times of its EAPOL-Start and EAP-Success)")
+    ap.add_argument("--of-port", type=int, default=0,
+                    help="the controller's OpenFlow port: also the time of its last message "
+                         "to a switch before each first arrival (loopback)")
     ap.add_argument("--interval-ms", type=float, default=1.0)
     ap.add_argument("--timeout-s", type=float, default=30.0)
     a = ap.parse_args(argv)
     try:
-        sources = [tuple(s.split(",", 1)) for s in a.source]
-        for ns, ip in sources:
-            socket.inet_aton(ip)
+        sources = [tuple(s.split(",", 2)) for s in a.source]
+        for src in sources:
+            socket.inet_aton(src[1])
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
         return probe(sources, a.server_netns, a.server_if, a.dst, a.dport, a.sport,
-                     a.interval_ms / 1000, a.timeout_s, out=lambda s: print(s, flush=True))
+                     a.interval_ms / 1000, a.timeout_s, out=lambda s: print(s, flush=True),
+                     of_port=a.of_port)
     except (OSError, ValueError) as exc:
         print(f"probe: {exc}", file=sys.stderr, flush=True)
         return 2
@@ -328,8 +428,9 @@ class Bench:
                     f"ping -c1 -W1 {t.ip} >/dev/null; ip neigh del {t.ip} dev {SERVER}-eth0")
 
     def first_packet_round(self, names: list[str], sport: int, interval_ms: float,
-                           tag: str) -> dict:
-        """One round: probe on, our supplicants started together, first arrivals, logoff."""
+                           tag: str, supplicant: str = "wpa") -> dict:
+        """One round: probe on, the supplicants started together (wpa_supplicant, or
+        `supplicant="ours"`: controller.admission.supplicant_main), first arrivals, logoff."""
         self.wait_revoked(names)
         srv = self.topo.host(SERVER)
         out = self.work / f"probe-{tag}.out"
@@ -338,11 +439,15 @@ class Bench:
                 "--server-if", f"{SERVER}-eth0", "--dst", srv.ip, "--dport", str(SERVER_PORT),
                 "--sport", str(sport), "--interval-ms", str(interval_ms),
                 "--timeout-s", str(min(self.timeout_s, 30.0))]
+        if len(names) == 1:       # one terminal: where its time after the Success goes
+            argv += ["--of-port", str(self.ctl.ofp_port)]
         for n in names:
-            argv += ["--source", f"/proc/{self.emu.host(n).pid}/ns/net,{self.topo.host(n).ip}"]
+            argv += ["--source",
+                     f"/proc/{self.emu.host(n).pid}/ns/net,{self.topo.host(n).ip},{n}-eth0"]
         with open(out, "w") as f:
             prb = subprocess.Popen(argv, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
         sups: dict[str, tuple[subprocess.Popen, Path]] = {}
+        ctrls: list[Any] = []
         try:
             wait_until(lambda: parse_probe_output(_text(out))[0] or prb.poll() is not None, 20,
                        "the probe to start sending")
@@ -350,6 +455,11 @@ class Bench:
                 raise RuntimeError(f"probe exited: {_text(out)[-400:]}")
             time.sleep(0.02)                         # SYNs are flowing before any EAPOL-Start
             for n in names:
+                if supplicant == "wpa":
+                    p, log, ctrl = self.wpa(n)
+                    sups[n] = (p, log)
+                    ctrls.append(ctrl)
+                    continue
                 log = self.work / f"sup-{tag}-{n}.out"
                 p = self.emu.popen(n, [PYTHON, "-m", "controller.admission.supplicant_main",
                                        "--interface", f"{n}-eth0", "--identity", f"{n}@crs.example",
@@ -367,9 +477,14 @@ class Bench:
             if prb.poll() is None:
                 prb.terminate()
                 prb.wait(10)
+            for c in ctrls:          # wpa_supplicant: an explicit EAPOL-Logoff first
+                try:
+                    c.request("LOGOFF")
+                except OSError:
+                    pass
             for p, _ in sups.values():
                 if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)        # EAPOL-Logoff: the terminal is revoked
+                    p.send_signal(signal.SIGTERM)        # ours: EAPOL-Logoff on SIGTERM
             for p, _ in sups.values():
                 try:
                     p.wait(10)
@@ -378,8 +493,22 @@ class Bench:
                     p.wait()
         ip_of = {self.topo.host(n).ip: n for n in names}
         arrivals = {ip_of[ip]: r["arrival"] for ip, r in first.items() if ip in ip_of}
+        wire = {ip_of[ip]: w for ip, w in parse_probe_eapol(_text(out)).items() if ip in ip_of}
+        # the EAPOL-Start as it left the terminal (kernel time) where the probe saw it,
+        # else (ours) the time our supplicant printed just before sending it
+        for n, w in wire.items():
+            if "START" in w:
+                starts[n] = w["START"]
         known = {n: t for n, t in starts.items() if t is not None}
         lat, missing = start_to_first_ms(known, arrivals)
+        eap_ms = [(w["SUCCESS"] - w["START"]) * 1000 for w in wire.values()
+                  if "START" in w and "SUCCESS" in w]
+        after_ms = [(arrivals[n] - w["SUCCESS"]) * 1000 for n, w in wire.items()
+                    if "SUCCESS" in w and n in arrivals]
+        to_flows_ms = [(w["OFLAST"] - w["SUCCESS"]) * 1000 for w in wire.values()
+                       if "OFLAST" in w and "SUCCESS" in w]
+        from_flows_ms = [(arrivals[n] - w["OFLAST"]) * 1000 for n, w in wire.items()
+                         if "OFLAST" in w and n in arrivals]
         missing += [n for n, t in starts.items() if t is None]
         done = _text(out).splitlines()[-1:] or [""]
         interval = next((float(x.split("=")[1]) for x in done[0].split()
@@ -388,6 +517,8 @@ class Bench:
                 "dropped_before_first": [r["seq"] for r in first.values()],
                 "send_to_arrival_ms": [(r["arrival"] - r["sent_at"]) * 1000
                                        for r in first.values()],
+                "start_to_success_ms": eap_ms, "success_to_first_ms": after_ms,
+                "success_to_last_of_ms": to_flows_ms, "last_of_to_first_ms": from_flows_ms,
                 "mean_send_interval_ms": interval}
 
     def first_packet(self, single: str, names: list[str], runs: int, rounds: int,
@@ -395,10 +526,24 @@ class Bench:
         self.static_neighbour(sorted(set(names) | {single}))
         self.teach_server_location()
         one = []
+        before = self.ctl.status().get("counters", {})
         for i in range(runs):
             time.sleep(START_PACE_S)       # the per-port EAPOL-Start bucket has a token again
             one.append(self.first_packet_round([single], 20000 + i, interval_ms, f"b1-{i}"))
-        print(f"(b) 1 terminal: {runs} runs", flush=True)
+        after = self.ctl.status().get("counters", {})
+        delta = {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int)}
+        n_flows = max(1, delta.get("timed_eapol_flows", 0))
+        # the controller's own time for the frame that admits (PSK-4: Success, commit, flows)
+        in_controller = {"admissions_and_revocations": delta.get("timed_eapol_flows", 0),
+                         "core_us": delta.get("time_eapol_flows_core_us", 0) / n_flows,
+                         "send_us": delta.get("time_eapol_flows_send_us", 0) / n_flows}
+        print(f"(b) 1 terminal: {runs} runs (wpa_supplicant)", flush=True)
+        ours = []        # the same with our Python supplicant (slower on the terminal's side)
+        for i in range(max(1, runs // 2)):
+            time.sleep(START_PACE_S)
+            ours.append(self.first_packet_round([single], 22000 + i, interval_ms, f"b1o-{i}",
+                                                supplicant="ours"))
+        print(f"(b) 1 terminal: {len(ours)} runs (ours)", flush=True)
         many = []
         for r in range(rounds):
             many.append(self.first_packet_round(names, 21000 + r, concurrent_interval_ms,
@@ -413,11 +558,27 @@ class Bench:
             dropped = [float(x) for r in rs for x in r["dropped_before_first"]]
             to_arrival = [x for r in rs for x in r["send_to_arrival_ms"]]
             return {"start_to_first_packet_ms": s, "p50_ms": s["p50"], "p99_ms": s["p99"],
+                    # on the terminal's wire: Start -> EAP-Success, EAP-Success -> first SYN
+                    # at the server (the binding's commit, its flows, the path)
+                    "start_to_success_ms": common.summary(
+                        [x for r in rs for x in r["start_to_success_ms"]]),
+                    "success_to_first_ms": common.summary(
+                        [x for r in rs for x in r["success_to_first_ms"]]),
+                    # one terminal: the Success -> the controller's last OpenFlow message
+                    # before the arrival (commit, flows) -> the arrival (switch, path)
+                    "success_to_last_of_ms": common.summary(
+                        [x for r in rs for x in r["success_to_last_of_ms"]]),
+                    "last_of_to_first_ms": common.summary(
+                        [x for r in rs for x in r["last_of_to_first_ms"]]),
                     "missing": sum(len(r["missing"]) for r in rs),
                     "syns_dropped_before_first": common.summary(dropped),
                     "send_to_arrival_ms": common.summary(to_arrival),
                     "mean_send_interval_ms": sum(intervals) / len(intervals) if intervals else None}
-        return {"single": {"runs": runs, "syn_interval_ms": interval_ms, **agg(one)},
+        return {"supplicant": "wpa_supplicant",
+                "single": {"runs": runs, "syn_interval_ms": interval_ms, **agg(one),
+                           "admitting_frame_in_controller": in_controller},
+                "single_our_supplicant": {"runs": len(ours), "syn_interval_ms": interval_ms,
+                                          **agg(ours)},
                 "concurrent": {"n_terminals": len(names), "rounds": rounds,
                                "syn_interval_ms": concurrent_interval_ms, **agg(many)},
                 "not_revoked_after": not_revoked}
@@ -701,10 +862,19 @@ def report_table(res: dict[str, Any]) -> str:
     oc, rc = ours["concurrent"]["first_ms"], ref.get("concurrent", {}).get("first_ms", {})
     rows.append([f"(a) EAP first, {n} at once", oc["n"], oc["p50"], oc["p99"], rc.get("p50"),
                  rc.get("p99"), _ratio(oc["p50"], rc.get("p50")), _ratio(oc["p99"], rc.get("p99"))])
-    for side, label in (("single", "1 terminal"), ("concurrent", f"{n} at once")):
+    for side, label in (("single", "1 terminal"), ("concurrent", f"{n} at once"),
+                        ("single_our_supplicant", "1 terminal, our supplicant")):
+        if side not in fp:
+            continue
         s = fp[side]["start_to_first_packet_ms"]
         rows.append([f"(b) Start->first pkt, {label}", s["n"], s["p50"], s["p99"],
                      None, None, None, None])
+        for key, what in (("start_to_success_ms", "Start->Success"),
+                          ("success_to_first_ms", "Success->first pkt")):
+            part = fp[side].get(key) or {}
+            if part.get("n"):
+                rows.append([f"    of which {what}", part["n"], part["p50"], part["p99"],
+                             None, None, None, None])
     return common.table(rows, ["measurement", "n", "ours p50 ms", "ours p99 ms", "hostapd p50 ms",
                                "hostapd p99 ms", "ratio p50", "ratio p99"])
 

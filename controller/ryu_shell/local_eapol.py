@@ -8,30 +8,19 @@ a kernel filter that keeps EAPOL only, and never sees its own writes.
 """
 from __future__ import annotations
 
-import ctypes
 import errno
 import logging
 import socket
-import struct
 from typing import Callable
 
+from controller.rawsock import ETH_P_ALL, attach_ethertype_filter
 from controller.ryu_shell.framework import hub
 
 log = logging.getLogger("crs.local_eapol")
-ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23
 PACKET_OUTGOING = 4
-SO_ATTACH_FILTER = 26
-# classic BPF: accept the frame if its ethertype (bytes 12-13) is 0x888e, else drop it
-_EAPOL_ONLY = [(0x28, 0, 0, 12), (0x15, 0, 1, 0x888E), (0x06, 0, 0, 0x40000), (0x06, 0, 0, 0)]
-
-
-def _attach_eapol_filter(sock: socket.socket) -> None:
-    prog = b"".join(struct.pack("HBBI", *ins) for ins in _EAPOL_ONLY)
-    buf = ctypes.create_string_buffer(prog)
-    fprog = struct.pack("HL", len(_EAPOL_ONLY), ctypes.addressof(buf))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+ETH_P_EAPOL = 0x888E
 
 
 class LocalEapol:
@@ -52,7 +41,7 @@ class LocalEapol:
                         dpid, exc)
             return False
         try:
-            _attach_eapol_filter(sock)
+            attach_ethertype_filter(sock, ETH_P_EAPOL)
             try:
                 sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
             except OSError:     # kernels before 4.20: the reader skips them itself

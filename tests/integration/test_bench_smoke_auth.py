@@ -43,6 +43,26 @@ def test_output_parsers_and_latency_pairing():
     assert ms == [250.0] and sorted(missing) == ["b", "c"]
 
 
+def test_wire_events_of_the_probe():
+    start = bytes(12) + b"\x88\x8e" + bytes([2, 1, 0, 0])
+    success = bytes(12) + b"\x88\x8e" + bytes([2, 0, 0, 4, 3, 7, 0, 4])
+    assert auth.eapol_event(start, outgoing=True) == "START"
+    assert auth.eapol_event(start, outgoing=False) is None       # someone else's Start
+    assert auth.eapol_event(success, outgoing=False) == "SUCCESS"
+    assert auth.eapol_event(success, outgoing=True) is None
+    assert auth.eapol_event(b"\x00" * 12 + b"\x08\x00" + bytes(10), True) is None
+    got = auth.parse_probe_eapol("EAPOL 10.0.1.1 START 5.0\nEAPOL 10.0.1.1 SUCCESS 5.004\n"
+                                 "OFLAST 10.0.1.1 5.006 31\nEAPOL bad\n")
+    assert got == {"10.0.1.1": {"START": 5.0, "SUCCESS": 5.004, "OFLAST": 5.006}}
+    # an OpenFlow segment from the controller's port: IPv4/TCP with a payload
+    ip = IP(src="127.0.0.1", dst="127.0.0.1") / TCP(sport=6653, dport=40000) / (b"\x04" * 8)
+    frame = bytes(12) + b"\x08\x00" + bytes(ip)
+    assert auth.of_segment(frame, 6653) and not auth.of_segment(frame, 6654)
+    ack = bytes(12) + b"\x08\x00" + bytes(IP(src="127.0.0.1", dst="127.0.0.1") /
+                                           TCP(sport=6653, dport=40000))
+    assert not auth.of_segment(ack, 6653)                       # no data: not a message
+
+
 needs_tools = pytest.mark.skipif(not all(shutil.which(t) for t in ("hostapd", "wpa_supplicant")),
                                  reason="hostapd and wpa_supplicant are needed")
 
@@ -62,9 +82,19 @@ def test_smoke_benchmark_writes_well_formed_auth_json(tmp_path):
         assert doc[side]["concurrent"]["reauth_ms"]["n"] == 3
         assert doc[side]["single"]["p50_ms"] > 0
     fp = doc["ours_first_packet"]
+    assert fp["supplicant"] == "wpa_supplicant"
     assert fp["single"]["start_to_first_packet_ms"]["n"] == 1 and fp["single"]["missing"] == 0
     assert fp["concurrent"]["start_to_first_packet_ms"]["n"] == 3
     assert fp["single"]["p50_ms"] > 0
+    # split on the terminal's wire: its EAPOL-Start and EAP-Success were both seen, and the
+    # controller's last OpenFlow message before the first arrival
+    one = fp["single"]
+    assert one["start_to_success_ms"]["n"] == 1 and one["success_to_first_ms"]["n"] == 1
+    assert one["start_to_success_ms"]["p50"] + one["success_to_first_ms"]["p50"] == \
+        pytest.approx(one["p50_ms"], abs=0.01)
+    assert one["last_of_to_first_ms"]["n"] == 1
+    assert one["admitting_frame_in_controller"]["core_us"] > 0
+    assert fp["single_our_supplicant"]["start_to_first_packet_ms"]["n"] == 1
     # the controller timed every EAPOL frame of the single terminal's re-authentications
     b = doc["breakdown"]
     assert b["eapol_frames"] >= 4 * 2 and b["per_message_core_us"] > 0
