@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks writing results/bench/<name>.json")
     b.add_argument("name", choices=["forwarding", "auth", "reaction", "reports", "failover",
-                                    "simulation", "auth_radius", "all"],
+                                    "simulation", "switch", "auth_radius", "all"],
                    help="all: every one but auth_radius (EAP-TLS via FreeRADIUS, about "
                         "1 min, run on its own)")
     b.add_argument("--out", default="results/bench")
@@ -539,9 +539,10 @@ BENCHES = {
     "reports": ("controller.bench.reports", lambda a: {"profile": a.profile}),
     "failover": ("controller.bench.failover", lambda a: {}),
     "simulation": ("controller.bench.simulation", lambda a: {"repeat": a.repeat}),
+    "switch": ("controller.bench.switch", lambda a: {}),
     "auth_radius": ("controller.bench.auth_radius", lambda a: {}),
 }
-IN_ALL = ("forwarding", "auth", "reaction", "reports", "failover", "simulation")
+IN_ALL = ("forwarding", "auth", "reaction", "reports", "failover", "simulation", "switch")
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
