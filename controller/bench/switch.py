@@ -16,6 +16,9 @@ management socket. Per trial:
 - drop: traffic flows; the flow is deleted; the send time of the last datagram that still
   got through, minus the time the delete was written (`drop_ms`: how long the switch kept
   forwarding after the delete; within one sending interval of 0 is immediate).
+- block: traffic flows; a drop flow of higher priority is added over the allow (as an
+  isolation adds its table-1 drops); the send time of the last datagram that got through,
+  minus the time the drop was written, 0 if none did (`block_ms`).
 - transit: one-way time of a datagram on the installed path (`transit_ms`).
 
 Run: ``crs bench switch`` (root; about 1 minute). It makes and removes only its own bridge,
@@ -195,7 +198,7 @@ def first_after(arrivals: list[tuple[float, int, float]], t: float) -> float | N
 def run(out_dir: str = "results/bench", trials: int = 30, interval_ms: float = 0.5,
         batch: int = 32) -> dict[str, Any]:
     """The measurement (module doc); writes switch.json and prints a table."""
-    allow, allow_batch, barrier, drop, transit = [], [], [], [], []
+    allow, allow_batch, barrier, drop, block, transit = [], [], [], [], [], []
     up()
     sender = None
     try:
@@ -223,6 +226,20 @@ def run(out_dir: str = "results/bench", trials: int = 30, interval_ms: float = 0
                     transit += [(a - s) * 1e3 for a, _, s in rx.arrivals[-20:]]
                 if kind == "single":
                     barrier.append((t_barrier - t_sent) * 1e3)
+                if kind == "single":
+                    # block: a higher-priority drop over the allow (what an isolation adds
+                    # in table 1): how long does forwarding go on?
+                    rx.arrivals.clear()
+                    t_blk, _ = of.send([FlowMod(0, "add", 20, {"in_port": HOSTS["a"][5]}, (),
+                                                cookie=0x79)])
+                    of.barrier()
+                    rx.wait(time.time() + 0.05)
+                    # nothing sent after the drop got through: forwarding stopped at once
+                    block.append(max([(st - t_blk) * 1e3 for _, _, st in rx.arrivals] + [0.0]))
+                    of.send([FlowMod(0, "delete", 0, {}, (), cookie=0x79,
+                                     cookie_mask=0xFFFFFFFFFFFFFFFF)])
+                    of.barrier()
+                    rx.wait(time.time() + 0.05)
                 # drop: delete the flow while traffic flows; when did forwarding stop?
                 t_del, _ = of.send([FlowMod(0, "delete", 0, {}, (), cookie=0x77,
                                             cookie_mask=0xFFFFFFFFFFFFFFFF),
@@ -243,6 +260,7 @@ def run(out_dir: str = "results/bench", trials: int = 30, interval_ms: float = 0
                              "bridge": "one netdev bridge, two veth hosts, no controller"},
               "allow_ms": common.summary(allow), "allow_batch_ms": common.summary(allow_batch),
               "allow_barrier_ms": common.summary(barrier), "drop_ms": common.summary(drop),
+              "block_ms": common.summary(block),
               "transit_ms": common.summary(transit)}
     path = common.write(out_dir, "switch", result)
     rows = [[label, result[k]["n"], result[k]["p50"], result[k]["p99"]] for k, label in (
@@ -250,6 +268,7 @@ def run(out_dir: str = "results/bench", trials: int = 30, interval_ms: float = 0
         ("allow_batch_ms", f"same, last of {batch} in one write"),
         ("allow_barrier_ms", "flow-mod -> barrier reply"),
         ("drop_ms", "delete -> forwarding stopped"),
+        ("block_ms", "higher-priority drop -> forwarding stopped"),
         ("transit_ms", "one-way transit, installed path"))]
     print(common.table(rows, ["measurement", "n", "p50 ms", "p99 ms"]))
     print(f"written: {path}")

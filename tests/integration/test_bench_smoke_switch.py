@@ -17,7 +17,8 @@ def test_smoke_switch_benchmark_measures_and_cleans_up(tmp_path):
     res = switch.run(str(tmp_path), trials=2)
     doc = jsonfile.read(tmp_path / "switch.json")
     assert doc["benchmark"] == "switch" and doc["machine"]["cores"]
-    for key in ("allow_ms", "allow_batch_ms", "allow_barrier_ms", "drop_ms", "transit_ms"):
+    for key in ("allow_ms", "allow_batch_ms", "allow_barrier_ms", "drop_ms", "block_ms",
+                "transit_ms"):
         assert doc[key]["n"] >= 1, key
     # the flow is what lets the datagrams through: nothing arrives before it
     assert res["allow_ms"]["min"] > 0
