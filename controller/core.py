@@ -206,12 +206,12 @@ class Core:
         self.counters["unexpected_packet_ins"] += 1
         return []
 
-    def eapol_local(self, dpid: int, data: bytes, now: float | None = None) -> Out:
-        """A frame read from a switch's LOCAL port (`admission.local_port`)."""
+    def eapol_local(self, dpid: int, data: bytes | list[bytes], now: float | None = None) -> Out:
+        """Frames read from a switch's LOCAL port (`admission.local_port`), one or several
+        read together (their admissions then share one commit)."""
         now = self._now = time.time() if now is None else now
-        got = self.admission.from_local(dpid, data) if self.admission else None
-        self.counters["eapol_local" if got else "eapol_local_refused"] += 1
-        return self.admission.eapol(dpid, *got, now) if got else []
+        frames = [data] if isinstance(data, bytes) else data
+        return self.admission.local_frames(dpid, frames, now) if self.admission else []
 
     def tick(self, now: float | None = None) -> Out:
         now = self._now = time.time() if now is None else now

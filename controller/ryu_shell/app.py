@@ -393,13 +393,13 @@ class CrsController(App):
         out = self.core.packet_in(msg.datapath.id, in_port, msg.table_id, msg.data)
         self._timed(t0, out, msg.data[12:14] == b"\x88\x8e")
 
-    def _local_frame(self, dpid: int, data: bytes) -> None:
+    def _local_frame(self, dpid: int, frames: list[bytes]) -> None:
         if not self.active:          # every controller reads LOCAL; only the leader answers
             return
         t0 = time.perf_counter()
-        self._timed(t0, self.core.eapol_local(dpid, data), True)
+        self._timed(t0, self.core.eapol_local(dpid, frames), True, len(frames))
 
-    def _timed(self, t0: float, out, eapol: bool) -> None:
+    def _timed(self, t0: float, out, eapol: bool, frames: int = 1) -> None:
         """Send what a frame's handling returned; where its time went inside the controller
         (benchmarks read these): the core's decision, then converting and queueing."""
         t1 = time.perf_counter()
@@ -409,7 +409,7 @@ class CrsController(App):
         c = self.core.counters
         c[core_key] += int((t1 - t0) * 1e6)
         c[send_key] += int((t2 - t1) * 1e6)
-        c[n_key] += 1
+        c[n_key] += frames
         if eapol and any(isinstance(m, FlowMod) for _, m in out):
             # an admission (or revocation): its commit and flows, apart from the exchange
             c["time_eapol_flows_core_us"] += int((t1 - t0) * 1e6)

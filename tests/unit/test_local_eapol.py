@@ -184,3 +184,63 @@ def test_the_success_leaves_before_the_commit_and_the_flows_after_it(boot):
     core2, sim2 = boot(now=T0 + 10)
     core2.admission.early = lambda out: False
     corekit.authenticate(core2, sim2, 3, corekit.C2, "c1t2", now=T0 + 10)   # asserts success
+
+
+def _lockstep(core, sim, terminals, now, deliver):
+    """Run several terminals' exchanges step by step; `deliver(frames_by_port)` hands each
+    step's frames to the core (all in one read, or one by one) and returns its output."""
+    sups = {port: Supplicant(f"{host}@crs.example", mac,
+                             psk=load_credentials(CREDENTIALS).demo_psk(f"{host}@crs.example"))
+            for port, host, mac in terminals}
+    pending = {port: [s.start()] for port, s in sups.items()}
+    status = {}
+    for _ in range(10):
+        written = [through_switch(sim, port, f) for port, fs in pending.items() for f in fs]
+        if not written:
+            break
+        out = deliver(written)
+        sim.apply(m for _, m in out)
+        pending = {port: [] for port in sups}
+        for _, m in out:
+            if isinstance(m, LocalFrame):
+                port = int.from_bytes(m.data[8:12], "big")   # source: the port MAC
+                step = sups[port].handle(mac_bytes(AUTH_MAC).join([m.data[:6], m.data[12:]]))
+                pending[port] += step.frames
+                status[port] = step.status
+    return status
+
+
+TWO = [(2, "c1t1", C1), (3, "c1t2", corekit.C2)]
+
+
+def test_frames_read_together_share_one_commit_for_their_admissions(tmp_path):
+    core, sim = boot_local(tmp_path)
+    sql: list[str] = []
+    write = core.store.db.write
+    core.store.db.write = lambda q, *a: (sql.append(q.split()[0]), write(q, *a))[1]
+    status = _lockstep(core, sim, TWO, T0 + 1, lambda fs: core.eapol_local(1, fs, T0 + 1))
+    assert status == {2: "success", 3: "success"}
+    assert core.counters["dot1x_admitted"] == 2 and core.counters["eapol_local_grouped"] >= 8
+    # transactions that wrote something (a disk sync each): both PSK-4s arrived in one
+    # read, so both bindings went in one
+    txs = " ".join(sql).split("BEGIN")
+    assert sum(any(w in tx for w in ("UPDATE", "INSERT")) for tx in txs) == 1
+    for port, mac, ip in ((2, C1, "10.0.1.1"), (3, corekit.C2, "10.0.1.2")):
+        res = sim.process(corekit.ip_pkt(mac, corekit.WEB_MAC, ip, "10.0.100.20"), port)
+        assert 1 in res.tables(), port
+
+
+def test_a_frame_that_fails_in_a_read_costs_only_itself(tmp_path, monkeypatch):
+    core, sim = boot_local(tmp_path)
+    real = core.admission.eapol
+
+    def eapol(dpid, port, data, now):
+        if port == 3 and data[15] == 0 and data[22:23] == b"\x2f" and data[23] & 0xC0 == 0xC0:
+            raise RuntimeError("a bug on c1t2's PSK-4")
+        return real(dpid, port, data, now)
+    monkeypatch.setattr(core.admission, "eapol", eapol)
+    status = _lockstep(core, sim, TWO, T0 + 1, lambda fs: core.eapol_local(1, fs, T0 + 1))
+    assert status.get(2) == "success" and status.get(3) != "success"
+    assert core.counters["eapol_frame_failed"] == 1 and core.counters["dot1x_admitted"] == 1
+    assert core.store.binding("c1t1@crs.example") is not None
+    assert core.store.binding("c1t2@crs.example") is None
