@@ -21,6 +21,12 @@ def test_syn_has_a_correct_checksum_and_parses_back():
     assert syn == auth.Syn("10.0.1.7", "10.0.100.10", 20001, 80, 4242)
 
 
+def test_the_probes_syn_template_is_tcp_syn_for_every_sequence_number():
+    t = auth.SynTemplate("10.0.1.7", "10.0.100.10", 20001, 80)
+    for seq in (0, 1, 0xFFFF, 0x10000, 0x1234FFFF, 2 ** 32 - 1, 4242):
+        assert t.packet(seq) == auth.tcp_syn("10.0.1.7", "10.0.100.10", 20001, 80, seq)
+
+
 def test_parse_syn_ignores_what_is_not_a_bare_syn():
     synack = bytes(IP(src="10.0.100.10", dst="10.0.1.1") / TCP(sport=80, dport=20000, flags="SA"))
     udp = bytes(IP(src="10.0.1.1", dst="10.0.100.10", proto=17)) + bytes(8)
