@@ -80,8 +80,8 @@ class Table:
     def _check(self, priority: int, match: dict[str, Any], instructions: tuple) -> None:
         if not 0 <= priority <= 0xFFFF:
             raise PipelineError(f"{self.name}: priority {priority} out of range")
-        extra = set(match) - self.match_fields
-        if extra:
+        if not self.match_fields.issuperset(match):
+            extra = set(match) - self.match_fields
             raise PipelineError(f"{self.name}: match fields {sorted(extra)} not declared")
         for ins in instructions:
             if isinstance(ins, Goto) and ins.table_id not in self.next_tables:
@@ -104,9 +104,11 @@ _PREREQ = {
 
 
 def _check_prerequisites(table: str, match: dict[str, Any]) -> None:
-    for fld, (need, values) in _PREREQ.items():
-        if fld in match and match.get(need) not in values:
-            raise PipelineError(f"{table}: match on {fld} needs {need} in {sorted(values)}")
+    for fld in match:           # a match has a few fields; the table of rules has twelve
+        rule = _PREREQ.get(fld)
+        if rule is not None and match.get(rule[0]) not in rule[1]:
+            raise PipelineError(f"{table}: match on {fld} needs {rule[0]} in "
+                                f"{sorted(rule[1])}")
 
 
 L2 = {"in_port", "eth_src", "eth_dst", "eth_type", "vlan_vid"}
