@@ -520,16 +520,64 @@ def run_scenario(path: str | Path, out_dir: str | Path, progress: bool = True,
         facts.append(f)
     if not done:
         raise RunnerError("no run succeeded: " + "; ".join(f.get("error", "") for f in facts))
+    return _finish(sc, done, facts, out, {"wall_s": round(time.time() - t0, 1),
+                                           "quick": quick}, log)
+
+
+def analyze_existing(path: str | Path, out_dir: str | Path,
+                     log: Callable[[str], None] = say) -> dict[str, Any]:
+    """summary.json and the figures from the runs an earlier `run` of the scenario left in
+    out_dir, without running anything: a sweep stopped half-way (a long night cut short)
+    still gives its finished configurations. A run counts when it finished: every worm
+    wrote its stop record, and for the reacting system's defences its reaction.json exists."""
+    sc = scn.load_scenario(path)
+    out = Path(out_dir).resolve()
+    done: list[results.RunResult] = []
+    facts: list[dict[str, Any]] = []
+    missing = 0
+    for spec in scn.expand(sc):
+        run_dir = out / "runs" / slug(spec.label) / f"run{spec.run + 1}"
+        paths = sorted((run_dir / "events").glob("*.jsonl"))
+        agents = spec.defence not in ("none", "throttle")
+        records = results.read_events(paths)[0] if paths else []
+        stopped = {r.get("host") for r in records if r.get("event") == "stop"}
+        if not paths or len(stopped) < len(paths) or \
+                (agents and not (run_dir / "reaction.json").exists()):
+            missing += 1
+            continue
+        r = results.load_run(paths, spec.defence, spec.run, configuration=spec.label,
+                             params=spec.params, seed=spec.seed)
+        f: dict[str, Any] = {"configuration": spec.label, "run": spec.run, "seed": spec.seed,
+                             "infected": r.infected, "vulnerable": r.vulnerable,
+                             "infected_fraction": round(r.infected_fraction, 4),
+                             "end_s": round(r.end_s, 2)}
+        if agents:
+            try:
+                rows = json.loads((run_dir / "reaction.json").read_text())
+            except (OSError, ValueError):
+                rows = []
+            f["reaction"] = reaction.summarize_hosts(rows if isinstance(rows, list) else [])
+        done.append(r)
+        facts.append(f)
+    if not done:
+        raise RunnerError(f"no finished run of {sc.name} in {out}")
+    log(f"{sc.name}: {len(done)} finished runs analyzed, {missing} missing")
+    return _finish(sc, done, facts, out, {"analyzed_from_disk": True, "missing_runs": missing},
+                   log)
+
+
+def _finish(sc: scn.Scenario, done: list[results.RunResult], facts: list[dict[str, Any]],
+            out: Path, extra: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    """The outputs of a scenario's runs: summary.json, timeline.csv, the figures, the table."""
     summary = results.write_outputs(done, out, scenario=scn.describe(sc))
     for conf in summary["runs"]:
         mine = [f for f in facts if f.get("configuration") == conf["configuration"]
                 and "error" not in f]
-        if any("authentication" in f for f in mine):
+        if any("authentication" in f or "reaction" in f for f in mine):
             conf.update(reaction.merge_configuration(mine))
     from controller.bench import common
     summary["runner"] = {"runs": facts, "failed_runs": sum("error" in f for f in facts),
-                         "wall_s": round(time.time() - t0, 1), "quick": quick,
-                         "sink_mac": SINK_MAC, "machine": _safe(common.machine),
+                         **extra, "sink_mac": SINK_MAC, "machine": _safe(common.machine),
                          "commit": _safe(common.commit)}
     results.write_summary(summary, out / "summary.json")
     from controller.experiment import plots
@@ -548,6 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="one run per configuration")
     p.add_argument("--runs", type=int, help="override the scenario's runs per configuration")
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
+    p.add_argument("--analyze", action="store_true",
+                   help="run nothing: summarize the finished runs already in --out (an "
+                        "interrupted sweep)")
     return p
 
 
@@ -567,6 +618,14 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) and 2
+    if args.analyze:
+        try:
+            analyze_existing(args.scenario, args.out or str(
+                Path("results") / scn.load_scenario(args.scenario).name))
+        except (ConfigError, RunnerError) as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        return 0
     if os.geteuid() != 0:
         print("crs experiment run needs root (Mininet)", file=sys.stderr)
         return 1
