@@ -80,9 +80,10 @@ def row(sim: simulate.SimScenario, conf: dict[str, Any], cfg: simulate.Config,
     s = stats.describe(fr, digits=5)
     grid = np.linspace(0.0, sim.duration_s, simulate.TIMELINE_POINTS)
     t50s = [t for t in (_t50(r["curve"], grid, V) for r in runs) if t is not None]
+    t50_sim = stats.describe(t50s, digits=2) if len(t50s) == len(runs) else None
     e_lo, e_hi = conf["infected_fraction_ci95"]
     out: dict[str, Any] = {
-        "configuration": cfg.label, "defence": cfg.defence,
+        "configuration": cfg.label, "defence": cfg.defence, **cfg.params,
         "detection_delay_s": conf.get("detection_delay_s"), "reaction_time_s": cfg.reaction_time_s,
         "emulated_runs": conf["runs"], "emulated_mean": conf["infected_fraction_mean"],
         "emulated_ci95": [e_lo, e_hi], "emulated_median": conf["infected_fraction"],
@@ -91,6 +92,13 @@ def row(sim: simulate.SimScenario, conf: dict[str, Any], cfg: simulate.Config,
         "simulated_median": s["median"],
         "simulated_t50_s": round(float(np.median(t50s)), 2) if len(t50s) * 2 > len(runs)
         else None,
+        # t50 (every run reached half of V): the means with their intervals, and the runs'
+        # own values (to compare slow-downs: `slowdowns`)
+        "emulated_t50_s_mean": conf.get("t50_s_mean"), "emulated_t50_s_ci95": conf.get(
+            "t50_s_ci95"), "emulated_t50_s_per_run": conf.get("t50_s_per_run"),
+        "simulated_t50_s_mean": t50_sim["mean"] if t50_sim else None,
+        "simulated_t50_s_ci95": t50_sim["ci95"] if t50_sim else None,
+        "simulated_t50_s_per_run": [round(t, 2) for t in t50s] if t50_sim else None,
         # an interval of a few runs of V hosts can be a point (every run 24/24): half a
         # host either side is the resolution of the emulated fraction
         "inside": e_lo - 0.5 / V <= s["mean"] <= e_hi + 0.5 / V,
@@ -104,6 +112,29 @@ def row(sim: simulate.SimScenario, conf: dict[str, Any], cfg: simulate.Config,
         out["model_blacklist_branching"] = round(model.blacklist_expected_fraction(V, k, r), 5)
         out["model_content_filter"] = round(model.content_filter_final(V, k, r) / V, 5)
         out["k_times_r"] = round(k * r, 4)
+    return out
+
+
+def slowdowns(rows: Sequence[dict[str, Any]], scan_rate: float) -> list[dict[str, Any]]:
+    """For each defence that slows a worm (a packets/s meter, the throttle): t50 with it
+    over t50 without, emulated and simulated, each with a bootstrap interval, against the
+    model's s/r (Williamson 2002; a meter of r packets/s likewise)."""
+    base = next((r for r in rows if r["defence"] == "none"), None)
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        rate = r.get("rate_pps") or r.get("new_dest_per_s")
+        if base is None or not rate or r["defence"] not in ("crs_rate_limit", "throttle"):
+            continue
+        item: dict[str, Any] = {"configuration": r["configuration"],
+                                "model_s_over_r": round(scan_rate / float(rate), 3)}
+        for side in ("emulated", "simulated"):
+            a, b = r.get(f"{side}_t50_s_per_run"), base.get(f"{side}_t50_s_per_run")
+            if a and b:
+                got = stats.ratio_of_means(a, b)
+                item[f"{side}_ratio"], item[f"{side}_ratio_ci95"] = got["ratio"], got["ci95"]
+                lo, hi = got["ci95"]
+                item[f"{side}_model_inside"] = lo <= item["model_s_over_r"] <= hi
+        out.append(item)
     return out
 
 
@@ -133,6 +164,7 @@ def compare(scenario_path: str | Path, emulated_dir: str | Path, out_dir: str | 
     pop = sim.population
     k = model.predicted_k(sim.scan_rate, pop.vulnerable, pop.omega)
     summary = {"scenario": scn.describe(sc), "emulated": str(path),
+               "slowdowns": slowdowns(rows, sim.scan_rate),
                "predicted_k_per_s": round(k, 6), "critical_reaction_s": round(1 / k, 3),
                "simulated_runs": runs, "wall_s": round(time.perf_counter() - t0, 1),
                "agree": sum(r["inside"] for r in rows), "rows": rows}
@@ -225,6 +257,13 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     print(format_table(summary))
+    for d in summary["slowdowns"]:
+        emu = f"{d['emulated_ratio']} [{d['emulated_ratio_ci95'][0]}, " \
+            f"{d['emulated_ratio_ci95'][1]}]" if "emulated_ratio" in d else "-"
+        simr = f"{d['simulated_ratio']} [{d['simulated_ratio_ci95'][0]}, " \
+            f"{d['simulated_ratio_ci95'][1]}]" if "simulated_ratio" in d else "-"
+        print(f"t50 x {d['configuration']}: emulated {emu}, simulated {simr}, "
+              f"model s/r = {d['model_s_over_r']}")
     print(f"K = s*V/Omega = {summary['predicted_k_per_s']:.4f}/s, threshold R = 1/K = "
           f"{summary['critical_reaction_s']:.2f} s; simulated mean inside the emulated "
           f"interval for {summary['agree']} of {len(summary['rows'])} configurations "

@@ -186,6 +186,16 @@ def _finite_or_none(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else round(x, 3)
 
 
+def _t50_interval(t50: Sequence[float]) -> dict[str, Any]:
+    """Mean t50 with its 95 % interval over the runs that reached half of V (all must:
+    a run that never did would make any mean a guess), and each run's t50."""
+    if not t50 or not all(math.isfinite(x) for x in t50):
+        return {}
+    d = stats.describe(t50, digits=2)
+    return {"t50_s_mean": d["mean"], "t50_s_ci95": d["ci95"],
+            "t50_s_per_run": [round(x, 2) for x in t50]}
+
+
 def summarize_configuration(results: Sequence[RunResult]) -> dict[str, Any]:
     """One object of summary.json `runs`: the runs of one defence configuration."""
     r0 = results[0]
@@ -210,6 +220,7 @@ def summarize_configuration(results: Sequence[RunResult]) -> dict[str, Any]:
         "time_to_containment_s": _finite_or_none(statistics.median(ttc)),
         "time_to_containment_s_p95": _finite_or_none(_percentile(ttc, 95)),
         "t50_s": _finite_or_none(statistics.median(t50)),
+        **_t50_interval(t50),
         "duration_s": round(statistics.median(r.end_s for r in results), 3),
         "probes_sent": sum(r.probes_sent for r in results),
         "probe_success_fraction": round(sum(r.probes_acked for r in results)

@@ -96,3 +96,18 @@ def test_compare_writes_its_table_and_the_threshold_figure(tmp_path, scenario):
     assert (tmp_path / "out" / "threshold.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "out" / "compare.json").read_text())["rows"][0]["inside"]
     assert "crs_isolate" in compare.format_table(out)
+
+
+def test_slowdowns_set_t50_ratios_against_s_over_r():
+    rows = [{"configuration": "none", "defence": "none",
+             "emulated_t50_s_per_run": [15.0, 17.0, 16.0],
+             "simulated_t50_s_per_run": [16.0, 17.0, 18.0, 17.0]},
+            {"configuration": "throttle", "defence": "throttle", "new_dest_per_s": 1,
+             "emulated_t50_s_per_run": [45.0, 50.0, 49.0],
+             "simulated_t50_s_per_run": [50.0, 52.0, 51.0, 53.0]},
+            {"configuration": "crs_isolate", "defence": "crs_isolate",
+             "emulated_t50_s_per_run": None, "simulated_t50_s_per_run": None}]
+    (d,) = compare.slowdowns(rows, scan_rate=3.0)
+    assert d["configuration"] == "throttle" and d["model_s_over_r"] == 3.0
+    assert d["emulated_ratio"] == pytest.approx(144 / 48, abs=1e-3)
+    assert d["emulated_model_inside"] and d["simulated_model_inside"]

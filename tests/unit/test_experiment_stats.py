@@ -72,3 +72,12 @@ def test_emulated_summary_carries_intervals_and_seeds():
     assert lo <= c["infected_fraction_mean"] <= hi
     assert c["contained_fraction"] == 1.0
     assert c["contained_fraction_ci95"] == pytest.approx([0.397635, 1.0], abs=1e-4)
+
+
+def test_ratio_of_means_and_its_interval():
+    slow, fast = [30.0, 33.0, 27.0, 30.0], [10.0, 11.0, 9.0, 10.0]
+    got = stats.ratio_of_means(slow, fast)
+    assert got["ratio"] == 3.0 and got["ci95"][0] < 3.0 < got["ci95"][1]
+    assert stats.ratio_of_means(slow, fast) == got            # fixed resampling seed
+    with pytest.raises(ValueError):
+        stats.ratio_of_means(slow, [])
