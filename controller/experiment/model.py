@@ -89,6 +89,18 @@ def blacklist_mean_final_fraction(vulnerable: int, k: float, reaction_s: float) 
     return min(1.0, (1 - q) * z + small)
 
 
+def k_mle_terms(infection_times: Sequence[float], vulnerable: int) -> tuple[int, float]:
+    """One undefended run's share of the maximum-likelihood K of the SI model: while I hosts
+    are infected the next infection comes at rate K*I*(V-I)/V, so K = (infections after
+    the seed) / (integral of I*(V-I)/V dt) over the runs. Unlike a logistic fitted to a
+    curve (or to the median of curves shifted by their random starts), it uses every
+    infection time as it is: the estimator for small V."""
+    ts = sorted(infection_times)
+    integral = sum(i * (vulnerable - i) / vulnerable * (ts[i] - ts[i - 1])
+                   for i in range(1, len(ts)))
+    return len(ts) - 1, integral
+
+
 def critical_reaction_s(scan_rate: float, vulnerable: int, omega: int) -> float:
     """Blacklisting contains only below R = Omega/(s*V) = 1/K."""
     k = predicted_k(scan_rate, vulnerable, omega)

@@ -186,6 +186,22 @@ def _finite_or_none(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else round(x, 3)
 
 
+def _k_mle(results: Sequence[RunResult]) -> dict[str, Any]:
+    """K of the undefended runs by maximum likelihood (model.k_mle_terms), with a 95 %
+    interval from resampling the runs (fixed seed)."""
+    terms = [model.k_mle_terms(r.infection_times_s, r.vulnerable) for r in results]
+    n, integral = sum(t[0] for t in terms), sum(t[1] for t in terms)
+    if n == 0 or integral <= 0:
+        return {}
+    rng = np.random.default_rng(stats.BOOTSTRAP_SEED)
+    arr = np.array(terms, float)
+    picks = arr[rng.integers(0, len(arr), size=(stats.BOOTSTRAP_RESAMPLES, len(arr)))]
+    ks = picks[:, :, 0].sum(axis=1) / np.maximum(picks[:, :, 1].sum(axis=1), 1e-12)
+    lo, hi = np.quantile(ks, [0.025, 0.975])
+    return {"k_mle_per_s": round(n / integral, 5),
+            "k_mle_ci95": [round(float(lo), 5), round(float(hi), 5)]}
+
+
 def _t50_interval(t50: Sequence[float]) -> dict[str, Any]:
     """Mean t50 with its 95 % interval over the runs that reached half of V (all must:
     a run that never did would make any mean a guess), and each run's t50."""
@@ -235,6 +251,8 @@ def summarize_configuration(results: Sequence[RunResult]) -> dict[str, Any]:
             # lower bound: R is at least the detection delay
             out["predicted_infected_fraction_at_r_eq_delay"] = round(
                 model.blacklist_expected_fraction(r0.vulnerable, k, r0.detection_delay_s), 4)
+    if r0.defence == "none":
+        out.update(_k_mle(results))
     fits = [f for f in (r.fit() for r in results) if f is not None]
     if fits and r0.defence == "none":
         out["fitted_k_per_s"] = round(statistics.median(f.k for f in fits), 5)
@@ -265,8 +283,8 @@ def write_summary(summary: dict[str, Any], path: str | Path) -> None:
 
 def format_table(summary: dict[str, Any]) -> str:
     """The printed result table (one line per configuration)."""
-    head = ["configuration", "runs", "infected med", "p95", "contained", "t_contain s",
-            "t50 s", "K fit/pred /s", "R2"]
+    head = ["configuration", "runs", "infected med", "mean [95% CI]", "p95", "contained",
+            "t_contain s", "t50 s", "K fit/pred /s", "R2", "K MLE [95% CI]"]
     rows = []
     for c in summary["runs"]:
         k = ""
@@ -274,10 +292,14 @@ def format_table(summary: dict[str, Any]) -> str:
             k = f"{c['fitted_k_per_s']:.3f}/{c.get('predicted_k_per_s', float('nan')):.3f}"
         elif "predicted_k_per_s" in c:
             k = f"-/{c['predicted_k_per_s']:.3f}"
+        ci = c.get("infected_fraction_ci95") or [c["infected_fraction_mean"]] * 2
+        mle = c.get("k_mle_ci95")
         rows.append([c["configuration"], str(c["runs"]), f"{c['infected_fraction']:.0%}",
+                     f"{c['infected_fraction_mean']:.1%} [{ci[0]:.1%}, {ci[1]:.1%}]",
                      f"{c['infected_fraction_p95']:.0%}", f"{c['contained_fraction']:.0%}",
                      _fmt_opt(c["time_to_containment_s"]), _fmt_opt(c["t50_s"]), k,
-                     f"{c['fit_r2']:.3f}" if "fit_r2" in c else ""])
+                     f"{c['fit_r2']:.3f}" if "fit_r2" in c else "",
+                     f"{c['k_mle_per_s']:.3f} [{mle[0]:.3f}, {mle[1]:.3f}]" if mle else ""])
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     line = lambda cells: "  ".join(x.ljust(w) for x, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])

@@ -165,3 +165,16 @@ def test_simulation_input_checks():
         m.simulate_outbreak(300, 100, 1, 10, rng)
     with pytest.raises(ValueError):
         m.time_to_fraction(0.1, 10, 0.05)
+
+
+def test_k_by_maximum_likelihood_from_infection_times():
+    # V = 4, one infection a second: integral of I(V-I)/V = 0.75 + 1 + 0.75
+    n, integral = m.k_mle_terms([0.0, 1.0, 2.0, 3.0], 4)
+    assert n == 3 and integral == pytest.approx(2.5)
+    # pooled over stochastic SI runs of 24 hosts it recovers K = s*V/Omega
+    rng = random.Random(7)
+    k = m.predicted_k(3.0, 24, 378)
+    terms = [m.k_mle_terms(m.simulate_si(24, 378, 3.0, 400.0, rng).infection_times,
+                               24) for _ in range(300)]
+    est = sum(t[0] for t in terms) / sum(t[1] for t in terms)
+    assert est == pytest.approx(k, rel=0.06)
