@@ -473,10 +473,12 @@ def check_topology(sc: scn.Scenario, topo_file: Path) -> None:
 
 def run_scenario(path: str | Path, out_dir: str | Path, progress: bool = True,
                  quick: bool = False, runs: int | None = None,
-                 log: Callable[[str], None] = say) -> dict[str, Any]:
+                 log: Callable[[str], None] = say, resume: bool = False) -> dict[str, Any]:
     """Run every configuration of a scenario; write timeline.csv, summary.json (with a
     `runner` section: per-run facts, machine, commit) and the figures into out_dir; return
-    the summary. `quick`: one run per configuration. Raises ConfigError on a bad scenario."""
+    the summary. `quick`: one run per configuration. `resume`: keep the runs an earlier
+    invocation finished in out_dir (`finished_run`), run only the others. Raises
+    ConfigError on a bad scenario."""
     sc = scn.load_scenario(path)
     if quick or runs:
         sc = replace(sc, runs=1 if quick else int(runs))
@@ -498,6 +500,12 @@ def run_scenario(path: str | Path, out_dir: str | Path, progress: bool = True,
     for i, spec in enumerate(specs):
         log(f"[{i + 1}/{len(specs)}] {spec.label} run {spec.run + 1} (seed {spec.seed})")
         run_dir = out / "runs" / slug(spec.label) / f"run{spec.run + 1}"
+        kept = finished_run(spec, run_dir) if resume else None
+        if kept is not None:
+            log(f"  finished before: {kept[0].infected}/{kept[0].vulnerable} infected")
+            done.append(kept[0])
+            facts.append(kept[1])
+            continue
         ctx = RunContext(sc, spec, topo_file, run_dir, progress, log)
         r = None
         for attempt in range(1, SETUP_ATTEMPTS + 1):
@@ -536,34 +544,44 @@ def analyze_existing(path: str | Path, out_dir: str | Path,
     facts: list[dict[str, Any]] = []
     missing = 0
     for spec in scn.expand(sc):
-        run_dir = out / "runs" / slug(spec.label) / f"run{spec.run + 1}"
-        paths = sorted((run_dir / "events").glob("*.jsonl"))
-        agents = spec.defence not in ("none", "throttle")
-        records = results.read_events(paths)[0] if paths else []
-        stopped = {r.get("host") for r in records if r.get("event") == "stop"}
-        if not paths or len(stopped) < len(paths) or \
-                (agents and not (run_dir / "reaction.json").exists()):
+        got = finished_run(spec, out / "runs" / slug(spec.label) / f"run{spec.run + 1}")
+        if got is None:
             missing += 1
             continue
-        r = results.load_run(paths, spec.defence, spec.run, configuration=spec.label,
-                             params=spec.params, seed=spec.seed)
-        f: dict[str, Any] = {"configuration": spec.label, "run": spec.run, "seed": spec.seed,
-                             "infected": r.infected, "vulnerable": r.vulnerable,
-                             "infected_fraction": round(r.infected_fraction, 4),
-                             "end_s": round(r.end_s, 2)}
-        if agents:
-            try:
-                rows = json.loads((run_dir / "reaction.json").read_text())
-            except (OSError, ValueError):
-                rows = []
-            f["reaction"] = reaction.summarize_hosts(rows if isinstance(rows, list) else [])
-        done.append(r)
-        facts.append(f)
+        done.append(got[0])
+        facts.append(got[1])
     if not done:
         raise RunnerError(f"no finished run of {sc.name} in {out}")
     log(f"{sc.name}: {len(done)} finished runs analyzed, {missing} missing")
     return _finish(sc, done, facts, out, {"analyzed_from_disk": True, "missing_runs": missing},
                    log)
+
+
+def finished_run(spec: scn.RunSpec, run_dir: Path
+                 ) -> tuple[results.RunResult, dict[str, Any]] | None:
+    """A run an earlier invocation finished in `run_dir` (every worm wrote its stop record;
+    for the reacting system's defences, reaction.json was written after them), as
+    (result, facts); None if it is missing or was cut off."""
+    paths = sorted((run_dir / "events").glob("*.jsonl"))
+    agents = spec.defence not in ("none", "throttle")
+    records = results.read_events(paths)[0] if paths else []
+    stopped = {r.get("host") for r in records if r.get("event") == "stop"}
+    if not paths or len(stopped) < len(paths) or \
+            (agents and not (run_dir / "reaction.json").exists()):
+        return None
+    r = results.load_run(paths, spec.defence, spec.run, configuration=spec.label,
+                         params=spec.params, seed=spec.seed)
+    f: dict[str, Any] = {"configuration": spec.label, "run": spec.run, "seed": spec.seed,
+                         "infected": r.infected, "vulnerable": r.vulnerable,
+                         "infected_fraction": round(r.infected_fraction, 4),
+                         "end_s": round(r.end_s, 2), "from_disk": True}
+    if agents:
+        try:
+            rows = json.loads((run_dir / "reaction.json").read_text())
+        except (OSError, ValueError):
+            rows = []
+        f["reaction"] = reaction.summarize_hosts(rows if isinstance(rows, list) else [])
+    return r, f
 
 
 def _finish(sc: scn.Scenario, done: list[results.RunResult], facts: list[dict[str, Any]],
@@ -596,6 +614,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="one run per configuration")
     p.add_argument("--runs", type=int, help="override the scenario's runs per configuration")
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the runs already finished in --out, run only the rest")
     p.add_argument("--analyze", action="store_true",
                    help="run nothing: summarize the finished runs already in --out (an "
                         "interrupted sweep)")
@@ -634,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
         if out is None:
             out = str(Path("results") / scn.load_scenario(args.scenario).name)
         summary = run_scenario(args.scenario, out, progress=not args.no_progress,
-                               quick=args.quick, runs=args.runs)
+                               quick=args.quick, runs=args.runs, resume=args.resume)
     except (ConfigError, dfs.DefenceError) as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -72,3 +72,29 @@ def test_nothing_finished_is_an_error_not_an_empty_summary(tmp_path):
     with pytest.raises(runner.RunnerError, match="no finished run"):
         runner.analyze_existing(sc_file, tmp_path / "out", log=lambda _: None)
     assert runner.main(["run", str(sc_file), "--out", str(tmp_path / "out"), "--analyze"]) == 2
+
+
+def test_resume_keeps_finished_runs_and_runs_only_the_rest(tmp_path, monkeypatch):
+    sc_file = tmp_path / "cut.yaml"
+    sc_file.write_text(SCENARIO)
+    sc = scn.load_scenario(str(sc_file))
+    specs = scn.expand(sc)
+    out = tmp_path / "out"
+    for s in specs:
+        d = out / "runs" / runner.slug(s.label) / f"run{s.run + 1}"
+        if (s.defence, s.run) != ("crs_isolate", 1):      # the one the last night missed
+            write_run(d, infected=4 if s.defence == "none" else 1, stopped=True,
+                      reaction_s=None if s.defence == "none" else 1.01)
+    ran = []
+
+    def run_one(ctx):
+        ran.append((ctx.spec.defence, ctx.spec.run))
+        write_run(ctx.run_dir, infected=2, stopped=True, reaction_s=1.03)
+        r, f = runner.finished_run(ctx.spec, ctx.run_dir)
+        return r, {**f, "stop_reason": "contained"}
+    monkeypatch.setattr(runner, "run_one", run_one)
+    summary = runner.run_scenario(sc_file, out, progress=False, resume=True,
+                                  log=lambda _: None)
+    assert ran == [("crs_isolate", 1)]
+    iso = next(c for c in summary["runs"] if c["defence"] == "crs_isolate")
+    assert iso["runs"] == 2 and iso["infected_fraction_per_run"] == [0.25, 0.5]
