@@ -15,6 +15,20 @@ from pathlib import Path
 from typing import Any
 
 
+def dumps_with(obj: dict[str, Any], encoded: dict[str, str] | None = None,
+               **kw: Any) -> str:
+    """`json.dumps(obj | encoded-values, **kw)` where the values of `encoded` are JSON text
+    already (e.g. a report's SCI, encoded once for the store, the audit log and the
+    evaluation): they are spliced in after the other members, not encoded again."""
+    if not encoded:
+        return json.dumps(obj, **kw)
+    head = json.dumps({k: v for k, v in obj.items() if k not in encoded}, **kw)
+    sep = ", " if kw.get("separators") is None else kw["separators"][0]
+    colon = ": " if kw.get("separators") is None else kw["separators"][1]
+    tail = sep.join(json.dumps(k) + colon + v for k, v in encoded.items())
+    return head[:-1] + (sep if head != "{}" else "") + tail + "}"
+
+
 def write_text_atomic(path: str | Path, text: str, mode: int | None = None,
                       sync: bool = False) -> None:
     """Replace `path` with `text` so that no reader ever sees half of it (mkstemp creates

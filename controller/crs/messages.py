@@ -17,7 +17,6 @@ and typed fields, unknown keys rejected, bounded lists and strings). Anything el
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import json
@@ -245,6 +244,9 @@ class Message:
     mac: str = ""
     key_id: str | None = None
     version: str = VERSION
+    # the exact bytes the MAC covers, when the message arrived in canonical form (what our
+    # agents send): verifying then needs no second encoding of the message
+    signed: bytes | None = field(default=None, compare=False, repr=False)
 
     def signed_part(self) -> dict[str, Any]:
         out: dict[str, Any] = {"crsap": self.version, "type": self.type, "sender": self.sender,
@@ -284,7 +286,8 @@ def _envelope_from(msg: Message, body_json: str, mac: str | None) -> bytes:
 
 
 def compute_mac(msg: Message, key: bytes) -> str:
-    return hmac.new(key, _envelope(msg, None), hashlib.sha256).hexdigest()
+    signed = msg.signed if msg.signed is not None else _envelope(msg, None)
+    return hmac.digest(key, signed, "sha256").hex()
 
 
 def encode(type_: str, sender: str, seq: int, ts: float, body: dict[str, Any], key: bytes,
@@ -295,9 +298,18 @@ def encode(type_: str, sender: str, seq: int, ts: float, body: dict[str, Any], k
     msg = Message(type=type_, sender=sender, seq=seq, ts=ts, body=body, key_id=key_id)
     if check:
         _check_message(msg.signed_part() | {"mac": "0" * 64})
-    body_json = _CANONICAL.encode(body)
-    unsigned = _envelope_from(msg, body_json, None)
-    mac = hmac.new(key, unsigned, hashlib.sha256).hexdigest()
+    return encode_body(msg, _CANONICAL.encode(body), key)
+
+
+def body_json(body: dict[str, Any]) -> str:
+    """The canonical encoding of a body, for `encode_body` (a caller that sends the same
+    body again and again encodes it once)."""
+    return _CANONICAL.encode(body)
+
+
+def encode_body(msg: Message, body_json: str, key: bytes) -> bytes:
+    """Sign and encode `msg` whose body is already encoded (`body_json`, canonical)."""
+    mac = hmac.digest(key, _envelope_from(msg, body_json, None), "sha256").hex()
     raw = _envelope_from(msg, body_json, mac)
     if len(raw) > MAX_SIZE:
         raise BadMessage(f"message is {len(raw)} bytes, limit {MAX_SIZE}")
@@ -310,17 +322,48 @@ def decode(raw: bytes) -> Message:
         raise BadMessage("not bytes")
     if len(raw) > MAX_SIZE:
         raise BadMessage(f"message is {len(raw)} bytes, limit {MAX_SIZE}")
-    try:
-        text = bytes(raw).decode("utf-8")
-        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except BadMessage:
-        raise
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BadMessage(f"not JSON: {str(exc)[:80]}") from None
+    raw = bytes(raw)
+    fast = _canonical_parts(raw)
+    if fast is not None:
+        data, signed = fast
+    else:
+        signed = None
+        try:
+            text = raw.decode("utf-8")
+            data = json.loads(text, object_pairs_hook=_no_duplicates,
+                              parse_constant=_no_constant)
+        except BadMessage:
+            raise
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise BadMessage(f"not JSON: {str(exc)[:80]}") from None
     _check_message(data)
     return Message(type=data["type"], sender=data["sender"], seq=data["seq"],
                    ts=data["ts"], body=data["body"], mac=data["mac"],
-                   key_id=data.get("key_id"), version=data["crsap"])
+                   key_id=data.get("key_id"), version=data["crsap"], signed=signed)
+
+
+def _canonical_parts(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
+    """(parsed message, the bytes its MAC covers) when `raw` is exactly the canonical
+    encoding of what it parses to, else None (the strict parser then decides).
+
+    Canonical bytes can hold no duplicate key (the encoding of the parsed object would
+    lose one), no NaN or Infinity (the encoder refuses them), no whitespace and no
+    non-ASCII byte, so the plain C parser is enough; and the signed bytes are `raw` less
+    its top-level `"mac"` member, which is the last one in the text: after it come only
+    sender, seq, ts and type, whose values cannot hold an unescaped quote."""
+    try:
+        data = json.loads(raw)
+        if type(data) is not dict or type(data.get("mac")) is not str:
+            return None
+        if _CANONICAL.encode(data).encode("ascii") != raw:
+            return None
+        member = b',"mac":' + _CANONICAL.encode(data["mac"]).encode("ascii")
+    except (ValueError, TypeError, RecursionError):
+        return None
+    i = raw.rfind(member)
+    if i < 0:
+        return None
+    return data, raw[:i] + raw[i + len(member):]
 
 
 def _check_message(data: Any) -> None:

@@ -8,6 +8,7 @@ door). The owner writes only table 1 (and its meters).
 """
 from __future__ import annotations
 
+import json
 import logging
 import zlib
 from collections import Counter
@@ -22,8 +23,9 @@ from controller.crs import scs as s
 from controller.crs.acks import ACK_S, TRIES, Control, ControlAck, Pending
 from controller.crs.enforcement import ServiceAddresses
 from controller.crs.policy import Policy, load_policy, reload
-from controller.crs.scs import SCS, Terminal
+from controller.crs.scs import MEMO_MAX, SCS, Terminal
 from controller.effects import COMMON, Audit, HttpPost, LogBudget, Out, Rejected, SwitchState
+from controller.jsonfile import dumps_with
 from controller.openflow.ofmsg import OFPP_TABLE, Barrier, Message, MeterMod, Output, PacketOut
 from controller.settings import Settings
 from controller.store import Store
@@ -87,6 +89,7 @@ class Security:
         # addresses something always lives at (the topology's hosts, the service address);
         # connected terminals are the SCS's address index
         self._static_live = {h.ip for h in topology.hosts} | {topology.service_ip}
+        self._decision_json: dict[Any, str] = {}     # Decision -> its stored JSON
         self._restore()
 
     # --- events from the core ---------------------------------------------------------
@@ -143,7 +146,7 @@ class Security:
         group's flows or answers leave."""
         self._now = now
         results: list[tuple[int, bytes, Out]] = []
-        with self.store.batch():
+        with self.audit.held(), self.store.batch():
             for raw in raws:
                 results.append(self._one_message(raw, now))
         return results
@@ -301,8 +304,10 @@ class Security:
                         f"http://{e.ip}:{AGENT_PORT}/crsap/v1/messages", e.payload,
                         isinstance(e, s.SendProbe)))
             elif isinstance(e, Audit) and e.record.get("event") == "sci_report":
-                self.store.add_sci(e.record["terminal"], now, e.record.get("sci", {}))
-                self._persist(e.record["terminal"])
+                sci = (e.encoded or {}).get("sci")      # encoded once, by the SCS
+                self.store.add_sci(e.record["terminal"], now,
+                                   sci if sci is not None else e.record.get("sci", {}))
+                self._persist(e.record["terminal"], sci)
                 self.common(e)
             elif isinstance(e, COMMON):
                 self.common(e)
@@ -424,13 +429,23 @@ class Security:
                           "switches": sorted(per_switch)})
         return out
 
-    def _persist(self, tid: str) -> None:
+    def _persist(self, tid: str, sci_json: str | None = None) -> None:
+        """Its state and decision to the store. `sci_json`: its last SCI, already encoded
+        (a report's). A decision's JSON is remembered: most terminals share a few."""
         t = self.scs.terminals.get(tid)
         if t is None:
             return
-        self.store.put_terminal(tid, t.number, {**t.to_state(), "gen": self._gens.get(tid, 0),
-                                                "held": self.scs.held.get(tid)},
-                                nac.decision_to_dict(t.decision) if t.decision else None)
+        state = {**t.to_state(), "gen": self._gens.get(tid, 0), "held": self.scs.held.get(tid)}
+        d = t.decision
+        decision = None
+        if d is not None:
+            decision = self._decision_json.get(d)
+            if decision is None:
+                if len(self._decision_json) >= MEMO_MAX:
+                    self._decision_json.clear()
+                decision = self._decision_json[d] = json.dumps(nac.decision_to_dict(d))
+        self.store.put_terminal(tid, t.number, dumps_with(state, {"last_sci": sci_json})
+                                if sci_json is not None else state, decision)
 
     def _restore(self) -> None:
         """After a restart: terminals, decisions, overrides, seals, replay counters and

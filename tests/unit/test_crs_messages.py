@@ -234,3 +234,58 @@ def test_the_envelope_built_around_the_body_is_the_canonical_json(body, key_id, 
     msg = Message(type="SCIReport", sender=sender, seq=seq, ts=ts, body=body, key_id=key_id)
     assert _envelope(msg, None) == canonical(msg.signed_part())
     assert _envelope(msg, "ab" * 32) == canonical(msg.signed_part() | {"mac": "ab" * 32})
+
+
+# --- the canonical fast path: a message in canonical form is parsed by the plain C parser
+# and verified over its own bytes; anything else goes through the strict parser as before
+
+def test_canonical_messages_take_the_fast_path_and_verify_over_their_own_bytes():
+    from controller.crs.messages import _envelope
+    raw = report()
+    msg = m.decode(raw)
+    assert msg.signed == _envelope(msg, None)      # the bytes the MAC covers, unchanged
+    m.verify(msg, KEY, m.ReplayState(), NOW)
+    # the same message with whitespace: the strict parser, the same verdict
+    spaced = json.dumps(json.loads(raw)).encode()
+    slow = m.decode(spaced)
+    assert slow.signed is None and slow == msg
+    m.verify(slow, KEY, m.ReplayState(), NOW)
+    # a body holding its own "mac" key (MSConnectReport) still verifies
+    body = {"ms_id": "h1", "mac": "00:00:00:00:01:01"}
+    connect = m.decode(m.encode("MSConnectReport", "h1", 5, NOW, body, KEY))
+    assert connect.signed is not None
+    m.verify(connect, KEY, m.ReplayState(), NOW)
+
+
+def test_the_fast_path_refuses_what_the_strict_parser_refuses():
+    raw = report()
+    dup = raw.replace(b'{"body":', b'{"body":{},"body":', 1)
+    with pytest.raises(m.BadMessage, match="duplicate"):
+        m.decode(dup)
+    with pytest.raises(m.BadMessage, match="NaN"):
+        m.decode(raw.replace(b'"ts":1764300000.0', b'"ts":NaN'))
+    extra = raw[:-1] + b',"zzz":{"a":1,"mac":' + json.dumps(json.loads(raw)["mac"]).encode() \
+        + b'}}'
+    with pytest.raises(m.BadMessage, match="unknown key"):
+        m.decode(extra)
+    assert m._canonical_parts(b'{"mac":"' + b"0" * 64 + b'"}') is None   # no member before
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.sampled_from(PATHS), json_values)
+def test_fuzz_mutated_canonical_report_never_verifies(path, new):
+    """The fuzz above in canonical form (the fast path): any one changed field fails the
+    parser or the MAC."""
+    data = json.loads(report())
+    target = data
+    for p in path[:-1]:
+        target = target[p]
+    if target[path[-1]] == new and type(target[path[-1]]) is type(new):
+        return
+    target[path[-1]] = new
+    try:
+        msg = m.decode(m.canonical(data))
+    except (m.BadMessage, ValueError):
+        return
+    with pytest.raises(m.BadMessage):
+        m.verify(msg, KEY, m.ReplayState(), NOW)
