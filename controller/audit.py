@@ -6,6 +6,7 @@ file): it names every subscriber, where and when it authenticated, and every dec
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from contextlib import contextmanager
@@ -30,8 +31,7 @@ class AuditLog:
         """One line; `encoded`: values of `record` that are JSON text already."""
         if self._fh is None:
             return
-        line = dumps_with({"t": time.time(), **record}, encoded, sort_keys=True,
-                          default=_plain) + "\n"
+        line = dumps_with({"t": time.time(), **record}, encoded, _ENCODER) + "\n"
         if self._held is not None:
             self._held.append(line)
             return
@@ -61,3 +61,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     return str(value)
+
+
+_ENCODER = json.JSONEncoder(sort_keys=True, default=_plain)

@@ -14,17 +14,18 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+PLAIN = json.JSONEncoder()
+
 
 def dumps_with(obj: dict[str, Any], encoded: dict[str, str] | None = None,
-               **kw: Any) -> str:
-    """`json.dumps(obj | encoded-values, **kw)` where the values of `encoded` are JSON text
-    already (e.g. a report's SCI, encoded once for the store, the audit log and the
-    evaluation): they are spliced in after the other members, not encoded again."""
+               encoder: json.JSONEncoder = PLAIN) -> str:
+    """`encoder.encode(obj)` where the values of `encoded`'s keys are JSON text already
+    (e.g. a report's SCI, encoded once for the store, the audit log and the evaluation):
+    they are spliced in after the other members, not encoded again."""
     if not encoded:
-        return json.dumps(obj, **kw)
-    head = json.dumps({k: v for k, v in obj.items() if k not in encoded}, **kw)
-    sep = ", " if kw.get("separators") is None else kw["separators"][0]
-    colon = ": " if kw.get("separators") is None else kw["separators"][1]
+        return encoder.encode(obj)
+    head = encoder.encode({k: v for k, v in obj.items() if k not in encoded})
+    sep, colon = encoder.item_separator, encoder.key_separator
     tail = sep.join(json.dumps(k) + colon + v for k, v in encoded.items())
     return head[:-1] + (sep if head != "{}" else "") + tail + "}"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -117,6 +118,7 @@ class Terminal:
     # the body of its last SCIResponse, encoded, with what it was made of (decision,
     # report interval): a steady terminal's answer differs only in seq, ts and MAC
     answer: tuple[Any, float, str] | None = field(default=None, repr=False, compare=False)
+    sci_json: str | None = field(default=None, repr=False, compare=False)   # last SCI's
 
     def to_state(self) -> dict[str, Any]:
         """What the store keeps of this terminal (its decision is stored beside it)."""
@@ -366,7 +368,10 @@ class SCS:
         An accused address counts only when it is bound to a terminal (not the sender):
         addresses nobody holds cannot grow the evidence tables."""
         sci = msg.body["sci"]
-        sci_json = crsap.body_json(sci)     # once: memo key, stored copy and audit line
+        # encoded once (memo key, stored copy, audit line), and shared by the terminals
+        # that report the same SCI
+        sci_json = sys.intern(crsap.body_json(sci))
+        changed, t.sci_json = t.sci_json != sci_json, sci_json
         t.last_sci, t.last_report = sci, now
         self._watch_stale(t)
         t.own_level, t.own_reason = self._evaluate(sci, sci_json)
@@ -381,8 +386,8 @@ class SCS:
             if self.corr.accuse(t.tid, target, a.get("last_seen"), now):
                 accused.append(target)
         out.append(Audit({"event": "sci_report", "terminal": t.tid, "seq": msg.seq, "at": now,
-                          "level": t.own_level.value, "reason": t.own_reason, "sci": sci},
-                         {"sci": sci_json}))
+                          "level": t.own_level.value, "reason": t.own_reason, "sci": sci,
+                          "sci_changed": changed}, {"sci": sci_json}))
         return out, accused
 
     def _memos(self) -> None:

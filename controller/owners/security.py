@@ -90,6 +90,8 @@ class Security:
         # connected terminals are the SCS's address index
         self._static_live = {h.ip for h in topology.hosts} | {topology.service_ip}
         self._decision_json: dict[Any, str] = {}     # Decision -> its stored JSON
+        self._persisted: set[str] = set()   # terminal rows written (with their seq) by
+        # the message being handled
         self._restore()
 
     # --- events from the core ---------------------------------------------------------
@@ -156,12 +158,14 @@ class Security:
         this message only, and leaves its terminal to be enforced again from scratch."""
         replay, posts = self.scs.replay, len(self.http_out)
         effects: list = []
+        self._persisted.clear()
         try:
             with self.store.savepoint():
                 effects = self.scs.handle(None, raw, now)
                 result = (*_answer(effects), self._effects(effects, now))
-                for sender in replay.dirty:     # every accepted message, Leave too
-                    self.store.put_replay(sender, replay.last_seq[sender])
+                for sender in replay.dirty:     # every accepted message, Leave too (a
+                    if sender not in self._persisted:   # terminal row written since
+                        self.store.put_replay(sender, replay.last_seq[sender])  # has it)
             self.counters[f"crsap_answered_{result[0]}"] += 1
             return result
         except Exception:
@@ -305,8 +309,10 @@ class Security:
                         isinstance(e, s.SendProbe)))
             elif isinstance(e, Audit) and e.record.get("event") == "sci_report":
                 sci = (e.encoded or {}).get("sci")      # encoded once, by the SCS
-                self.store.add_sci(e.record["terminal"], now,
-                                   sci if sci is not None else e.record.get("sci", {}))
+                if e.record.get("sci_changed", True):   # the SCI history: each new SCI
+                    self.store.add_sci(e.record["terminal"], now,   # (every report is in
+                                       sci if sci is not None     # the audit log)
+                                       else e.record.get("sci", {}))
                 self._persist(e.record["terminal"], sci)
                 self.common(e)
             elif isinstance(e, COMMON):
@@ -435,7 +441,10 @@ class Security:
         t = self.scs.terminals.get(tid)
         if t is None:
             return
-        state = {**t.to_state(), "gen": self._gens.get(tid, 0), "held": self.scs.held.get(tid)}
+        # with its highest accepted sequence number: for a report, the row is the replay
+        # record too (restored as the higher of the two), one write instead of two
+        state = {**t.to_state(), "gen": self._gens.get(tid, 0), "held": self.scs.held.get(tid),
+                 "seq": self.scs.replay.last_seq.get(tid)}
         d = t.decision
         decision = None
         if d is not None:
@@ -446,12 +455,16 @@ class Security:
                 decision = self._decision_json[d] = json.dumps(nac.decision_to_dict(d))
         self.store.put_terminal(tid, t.number, dumps_with(state, {"last_sci": sci_json})
                                 if sci_json is not None else state, decision)
+        self._persisted.add(tid)
 
     def _restore(self) -> None:
         """After a restart: terminals, decisions, overrides, seals, replay counters and
         correlation evidence, from the store."""
         terminals = []
+        replay = self.store.replay()
         for r in self.store.terminals():
+            if (r.state.get("seq") or 0) > replay.get(r.tid, 0):
+                replay[r.tid] = r.state["seq"]
             t = Terminal.from_state(r.tid, r.number, r.state,
                                     nac.decision_from_dict(r.decision) if r.decision else None)
             terminals.append(t)
@@ -463,7 +476,7 @@ class Security:
                 if self.roaming is not None:
                     self.roaming.asked[t.tid] = {p: ("", self._now)
                                                  for p in self.roaming.peers}
-        self.scs.restore(terminals, self.store.replay(), self.store.sealed_groups(),
+        self.scs.restore(terminals, replay, self.store.sealed_groups(),
                          self.store.evidence(), self._now)
         self._evidence_saved = self.scs.corr.changes
 

@@ -289,3 +289,33 @@ def test_fuzz_mutated_canonical_report_never_verifies(path, new):
         return
     with pytest.raises(m.BadMessage):
         m.verify(msg, KEY, m.ReplayState(), NOW)
+
+
+def _verdict(fn):
+    try:
+        fn()
+    except m.BadMessage as exc:
+        return exc.reason
+    return None
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.sampled_from(PATHS + [()]), json_values,
+       st.sampled_from(["SCIReport", "MSConnectReport", "Leave", "SCIResponse"]))
+def test_the_compiled_schema_check_agrees_with_the_interpreted_one(path, new, type_):
+    """Every value, at every place of a valid report: the same refusal, with the same
+    reason, or both accept."""
+    data = json.loads(report())
+    if path:
+        target = data
+        for p in path[:-1]:
+            target = target[p]
+        target[path[-1]] = new
+    else:
+        data = new
+    for spec in (m.ENVELOPE, m.SCI, m.BODIES[type_]):
+        value = data.get("body", {}).get("sci") if spec is m.SCI and isinstance(data, dict) \
+            and isinstance(data.get("body"), dict) else data.get("body") \
+            if spec is not m.ENVELOPE and isinstance(data, dict) else data
+        assert _verdict(lambda: m.check(value, spec)) == \
+            _verdict(lambda: m._check(value, spec, None))

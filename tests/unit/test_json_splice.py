@@ -12,7 +12,7 @@ def test_dumps_with_gives_the_same_object_as_dumps():
     rec = {"event": "sci_report", "sci": {"os": {"a": 1}, "b": [True, None]}, "z": 1.5}
     enc = json.dumps(rec["sci"], separators=(",", ":"))
     for kw in ({}, {"sort_keys": True}, {"separators": (",", ":")}):
-        assert json.loads(dumps_with(rec, {"sci": enc}, **kw)) == rec
+        assert json.loads(dumps_with(rec, {"sci": enc}, json.JSONEncoder(**kw))) == rec
     assert dumps_with(rec) == json.dumps(rec)
     assert json.loads(dumps_with({"sci": 0}, {"sci": "[1]"})) == {"sci": [1]}
 
