@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 PLAIN = json.JSONEncoder()
+_KEY = json.encoder.encode_basestring_ascii
 
 
 def dumps_with(obj: dict[str, Any], encoded: dict[str, str] | None = None,
@@ -24,9 +25,11 @@ def dumps_with(obj: dict[str, Any], encoded: dict[str, str] | None = None,
     they are spliced in after the other members, not encoded again."""
     if not encoded:
         return encoder.encode(obj)
-    head = encoder.encode({k: v for k, v in obj.items() if k not in encoded})
+    if any(k in obj for k in encoded):
+        obj = {k: v for k, v in obj.items() if k not in encoded}
+    head = encoder.encode(obj)
     sep, colon = encoder.item_separator, encoder.key_separator
-    tail = sep.join(json.dumps(k) + colon + v for k, v in encoded.items())
+    tail = sep.join(_KEY(k) + colon + v for k, v in encoded.items())
     return head[:-1] + (sep if head != "{}" else "") + tail + "}"
 
 

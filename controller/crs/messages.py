@@ -333,6 +333,7 @@ class Message:
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True,
                               allow_nan=False)
+_ESCAPE = json.encoder.encode_basestring_ascii
 
 
 def canonical(obj: Any) -> bytes:
@@ -349,7 +350,7 @@ def _envelope_from(msg: Message, body_json: str, mac: str | None) -> bytes:
     the body: the envelope's keys are fixed, so their sorted order is too (body, crsap,
     key_id, mac, sender, seq, ts, type). Signing and sending a message then encode its
     body once, not twice."""
-    enc = _CANONICAL.encode
+    enc = _scalar
     parts = ['{"body":', body_json, ',"crsap":', enc(msg.version)]
     if msg.key_id is not None:
         parts += [',"key_id":', enc(msg.key_id)]
@@ -358,6 +359,18 @@ def _envelope_from(msg: Message, body_json: str, mac: str | None) -> bytes:
     parts += [',"sender":', enc(msg.sender), ',"seq":', enc(msg.seq), ',"ts":', enc(msg.ts),
               ',"type":', enc(msg.type), "}"]
     return "".join(parts).encode("ascii")
+
+
+def _scalar(value: Any) -> str:
+    """_CANONICAL.encode(value) for the envelope's fields, without the encoder's set-up
+    for numbers: a str is escaped by the same C function, an int or a finite float is its
+    repr (what the encoder writes); anything else goes through the encoder."""
+    kind = type(value)
+    if kind is str:
+        return _ESCAPE(value)
+    if kind is int or (kind is float and math.isfinite(value)):
+        return repr(value)
+    return _CANONICAL.encode(value)
 
 
 def compute_mac(msg: Message, key: bytes) -> str:
@@ -427,7 +440,7 @@ def _canonical_parts(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
     its top-level `"mac"` member, which is the last one in the text: after it come only
     sender, seq, ts and type, whose values cannot hold an unescaped quote."""
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.decode("ascii"))     # (canonical is ASCII)
         if type(data) is not dict or type(data.get("mac")) is not str:
             return None
         if _CANONICAL.encode(data).encode("ascii") != raw:

@@ -89,7 +89,7 @@ class Security:
         # addresses something always lives at (the topology's hosts, the service address);
         # connected terminals are the SCS's address index
         self._static_live = {h.ip for h in topology.hosts} | {topology.service_ip}
-        self._decision_json: dict[Any, str] = {}     # Decision -> its stored JSON
+        self._decision_json: dict[int, tuple[Any, str]] = {}  # id -> (Decision, JSON)
         self._persisted: set[str] = set()   # terminal rows written (with their seq) by
         # the message being handled
         self._restore()
@@ -447,14 +447,17 @@ class Security:
                  "seq": self.scs.replay.last_seq.get(tid)}
         d = t.decision
         decision = None
-        if d is not None:
-            decision = self._decision_json.get(d)
-            if decision is None:
+        if d is not None:       # by identity (a decision object is kept while it holds)
+            got = self._decision_json.get(id(d))
+            if got is None or got[0] is not d:
                 if len(self._decision_json) >= MEMO_MAX:
                     self._decision_json.clear()
-                decision = self._decision_json[d] = json.dumps(nac.decision_to_dict(d))
-        self.store.put_terminal(tid, t.number, dumps_with(state, {"last_sci": sci_json})
-                                if sci_json is not None else state, decision)
+                got = self._decision_json[id(d)] = (d, json.dumps(nac.decision_to_dict(d)))
+            decision = got[1]
+        if sci_json is not None:
+            del state["last_sci"]           # (spliced in as it is)
+            state = dumps_with(state, {"last_sci": sci_json})
+        self.store.put_terminal(tid, t.number, state, decision)
         self._persisted.add(tid)
 
     def _restore(self) -> None:
