@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from controller.crs import messages as crsap
 from controller.crs.agent import sci_from_posture
@@ -145,20 +145,23 @@ def time_scs(terms: list[BenchTerminal], policy: Any, reports: int, max_s: float
     return {"us": us, "replies": replies}
 
 
-# Where a report's time goes in the pure core: (stage, functions whose cumulative time is
-# that stage's). Stages nest (the SCS calls decode and verify), so each stage's own time is
-# its cumulative time less that of the stages inside it.
+# Where a report's time goes in the pure core: (stage, module, object, function whose
+# time is that stage's). Stages nest (the SCS calls decode and verify), so each stage's own
+# time is its time less that of the stages inside it (INNER).
 STAGES = [
-    ("decode + schema", ["crs/messages.py:decode"]),
-    ("verify (HMAC, replay)", ["crs/messages.py:verify"]),
-    ("evaluate (8.1)", ["crs/evaluation.py:evaluate"]),
-    ("correlate + decide", ["crs/scs.py:_recompute"]),
-    ("answer (encode, sign)", ["crs/scs.py:_response"]),
-    ("SCS other", ["crs/scs.py:handle"]),
-    ("store writes + audit", ["owners/security.py:_effects"]),
-    ("commit (disk sync)", ["store.py:__exit__"]),
-    ("core other", ["owners/security.py:messages"]),
+    ("decode + schema", "controller.crs.messages", None, "decode"),
+    ("verify (HMAC, replay)", "controller.crs.messages", None, "verify"),
+    ("evaluate (8.1)", "controller.crs.scs", "SCS", "_evaluate"),
+    ("correlate + decide", "controller.crs.scs", "SCS", "_recompute"),
+    ("answer (encode, sign)", "controller.crs.scs", "SCS", "_response"),
+    ("SCS other", "controller.crs.scs", "SCS", "handle"),
+    ("store writes + audit", "controller.owners.security", "Security", "_effects"),
+    ("commit (disk sync)", "controller.store", "Batch", "__exit__"),
+    ("core other", "controller.owners.security", "Security", "messages"),
 ]
+INNER = {"SCS other": ["decode + schema", "verify (HMAC, replay)", "evaluate (8.1)",
+                       "correlate + decide", "answer (encode, sign)"],
+         "core other": ["SCS other", "store writes + audit", "commit (disk sync)"]}
 
 
 def _core(db_path: Path, cfg: Path) -> Any:
@@ -173,35 +176,51 @@ def time_core(db_path: Path, cfg: Path, terms: list[BenchTerminal], reports: int
               max_s: float, group: int = 1, seed: int = 3,
               profile: Any = None) -> dict[str, Any]:
     """Microseconds per report through `Core.crsap_messages` (the pure core with its SQLite
-    store), `group` messages per call and commit (1: each on its own)."""
+    store), `group` messages per call and commit (1: each on its own), and the CPU time
+    (`cpu_us`: the wall time less waiting for the disk). Steady state: the terminals timed
+    reported once before, untimed, since the core started (as in a running controller,
+    where each reports every interval); their first report after a start also fills the
+    key cache and the SCI history."""
     core = _core(db_path, cfg)
     rng = random.Random(seed)
     us: list[float] = []
+    cpu: list[float] = []
     statuses: Counter[int] = Counter()
-    deadline = time.perf_counter() + max_s
     # after the highest number this store has seen (an earlier pass may have run ahead of
     # the millisecond clock the numbers start from)
     seq = max(crsap.next_seq(None, time.time()),
               max(core.security.scs.replay.last_seq.values(), default=0))
-    for _ in range(max(1, reports // group)):
+    picks = [rng.sample(terms, min(group, len(terms))) for _ in range(max(1, reports // group))]
+    warm = list({t.tid: t for ts in picks for t in ts}.values())
+    for i in range(0, len(warm), 64):
+        now = time.time()
+        batch = []
+        for t in warm[i:i + 64]:
+            seq += 1
+            batch.append(report(t, seq, now))
+        core.crsap_messages(batch, now)
+    deadline = time.perf_counter() + max_s
+    for ts in picks:
         now = time.time()
         raws = []
-        for t in rng.sample(terms, min(group, len(terms))):
+        for t in ts:
             seq += 1
             raws.append(report(t, seq, now))
         if profile is not None:
             profile.enable()
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.thread_time()
         results = core.crsap_messages(raws, now)
         per = (time.perf_counter() - t1) * 1e6 / len(raws)
+        per_cpu = (time.thread_time() - c1) * 1e6 / len(raws)
         if profile is not None:
             profile.disable()
         us += [per] * len(raws)
+        cpu += [per_cpu] * len(raws)
         statuses.update(status for status, _, _ in results)
         if time.perf_counter() > deadline:
             break
     core.store.close()
-    return {"us": us, "statuses": dict(statuses)}
+    return {"us": us, "cpu_us": cpu, "statuses": dict(statuses)}
 
 
 def controller_breakdown(before: dict[str, Any], after: dict[str, Any], handled: int,
@@ -217,24 +236,35 @@ def controller_breakdown(before: dict[str, Any], after: dict[str, Any], handled:
     return out
 
 
-def breakdown(profile: Any, reports: int) -> dict[str, float]:
-    """Microseconds per report in each stage of STAGES, from a cProfile pass."""
-    import pstats
-    stats = pstats.Stats(profile).stats      # (file, line, name) -> (cc, nc, tt, ct, callers)
-    cum: dict[str, float] = {}
-    for (file, _, name), (_, _, _, ct, _) in stats.items():
-        for stage, funcs in STAGES:
-            if any(file.endswith(f.split(":")[0]) and name == f.split(":")[1]
-                   for f in funcs):
-                cum[stage] = cum.get(stage, 0.0) + ct
+def timed_stages(run: Callable[[], int]) -> dict[str, float]:
+    """Microseconds per report in each stage of STAGES over `run()` (which returns the
+    reports it made): each stage's function timed by a wrapper (wall clock, so the commit
+    includes its disk sync), far less distorting than a profiler's per-call cost."""
+    import importlib
+    spent = dict.fromkeys((s[0] for s in STAGES), 0.0)
+    saved = []
+    for stage, module, owner, name in STAGES:
+        holder = importlib.import_module(module)
+        if owner is not None:
+            holder = getattr(holder, owner)
+        fn = getattr(holder, name)
+
+        def timed(*args: Any, _fn: Any = fn, _stage: str = stage, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return _fn(*args, **kw)
+            finally:
+                spent[_stage] += time.perf_counter() - t0
+        saved.append((holder, name, fn))
+        setattr(holder, name, timed)
+    try:
+        reports = run()
+    finally:
+        for holder, name, fn in saved:
+            setattr(holder, name, fn)
     own: dict[str, float] = {}
-    inner = {"SCS other": ["decode + schema", "verify (HMAC, replay)", "evaluate (8.1)",
-                           "correlate + decide", "answer (encode, sign)"],
-             "core other": ["SCS other", "store writes + audit", "commit (disk sync)"]}
-    for stage, _ in STAGES:
-        total = cum.get(stage, 0.0)
-        for sub in inner.get(stage, []):
-            total -= cum.get(sub, 0.0)
+    for stage, *_ in STAGES:
+        total = spent[stage] - sum(spent[sub] for sub in INNER.get(stage, []))
         own[stage] = max(0.0, total) * 1e6 / max(1, reports)
     return own
 
@@ -446,7 +476,7 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
         scs: dict[str, Any] = {}
         core_by: dict[str, Any] = {}
         prof = cProfile.Profile()
-        profiled = 0
+        stages: dict[str, float] = {}
         for n in sizes:
             sub = everyone[:n]
             steady = time_scs(sub, policy, scs_reports, scs_max_s, flip=False)
@@ -464,17 +494,23 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
             grouped = time_core(db, cfg, sub, core_reports, core_max_s, group=core_group)
             core_by[str(n)] = {"group_1_us": common.summary(one["us"]),
                                f"group_{core_group}_us": common.summary(grouped["us"]),
+                               "group_1_cpu_us": common.summary(one["cpu_us"]),
+                               f"group_{core_group}_cpu_us": common.summary(grouped["cpu_us"]),
                                "statuses": one["statuses"],
                                "grouped_statuses": grouped["statuses"]}
-            if n == terminals:      # the breakdown: a separate pass under the profiler
-                profiled = len(time_core(db, cfg, sub, core_reports, core_max_s, group=1,
-                                         seed=4, profile=prof)["us"])
+            if n == terminals:      # the breakdown: separate passes, timed by stage, in
+                # groups (the controller's way) and alone; with `profile`, a cProfile too
+                for g in (core_group, 1):
+                    stages[f"group_{g}"] = timed_stages(lambda g=g: len(time_core(
+                        db, cfg, sub, core_reports, core_max_s, group=g, seed=4)["us"]))
+                if profile:
+                    time_core(db, cfg, sub, core_reports, core_max_s, group=1, seed=5,
+                              profile=prof)
             print(f"{n} terminals: pure SCS steady p50 "
                   f"{scs[str(n)]['steady_us']['p50']:.0f} us; pure core p50 "
                   f"{core_by[str(n)]['group_1_us']['p50']:.0f} us alone, "
                   f"{core_by[str(n)][f'group_{core_group}_us']['p50']:.0f} us in groups "
                   f"of {core_group}", flush=True)
-        stages = breakdown(prof, profiled)
         if profile:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             prof.dump_stats(str(Path(out_dir) / "reports.prof"))
@@ -565,8 +601,10 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
     print(common.table(rows, ["measurement", "unit", "rate", "p50", "p99", "n"]))
     print(common.table([[k, v] for k, v in e2e["controller_cpu_breakdown_us"].items()],
                        ["controller, end to end", "CPU us/report"]))
-    print(common.table([[k, v] for k, v in stages.items()],
-                       [f"pure core, {terminals} terminals, one per commit", "us/report"]))
+    print(common.table([[k, stages[f"group_{core_group}"][k], stages["group_1"][k]]
+                        for k in stages["group_1"]],
+                       [f"pure core, {terminals} terminals", f"us/report, groups of {core_group}",
+                        "alone"]))
     print(f"written: {path}")
     return result
 
