@@ -27,9 +27,10 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Iterator
 
 from controller.crs import messages as crsap
 from controller.crs.agent import sci_from_posture
@@ -122,19 +123,22 @@ def report(t: BenchTerminal, seq: int, ts: float, infected: bool = False) -> byt
 
 def time_scs(terms: list[BenchTerminal], policy: Any, reports: int, max_s: float,
              flip: bool, seed: int = 2) -> dict[str, Any]:
-    """Microseconds per `SCS.handle` call (encoding is outside the timing)."""
+    """Microseconds per `SCS.handle` call (encoding is outside the timing). Steady state:
+    each terminal timed reported once before, untimed (as in a running SCS)."""
     from controller.crs.scs import Reply
     now = time.time()
     scs = pure_scs(terms, policy, now)
     rng = random.Random(seed)
     us: list[float] = []
     replies = 0
-    deadline = time.perf_counter() + max_s
     picks = [rng.choice(terms) for _ in range(reports)]
+    for t in {t.tid: t for t in picks}.values():
+        scs.handle(None, report(t, 1, now), now)
+    deadline = time.perf_counter() + max_s
     for i, t in enumerate(picks):
         ts = now + i * 1e-3
-        raws = [report(t, 2 * i + 1, ts, infected=True), report(t, 2 * i + 2, ts)] if flip \
-            else [report(t, i + 1, ts)]
+        raws = [report(t, 2 * i + 3, ts, infected=True), report(t, 2 * i + 4, ts)] if flip \
+            else [report(t, i + 2, ts)]
         for raw in raws:
             t1 = time.perf_counter()
             effects = scs.handle(None, raw, ts)
@@ -174,13 +178,14 @@ def _core(db_path: Path, cfg: Path) -> Any:
 
 def time_core(db_path: Path, cfg: Path, terms: list[BenchTerminal], reports: int,
               max_s: float, group: int = 1, seed: int = 3,
-              profile: Any = None) -> dict[str, Any]:
+              profile: Any = None, stages: dict[str, float] | None = None) -> dict[str, Any]:
     """Microseconds per report through `Core.crsap_messages` (the pure core with its SQLite
     store), `group` messages per call and commit (1: each on its own), and the CPU time
     (`cpu_us`: the wall time less waiting for the disk). Steady state: the terminals timed
     reported once before, untimed, since the core started (as in a running controller,
     where each reports every interval); their first report after a start also fills the
-    key cache and the SCI history."""
+    key cache and the SCI history. `stages`: filled with the microseconds per report of
+    each stage of STAGES over the timed reports (`stage_timers`)."""
     core = _core(db_path, cfg)
     rng = random.Random(seed)
     us: list[float] = []
@@ -200,6 +205,8 @@ def time_core(db_path: Path, cfg: Path, terms: list[BenchTerminal], reports: int
             batch.append(report(t, seq, now))
         core.crsap_messages(batch, now)
     deadline = time.perf_counter() + max_s
+    timers = stage_timers() if stages is not None else None
+    spent = timers.__enter__() if timers is not None else {}
     for ts in picks:
         now = time.time()
         raws = []
@@ -219,6 +226,11 @@ def time_core(db_path: Path, cfg: Path, terms: list[BenchTerminal], reports: int
         statuses.update(status for status, _, _ in results)
         if time.perf_counter() > deadline:
             break
+    if timers is not None:
+        timers.__exit__(None, None, None)
+        for stage, *_ in STAGES:
+            total = spent[stage] - sum(spent[sub] for sub in INNER.get(stage, []))
+            stages[stage] = max(0.0, total) * 1e6 / max(1, len(us))
     core.store.close()
     return {"us": us, "cpu_us": cpu, "statuses": dict(statuses)}
 
@@ -236,10 +248,11 @@ def controller_breakdown(before: dict[str, Any], after: dict[str, Any], handled:
     return out
 
 
-def timed_stages(run: Callable[[], int]) -> dict[str, float]:
-    """Microseconds per report in each stage of STAGES over `run()` (which returns the
-    reports it made): each stage's function timed by a wrapper (wall clock, so the commit
-    includes its disk sync), far less distorting than a profiler's per-call cost."""
+@contextmanager
+def stage_timers() -> Iterator[dict[str, float]]:
+    """Seconds spent in each stage of STAGES (with the stages inside it) while open: each
+    stage's function timed by a wrapper (wall clock, so the commit includes its disk
+    sync), far less distorting than a profiler's per-call cost."""
     import importlib
     spent = dict.fromkeys((s[0] for s in STAGES), 0.0)
     saved = []
@@ -258,15 +271,10 @@ def timed_stages(run: Callable[[], int]) -> dict[str, float]:
         saved.append((holder, name, fn))
         setattr(holder, name, timed)
     try:
-        reports = run()
+        yield spent
     finally:
         for holder, name, fn in saved:
             setattr(holder, name, fn)
-    own: dict[str, float] = {}
-    for stage, *_ in STAGES:
-        total = spent[stage] - sum(spent[sub] for sub in INNER.get(stage, []))
-        own[stage] = max(0.0, total) * 1e6 / max(1, reports)
-    return own
 
 
 def plot_scaling(path: Path, sizes: list[int], series: dict[str, list[float]]) -> None:
@@ -439,7 +447,8 @@ def load(port: int, terms: list[BenchTerminal], clients: int, connections: int,
 # --- the benchmark ------------------------------------------------------------------------
 
 def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 10,
-        clients: int = 1, connections: int = 32, warmup_s: float = 3.0,
+        clients: int = 1, connections: int = 32, light_connections: int = 4,
+        warmup_s: float = 3.0,
         duration_s: float = 20.0,
         scs_reports: int = 2000, scs_max_s: float = 20.0, core_reports: int = 512,
         core_max_s: float = 20.0, core_group: int = 32,
@@ -448,7 +457,7 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
     """Prepare the populations, measure the three ways, write reports.json (and the PNG of
     cost against terminals; with `profile`, the pure core's cProfile as reports.prof)."""
     if min(terminals, groups, clients, scs_reports, core_reports, core_group) < 1 \
-            or connections < clients \
+            or connections < clients or light_connections < 1 \
             or duration_s <= 0 or any(n < 1 for n in scaling):
         raise ValueError("terminals, groups, clients, report counts, group and scaling "
                          "sizes must be >= 1, connections >= clients and duration_s > 0")
@@ -501,8 +510,9 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
             if n == terminals:      # the breakdown: separate passes, timed by stage, in
                 # groups (the controller's way) and alone; with `profile`, a cProfile too
                 for g in (core_group, 1):
-                    stages[f"group_{g}"] = timed_stages(lambda g=g: len(time_core(
-                        db, cfg, sub, core_reports, core_max_s, group=g, seed=4)["us"]))
+                    stages[f"group_{g}"] = {}
+                    time_core(db, cfg, sub, core_reports, core_max_s, group=g, seed=4,
+                              stages=stages[f"group_{g}"])
                 if profile:
                     time_core(db, cfg, sub, core_reports, core_max_s, group=1, seed=5,
                               profile=prof)
@@ -533,6 +543,10 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
             e2e["controller_cpu_us_per_report"] = (cpu1 - cpu0) * 1e6 / handled
             e2e["controller_cpu_breakdown_us"] = controller_breakdown(
                 before, counters, handled, e2e["controller_cpu_us_per_report"])
+            # latency below saturation: fewer reports in flight (a closed loop's latency
+            # at saturation is its connections over its rate)
+            light = load(ctl.rest_port, terms, 1, light_connections, 1.0,
+                         max(1.0, duration_s / 4))
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -556,6 +570,10 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
                        "client_cpu_us_per_report": e2e["client_cpu_us_per_report"],
                        "controller_cpu_breakdown_us": e2e["controller_cpu_breakdown_us"],
                        "answers_verified": e2e["answers_verified"],
+                       "light_load": {"connections": light_connections,
+                                      "accepted_per_s": light["accepted_per_s"],
+                                      "latency_ms": common.summary(light["lat_ms"]),
+                                      "statuses": light["statuses"]},
                        "messages_per_commit": counters.get("crs_msg_SCIReport", 0)
                        / max(1, counters.get("crsap_group_commits", 0)),
                        "controller_counters": {k: v for k, v in counters.items()
@@ -581,7 +599,11 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
     lat = result["end_to_end"]["latency_ms"]
     rows = [["end to end (HTTP, controller)", "reports/s", e2e["accepted_per_s"], None, None,
              None],
-            ["", "latency ms", None, lat["p50"], lat["p99"], lat["n"]],
+            ["", f"latency ms ({connections} in flight)", None, lat["p50"], lat["p99"],
+             lat["n"]],
+            ["", f"reports/s, latency ms ({light_connections} in flight)",
+             light["accepted_per_s"], common.percentile(light["lat_ms"], 50),
+             common.percentile(light["lat_ms"], 99), len(light["lat_ms"])],
             ["", "messages per commit", result["end_to_end"]["messages_per_commit"], None,
              None, None],
             ["", "controller CPU us/report", e2e["controller_cpu_us_per_report"], None, None,
