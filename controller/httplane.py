@@ -44,13 +44,15 @@ def answer_head(status: int, length: int, close: bool) -> bytes:
 
 
 class _Conn:
-    __slots__ = ("sock", "raw", "source", "buf", "out", "busy", "close", "last", "began")
+    __slots__ = ("sock", "raw", "source", "buf", "out", "busy", "close", "last", "began",
+                 "mask")
 
     def __init__(self, sock: Any, source: str, now: float):
         self.sock, self.raw, self.source = sock, sock.fd, source   # green, and the OS socket
         self.buf, self.out = b"", b""
         self.busy = self.close = False
         self.last, self.began = now, None       # last progress; start of the request
+        self.mask = 0                           # what epoll waits for on it
 
 
 class Lane:
@@ -69,7 +71,8 @@ class Lane:
     def add(self, sock: Any, source: str) -> None:
         c = _Conn(sock, source, time.monotonic())
         self.conns[c.raw.fileno()] = c
-        self.ep.register(c.raw.fileno(), self._select.EPOLLIN)
+        c.mask = self._select.EPOLLIN
+        self.ep.register(c.raw.fileno(), c.mask)
 
     def run(self) -> None:
         """Wait for readable connections, serve what is complete, for ever."""
@@ -111,8 +114,8 @@ class Lane:
             c = self.conns.get(fd)
             if c is None:
                 continue
-            if mask & sel.EPOLLOUT:
-                self._flush(c, now)
+            if mask & sel.EPOLLOUT or (c.out and mask & (sel.EPOLLHUP | sel.EPOLLERR)):
+                self._flush(c, now)         # (a peer gone: the send fails, it is closed)
             if mask & (sel.EPOLLIN | sel.EPOLLHUP | sel.EPOLLERR) and not c.busy \
                     and not c.out:
                 self._read(c, now)
@@ -216,11 +219,16 @@ class Lane:
         if sent:
             c.last = now
         if c.out:                   # the client is not reading: wait until it can take more
-            self.ep.modify(c.raw.fileno(), self._select.EPOLLOUT)
+            self._wait_for(c, self._select.EPOLLOUT)
         elif c.close:
             self._close(c)
         else:
-            self.ep.modify(c.raw.fileno(), self._select.EPOLLIN)
+            self._wait_for(c, self._select.EPOLLIN)
+
+    def _wait_for(self, c: _Conn, mask: int) -> None:
+        if c.mask != mask:
+            c.mask = mask
+            self.ep.modify(c.raw.fileno(), mask)
 
     def _refuse(self, c: _Conn, exc: hs.BadRequest) -> None:
         try:
