@@ -201,6 +201,7 @@ class SCS:
         self._memo_policy: Policy | None = None
         self._evaluated: dict[str, tuple[Level, str]] = {}
         self._decided: dict[tuple, Decision] = {}
+        self._bodies: crsap.Bodies = {}     # each sender's last authenticated body
 
     def restore(self, terminals: Iterable[Terminal], replay: dict[str, int],
                 sealed: Iterable[str], evidence: dict[str, Any], now: float) -> None:
@@ -314,7 +315,7 @@ class SCS:
         """One CRSAP message from a terminal. `terminal_id` is who the transport says sent
         it (None: trust the authenticated sender field)."""
         try:
-            msg = crsap.decode(raw)
+            msg = crsap.decode(raw, self._bodies)
         except crsap.BadMessage as exc:
             return self._reject("malformed", exc.reason, terminal_id)
         sender = msg.sender
@@ -337,6 +338,7 @@ class SCS:
             crsap.verify(msg, key, self.replay, now, self.skew_s)
         except crsap.BadMessage as exc:
             return self._reject("unauthenticated", exc.reason, sender)
+        crsap.remember_body(msg, raw, self._bodies)
         out: list[Effect] = [Count(f"crs_msg_{msg.type}")]
         if msg.type == "Leave":
             return out + self.agent_left(sender, now, str(msg.body.get("reason", "agent"))[:64])
@@ -370,7 +372,10 @@ class SCS:
         sci = msg.body["sci"]
         # encoded once (memo key, stored copy, audit line), and shared by the terminals
         # that report the same SCI
-        sci_json = sys.intern(crsap.body_json(sci))
+        if sci is t.last_sci and t.sci_json is not None:
+            sci_json = t.sci_json           # the same body as last time (crsap.Bodies)
+        else:
+            sci_json = sys.intern(crsap.body_json(sci))
         changed, t.sci_json = t.sci_json != sci_json, sci_json
         t.last_sci, t.last_report = sci, now
         self._watch_stale(t)

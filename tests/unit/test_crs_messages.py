@@ -319,3 +319,73 @@ def test_the_compiled_schema_check_agrees_with_the_interpreted_one(path, new, ty
             if spec is not m.ENVELOPE and isinstance(data, dict) else data
         assert _verdict(lambda: m.check(value, spec)) == \
             _verdict(lambda: m._check(value, spec, None))
+
+
+# --- a sender's known body: only the envelope is checked ---------------------------------
+
+def _outcome(raw, bodies=None):
+    try:
+        msg = m.decode(raw, bodies)
+    except m.BadMessage:
+        return "refused"
+    return (msg, msg.signed)
+
+
+def _bodies_after(raw):
+    bodies = {}
+    m.remember_body(m.decode(raw), raw, bodies)
+    return bodies
+
+
+def test_a_known_body_decodes_like_the_full_parse_and_is_not_reparsed():
+    first = report(seq=1)
+    bodies = _bodies_after(first)
+    assert set(bodies) == {"h1"} and bodies["h1"][0] == "SCIReport"
+    nxt = report(seq=2, ts=NOW + 0.5)
+    got = m.decode(nxt, bodies)
+    assert got.body is bodies["h1"][2]                  # the body parsed before, reused
+    assert _outcome(nxt, bodies) == _outcome(nxt)
+    m.verify(got, KEY, m.ReplayState(), NOW)
+    # an integer timestamp, a message without key_id: the same as the full parse
+    for raw in (m.encode("SCIReport", "h1", 3, 1764300001, {"ms_id": "h1", "sci": sci()},
+                         KEY, key_id="isr-1"),):
+        assert _outcome(raw, bodies) == _outcome(raw)
+    # the same body under another type is checked again (Leave's schema refuses it)
+    leave = m.encode("Leave", "h1", 4, NOW, {"ms_id": "h1", "sci": sci()}, KEY,
+                     key_id="isr-1", check=False)
+    assert _outcome(leave, bodies) == _outcome(leave) == "refused"
+    # non-canonical forms go to the full parse, which says what it says
+    for bad in (nxt.replace(b'"ts":1764300000.5', b'"ts":1764300000.50'),
+                nxt.replace(b'"seq":2', b'"seq":02'), nxt[:-1] + b' }',
+                nxt.replace(b'"seq":2', b'"seq":9223372036854775808'),
+                nxt.replace(b'"ts":1764300000.5', b'"ts":1e13'),
+                nxt.replace(b'"type":"SCIReport"', b'"type":"Nonsense"')):
+        assert _outcome(bad, bodies) == _outcome(bad)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.integers(0, 400), st.binary(min_size=0, max_size=3), st.integers(0, 2))
+def test_fuzz_a_known_body_never_changes_the_verdict(at, new, cut):
+    """Bytes replaced, inserted or cut anywhere in a report whose body is known: decoded
+    with the known bodies or without, the same message or the same refusal."""
+    bodies = _bodies_after(report(seq=1))
+    raw = report(seq=2, ts=NOW + 0.25)
+    at = min(at, len(raw))
+    mutated = raw[:at] + new + raw[at + cut:]
+    assert _outcome(mutated, bodies) == _outcome(mutated)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.sampled_from(PATHS), json_values)
+def test_fuzz_a_known_body_with_one_field_changed(path, new):
+    bodies = _bodies_after(report(seq=1))
+    data = json.loads(report(seq=2))
+    target = data
+    for p in path[:-1]:
+        target = target[p]
+    target[path[-1]] = new
+    try:
+        raw = m.canonical(data)
+    except ValueError:
+        return
+    assert _outcome(raw, bodies) == _outcome(raw)
