@@ -148,7 +148,8 @@ class Security:
         group's flows or answers leave."""
         self._now = now
         results: list[tuple[int, bytes, Out]] = []
-        with self.audit.held(), self.store.batch():
+        # the group's audit lines are written before its commit, as each was before
+        with self.store.batch(), self.audit.held():
             for raw in raws:
                 results.append(self._one_message(raw, now))
         return results
