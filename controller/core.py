@@ -85,7 +85,7 @@ class Core:
         elif isinstance(e, Log):
             log.log(e.level, "%s", e.text)
         elif isinstance(e, Audit):
-            self.audit.write(e.record)
+            self.audit.write(e.record, e.encoded)
         elif isinstance(e, Rejected):
             self.counters[e.counter] += 1
             log.warning("%s", e.reason)

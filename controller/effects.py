@@ -31,9 +31,11 @@ class Log:
 
 @dataclass(frozen=True)
 class Audit:
-    """A record for the append-only audit log (JSON lines)."""
+    """A record for the append-only audit log (JSON lines). `encoded`: values of `record`
+    already encoded as JSON text (written as they are; a report's SCI is encoded once)."""
 
     record: dict
+    encoded: dict | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

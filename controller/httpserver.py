@@ -106,17 +106,27 @@ class Server:
 
     def __init__(self, app: Callable, cap: restguard.SourceCap, socket_timeout_s: float,
                  fast: Fast | None = None, max_body: int = 64 * 1024, server_port: int = 0,
-                 max_connections: int = MAX_CONNECTIONS):
+                 max_connections: int = MAX_CONNECTIONS,
+                 lane: tuple[str, Callable[[list[bytes]], list[tuple[int, bytes]]]]
+                 | None = None):
+        """`lane`: (path, batch): POSTs to `path` are served by one green thread for all
+        connections, the complete ones handed to `batch` together (controller.httplane);
+        a connection starts there and moves to its own thread at another request."""
         self.app, self.cap, self.timeout, self.fast = app, cap, socket_timeout_s, fast
         self.max_body, self.port = max_body, server_port
         self.max_connections, self.open = max_connections, 0
         self._listener: socket.socket | None = None
         self._stopped = False
+        self.lane_spec, self.lane = lane, None
 
     def serve(self, listener: socket.socket) -> None:
         """Accept connections until the process ends, or `stop`."""
         import eventlet
         self._listener = listener
+        if self.lane_spec is not None and self.lane is None:
+            from controller.httplane import Lane
+            self.lane = Lane(self, *self.lane_spec)
+            eventlet.spawn(self.lane.run)
         while not self._stopped:
             try:
                 conn, addr = listener.accept()
@@ -141,7 +151,15 @@ class Server:
                 eventlet.spawn(self._refuse, conn)
                 continue
             self.open += 1
-            eventlet.spawn(self._connection, conn, source)
+            if self.lane is not None:
+                self.lane.add(conn, source)
+            else:
+                eventlet.spawn(self._connection, conn, source)
+
+    def closed(self, source: str) -> None:
+        """A connection from `source` ended: its place under the caps is free."""
+        self.open -= 1
+        self.cap.release(source)
 
     def stop(self) -> None:
         """Close the listening socket: `serve` returns (open connections run on)."""
@@ -158,10 +176,10 @@ class Server:
         finally:
             conn.close()
 
-    def _connection(self, conn: socket.socket, source: str) -> None:
+    def _connection(self, conn: socket.socket, source: str, buf: bytes = b"") -> None:
+        """Serve one connection (`buf`: what was read of it already) until it ends."""
         try:
             conn.settimeout(self.timeout)
-            buf = b""
             while True:
                 req, buf = self._request(conn, buf)
                 if req is None:
@@ -178,8 +196,7 @@ class Server:
         except OSError:        # timeout, reset: the connection ends
             pass
         finally:
-            self.open -= 1
-            self.cap.release(source)
+            self.closed(source)
             conn.close()
 
     def _request(self, conn: socket.socket, buf: bytes):

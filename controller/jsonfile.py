@@ -14,6 +14,24 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+PLAIN = json.JSONEncoder()
+_KEY = json.encoder.encode_basestring_ascii
+
+
+def dumps_with(obj: dict[str, Any], encoded: dict[str, str] | None = None,
+               encoder: json.JSONEncoder = PLAIN) -> str:
+    """`encoder.encode(obj)` where the values of `encoded`'s keys are JSON text already
+    (e.g. a report's SCI, encoded once for the store, the audit log and the evaluation):
+    they are spliced in after the other members, not encoded again."""
+    if not encoded:
+        return encoder.encode(obj)
+    if any(k in obj for k in encoded):
+        obj = {k: v for k, v in obj.items() if k not in encoded}
+    head = encoder.encode(obj)
+    sep, colon = encoder.item_separator, encoder.key_separator
+    tail = sep.join(_KEY(k) + colon + v for k, v in encoded.items())
+    return head[:-1] + (sep if head != "{}" else "") + tail + "}"
+
 
 def write_text_atomic(path: str | Path, text: str, mode: int | None = None,
                       sync: bool = False) -> None:

@@ -181,11 +181,14 @@ class Store:
 
     # --- SCS terminals and decisions -----------------------------------------------------
 
-    def put_terminal(self, tid: str, number: int, state: dict[str, Any],
-                     decision: dict[str, Any] | None) -> None:
-        """Commit a terminal's SCS state and current decision (before its flows are sent)."""
+    def put_terminal(self, tid: str, number: int, state: dict[str, Any] | str,
+                     decision: dict[str, Any] | str | None) -> None:
+        """Commit a terminal's SCS state and current decision (before its flows are sent);
+        either may come as JSON text already."""
         self._write(self._sql["terminal"],
-                        (tid, number, json.dumps(state), json.dumps(decision), time.time()))
+                    (tid, number, state if isinstance(state, str) else json.dumps(state),
+                     decision if isinstance(decision, str) else json.dumps(decision),
+                     time.time()))
 
     def terminals(self) -> list[TerminalRecord]:
         rows = self.db.execute("SELECT tid, number, state, decision FROM terminals "
@@ -198,8 +201,10 @@ class Store:
     def sealed_groups(self) -> list[str]:
         return [g for (g,) in self.db.execute("SELECT grp FROM seals WHERE sealed=1")]
 
-    def add_sci(self, tid: str, at: float, body: dict[str, Any]) -> None:
-        self._write("INSERT INTO sci VALUES (?,?,?)", (tid, at, json.dumps(body)))
+    def add_sci(self, tid: str, at: float, body: dict[str, Any] | str) -> None:
+        """One reported SCI (`body` as a dict or as JSON text already)."""
+        self._write("INSERT INTO sci VALUES (?,?,?)",
+                    (tid, at, body if isinstance(body, str) else json.dumps(body)))
 
     def put_replay(self, sender: str, seq: int) -> None:
         self._write(self._sql["replay"], (sender, seq))

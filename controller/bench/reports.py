@@ -20,16 +20,17 @@ crs-report keys, each with a fresh clean report and its COMPLIANT decision):
 """
 from __future__ import annotations
 
-import http.client
+import hmac
 import multiprocessing as mp
 import random
 import shutil
 import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from controller.crs import messages as crsap
 from controller.crs.agent import sci_from_posture
@@ -122,19 +123,22 @@ def report(t: BenchTerminal, seq: int, ts: float, infected: bool = False) -> byt
 
 def time_scs(terms: list[BenchTerminal], policy: Any, reports: int, max_s: float,
              flip: bool, seed: int = 2) -> dict[str, Any]:
-    """Microseconds per `SCS.handle` call (encoding is outside the timing)."""
+    """Microseconds per `SCS.handle` call (encoding is outside the timing). Steady state:
+    each terminal timed reported once before, untimed (as in a running SCS)."""
     from controller.crs.scs import Reply
     now = time.time()
     scs = pure_scs(terms, policy, now)
     rng = random.Random(seed)
     us: list[float] = []
     replies = 0
-    deadline = time.perf_counter() + max_s
     picks = [rng.choice(terms) for _ in range(reports)]
+    for t in {t.tid: t for t in picks}.values():
+        scs.handle(None, report(t, 1, now), now)
+    deadline = time.perf_counter() + max_s
     for i, t in enumerate(picks):
         ts = now + i * 1e-3
-        raws = [report(t, 2 * i + 1, ts, infected=True), report(t, 2 * i + 2, ts)] if flip \
-            else [report(t, i + 1, ts)]
+        raws = [report(t, 2 * i + 3, ts, infected=True), report(t, 2 * i + 4, ts)] if flip \
+            else [report(t, i + 2, ts)]
         for raw in raws:
             t1 = time.perf_counter()
             effects = scs.handle(None, raw, ts)
@@ -145,20 +149,23 @@ def time_scs(terms: list[BenchTerminal], policy: Any, reports: int, max_s: float
     return {"us": us, "replies": replies}
 
 
-# Where a report's time goes in the pure core: (stage, functions whose cumulative time is
-# that stage's). Stages nest (the SCS calls decode and verify), so each stage's own time is
-# its cumulative time less that of the stages inside it.
+# Where a report's time goes in the pure core: (stage, module, object, function whose
+# time is that stage's). Stages nest (the SCS calls decode and verify), so each stage's own
+# time is its time less that of the stages inside it (INNER).
 STAGES = [
-    ("decode + schema", ["crs/messages.py:decode"]),
-    ("verify (HMAC, replay)", ["crs/messages.py:verify"]),
-    ("evaluate (8.1)", ["crs/evaluation.py:evaluate"]),
-    ("correlate + decide", ["crs/scs.py:_recompute"]),
-    ("answer (encode, sign)", ["crs/scs.py:_response"]),
-    ("SCS other", ["crs/scs.py:handle"]),
-    ("store writes + audit", ["owners/security.py:_effects"]),
-    ("commit (disk sync)", ["store.py:__exit__"]),
-    ("core other", ["owners/security.py:messages"]),
+    ("decode + schema", "controller.crs.messages", None, "decode"),
+    ("verify (HMAC, replay)", "controller.crs.messages", None, "verify"),
+    ("evaluate (8.1)", "controller.crs.scs", "SCS", "_evaluate"),
+    ("correlate + decide", "controller.crs.scs", "SCS", "_recompute"),
+    ("answer (encode, sign)", "controller.crs.scs", "SCS", "_response"),
+    ("SCS other", "controller.crs.scs", "SCS", "handle"),
+    ("store writes + audit", "controller.owners.security", "Security", "_effects"),
+    ("commit (disk sync)", "controller.store", "Batch", "__exit__"),
+    ("core other", "controller.owners.security", "Security", "messages"),
 ]
+INNER = {"SCS other": ["decode + schema", "verify (HMAC, replay)", "evaluate (8.1)",
+                       "correlate + decide", "answer (encode, sign)"],
+         "core other": ["SCS other", "store writes + audit", "commit (disk sync)"]}
 
 
 def _core(db_path: Path, cfg: Path) -> Any:
@@ -171,59 +178,103 @@ def _core(db_path: Path, cfg: Path) -> Any:
 
 def time_core(db_path: Path, cfg: Path, terms: list[BenchTerminal], reports: int,
               max_s: float, group: int = 1, seed: int = 3,
-              profile: Any = None) -> dict[str, Any]:
+              profile: Any = None, stages: dict[str, float] | None = None) -> dict[str, Any]:
     """Microseconds per report through `Core.crsap_messages` (the pure core with its SQLite
-    store), `group` messages per call and commit (1: each on its own)."""
+    store), `group` messages per call and commit (1: each on its own), and the CPU time
+    (`cpu_us`: the wall time less waiting for the disk). Steady state: the terminals timed
+    reported once before, untimed, since the core started (as in a running controller,
+    where each reports every interval); their first report after a start also fills the
+    key cache and the SCI history. `stages`: filled with the microseconds per report of
+    each stage of STAGES over the timed reports (`stage_timers`)."""
     core = _core(db_path, cfg)
     rng = random.Random(seed)
     us: list[float] = []
+    cpu: list[float] = []
     statuses: Counter[int] = Counter()
-    deadline = time.perf_counter() + max_s
     # after the highest number this store has seen (an earlier pass may have run ahead of
     # the millisecond clock the numbers start from)
     seq = max(crsap.next_seq(None, time.time()),
               max(core.security.scs.replay.last_seq.values(), default=0))
-    for _ in range(max(1, reports // group)):
+    picks = [rng.sample(terms, min(group, len(terms))) for _ in range(max(1, reports // group))]
+    warm = list({t.tid: t for ts in picks for t in ts}.values())
+    for i in range(0, len(warm), 64):
+        now = time.time()
+        batch = []
+        for t in warm[i:i + 64]:
+            seq += 1
+            batch.append(report(t, seq, now))
+        core.crsap_messages(batch, now)
+    deadline = time.perf_counter() + max_s
+    timers = stage_timers() if stages is not None else None
+    spent = timers.__enter__() if timers is not None else {}
+    for ts in picks:
         now = time.time()
         raws = []
-        for t in rng.sample(terms, min(group, len(terms))):
+        for t in ts:
             seq += 1
             raws.append(report(t, seq, now))
         if profile is not None:
             profile.enable()
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.thread_time()
         results = core.crsap_messages(raws, now)
         per = (time.perf_counter() - t1) * 1e6 / len(raws)
+        per_cpu = (time.thread_time() - c1) * 1e6 / len(raws)
         if profile is not None:
             profile.disable()
         us += [per] * len(raws)
+        cpu += [per_cpu] * len(raws)
         statuses.update(status for status, _, _ in results)
         if time.perf_counter() > deadline:
             break
+    if timers is not None:
+        timers.__exit__(None, None, None)
+        for stage, *_ in STAGES:
+            total = spent[stage] - sum(spent[sub] for sub in INNER.get(stage, []))
+            stages[stage] = max(0.0, total) * 1e6 / max(1, len(us))
     core.store.close()
-    return {"us": us, "statuses": dict(statuses)}
+    return {"us": us, "cpu_us": cpu, "statuses": dict(statuses)}
 
 
-def breakdown(profile: Any, reports: int) -> dict[str, float]:
-    """Microseconds per report in each stage of STAGES, from a cProfile pass."""
-    import pstats
-    stats = pstats.Stats(profile).stats      # (file, line, name) -> (cc, nc, tt, ct, callers)
-    cum: dict[str, float] = {}
-    for (file, _, name), (_, _, _, ct, _) in stats.items():
-        for stage, funcs in STAGES:
-            if any(file.endswith(f.split(":")[0]) and name == f.split(":")[1]
-                   for f in funcs):
-                cum[stage] = cum.get(stage, 0.0) + ct
-    own: dict[str, float] = {}
-    inner = {"SCS other": ["decode + schema", "verify (HMAC, replay)", "evaluate (8.1)",
-                           "correlate + decide", "answer (encode, sign)"],
-             "core other": ["SCS other", "store writes + audit", "commit (disk sync)"]}
-    for stage, _ in STAGES:
-        total = cum.get(stage, 0.0)
-        for sub in inner.get(stage, []):
-            total -= cum.get(sub, 0.0)
-        own[stage] = max(0.0, total) * 1e6 / max(1, reports)
-    return own
+def controller_breakdown(before: dict[str, Any], after: dict[str, Any], handled: int,
+                         total_us: float) -> dict[str, float]:
+    """The controller's CPU per report by part, from its CPU-time counters: the CRSAP
+    lane (HTTP reading, parsing, answering), the core (SCS, store, audit, commit), the
+    flows sent, and the rest (eventlet's hub, the tick, the process as a whole)."""
+    parts = {"HTTP lane": "time_crsap_lane_us", "core (SCS, store, audit, commit)":
+             "time_crsap_core_us", "flows sent": "time_crsap_send_us"}
+    out = {name: (after.get(key, 0) - before.get(key, 0)) / handled
+           for name, key in parts.items()}
+    out["other (hub, tick, kernel)"] = max(0.0, total_us - sum(out.values()))
+    return out
+
+
+@contextmanager
+def stage_timers() -> Iterator[dict[str, float]]:
+    """Seconds spent in each stage of STAGES (with the stages inside it) while open: each
+    stage's function timed by a wrapper (wall clock, so the commit includes its disk
+    sync), far less distorting than a profiler's per-call cost."""
+    import importlib
+    spent = dict.fromkeys((s[0] for s in STAGES), 0.0)
+    saved = []
+    for stage, module, owner, name in STAGES:
+        holder = importlib.import_module(module)
+        if owner is not None:
+            holder = getattr(holder, owner)
+        fn = getattr(holder, name)
+
+        def timed(*args: Any, _fn: Any = fn, _stage: str = stage, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return _fn(*args, **kw)
+            finally:
+                spent[_stage] += time.perf_counter() - t0
+        saved.append((holder, name, fn))
+        setattr(holder, name, timed)
+    try:
+        yield spent
+    finally:
+        for holder, name, fn in saved:
+            setattr(holder, name, fn)
 
 
 def plot_scaling(path: Path, sizes: list[int], series: dict[str, list[float]]) -> None:
@@ -246,44 +297,115 @@ def plot_scaling(path: Path, sizes: list[int], series: dict[str, list[float]]) -
 
 
 # --- load generator ----------------------------------------------------------------------
+# The load shares the 2 cores with the controller, so it must cost little: raw keep-alive
+# sockets, one epoll loop per process, and request bytes built around a pre-encoded body.
+# Every request is still a real report: a fresh sequence number and timestamp, signed with
+# the terminal's key (HMAC-SHA256 over the canonical envelope, as the agent signs it).
 
-def _worker(port: int, terms: list[BenchTerminal], start_at: float, warmup_s: float,
-            duration_s: float, out: Any) -> None:
-    """One client process: post signed clean reports back to back on a keep-alive
-    connection; latencies of requests that started in the measured window."""
-    def connect() -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    conn = connect()
-    seqs: dict[str, int] = {}
+REQUEST_HEAD = (b"POST " + crsap.HTTP_PATH.encode() + b" HTTP/1.1\r\nHost: crs\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n")
+
+
+class Signer:
+    """One terminal's clean SCIReport with only sequence number, timestamp and MAC left to
+    fill in: `message(seq, ts)` is byte for byte `report(t, seq, ts)` (a unit test holds
+    them equal), at a fraction of its cost."""
+
+    def __init__(self, t: BenchTerminal):
+        body = crsap.canonical({"ms_id": t.tid, "sci": sci_from_posture(CLEAN)})
+        self.head = b'{"body":' + body + b',"crsap":"' + crsap.VERSION.encode() + b'"'
+        self.tail = ',"sender":"' + t.tid + '","seq":%d,"ts":%s,"type":"SCIReport"}'
+        self.key = t.key
+
+    def message(self, seq: int, ts: float) -> bytes:
+        tail = (self.tail % (seq, repr(ts))).encode()
+        mac = hmac.digest(self.key, self.head + tail, "sha256").hex().encode()
+        return self.head + b',"mac":"' + mac + b'"' + tail
+
+
+def parse_response(buf: bytes | bytearray) -> tuple[int, int, int] | None:
+    """(status, where the body starts, where the response ends) once `buf` holds a
+    complete response, else None."""
+    end = buf.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = bytes(buf[:end]).lower()
+    i = head.find(b"content-length:")
+    n = int(head[i + 15:].split(b"\r\n", 1)[0]) if i >= 0 else 0
+    return (int(head[9:12]), end + 4, end + 4 + n) if len(buf) >= end + 4 + n else None
+
+
+def _worker(port: int, terms: list[BenchTerminal], connections: int, start_at: float,
+            warmup_s: float, duration_s: float, out: Any) -> None:
+    """One client process: `connections` keep-alive connections, each with one report
+    outstanding at a time (an agent waits for its answer), driven by one epoll loop.
+    Latencies of requests sent in the measured window; this process's CPU time."""
+    import selectors
+    import socket
+    signers = [Signer(t) for t in terms]
+    sel = selectors.DefaultSelector()
+    conns: list[dict[str, Any]] = []
+    for k in range(connections):
+        s = socket.create_connection(("127.0.0.1", port), timeout=60)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setblocking(False)
+        c = {"sock": s, "mine": signers[k::connections], "i": 0, "buf": bytearray(),
+             "t1": 0.0, "measured": False}
+        conns.append(c)
+        sel.register(s, selectors.EVENT_READ, c)
+    seqs: dict[int, int] = {}
     lat: list[float] = []
     statuses: Counter[str] = Counter()
     begin, end = start_at + warmup_s, start_at + warmup_s + duration_s
+    verified = answered = 0
+
+    def send(c: dict[str, Any]) -> None:
+        signer = c["mine"][c["i"] % len(c["mine"])]
+        c["i"] += 1
+        now = time.time()
+        seqs[id(signer)] = seq = crsap.next_seq(seqs.get(id(signer)), now)
+        msg = signer.message(seq, now)
+        c["signer"], c["measured"] = signer, now >= begin
+        c["t1"] = time.perf_counter()
+        c["sock"].sendall(REQUEST_HEAD % len(msg) + msg)   # small: fits the send buffer
+
     while time.time() < start_at:
         time.sleep(0.001)
-    i = 0
-    while True:
-        now = time.time()
-        if now >= end:
-            break
-        t = terms[i % len(terms)]
-        i += 1
-        seqs[t.tid] = seq = crsap.next_seq(seqs.get(t.tid), now)
-        raw = report(t, seq, now)
-        t1 = time.perf_counter()
-        try:
-            conn.request("POST", crsap.HTTP_PATH, raw, {"Content-Type": "application/json"})
-            r = conn.getresponse()
-            r.read()
-            status = str(r.status)
-        except (OSError, http.client.HTTPException) as exc:
-            status = f"error {type(exc).__name__}"
-            conn.close()
-            conn = connect()
-        if now >= begin:
-            lat.append((time.perf_counter() - t1) * 1e3)
-            statuses[status] += 1
-    conn.close()
-    out.put({"lat_ms": lat, "statuses": dict(statuses)})
+    cpu0 = time.process_time()
+    for c in conns:
+        send(c)
+    live = len(conns)
+    while live:
+        for key, _ in sel.select(timeout=5):
+            c = key.data
+            try:
+                chunk = c["sock"].recv(65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                raise RuntimeError("the controller closed a connection")
+            c["buf"] += chunk
+            got = parse_response(c["buf"])
+            if got is None:
+                continue
+            status, body_at, size = got
+            answered += 1
+            if c["measured"]:
+                lat.append((time.perf_counter() - c["t1"]) * 1e3)
+                statuses[str(status)] += 1
+                if status == 200 and verified < 3:  # a few answers checked in full
+                    answer = crsap.decode(bytes(c["buf"][body_at:size]))
+                    crsap.verify(answer, c["signer"].key, crsap.ReplayState(), time.time())
+                    verified += 1
+            del c["buf"][:size]
+            if time.time() >= end:
+                sel.unregister(c["sock"])
+                c["sock"].close()
+                live -= 1
+            else:
+                send(c)
+    out.put({"lat_ms": lat, "statuses": dict(statuses), "verified": verified,
+             "cpu_s": time.process_time() - cpu0, "answered": answered})
 
 
 def _cpu_s(pid: int) -> float:
@@ -293,15 +415,17 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def load(port: int, terms: list[BenchTerminal], clients: int, warmup_s: float,
-         duration_s: float) -> dict[str, Any]:
-    """`clients` processes share the terminals (disjoint slices: per-sender sequence numbers
-    stay increasing); returns accepted reports per second and latencies."""
+def load(port: int, terms: list[BenchTerminal], clients: int, connections: int,
+         warmup_s: float, duration_s: float) -> dict[str, Any]:
+    """`clients` processes with `connections` connections in all share the terminals
+    (disjoint slices: per-sender sequence numbers stay increasing); returns accepted
+    reports per second, latencies and the load generator's CPU per report."""
     ctx = mp.get_context("fork")
     q = ctx.Queue()
-    start_at = time.time() + 0.5
-    procs = [ctx.Process(target=_worker, args=(port, terms[k::clients], start_at, warmup_s,
-                                               duration_s, q), daemon=True)
+    start_at = time.time() + 1.0
+    per = [connections // clients + (k < connections % clients) for k in range(clients)]
+    procs = [ctx.Process(target=_worker, args=(port, terms[k::clients], per[k], start_at,
+                                               warmup_s, duration_s, q), daemon=True)
              for k in range(clients)]
     for p in procs:
         p.start()
@@ -313,13 +437,19 @@ def load(port: int, terms: list[BenchTerminal], clients: int, warmup_s: float,
     for r in results:
         statuses.update(r["statuses"])
     return {"lat_ms": lat, "statuses": dict(statuses),
-            "accepted_per_s": statuses.get("200", 0) / duration_s}
+            "accepted_per_s": statuses.get("200", 0) / duration_s,
+            "answers_verified": sum(r["verified"] for r in results),
+            # the generator's own CPU (time.process_time, warm-up included) per answer
+            "client_cpu_us_per_report": sum(r["cpu_s"] for r in results) * 1e6
+            / max(1, sum(r["answered"] for r in results))}
 
 
 # --- the benchmark ------------------------------------------------------------------------
 
 def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 10,
-        clients: int = 4, warmup_s: float = 3.0, duration_s: float = 20.0,
+        clients: int = 1, connections: int = 32, light_connections: int = 4,
+        warmup_s: float = 3.0,
+        duration_s: float = 20.0,
         scs_reports: int = 2000, scs_max_s: float = 20.0, core_reports: int = 512,
         core_max_s: float = 20.0, core_group: int = 32,
         scaling: tuple[int, ...] = (100, 1000, 10_000, 100_000),
@@ -327,9 +457,10 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
     """Prepare the populations, measure the three ways, write reports.json (and the PNG of
     cost against terminals; with `profile`, the pure core's cProfile as reports.prof)."""
     if min(terminals, groups, clients, scs_reports, core_reports, core_group) < 1 \
+            or connections < clients or light_connections < 1 \
             or duration_s <= 0 or any(n < 1 for n in scaling):
         raise ValueError("terminals, groups, clients, report counts, group and scaling "
-                         "sizes must be >= 1 and duration_s > 0")
+                         "sizes must be >= 1, connections >= clients and duration_s > 0")
     import cProfile
 
     from controller.bench import common
@@ -354,7 +485,7 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
         scs: dict[str, Any] = {}
         core_by: dict[str, Any] = {}
         prof = cProfile.Profile()
-        profiled = 0
+        stages: dict[str, float] = {}
         for n in sizes:
             sub = everyone[:n]
             steady = time_scs(sub, policy, scs_reports, scs_max_s, flip=False)
@@ -372,17 +503,24 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
             grouped = time_core(db, cfg, sub, core_reports, core_max_s, group=core_group)
             core_by[str(n)] = {"group_1_us": common.summary(one["us"]),
                                f"group_{core_group}_us": common.summary(grouped["us"]),
+                               "group_1_cpu_us": common.summary(one["cpu_us"]),
+                               f"group_{core_group}_cpu_us": common.summary(grouped["cpu_us"]),
                                "statuses": one["statuses"],
                                "grouped_statuses": grouped["statuses"]}
-            if n == terminals:      # the breakdown: a separate pass under the profiler
-                profiled = len(time_core(db, cfg, sub, core_reports, core_max_s, group=1,
-                                         seed=4, profile=prof)["us"])
+            if n == terminals:      # the breakdown: separate passes, timed by stage, in
+                # groups (the controller's way) and alone; with `profile`, a cProfile too
+                for g in (core_group, 1):
+                    stages[f"group_{g}"] = {}
+                    time_core(db, cfg, sub, core_reports, core_max_s, group=g, seed=4,
+                              stages=stages[f"group_{g}"])
+                if profile:
+                    time_core(db, cfg, sub, core_reports, core_max_s, group=1, seed=5,
+                              profile=prof)
             print(f"{n} terminals: pure SCS steady p50 "
                   f"{scs[str(n)]['steady_us']['p50']:.0f} us; pure core p50 "
                   f"{core_by[str(n)]['group_1_us']['p50']:.0f} us alone, "
                   f"{core_by[str(n)][f'group_{core_group}_us']['p50']:.0f} us in groups "
                   f"of {core_group}", flush=True)
-        stages = breakdown(prof, profiled)
         if profile:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
             prof.dump_stats(str(Path(out_dir) / "reports.prof"))
@@ -394,14 +532,21 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
         with ControllerProcess(ctl_dir, ["--config", str(cfg), "--rest-host", "127.0.0.1"]) \
                 as ctl:
             restored = sum(1 for r in ctl.get("/crs/v1/terminals") if r.get("level"))
-            n0, cpu0 = ctl.status()["counters"].get("crs_msg_SCIReport", 0), \
-                _cpu_s(ctl.proc.pid)
-            e2e = load(ctl.rest_port, terms, clients, warmup_s, duration_s)
+            before, cpu0 = ctl.status()["counters"], _cpu_s(ctl.proc.pid)
+            e2e = load(ctl.rest_port, terms, clients, connections, warmup_s, duration_s)
             cpu1 = _cpu_s(ctl.proc.pid)
             counters = ctl.status()["counters"]
-            # the floor: the controller's CPU per report handled (warm-up included)
-            e2e["controller_cpu_us_per_report"] = (cpu1 - cpu0) * 1e6 / max(
-                1, counters.get("crs_msg_SCIReport", 0) - n0)
+            # the floor: the controller's CPU per report handled (warm-up included), and
+            # where it goes (the controller's own CPU-time counters, same window)
+            handled = max(1, counters.get("crs_msg_SCIReport", 0)
+                          - before.get("crs_msg_SCIReport", 0))
+            e2e["controller_cpu_us_per_report"] = (cpu1 - cpu0) * 1e6 / handled
+            e2e["controller_cpu_breakdown_us"] = controller_breakdown(
+                before, counters, handled, e2e["controller_cpu_us_per_report"])
+            # latency below saturation: fewer reports in flight (a closed loop's latency
+            # at saturation is its connections over its rate)
+            light = load(ctl.rest_port, terms, 1, light_connections, 1.0,
+                         max(1.0, duration_s / 4))
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -409,18 +554,26 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
     core = core_by[str(terminals)]
     result = {
         "parameters": {"terminals": terminals, "groups": groups, "clients": clients,
+                       "connections": connections,
                        "warmup_s": warmup_s, "duration_s": duration_s,
                        "scs_reports": scs_reports, "core_reports": core_reports,
                        "core_group": core_group, "sizes": sizes,
                        "report": "clean SCIReport (COMPLIANT, no decision change)",
-                       "transport": "HTTP/1.1 keep-alive on 127.0.0.1, one connection "
-                                    "per client process"},
+                       "transport": "HTTP/1.1 keep-alive on 127.0.0.1, one report "
+                                    "outstanding per connection (raw sockets, epoll)"},
         "prepare_s": prepare_s,
         "terminals_restored": restored,
         "end_to_end": {"accepted_per_s": e2e["accepted_per_s"],
                        "latency_ms": common.summary(e2e["lat_ms"]),
                        "statuses": e2e["statuses"],
                        "controller_cpu_us_per_report": e2e["controller_cpu_us_per_report"],
+                       "client_cpu_us_per_report": e2e["client_cpu_us_per_report"],
+                       "controller_cpu_breakdown_us": e2e["controller_cpu_breakdown_us"],
+                       "answers_verified": e2e["answers_verified"],
+                       "light_load": {"connections": light_connections,
+                                      "accepted_per_s": light["accepted_per_s"],
+                                      "latency_ms": common.summary(light["lat_ms"]),
+                                      "statuses": light["statuses"]},
                        "messages_per_commit": counters.get("crs_msg_SCIReport", 0)
                        / max(1, counters.get("crsap_group_commits", 0)),
                        "controller_counters": {k: v for k, v in counters.items()
@@ -446,10 +599,16 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
     lat = result["end_to_end"]["latency_ms"]
     rows = [["end to end (HTTP, controller)", "reports/s", e2e["accepted_per_s"], None, None,
              None],
-            ["", "latency ms", None, lat["p50"], lat["p99"], lat["n"]],
+            ["", f"latency ms ({connections} in flight)", None, lat["p50"], lat["p99"],
+             lat["n"]],
+            ["", f"reports/s, latency ms ({light_connections} in flight)",
+             light["accepted_per_s"], common.percentile(light["lat_ms"], 50),
+             common.percentile(light["lat_ms"], 99), len(light["lat_ms"])],
             ["", "messages per commit", result["end_to_end"]["messages_per_commit"], None,
              None, None],
             ["", "controller CPU us/report", e2e["controller_cpu_us_per_report"], None, None,
+             None],
+            ["", "load generator CPU us/report", e2e["client_cpu_us_per_report"], None, None,
              None]]
     for n in sizes:
         for kind in ("group_1_us", f"group_{core_group}_us"):
@@ -462,8 +621,12 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
             rows.append([f"pure SCS.handle, {n} terminals", kind.replace("_us", "") + " us",
                          None, c["p50"], c["p99"], c["n"]])
     print(common.table(rows, ["measurement", "unit", "rate", "p50", "p99", "n"]))
-    print(common.table([[k, v] for k, v in stages.items()],
-                       [f"pure core, {terminals} terminals, one per commit", "us/report"]))
+    print(common.table([[k, v] for k, v in e2e["controller_cpu_breakdown_us"].items()],
+                       ["controller, end to end", "CPU us/report"]))
+    print(common.table([[k, stages[f"group_{core_group}"][k], stages["group_1"][k]]
+                        for k in stages["group_1"]],
+                       [f"pure core, {terminals} terminals", f"us/report, groups of {core_group}",
+                        "alone"]))
     print(f"written: {path}")
     return result
 
@@ -474,9 +637,11 @@ if __name__ == "__main__":
     ap.add_argument("--out", default="results/bench")
     ap.add_argument("--terminals", type=int, default=10_000)
     ap.add_argument("--duration-s", type=float, default=20.0)
-    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--clients", type=int, default=1)
+    ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--keep-dir")
     ap.add_argument("--profile", action="store_true")
     a = ap.parse_args()
     run(a.out, terminals=a.terminals, duration_s=a.duration_s, clients=a.clients,
+        connections=a.connections,
         keep_dir=a.keep_dir, profile=a.profile)

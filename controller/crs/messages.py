@@ -17,7 +17,6 @@ and typed fields, unknown keys rejected, bounded lists and strings). Anything el
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import json
@@ -144,7 +143,82 @@ ENVELOPE = _obj(
 
 def check(value: Any, spec: dict[str, Any], where: str = "") -> None:
     """Raise BadMessage unless `value` fits `spec`; `where` names the path in the reason."""
-    _check(value, spec, (None, where) if where else None)
+    checker = _COMPILED.get(id(spec))
+    if checker is None or checker[0] is not spec:
+        checker = _COMPILED[id(spec)] = (spec, _compile(spec))
+    checker[1](value, (None, where) if where else None)
+
+
+_COMPILED: dict[int, tuple[dict[str, Any], Any]] = {}
+_ABSENT = object()
+
+
+def _compile(spec: dict[str, Any]) -> Any:
+    """A function doing what `_check(value, spec, path)` does, with the spec's branches
+    taken once, here, instead of at every value (the report path checks every message).
+    Same refusals, same reasons: a unit test holds the two to agree."""
+    t = spec["t"]
+    if t == "any_obj":
+        def any_obj(v: Any, path: Any) -> None:
+            if not isinstance(v, dict):
+                raise BadMessage(f"{_name(path)}: expected an object")
+        return any_obj
+    if t == "obj":
+        fields = [(k, _compile(sub), required) for k, (sub, required) in spec["f"].items()]
+        names = frozenset(spec["f"])
+
+        def obj(v: Any, path: Any) -> None:
+            if not isinstance(v, dict):
+                raise BadMessage(f"{_name(path)}: expected an object")
+            if not names.issuperset(v):
+                for k in v:
+                    if k not in names:
+                        raise BadMessage(f"{_name((path, str(k)))}: unknown key")
+            for k, sub, required in fields:
+                x = v.get(k, _ABSENT)
+                if x is _ABSENT:
+                    if required:
+                        raise BadMessage(f"{_name((path, k))}: missing")
+                    continue
+                sub(x, (path, k))
+        return obj
+    if t == "list":
+        of, hi = _compile(spec["of"]), spec["max"]
+
+        def lst(v: Any, path: Any) -> None:
+            if not isinstance(v, list):
+                raise BadMessage(f"{_name(path)}: expected a list")
+            if len(v) > hi:
+                raise BadMessage(f"{_name(path)}: more than {hi} elements")
+            for i, x in enumerate(v):
+                of(x, (path, i))
+        return lst
+    if t in ("str", "int", "num", "bool"):
+        def leaf(v: Any, path: Any) -> None:
+            _check(v, spec, path)
+        if t == "bool":
+            def boolean(v: Any, path: Any) -> None:
+                if v is not True and v is not False:
+                    raise BadMessage(f"{_name(path)}: expected true or false")
+            return boolean
+        if t == "int":
+            lo, hi = spec["min"], spec["max"]
+
+            def integer(v: Any, path: Any) -> None:
+                if type(v) is not int or not lo <= v <= hi:
+                    leaf(v, path)       # (a subclass of int, or out of range: says why)
+            return integer
+        if t == "str" and not spec.get("ipv4"):
+            enum = spec.get("enum")
+            rx = _regex(spec["re"]).fullmatch if "re" in spec else None
+
+            def string(v: Any, path: Any) -> None:
+                if type(v) is not str or len(v) > MAX_STR or \
+                        (enum is not None and v not in enum) or (rx is not None and not rx(v)):
+                    leaf(v, path)
+            return string
+        return leaf
+    raise AssertionError(f"unknown spec type {t}")     # pragma: no cover - a schema bug
 
 
 def _name(path: Any) -> str:
@@ -245,6 +319,9 @@ class Message:
     mac: str = ""
     key_id: str | None = None
     version: str = VERSION
+    # the exact bytes the MAC covers, when the message arrived in canonical form (what our
+    # agents send): verifying then needs no second encoding of the message
+    signed: bytes | None = field(default=None, compare=False, repr=False)
 
     def signed_part(self) -> dict[str, Any]:
         out: dict[str, Any] = {"crsap": self.version, "type": self.type, "sender": self.sender,
@@ -256,6 +333,7 @@ class Message:
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True,
                               allow_nan=False)
+_ESCAPE = json.encoder.encode_basestring_ascii
 
 
 def canonical(obj: Any) -> bytes:
@@ -272,7 +350,7 @@ def _envelope_from(msg: Message, body_json: str, mac: str | None) -> bytes:
     the body: the envelope's keys are fixed, so their sorted order is too (body, crsap,
     key_id, mac, sender, seq, ts, type). Signing and sending a message then encode its
     body once, not twice."""
-    enc = _CANONICAL.encode
+    enc = _scalar
     parts = ['{"body":', body_json, ',"crsap":', enc(msg.version)]
     if msg.key_id is not None:
         parts += [',"key_id":', enc(msg.key_id)]
@@ -283,8 +361,21 @@ def _envelope_from(msg: Message, body_json: str, mac: str | None) -> bytes:
     return "".join(parts).encode("ascii")
 
 
+def _scalar(value: Any) -> str:
+    """_CANONICAL.encode(value) for the envelope's fields, without the encoder's set-up
+    for numbers: a str is escaped by the same C function, an int or a finite float is its
+    repr (what the encoder writes); anything else goes through the encoder."""
+    kind = type(value)
+    if kind is str:
+        return _ESCAPE(value)
+    if kind is int or (kind is float and math.isfinite(value)):
+        return repr(value)
+    return _CANONICAL.encode(value)
+
+
 def compute_mac(msg: Message, key: bytes) -> str:
-    return hmac.new(key, _envelope(msg, None), hashlib.sha256).hexdigest()
+    signed = msg.signed if msg.signed is not None else _envelope(msg, None)
+    return hmac.digest(key, signed, "sha256").hex()
 
 
 def encode(type_: str, sender: str, seq: int, ts: float, body: dict[str, Any], key: bytes,
@@ -295,32 +386,133 @@ def encode(type_: str, sender: str, seq: int, ts: float, body: dict[str, Any], k
     msg = Message(type=type_, sender=sender, seq=seq, ts=ts, body=body, key_id=key_id)
     if check:
         _check_message(msg.signed_part() | {"mac": "0" * 64})
-    body_json = _CANONICAL.encode(body)
-    unsigned = _envelope_from(msg, body_json, None)
-    mac = hmac.new(key, unsigned, hashlib.sha256).hexdigest()
+    return encode_body(msg, _CANONICAL.encode(body), key)
+
+
+def body_json(body: dict[str, Any]) -> str:
+    """The canonical encoding of a body, for `encode_body` (a caller that sends the same
+    body again and again encodes it once)."""
+    return _CANONICAL.encode(body)
+
+
+def encode_body(msg: Message, body_json: str, key: bytes) -> bytes:
+    """Sign and encode `msg` whose body is already encoded (`body_json`, canonical)."""
+    mac = hmac.digest(key, _envelope_from(msg, body_json, None), "sha256").hex()
     raw = _envelope_from(msg, body_json, mac)
     if len(raw) > MAX_SIZE:
         raise BadMessage(f"message is {len(raw)} bytes, limit {MAX_SIZE}")
     return raw
 
 
-def decode(raw: bytes) -> Message:
-    """Parse and schema-check one message. Raises BadMessage(reason) on any problem."""
+# Bodies already seen in authenticated canonical messages, per sender: (type, the body's
+# canonical bytes, the body parsed from them). A steady terminal sends the same body again
+# and again; only its envelope's sequence number, timestamp and MAC change.
+Bodies = dict[str, tuple[str, bytes, dict[str, Any]]]
+_BODY_AT = len(b'{"body":')
+_TAIL_AT = b',"crsap":"' + VERSION.encode() + b'"'
+_ID = rb"[A-Za-z0-9][A-Za-z0-9_.@:-]{0,63}"
+_TAIL = re.compile(re.escape(_TAIL_AT) + rb'(?:,"key_id":"(' + _ID + rb')")?,"mac":"([0-9a-f]{64})"'
+                   rb',"sender":"(' + _ID + rb')","seq":(0|[1-9][0-9]{0,18}),'
+                   rb'"ts":([0-9][0-9.eE+-]{0,31}),"type":"([A-Za-z]{1,32})"\}\Z')
+
+
+def remember_body(msg: Message, raw: bytes, bodies: Bodies, limit: int = 1 << 18) -> None:
+    """After `msg` (decoded from `raw`) was authenticated: keep its body for `decode`, when
+    it came canonical. At most `limit` senders (then it starts again)."""
+    if msg.signed is None:
+        return
+    i = raw.rfind(_TAIL_AT)     # the envelope's: nothing after the body can hold it
+    if i < _BODY_AT:
+        return
+    if len(bodies) >= limit and msg.sender not in bodies:
+        bodies.clear()
+    bodies[msg.sender] = (msg.type, raw[_BODY_AT:i], msg.body)
+
+
+def _known_body(raw: bytes, bodies: Bodies) -> Message | None:
+    """`raw` as a Message when it is canonical and its body is byte for byte the body its
+    sender last sent in an authenticated message of the same type: then only the envelope
+    is new, and it is checked here field by field (the strict pattern, the number ranges,
+    the timestamp written as the encoder writes it). None: the full parse decides."""
+    if not raw.startswith(b'{"body":'):
+        return None
+    i = raw.rfind(_TAIL_AT)
+    m = _TAIL.match(raw, i) if i >= _BODY_AT else None
+    if m is None:
+        return None
+    sender, type_ = m[3].decode("ascii"), m[6].decode("ascii")
+    known = bodies.get(sender)
+    if known is None or known[0] != type_ or known[1] != raw[_BODY_AT:i] \
+            or type_ not in BODIES:
+        return None
+    seq, text = int(m[4]), m[5].decode("ascii")
+    try:
+        ts: float = int(text) if text.isdigit() else float(text)
+    except ValueError:
+        return None
+    if repr(ts) != text or not 0 <= ts <= 1e12 or seq > MAX_INT:
+        return None
+    key_id = m[1].decode("ascii") if m[1] is not None else None
+    member = (m.start(2) - len(b',"mac":"'), m.end(2) + 1)
+    return Message(type=type_, sender=sender, seq=seq, ts=ts, body=known[2],
+                   mac=m[2].decode("ascii"), key_id=key_id, version=VERSION,
+                   signed=raw[:member[0]] + raw[member[1]:])
+
+
+def decode(raw: bytes, bodies: Bodies | None = None) -> Message:
+    """Parse and schema-check one message. Raises BadMessage(reason) on any problem.
+    `bodies` (see `remember_body`): a message whose body its sender sent before is
+    decoded by checking its envelope alone (a unit test holds the result equal)."""
     if not isinstance(raw, (bytes, bytearray)):
         raise BadMessage("not bytes")
     if len(raw) > MAX_SIZE:
         raise BadMessage(f"message is {len(raw)} bytes, limit {MAX_SIZE}")
-    try:
-        text = bytes(raw).decode("utf-8")
-        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except BadMessage:
-        raise
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BadMessage(f"not JSON: {str(exc)[:80]}") from None
+    raw = bytes(raw)
+    if bodies:
+        known = _known_body(raw, bodies)
+        if known is not None:
+            return known
+    fast = _canonical_parts(raw)
+    if fast is not None:
+        data, signed = fast
+    else:
+        signed = None
+        try:
+            text = raw.decode("utf-8")
+            data = json.loads(text, object_pairs_hook=_no_duplicates,
+                              parse_constant=_no_constant)
+        except BadMessage:
+            raise
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise BadMessage(f"not JSON: {str(exc)[:80]}") from None
     _check_message(data)
     return Message(type=data["type"], sender=data["sender"], seq=data["seq"],
                    ts=data["ts"], body=data["body"], mac=data["mac"],
-                   key_id=data.get("key_id"), version=data["crsap"])
+                   key_id=data.get("key_id"), version=data["crsap"], signed=signed)
+
+
+def _canonical_parts(raw: bytes) -> tuple[dict[str, Any], bytes] | None:
+    """(parsed message, the bytes its MAC covers) when `raw` is exactly the canonical
+    encoding of what it parses to, else None (the strict parser then decides).
+
+    Canonical bytes can hold no duplicate key (the encoding of the parsed object would
+    lose one), no NaN or Infinity (the encoder refuses them), no whitespace and no
+    non-ASCII byte, so the plain C parser is enough; and the signed bytes are `raw` less
+    its top-level `"mac"` member, which is the last one in the text: after it come only
+    sender, seq, ts and type, whose values cannot hold an unescaped quote."""
+    try:
+        data = json.loads(raw.decode("ascii"))     # (canonical is ASCII)
+        if type(data) is not dict or type(data.get("mac")) is not str:
+            return None
+        if _CANONICAL.encode(data).encode("ascii") != raw:
+            return None
+        member = b',"mac":' + _CANONICAL.encode(data["mac"]).encode("ascii")
+    except (ValueError, TypeError, RecursionError):
+        return None
+    i = raw.rfind(member)
+    if i < 0:
+        return None
+    return data, raw[:i] + raw[i + len(member):]
 
 
 def _check_message(data: Any) -> None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import heapq
 import logging
 import os
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from controller.crs import messages as crsap
@@ -29,6 +30,7 @@ from controller.effects import Audit, Count, Log, Rejected
 
 SCS_SENDER = "scs"
 ELIGIBLE_ACCUSER_LEVELS = (Level.COMPLIANT, Level.VULNERABLE)
+MEMO_MAX = 4096         # entries of each memo of pure results (cleared when full)
 
 
 # --- effects ---------------------------------------------------------------------------
@@ -113,6 +115,10 @@ class Terminal:
     next_probe: float | None = None     # when to probe it (None: it has spoken)
     no_sca: bool = False                # answered no probe: the agentless control applies
     left_at: float | None = None        # when it last went offline here (roaming, 13.4)
+    # the body of its last SCIResponse, encoded, with what it was made of (decision,
+    # report interval): a steady terminal's answer differs only in seq, ts and MAC
+    answer: tuple[Any, float, str] | None = field(default=None, repr=False, compare=False)
+    sci_json: str | None = field(default=None, repr=False, compare=False)   # last SCI's
 
     def to_state(self) -> dict[str, Any]:
         """What the store keeps of this terminal (its decision is stored beside it)."""
@@ -190,6 +196,12 @@ class SCS:
         # good level (None: no limit, one domain alone)
         self.held: dict[str, str] = {}
         self.max_gap_s: float | None = None
+        # pure results remembered for the policy they were computed under: an SCI (by its
+        # canonical JSON) -> (level, reason); decide()'s arguments -> Decision
+        self._memo_policy: Policy | None = None
+        self._evaluated: dict[str, tuple[Level, str]] = {}
+        self._decided: dict[tuple, Decision] = {}
+        self._bodies: crsap.Bodies = {}     # each sender's last authenticated body
 
     def restore(self, terminals: Iterable[Terminal], replay: dict[str, int],
                 sealed: Iterable[str], evidence: dict[str, Any], now: float) -> None:
@@ -303,7 +315,7 @@ class SCS:
         """One CRSAP message from a terminal. `terminal_id` is who the transport says sent
         it (None: trust the authenticated sender field)."""
         try:
-            msg = crsap.decode(raw)
+            msg = crsap.decode(raw, self._bodies)
         except crsap.BadMessage as exc:
             return self._reject("malformed", exc.reason, terminal_id)
         sender = msg.sender
@@ -326,6 +338,7 @@ class SCS:
             crsap.verify(msg, key, self.replay, now, self.skew_s)
         except crsap.BadMessage as exc:
             return self._reject("unauthenticated", exc.reason, sender)
+        crsap.remember_body(msg, raw, self._bodies)
         out: list[Effect] = [Count(f"crs_msg_{msg.type}")]
         if msg.type == "Leave":
             return out + self.agent_left(sender, now, str(msg.body.get("reason", "agent"))[:64])
@@ -357,9 +370,16 @@ class SCS:
         An accused address counts only when it is bound to a terminal (not the sender):
         addresses nobody holds cannot grow the evidence tables."""
         sci = msg.body["sci"]
+        # encoded once (memo key, stored copy, audit line), and shared by the terminals
+        # that report the same SCI
+        if sci is t.last_sci and t.sci_json is not None:
+            sci_json = t.sci_json           # the same body as last time (crsap.Bodies)
+        else:
+            sci_json = sys.intern(crsap.body_json(sci))
+        changed, t.sci_json = t.sci_json != sci_json, sci_json
         t.last_sci, t.last_report = sci, now
         self._watch_stale(t)
-        t.own_level, t.own_reason = evaluate(sci, self.policy)
+        t.own_level, t.own_reason = self._evaluate(sci, sci_json)
         self._set_granted(t, None)  # the report after an update closes the update's slot
         out: list[Effect] = []
         accused: list[str] = []
@@ -371,8 +391,39 @@ class SCS:
             if self.corr.accuse(t.tid, target, a.get("last_seen"), now):
                 accused.append(target)
         out.append(Audit({"event": "sci_report", "terminal": t.tid, "seq": msg.seq, "at": now,
-                          "level": t.own_level.value, "reason": t.own_reason, "sci": sci}))
+                          "level": t.own_level.value, "reason": t.own_reason, "sci": sci,
+                          "sci_changed": changed}, {"sci": sci_json}))
         return out, accused
+
+    def _memos(self) -> None:
+        """Forget remembered results computed under another policy, or too many."""
+        if self._memo_policy is not self.policy or \
+                len(self._evaluated) > MEMO_MAX or len(self._decided) > MEMO_MAX:
+            self._memo_policy = self.policy
+            self._evaluated.clear()
+            self._decided.clear()
+
+    def _evaluate(self, sci: dict[str, Any], sci_json: str) -> tuple[Level, str]:
+        """evaluate(sci, policy), remembered by the SCI's canonical JSON (which tells
+        true from 1, so equal JSON is an equal SCI for every rule)."""
+        self._memos()
+        got = self._evaluated.get(sci_json)
+        if got is None:
+            got = self._evaluated[sci_json] = evaluate(sci, self.policy)
+        return got
+
+    def _decide(self, level: Level, group: str | None, reason: str, sealed: bool,
+                override: Override | None, accusers: tuple[str, ...],
+                agentless: bool) -> Decision:
+        """decide() under the current policy, remembered by its arguments (it is pure)."""
+        self._memos()
+        key = (level, group, reason, sealed, override, accusers, agentless)
+        d = self._decided.get(key)
+        if d is None:
+            d = self._decided[key] = decide(level, group, self.policy, reason, sealed=sealed,
+                                            override=override, accusers=accusers,
+                                            agentless=agentless)
+        return d
 
     # --- time, policy, operator ---------------------------------------------------------
 
@@ -664,9 +715,9 @@ class SCS:
             level, reason, accusers = self._levels[t.tid]
             if t.tid in self.held and level.severity <= Level.UNKNOWN.severity:
                 level, reason = Level.UNKNOWN, self.held[t.tid]    # nothing more, yet
-            d = decide(level, t.group, self.policy, reason, sealed=t.group in self.corr.sealed,
-                       override=t.override, accusers=accusers, agentless=t.no_sca)
-            if d != t.decision:
+            d = self._decide(level, t.group, reason, t.group in self.corr.sealed, t.override,
+                             accusers, t.no_sca)
+            if d is not t.decision and d != t.decision:
                 was = list(t.decision.actions) if t.decision is not None else None
                 t.decision = d
                 out += [Enforce(t.tid, d, t.location),
@@ -780,16 +831,22 @@ class SCS:
                   update: dict[str, Any] | None) -> bytes:
         d = t.decision
         assert d is not None
+        t.out_seq = crsap.next_seq(t.out_seq, now)
+        interval = self.policy.report_interval_s
+        msg = crsap.Message("SCIResponse", SCS_SENDER, t.out_seq, now, {})
+        if update is None and t.answer is not None and t.answer[0] is d \
+                and t.answer[1] == interval:
+            return crsap.encode_body(msg, t.answer[2], key)   # built from checked values
         body: dict[str, Any] = {"ms_id": t.tid, "level": d.level.value,
                                 "actions": list(d.actions), "scope": d.scope,
                                 "reason": d.reason[:crsap.MAX_STR],
                                 "policy_version": d.policy_version,
-                                "report_interval_s": self.policy.report_interval_s}
+                                "report_interval_s": interval}
         if update is not None:
             body["update"] = update
-        t.out_seq = crsap.next_seq(t.out_seq, now)
-        return crsap.encode("SCIResponse", SCS_SENDER, t.out_seq, now, body, key,
-                            check=update is not None)
+            return crsap.encode("SCIResponse", SCS_SENDER, t.out_seq, now, body, key)
+        t.answer = (d, interval, crsap.body_json(body))
+        return crsap.encode_body(msg, t.answer[2], key)
 
     def _reject(self, kind: str, reason: str, who: str | None) -> list[Effect]:
         return [Rejected(f"crs_rejected_{kind}",

@@ -8,6 +8,7 @@ door). The owner writes only table 1 (and its meters).
 """
 from __future__ import annotations
 
+import json
 import logging
 import zlib
 from collections import Counter
@@ -22,8 +23,9 @@ from controller.crs import scs as s
 from controller.crs.acks import ACK_S, TRIES, Control, ControlAck, Pending
 from controller.crs.enforcement import ServiceAddresses
 from controller.crs.policy import Policy, load_policy, reload
-from controller.crs.scs import SCS, Terminal
+from controller.crs.scs import MEMO_MAX, SCS, Terminal
 from controller.effects import COMMON, Audit, HttpPost, LogBudget, Out, Rejected, SwitchState
+from controller.jsonfile import dumps_with
 from controller.openflow.ofmsg import OFPP_TABLE, Barrier, Message, MeterMod, Output, PacketOut
 from controller.settings import Settings
 from controller.store import Store
@@ -87,6 +89,9 @@ class Security:
         # addresses something always lives at (the topology's hosts, the service address);
         # connected terminals are the SCS's address index
         self._static_live = {h.ip for h in topology.hosts} | {topology.service_ip}
+        self._decision_json: dict[int, tuple[Any, str]] = {}  # id -> (Decision, JSON)
+        self._persisted: set[str] = set()   # terminal rows written (with their seq) by
+        # the message being handled
         self._restore()
 
     # --- events from the core ---------------------------------------------------------
@@ -143,7 +148,8 @@ class Security:
         group's flows or answers leave."""
         self._now = now
         results: list[tuple[int, bytes, Out]] = []
-        with self.store.batch():
+        # the group's audit lines are written before its commit, as each was before
+        with self.store.batch(), self.audit.held():
             for raw in raws:
                 results.append(self._one_message(raw, now))
         return results
@@ -153,12 +159,14 @@ class Security:
         this message only, and leaves its terminal to be enforced again from scratch."""
         replay, posts = self.scs.replay, len(self.http_out)
         effects: list = []
+        self._persisted.clear()
         try:
             with self.store.savepoint():
                 effects = self.scs.handle(None, raw, now)
                 result = (*_answer(effects), self._effects(effects, now))
-                for sender in replay.dirty:     # every accepted message, Leave too
-                    self.store.put_replay(sender, replay.last_seq[sender])
+                for sender in replay.dirty:     # every accepted message, Leave too (a
+                    if sender not in self._persisted:   # terminal row written since
+                        self.store.put_replay(sender, replay.last_seq[sender])  # has it)
             self.counters[f"crsap_answered_{result[0]}"] += 1
             return result
         except Exception:
@@ -301,8 +309,12 @@ class Security:
                         f"http://{e.ip}:{AGENT_PORT}/crsap/v1/messages", e.payload,
                         isinstance(e, s.SendProbe)))
             elif isinstance(e, Audit) and e.record.get("event") == "sci_report":
-                self.store.add_sci(e.record["terminal"], now, e.record.get("sci", {}))
-                self._persist(e.record["terminal"])
+                sci = (e.encoded or {}).get("sci")      # encoded once, by the SCS
+                if e.record.get("sci_changed", True):   # the SCI history: each new SCI
+                    self.store.add_sci(e.record["terminal"], now,   # (every report is in
+                                       sci if sci is not None     # the audit log)
+                                       else e.record.get("sci", {}))
+                self._persist(e.record["terminal"], sci)
                 self.common(e)
             elif isinstance(e, COMMON):
                 self.common(e)
@@ -424,19 +436,39 @@ class Security:
                           "switches": sorted(per_switch)})
         return out
 
-    def _persist(self, tid: str) -> None:
+    def _persist(self, tid: str, sci_json: str | None = None) -> None:
+        """Its state and decision to the store. `sci_json`: its last SCI, already encoded
+        (a report's). A decision's JSON is remembered: most terminals share a few."""
         t = self.scs.terminals.get(tid)
         if t is None:
             return
-        self.store.put_terminal(tid, t.number, {**t.to_state(), "gen": self._gens.get(tid, 0),
-                                                "held": self.scs.held.get(tid)},
-                                nac.decision_to_dict(t.decision) if t.decision else None)
+        # with its highest accepted sequence number: for a report, the row is the replay
+        # record too (restored as the higher of the two), one write instead of two
+        state = {**t.to_state(), "gen": self._gens.get(tid, 0), "held": self.scs.held.get(tid),
+                 "seq": self.scs.replay.last_seq.get(tid)}
+        d = t.decision
+        decision = None
+        if d is not None:       # by identity (a decision object is kept while it holds)
+            got = self._decision_json.get(id(d))
+            if got is None or got[0] is not d:
+                if len(self._decision_json) >= MEMO_MAX:
+                    self._decision_json.clear()
+                got = self._decision_json[id(d)] = (d, json.dumps(nac.decision_to_dict(d)))
+            decision = got[1]
+        if sci_json is not None:
+            del state["last_sci"]           # (spliced in as it is)
+            state = dumps_with(state, {"last_sci": sci_json})
+        self.store.put_terminal(tid, t.number, state, decision)
+        self._persisted.add(tid)
 
     def _restore(self) -> None:
         """After a restart: terminals, decisions, overrides, seals, replay counters and
         correlation evidence, from the store."""
         terminals = []
+        replay = self.store.replay()
         for r in self.store.terminals():
+            if (r.state.get("seq") or 0) > replay.get(r.tid, 0):
+                replay[r.tid] = r.state["seq"]
             t = Terminal.from_state(r.tid, r.number, r.state,
                                     nac.decision_from_dict(r.decision) if r.decision else None)
             terminals.append(t)
@@ -448,7 +480,7 @@ class Security:
                 if self.roaming is not None:
                     self.roaming.asked[t.tid] = {p: ("", self._now)
                                                  for p in self.roaming.peers}
-        self.scs.restore(terminals, self.store.replay(), self.store.sealed_groups(),
+        self.scs.restore(terminals, replay, self.store.sealed_groups(),
                          self.store.evidence(), self._now)
         self._evidence_saved = self.scs.corr.changes
 

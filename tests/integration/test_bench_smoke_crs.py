@@ -26,7 +26,8 @@ def test_trial_analysis_finds_the_first_lost_datagram():
 
 
 def test_reports_benchmark_writes_its_file(tmp_path):
-    result = reports.run(str(tmp_path), terminals=300, groups=3, clients=2, warmup_s=0.5,
+    result = reports.run(str(tmp_path), terminals=300, groups=3, clients=2, connections=4,
+                         warmup_s=0.5,
                          duration_s=1.5, scs_reports=50, scs_max_s=2, core_reports=30,
                          core_max_s=2, scaling=(30,))
     data = jsonfile.read(tmp_path / "reports.json")
@@ -42,8 +43,10 @@ def test_reports_benchmark_writes_its_file(tmp_path):
         c = data["core_by_terminals"][n]
         assert set(c["statuses"]) == {"200"} and set(c["grouped_statuses"]) == {"200"}
         assert c["group_1_us"]["p50"] > 0 and c["group_32_us"]["p50"] > 0
-    stages = data["core_breakdown_us"]
-    assert stages["commit (disk sync)"] > 0 and stages["verify (HMAC, replay)"] > 0
+    for stages in data["core_breakdown_us"].values():     # groups and alone
+        assert stages["commit (disk sync)"] > 0 and stages["verify (HMAC, replay)"] > 0
+    assert e2e["client_cpu_us_per_report"] > 0 and e2e["answers_verified"] > 0
+    assert e2e["controller_cpu_breakdown_us"]["core (SCS, store, audit, commit)"] > 0
     assert e2e["messages_per_commit"] >= 1
     assert (tmp_path / "reports_scaling.png").stat().st_size > 1000
     for r in data["scs_by_terminals"].values():

@@ -186,3 +186,25 @@ def test_admission_is_the_last_flow_sent_restrictions_and_forwarding_come_first(
     assert [m for m in adds if m.table_id in (2, 3)], "and its forwarding flows"
     assert all(m.table_id == 0 for m in adds[first_admission:]), \
         "no table-1, 2 or 3 flow of the terminal may follow its admission"
+
+
+def test_a_reports_sequence_number_outlives_a_restart_in_its_terminal_row(boot_on):
+    """A report's accepted sequence number is stored with its terminal's row (one write
+    instead of two); after a restart a replay of it, or of anything older, is refused, and
+    the SCI history keeps each new SCI, not every report."""
+    core, sim = boot_on(crs=True)
+    _, keys = authenticate(core, sim, 2, C1, "c1t1")
+    ident = "c1t1@crs.example"
+    for seq in (1, 2, 3):
+        status, _, _ = core.crsap_message(report(keys, ident, seq, T0 + seq, CLEAN), T0 + seq)
+        assert status == 200
+    assert core.store.replay().get(ident, 0) < 3      # (not in the replay table itself)
+    status, _, _ = core.crsap_message(report(keys, ident, 4, T0 + 4, INFECTED), T0 + 4)
+    assert status == 200
+    assert core.store.db.execute("SELECT COUNT(*) FROM sci").fetchone()[0] == 2
+    core2, _ = boot_on(crs=True, now=T0 + 5)
+    for seq in (4, 3):
+        status, _, _ = core2.crsap_message(report(keys, ident, seq, T0 + 5, CLEAN), T0 + 5)
+        assert status == 403
+    status, body, _ = core2.crsap_message(report(keys, ident, 5, T0 + 5, CLEAN), T0 + 5)
+    assert status == 200 and crsap.decode(body).body["level"] == "COMPLIANT"

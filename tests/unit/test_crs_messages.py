@@ -234,3 +234,158 @@ def test_the_envelope_built_around_the_body_is_the_canonical_json(body, key_id, 
     msg = Message(type="SCIReport", sender=sender, seq=seq, ts=ts, body=body, key_id=key_id)
     assert _envelope(msg, None) == canonical(msg.signed_part())
     assert _envelope(msg, "ab" * 32) == canonical(msg.signed_part() | {"mac": "ab" * 32})
+
+
+# --- the canonical fast path: a message in canonical form is parsed by the plain C parser
+# and verified over its own bytes; anything else goes through the strict parser as before
+
+def test_canonical_messages_take_the_fast_path_and_verify_over_their_own_bytes():
+    from controller.crs.messages import _envelope
+    raw = report()
+    msg = m.decode(raw)
+    assert msg.signed == _envelope(msg, None)      # the bytes the MAC covers, unchanged
+    m.verify(msg, KEY, m.ReplayState(), NOW)
+    # the same message with whitespace: the strict parser, the same verdict
+    spaced = json.dumps(json.loads(raw)).encode()
+    slow = m.decode(spaced)
+    assert slow.signed is None and slow == msg
+    m.verify(slow, KEY, m.ReplayState(), NOW)
+    # a body holding its own "mac" key (MSConnectReport) still verifies
+    body = {"ms_id": "h1", "mac": "00:00:00:00:01:01"}
+    connect = m.decode(m.encode("MSConnectReport", "h1", 5, NOW, body, KEY))
+    assert connect.signed is not None
+    m.verify(connect, KEY, m.ReplayState(), NOW)
+
+
+def test_the_fast_path_refuses_what_the_strict_parser_refuses():
+    raw = report()
+    dup = raw.replace(b'{"body":', b'{"body":{},"body":', 1)
+    with pytest.raises(m.BadMessage, match="duplicate"):
+        m.decode(dup)
+    with pytest.raises(m.BadMessage, match="NaN"):
+        m.decode(raw.replace(b'"ts":1764300000.0', b'"ts":NaN'))
+    extra = raw[:-1] + b',"zzz":{"a":1,"mac":' + json.dumps(json.loads(raw)["mac"]).encode() \
+        + b'}}'
+    with pytest.raises(m.BadMessage, match="unknown key"):
+        m.decode(extra)
+    assert m._canonical_parts(b'{"mac":"' + b"0" * 64 + b'"}') is None   # no member before
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.sampled_from(PATHS), json_values)
+def test_fuzz_mutated_canonical_report_never_verifies(path, new):
+    """The fuzz above in canonical form (the fast path): any one changed field fails the
+    parser or the MAC."""
+    data = json.loads(report())
+    target = data
+    for p in path[:-1]:
+        target = target[p]
+    if target[path[-1]] == new and type(target[path[-1]]) is type(new):
+        return
+    target[path[-1]] = new
+    try:
+        msg = m.decode(m.canonical(data))
+    except (m.BadMessage, ValueError):
+        return
+    with pytest.raises(m.BadMessage):
+        m.verify(msg, KEY, m.ReplayState(), NOW)
+
+
+def _verdict(fn):
+    try:
+        fn()
+    except m.BadMessage as exc:
+        return exc.reason
+    return None
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.sampled_from(PATHS + [()]), json_values,
+       st.sampled_from(["SCIReport", "MSConnectReport", "Leave", "SCIResponse"]))
+def test_the_compiled_schema_check_agrees_with_the_interpreted_one(path, new, type_):
+    """Every value, at every place of a valid report: the same refusal, with the same
+    reason, or both accept."""
+    data = json.loads(report())
+    if path:
+        target = data
+        for p in path[:-1]:
+            target = target[p]
+        target[path[-1]] = new
+    else:
+        data = new
+    for spec in (m.ENVELOPE, m.SCI, m.BODIES[type_]):
+        value = data.get("body", {}).get("sci") if spec is m.SCI and isinstance(data, dict) \
+            and isinstance(data.get("body"), dict) else data.get("body") \
+            if spec is not m.ENVELOPE and isinstance(data, dict) else data
+        assert _verdict(lambda: m.check(value, spec)) == \
+            _verdict(lambda: m._check(value, spec, None))
+
+
+# --- a sender's known body: only the envelope is checked ---------------------------------
+
+def _outcome(raw, bodies=None):
+    try:
+        msg = m.decode(raw, bodies)
+    except m.BadMessage:
+        return "refused"
+    return (msg, msg.signed)
+
+
+def _bodies_after(raw):
+    bodies = {}
+    m.remember_body(m.decode(raw), raw, bodies)
+    return bodies
+
+
+def test_a_known_body_decodes_like_the_full_parse_and_is_not_reparsed():
+    first = report(seq=1)
+    bodies = _bodies_after(first)
+    assert set(bodies) == {"h1"} and bodies["h1"][0] == "SCIReport"
+    nxt = report(seq=2, ts=NOW + 0.5)
+    got = m.decode(nxt, bodies)
+    assert got.body is bodies["h1"][2]                  # the body parsed before, reused
+    assert _outcome(nxt, bodies) == _outcome(nxt)
+    m.verify(got, KEY, m.ReplayState(), NOW)
+    # an integer timestamp, a message without key_id: the same as the full parse
+    for raw in (m.encode("SCIReport", "h1", 3, 1764300001, {"ms_id": "h1", "sci": sci()},
+                         KEY, key_id="isr-1"),):
+        assert _outcome(raw, bodies) == _outcome(raw)
+    # the same body under another type is checked again (Leave's schema refuses it)
+    leave = m.encode("Leave", "h1", 4, NOW, {"ms_id": "h1", "sci": sci()}, KEY,
+                     key_id="isr-1", check=False)
+    assert _outcome(leave, bodies) == _outcome(leave) == "refused"
+    # non-canonical forms go to the full parse, which says what it says
+    for bad in (nxt.replace(b'"ts":1764300000.5', b'"ts":1764300000.50'),
+                nxt.replace(b'"seq":2', b'"seq":02'), nxt[:-1] + b' }',
+                nxt.replace(b'"seq":2', b'"seq":9223372036854775808'),
+                nxt.replace(b'"ts":1764300000.5', b'"ts":1e13'),
+                nxt.replace(b'"type":"SCIReport"', b'"type":"Nonsense"')):
+        assert _outcome(bad, bodies) == _outcome(bad)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.integers(0, 400), st.binary(min_size=0, max_size=3), st.integers(0, 2))
+def test_fuzz_a_known_body_never_changes_the_verdict(at, new, cut):
+    """Bytes replaced, inserted or cut anywhere in a report whose body is known: decoded
+    with the known bodies or without, the same message or the same refusal."""
+    bodies = _bodies_after(report(seq=1))
+    raw = report(seq=2, ts=NOW + 0.25)
+    at = min(at, len(raw))
+    mutated = raw[:at] + new + raw[at + cut:]
+    assert _outcome(mutated, bodies) == _outcome(mutated)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.sampled_from(PATHS), json_values)
+def test_fuzz_a_known_body_with_one_field_changed(path, new):
+    bodies = _bodies_after(report(seq=1))
+    data = json.loads(report(seq=2))
+    target = data
+    for p in path[:-1]:
+        target = target[p]
+    target[path[-1]] = new
+    try:
+        raw = m.canonical(data)
+    except ValueError:
+        return
+    assert _outcome(raw, bodies) == _outcome(raw)

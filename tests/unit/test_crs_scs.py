@@ -443,3 +443,38 @@ def test_a_restored_terminal_that_falls_silent_goes_stale():
     again.restore(list(net.scs.terminals.values()), {}, [], {}, net.now)
     again.tick(net.now + net.scs.policy.stale_after_s + 2)
     assert again.terminals["h1"].decision.level is Level.UNKNOWN
+
+
+def test_remembered_results_follow_the_policy_and_the_answer_its_decision():
+    """Evaluation and decision are remembered by their inputs, and a steady terminal's
+    answer body is reused: a changed policy (reload or a new object) or a changed decision
+    gives new results and a new answer, never the remembered ones."""
+    net = Net(2)
+    assert reply_body(net.report("h1"), "h1")["level"] == "COMPLIANT"
+    first = net.scs.terminals["h1"].answer
+    body = reply_body(net.report("h1"), "h1")       # same SCI, same decision: reused
+    assert body["level"] == "COMPLIANT" and net.scs.terminals["h1"].answer is first
+    stricter = policy(version=2, evaluation__rules=[
+        {"name": "old-signatures", "level": "VULNERABLE",
+         "when": {"signature_version_below": 2050}}])
+    net.scs.reload(stricter, net.now)
+    body = reply_body(net.report("h1"), "h1")
+    assert body["level"] == "VULNERABLE" and body["policy_version"] == 2
+    net.scs.policy = policy(version=3)               # set directly: no reload, still seen
+    body = reply_body(net.report("h1"), "h1")
+    assert body["level"] == "COMPLIANT" and body["policy_version"] == 3
+    # an infection and a clean report again: each answer says what the decision is
+    assert reply_body(net.report("h1", threats=[WORM]), "h1")["level"] == "INFECTED"
+    assert reply_body(net.report("h2"), "h2")["level"] == "COMPLIANT"
+
+
+def test_an_sci_equal_in_python_but_not_in_json_is_evaluated_again():
+    """1 == True in Python: the memo is keyed by canonical JSON, which tells them apart."""
+    from controller.crs.evaluation import evaluate
+    net = Net(1)
+    a, b = sci(), sci()
+    b["firewall"] = 1
+    assert a == b
+    assert net.scs._evaluate(a, m.body_json(a)) == evaluate(a, net.scs.policy)
+    assert net.scs._evaluate(b, m.body_json(b)) == evaluate(b, net.scs.policy)
+    assert m.body_json(a) in net.scs._evaluated and m.body_json(b) in net.scs._evaluated

@@ -104,9 +104,10 @@ def echo(environ, start_response):
     return [out]
 
 
-@pytest.fixture
-def fast_server():
-    """The REST server with a fast handler for POST /fast (the CRSAP path's way)."""
+@pytest.fixture(params=["thread", "lane"])
+def fast_server(request):
+    """The REST server with a fast handler for POST /fast (the CRSAP path's way): on each
+    connection's own thread, or in the lane that batches every connection's requests."""
     calls = []
 
     def fast(method, path, headers, body):
@@ -114,12 +115,22 @@ def fast_server():
             return None
         calls.append(body)
         return 202, "application/json", b'{"n": %d}' % len(calls)
+
+    def batch(bodies):
+        out = []
+        for body in bodies:
+            calls.append(body)
+            out.append((202, b'{"n": %d}' % len(calls)))
+        return out
     cap = SourceCap(per_source=3, per_loopback=3)
     sock = eventlet.listen(("127.0.0.1", 0))
-    gt = eventlet.spawn(Server(echo, cap, 0.5, fast).serve, sock)
+    lane = ("/fast", batch) if request.param == "lane" else None
+    srv = Server(echo, cap, 0.5, fast, lane=lane)
+    gt = eventlet.spawn(srv.serve, sock)
     eventlet.sleep(0)
     yield sock.getsockname()[1], calls
     gt.kill()
+    assert srv.lane is None or not srv.lane.again
 
 
 def exchange(port, raw: bytes, responses: int = 1) -> bytes:
@@ -229,5 +240,46 @@ def test_odd_lengths_a_full_server_and_a_slow_drip_are_refused(fast_server, monk
             h.close()
         wait_for(lambda: srv.open == 0)
         assert get(p2).startswith(b"HTTP/1.1 201")
+    finally:
+        gt.kill()
+
+
+def test_the_lane_batches_every_connections_requests_and_guards_like_the_threads():
+    """Requests complete at one turn go to the batch together; answers return to their own
+    connections in order; idle connections are closed after the socket timeout and their
+    places under the cap come back; a pipelining client is answered in order."""
+    sizes = []
+
+    def batch(bodies):
+        sizes.append(len(bodies))
+        return [(200, b"<" + body + b">") for body in bodies]
+    counters = Counter()
+    cap = SourceCap(per_source=20, per_loopback=20, counters=counters)
+    sock = eventlet.listen(("127.0.0.1", 0))
+    srv = Server(echo, cap, 0.5, None, lane=("/fast", batch))
+    gt = eventlet.spawn(srv.serve, sock)
+    try:
+        port = sock.getsockname()[1]
+        clients = [connect(port) for _ in range(10)]
+        wait_for(lambda: srv.open == 10)
+        for i, s in enumerate(clients):
+            s.sendall(b"POST /fast HTTP/1.1\r\nContent-Length: 2\r\n\r\n%02d" % i)
+        for i, s in enumerate(clients):
+            out = b""
+            while not _complete(out):
+                out += s.recv(65536)
+            assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"<%02d>" % i)
+        assert max(sizes) > 1 and sum(sizes) == 10
+        # pipelined: every answer, in order
+        raw = b"".join(b"POST /fast HTTP/1.1\r\nContent-Length: 3\r\n\r\n%03d" % i
+                       for i in range(30))
+        out = exchange(port, raw, 30)
+        assert [int(x[1:4]) for x in out.split(b"\r\n\r\n")[1:]] == list(range(30))
+        # idle: closed after the socket timeout, places freed
+        for s in clients:
+            assert s.recv(100) == b""
+            s.close()
+        wait_for(lambda: srv.open == 0 and cap.open("127.0.0.1") == 0)
+        assert srv.lane.conns == {}
     finally:
         gt.kill()
