@@ -452,7 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signed", action="store_true",
                    help="every report signed, decoded and verified by SCS.handle (default: "
                         f"one in {reactors.SIGNED_EVERY}; the others enter after that "
-                        "check, SCS.accept: same decisions, a tenth of the cost)")
+                        "check, SCS.accept: same decisions, a fifth of a report's cost)")
     return p
 
 
