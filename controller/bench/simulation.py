@@ -91,10 +91,12 @@ def scs_path(n: int = 20_000, signed_every: int = reactors.SIGNED_EVERY) -> dict
 def reporting_run(seed: int = 1) -> dict[str, float]:
     """One Code-Red-sized run in which every infected host reports (crs_rate_limit 8 kbit/s,
     R = 10 min), engine and SCS together: CPU seconds and microseconds per infected host."""
+    from controller.experiment.simulate import without_gc
     pop = outbreak.Population(360_000, 2 ** 32, 100, 65536)
     t0 = time.process_time()
-    r = reactors.CrsReactor("crs_rate_limit", {"rate_kbps": 8}, pop, 10.0, 600.0)
-    ob = outbreak.run(pop, outbreak.Worm(10.0), r, 86_400.0, random.Random(seed))
+    with without_gc():                      # as `crs experiment simulate` runs it
+        r = reactors.CrsReactor("crs_rate_limit", {"rate_kbps": 8}, pop, 10.0, 600.0)
+        ob = outbreak.run(pop, outbreak.Worm(10.0), r, 86_400.0, random.Random(seed))
     cpu = time.process_time() - t0
     n = len(ob.infection_times)
     return {"cpu_s": cpu, "infected": n, "reports": r.reports,

@@ -225,3 +225,20 @@ def test_a_run_says_when_it_ended():
     assert short.duration_s == 3600.0 and len(short.infection_times) < 2000
     full = run(pop, reactors.NoDefence(S), 1)
     assert len(full.infection_times) == 2000 and full.duration_s == full.infection_times[-1]
+
+
+def test_a_run_leaves_no_cyclic_garbage():
+    """simulate.one_run pauses the cyclic collector: only refcounting may be needed."""
+    import gc
+    pop = population(2000)
+    gc.collect()
+    with simulate.without_gc():
+        for defence, params in [("crs_isolate", {}), ("crs_rate_limit", {"rate_kbps": 8}),
+                                ("cell_seal", {"scope_cells": 1})]:
+            r = reactors.CrsReactor(defence, params, pop, S, 2.5 / K, signed_every=3)
+            ob = outbreak.run(pop, outbreak.Worm(S, seeds=20), r, 86_400.0, random.Random(2))
+            assert r.reports > 20 and r.signed > 6
+            del r, ob
+        assert gc.isenabled() is False
+        assert gc.collect() == 0
+    assert gc.isenabled()
