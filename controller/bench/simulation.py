@@ -6,7 +6,11 @@
   draws; SimPy is measured only when it is importable (it is not a dependency);
 - one undefended run at Code-Red size (V = 360,000, Omega = 2^32, s = 10/s, 24 h);
 - the SCS decision path per infected host: `CrsReactor.infected` (MS connect) plus
-  `CrsReactor.report` (agent SCI, signed, `SCS.handle`), over 20,000 hosts.
+  `CrsReactor.report` (the agent's SCI), over 20,000 hosts, as the simulation runs it (one
+  report in SIGNED_EVERY signed and through `SCS.handle`, the others at `SCS.accept`) and
+  with every report signed (`--signed`);
+- one run at Code-Red size in which every host reports (8 kbit/s rate limit, R = 10 min:
+  the meter slows the worm, never stops it): CPU per infected host, engine included.
 """
 from __future__ import annotations
 
@@ -75,13 +79,28 @@ def _time(fn: Any, *args: Any) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
-def scs_path(n: int = 20_000) -> dict[str, float]:
+def scs_path(n: int = 20_000, signed_every: int = reactors.SIGNED_EVERY) -> dict[str, float]:
     pop = outbreak.Population(n, 2 ** 32, 100, 65536)
-    r = reactors.CrsReactor("crs_isolate", {}, pop, 10.0, 600.0)
+    r = reactors.CrsReactor("crs_isolate", {}, pop, 10.0, 600.0, signed_every)
     t_conn, _ = _time(lambda: [r.infected(h, 1.0) for h in range(n)])
     t_rep, _ = _time(lambda: [r.report(h, 601.0) for h in range(n)])
     return {"connect_us": 1e6 * t_conn / n, "report_us": 1e6 * t_rep / n,
-            "per_infected_host_us": 1e6 * (t_conn + t_rep) / n}
+            "per_infected_host_us": 1e6 * (t_conn + t_rep) / n, "signed_every": signed_every}
+
+
+def reporting_run(seed: int = 1) -> dict[str, float]:
+    """One Code-Red-sized run in which every infected host reports (crs_rate_limit 8 kbit/s,
+    R = 10 min), engine and SCS together: CPU seconds and microseconds per infected host."""
+    from controller.experiment.simulate import without_gc
+    pop = outbreak.Population(360_000, 2 ** 32, 100, 65536)
+    t0 = time.process_time()
+    with without_gc():                      # as `crs experiment simulate` runs it
+        r = reactors.CrsReactor("crs_rate_limit", {"rate_kbps": 8}, pop, 10.0, 600.0)
+        ob = outbreak.run(pop, outbreak.Worm(10.0), r, 86_400.0, random.Random(seed))
+    cpu = time.process_time() - t0
+    n = len(ob.infection_times)
+    return {"cpu_s": cpu, "infected": n, "reports": r.reports,
+            "per_infected_host_us": 1e6 * cpu / n}
 
 
 def run(out_dir: str = "results/bench", repeat: int = 3) -> dict[str, Any]:
@@ -102,12 +121,18 @@ def run(out_dir: str = "results/bench", repeat: int = 3) -> dict[str, Any]:
     res["undefended_full_scale_run_s"] = t_full
     res["undefended_full_scale_infected"] = len(ob.infection_times)
     res["scs_path"] = scs_path()
+    res["scs_path_signed"] = scs_path(signed_every=1)
+    res["reporting_full_scale_run"] = reporting_run()
     path = common.write(out_dir, "simulation", res)
     rows = [["heap engine, V=50,000 (s)", res["engine_heap_s"]["median"]],
             ["SimPy engine, same (s)", (res["engine_simpy_s"] or {}).get("median")],
             ["undefended run, V=360,000, 24 h (s)", t_full],
             ["SCS connect per host (us)", res["scs_path"]["connect_us"]],
-            ["SCS report per host (us)", res["scs_path"]["report_us"]]]
+            ["SCS report per host (us)", res["scs_path"]["report_us"]],
+            ["SCS report per host, all signed (us)", res["scs_path_signed"]["report_us"]],
+            ["run where all report, V=360,000: CPU (s)", res["reporting_full_scale_run"]["cpu_s"]],
+            ["  the same per infected host (us)",
+             res["reporting_full_scale_run"]["per_infected_host_us"]]]
     print(common.table(rows, ["measurement", "value"]))
     print(f"written: {path}")
     return res

@@ -116,6 +116,8 @@ class Correlator:
     def acted_on(self, source: str, now: float,
                  eligible: Callable[[str], bool] = lambda _a: True) -> tuple[str, ...]:
         """The accusers when they reach k, else ()."""
+        if source not in self.accusations and source not in self.scan_until:
+            return ()                 # no evidence (most terminals): nothing to weigh
         names = self.accusers(source, now, eligible)
         return names if self.weight(names) >= self.params.accusers_k else ()
 

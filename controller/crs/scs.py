@@ -339,6 +339,17 @@ class SCS:
         except crsap.BadMessage as exc:
             return self._reject("unauthenticated", exc.reason, sender)
         crsap.remember_body(msg, raw, self._bodies)
+        return self.accept(msg, now, key)
+
+    def accept(self, msg: crsap.Message, now: float, key: bytes | None = None) -> list[Effect]:
+        """An SCA message that is already decoded, schema-valid and authenticated from a
+        connected sender: the part of `handle` after `crsap.verify` (evaluation,
+        correlation, seals, decisions, update pacing), which `handle` ends in. Entered
+        directly only by a caller that made the message itself (the simulation,
+        controller.experiment.reactors): the same decisions without the transport's cost.
+        Without `key` no signed Reply is built (nobody waits for one)."""
+        sender = msg.sender
+        t = self.terminals[sender]
         out: list[Effect] = [Count(f"crs_msg_{msg.type}")]
         if msg.type == "Leave":
             return out + self.agent_left(sender, now, str(msg.body.get("reason", "agent"))[:64])
@@ -361,7 +372,8 @@ class SCS:
                 update = self._update_body(t)
             else:
                 out += self._push_update(tid, now)
-        out.append(Reply(self._response(t, key, now, update)))
+        if key is not None:
+            out.append(Reply(self._response(t, key, now, update)))
         return out
 
     def _report(self, t: Terminal, msg: crsap.Message,

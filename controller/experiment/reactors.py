@@ -6,9 +6,14 @@ the simulated time as its clock (fake clock, no Mininet, no store):
 
 - infection of host h: the NAC's MS connect of its terminal (`SCS.connect`), so a host
   infected inside an already sealed group is confined from the start, as its flows would be;
-- R after the infection: the report its agent sends once its posture shows the threat, built
-  by the agent's own `sci_from_posture`, signed with the terminal's key (`crsap.encode`) and
-  handled by `SCS.handle`;
+- R after the infection: the report its agent sends once its posture shows the threat, the
+  SCI the agent's own `sci_from_posture` builds, entered at `SCS.accept`: what `SCS.handle`
+  does after decoding and authenticating (evaluation, correlation, seals, decisions). The
+  simulation makes the reports itself, so the transport (encoding, HMAC both ways, schema
+  and replay checks, the signed reply) would only cost time: 136 of a signed report's 165 us
+  (`crs bench simulation`). It stays exercised: the first report of every run and every
+  `signed_every`-th after it is signed (`crsap.encode`) and goes through `SCS.handle` as an
+  agent's would (`--signed`: every report), and a report the SCS rejects stops the run;
 - every `Enforce` effect becomes the host's control the way table 1 would enforce it
   (isolate or scope none: silent; a meter: the probes/s that fit under it; scope group:
   only its group's cells reachable), but only in enforcing cells (partial deployment:
@@ -27,6 +32,7 @@ from controller.crs.agent import sci_from_posture
 from controller.crs.decision import Decision
 from controller.crs.policy import parse_policy
 from controller.crs.scs import SCS, Enforce
+from controller.effects import Rejected
 from controller.experiment import defences, model
 from controller.experiment.outbreak import Control, Population
 
@@ -88,11 +94,31 @@ class ThrottleReactor(NoDefence):
         return self.slow if self.pop.cell_of(host) < self.enforcing else self.control
 
 
+SIGNED_EVERY = 1000                # one report in this many takes the signed path
+
+
+def sci_template() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The SCI of an infected simulated host, by the agent's `sci_from_posture`, without its
+    threat's `detected_at` (the one thing that changes between reports): (SCI, threat)."""
+    sci = sci_from_posture(posture(0.0))
+    threat = {k: v for k, v in sci["threats"][0].items() if k != "detected_at"}
+    return sci, threat
+
+
+def posture(now: float) -> dict[str, Any]:
+    """A simulated host's posture once it shows the worm (uncleaned, detected at `now`)."""
+    return {"os": {"name": "SimOS", "patch_level": 1},
+            "antivirus": {"engine": "1.0", "signature_version": 1},
+            "firewall": True,
+            "threats": [{"name": "Worm.Sim", "count": 1, "cleaned": False,
+                         "detected_at": now}]}
+
+
 class CrsReactor:
     """The SCS with a defence's policy (config/defences/<name>.yaml via defences.py)."""
 
     def __init__(self, defence: str, params: dict[str, Any], pop: Population,
-                 scan_rate: float, reaction_s: float):
+                 scan_rate: float, reaction_s: float, signed_every: int = SIGNED_EVERY):
         self.policy = parse_policy(defences.policy_document(defence, params),
                                    f"config/defences/{defence}.yaml")
         self.scs = SCS(self.policy, lambda _tid: KEY)
@@ -100,16 +126,24 @@ class CrsReactor:
         self.enforcing = enforcing_cells(pop.cells, float(params.get("coverage_fraction", 1.0)))
         scope = int(params.get("scope_cells", 1)) if defence == "cell_seal" else pop.cells
         self.groups = defences.cell_groups(pop.cells, scope)   # cell number (1..) -> group
+        self.signed_every = max(1, signed_every)
+        self.sci, self.threat = sci_template()
+        self._controls: dict[Decision, Control] = {}
         self.reports = 0
+        self.signed = 0
         self.enforced = 0
 
     def _apply(self, effects: list) -> dict[int, Control]:
         out: dict[int, Control] = {}
         for e in effects:
-            if isinstance(e, Enforce):
+            if type(e) is Enforce:
                 h = int(e.terminal_id[1:])
                 if self.pop.cell_of(h) < self.enforcing:
-                    out[h] = control_of(e.decision, self.scan_rate)
+                    ctl = self._controls.get(e.decision)
+                    if ctl is None:       # a few distinct decisions in a run: remembered
+                        ctl = self._controls[e.decision] = control_of(e.decision,
+                                                                      self.scan_rate)
+                    out[h] = ctl
                     self.enforced += 1
         return out
 
@@ -122,19 +156,23 @@ class CrsReactor:
         return self._apply(effects).get(host, Control(self.scan_rate))
 
     def report(self, host: int, t: float) -> dict[int, Control]:
-        """The agent's SCIReport once its posture shows the infection. The `attackers` list
-        is left empty: its only use, accusing the infector, never counts because an infected
-        accuser is not eligible (controller.crs.correlation)."""
+        """The agent's SCIReport once its posture shows the infection: the SCI of
+        `sci_from_posture` (built once, its threat stamped with this report's time). The
+        `attackers` list is left empty: its only use, accusing the infector, never counts
+        because an infected accuser is not eligible (controller.crs.correlation)."""
         now = EPOCH + t
-        posture = {"os": {"name": "SimOS", "patch_level": 1},
-                   "antivirus": {"engine": "1.0", "signature_version": 1},
-                   "firewall": True,
-                   "threats": [{"name": "Worm.Sim", "count": 1, "cleaned": False,
-                                "detected_at": now}]}
         name = tid(host)
-        # check=False: the SCS checks the schema when it decodes (as for a real agent)
-        raw = crsap.encode("SCIReport", name, 1, now, {"ms_id": name,
-                                                      "sci": sci_from_posture(posture)},
-                           KEY, check=False)
+        body = {"ms_id": name,
+                "sci": {**self.sci, "threats": [{**self.threat, "detected_at": now}]}}
+        if self.reports % self.signed_every == 0:
+            # check=False: the SCS checks the schema when it decodes (as for a real agent)
+            effects = self.scs.handle(None, crsap.encode("SCIReport", name, 1, now, body, KEY,
+                                                         check=False), now)
+            bad = [e for e in effects if isinstance(e, Rejected)]
+            if bad:
+                raise RuntimeError(f"the SCS rejected a simulated report: {bad[0].reason}")
+            self.signed += 1
+        else:
+            effects = self.scs.accept(crsap.Message("SCIReport", name, 1, now, body), now)
         self.reports += 1
-        return self._apply(self.scs.handle(None, raw, now))
+        return self._apply(effects)

@@ -13,7 +13,9 @@ with the summaries of controller.experiment.stats.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import gc
 import json
 import math
 import multiprocessing
@@ -23,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -49,6 +51,9 @@ class SimScenario:
     duration_s: float
     runs: int
     seed: int
+    # one report in this many goes the signed path (SCS.handle), the others enter at
+    # SCS.accept (same decisions; controller.experiment.reactors); 1: every report
+    signed_every: int = reactors.SIGNED_EVERY
 
 
 @dataclass(frozen=True)
@@ -189,21 +194,37 @@ def make_reactor(sc: SimScenario, c: Config) -> outbreak.Reactor:
                                         sc.population, cov)
     assert c.reaction_time_s is not None
     return reactors.CrsReactor(c.defence, c.params, sc.population, sc.scan_rate,
-                               c.reaction_time_s)
+                               c.reaction_time_s, sc.signed_every)
+
+
+@contextlib.contextmanager
+def without_gc() -> Iterator[None]:
+    """The cyclic garbage collector paused: a run makes no cyclic garbage (refcounting frees
+    it all; test_a_run_leaves_no_cyclic_garbage), so the collector would only walk the
+    SCS's growing state again and again: 20-25 % of a run's CPU at 180,000 hosts."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def one_run(sc: SimScenario, c: Config, run: int) -> dict[str, Any]:
     """One simulated outbreak: final count, the curve on the timeline grid, its cost."""
     t0 = time.perf_counter()
-    reactor = make_reactor(sc, c)
-    ob = outbreak.run(sc.population, outbreak.Worm(sc.scan_rate, sc.local_preference,
-                                                   sc.infected_at_start),
-                      reactor, sc.duration_s, random.Random(sc.seed + run))
+    with without_gc():
+        reactor = make_reactor(sc, c)
+        ob = outbreak.run(sc.population, outbreak.Worm(sc.scan_rate, sc.local_preference,
+                                                       sc.infected_at_start),
+                          reactor, sc.duration_s, random.Random(sc.seed + run))
     grid = np.linspace(0.0, sc.duration_s, TIMELINE_POINTS)
     return {"run": run, "seed": sc.seed + run, "infected": len(ob.infection_times),
             "curve": ob.infected_at(grid).tolist(),
             "ended_s": ob.duration_s, "ends_recorded": True,
             "reports": getattr(reactor, "reports", 0),
+            "reports_signed": getattr(reactor, "signed", 0),
             "cpu_s": time.perf_counter() - t0}
 
 
@@ -234,6 +255,7 @@ def run_all(sc: SimScenario, jobs: int | None = None, progress: bool = False,
     jobs = jobs or os.cpu_count() or 1
     by_label: dict[str, list[dict[str, Any]]] = {c.label: [] for c in confs}
     wall: dict[str, float] = {}
+    outbreak.layout(sc.population)    # built once here, inherited by the forked workers
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(jobs) as pool:
         for c in confs:      # one configuration at a time: its wall time is measured
@@ -295,6 +317,8 @@ def summarize_runs(sc: SimScenario, c: Config, runs: Sequence[dict[str, Any]],
         "contained_fraction_ci95": stats.proportion(contained, len(runs))["ci95"]
         if ends_known else None,
         "reports_handled": sum(r["reports"] for r in runs),
+        # runs kept from before SCS.accept had every report signed
+        "reports_signed": sum(r.get("reports_signed", r["reports"]) for r in runs),
         "cpu_s": round(sum(r["cpu_s"] for r in runs), 2), "wall_s": round(wall_s, 2),
     }
     pred = predictions(sc)
@@ -380,11 +404,14 @@ def machine() -> dict[str, Any]:
 
 def simulate(path: str | Path, out_dir: str | Path, jobs: int | None = None,
              runs: int | None = None, overhead_s: float = 0.05,
-             progress: bool = False) -> dict[str, Any]:
-    """Run a scenario and write summary.json, timeline.csv and the figures into out_dir."""
+             progress: bool = False, signed: bool = False) -> dict[str, Any]:
+    """Run a scenario and write summary.json, timeline.csv and the figures into out_dir.
+    `signed`: every report signed and handled by SCS.handle (else one in SIGNED_EVERY)."""
     sc = load(path, overhead_s)
     if runs:
         sc = replace(sc, runs=runs)
+    if signed:
+        sc = replace(sc, signed_every=1)
     t0 = time.perf_counter()
     out = Path(out_dir)
     confs, by_label, wall = run_all(sc, jobs, progress, cache=out / "runs")
@@ -397,7 +424,8 @@ def simulate(path: str | Path, out_dir: str | Path, jobs: int | None = None,
                      "local_preference_fraction": sc.local_preference,
                      "infected_at_start": sc.infected_at_start,
                      "reaction_time_s": list(sc.reaction_time_s), "duration_s": sc.duration_s,
-                     "runs": sc.runs, "seed": sc.seed, "overhead_s": overhead_s},
+                     "runs": sc.runs, "seed": sc.seed, "overhead_s": overhead_s,
+                     "signed_every": sc.signed_every},
         **{k: round(v, 9) for k, v in predictions(sc).items()},
         "observed_threshold_s": observed_threshold(summaries),
         "threshold_rule": f"mean final fraction of crs_isolate crosses {THRESHOLD_MEAN:g}",
@@ -438,6 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overhead-s", type=float, default=0.05,
                    help="emulated scenarios: R = detection delay + this (default 0.05 s, "
                         "the reaction latency measured on mobile_core)")
+    p.add_argument("--signed", action="store_true",
+                   help="every report signed, decoded and verified by SCS.handle (default: "
+                        f"one in {reactors.SIGNED_EVERY}; the others enter after that "
+                        "check, SCS.accept: same decisions, a fifth of a report's cost)")
     return p
 
 
@@ -450,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         name = load(a.scenario, a.overhead_s).name
         summary = simulate(a.scenario, a.out or f"results/sim-{name}", a.jobs, a.runs,
-                           a.overhead_s, progress=True)
+                           a.overhead_s, progress=True, signed=a.signed)
     except (ConfigError, OSError) as exc:
         print(exc, file=sys.stderr)
         return 2
