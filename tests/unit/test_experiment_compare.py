@@ -94,7 +94,10 @@ def test_compare_writes_its_table_and_the_threshold_figure(tmp_path, scenario):
     # the simulation itself: contained far below 1/K = 5.25 s, mostly not above it
     assert low["simulated_mean"] < 0.15 < high["simulated_mean"]
     assert (tmp_path / "out" / "threshold.png").stat().st_size > 10_000
-    assert json.loads((tmp_path / "out" / "compare.json").read_text())["rows"][0]["inside"]
+    # no defence: every emulated run 24/24, an interval that is a point; the simulated mean
+    # (a run or two short of 24 at 60 s) is within half a host of it
+    assert json.loads((tmp_path / "out" / "compare.json").read_text())["rows"][0][
+        "inside_half_host"]
     assert "crs_isolate" in compare.format_table(out)
 
 
