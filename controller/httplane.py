@@ -14,8 +14,10 @@ connection caps before a connection gets here): request heads of at most MAX_HEA
 bodies only with a Content-Length of at most `max_body` (no chunked uploads: 411), a request
 must arrive within REQUEST_DEADLINE_S once begun, a connection idle (or not reading its
 answers) for the socket timeout is closed, no traceback to clients. A connection is read only
-when it has no request in progress and nothing left to send, so a client that pipelines
-without reading holds one request's bytes here, not more.
+when it has no request in progress, nothing left to send and less than one largest request
+already buffered; its buffered requests are served one per turn, from a read offset (no copy
+of the rest per request), so a client that pipelines holds at most one largest request plus
+one read here, however fast it sends and reads.
 """
 from __future__ import annotations
 
@@ -44,12 +46,12 @@ def answer_head(status: int, length: int, close: bool) -> bytes:
 
 
 class _Conn:
-    __slots__ = ("sock", "raw", "source", "buf", "out", "busy", "close", "last", "began",
-                 "mask")
+    __slots__ = ("sock", "raw", "source", "buf", "pos", "out", "busy", "close", "last",
+                 "began", "mask")
 
     def __init__(self, sock: Any, source: str, now: float):
         self.sock, self.raw, self.source = sock, sock.fd, source   # green, and the OS socket
-        self.buf, self.out = b"", b""
+        self.buf, self.pos, self.out = b"", 0, b""     # requests read; next one at pos
         self.busy = self.close = False
         self.last, self.began = now, None       # last progress; start of the request
         self.mask = 0                           # what epoll waits for on it
@@ -67,6 +69,8 @@ class Lane:
         self.again: list[_Conn] = []             # complete requests left in their buffer
         self._scan_at = 0.0
         self._batch_cpu = 0.0
+        # a connection with this much buffered is not read until it is served down
+        self._enough = hs.MAX_HEAD + 4 + server.max_body
 
     def add(self, sock: Any, source: str) -> None:
         c = _Conn(sock, source, time.monotonic())
@@ -117,21 +121,22 @@ class Lane:
             if mask & sel.EPOLLOUT or (c.out and mask & (sel.EPOLLHUP | sel.EPOLLERR)):
                 self._flush(c, now)         # (a peer gone: the send fails, it is closed)
             if mask & (sel.EPOLLIN | sel.EPOLLHUP | sel.EPOLLERR) and not c.busy \
-                    and not c.out:
+                    and not c.out and len(c.buf) - c.pos < self._enough:
                 self._read(c, now)
                 if c.raw.fileno() in self.conns and id(c) not in queued:    # (not closed)
                     ready.append(c)
                     queued.add(id(c))
         work: list[tuple[_Conn, bytes]] = []
-        for c in ready:
+        for i, c in enumerate(ready):
+            if len(work) >= MAX_BATCH:          # the rest keep their turn for the next pass
+                self.again.extend(ready[i:])
+                break
             if c.raw.fileno() not in self.conns or c.busy or c.out:
                 continue
             body = self._request(c, now)
             if body is not None:
                 c.busy = True
                 work.append((c, body))
-                if len(work) >= MAX_BATCH:
-                    break
         if work:
             self._answer(work, time.monotonic())
         if now >= self._scan_at:
@@ -149,12 +154,13 @@ class Lane:
             self._close(c)
             return
         if not chunk:
-            if c.buf:
+            if len(c.buf) > c.pos:
                 self._refuse(c, hs.BadRequest(400, "request incomplete"))
             else:
                 self._close(c)
             return
-        c.buf += chunk
+        c.buf = c.buf[c.pos:] + chunk if c.pos else c.buf + chunk
+        c.pos = 0
         c.last = now
         if c.began is None:
             c.began = now
@@ -162,15 +168,15 @@ class Lane:
     def _request(self, c: _Conn, now: float) -> bytes | None:
         """The body of the next complete request on `c` for this lane; None when it is not
         complete yet, or when the connection was handed on or refused."""
-        end = c.buf.find(b"\r\n\r\n")
+        end = c.buf.find(b"\r\n\r\n", c.pos)
         if end < 0:
-            if len(c.buf) > hs.MAX_HEAD:
+            if len(c.buf) - c.pos > hs.MAX_HEAD:
                 self._refuse(c, hs.BadRequest(431, "request head too large"))
             return None
         try:
-            if end > hs.MAX_HEAD:
+            if end - c.pos > hs.MAX_HEAD:
                 raise hs.BadRequest(431, "request head too large")
-            method, path, _, version, headers = hs.parse_head(c.buf[:end])
+            method, path, _, version, headers = hs.parse_head(c.buf[c.pos:end])
             n = hs.body_length(headers, self.server.max_body)
         except hs.BadRequest as exc:
             self._refuse(c, exc)
@@ -180,10 +186,12 @@ class Lane:
             return None
         if len(c.buf) < end + 4 + n:
             return None
-        body, c.buf = c.buf[end + 4:end + 4 + n], c.buf[end + 4 + n:]
+        body, c.pos = c.buf[end + 4:end + 4 + n], end + 4 + n
+        if c.pos == len(c.buf):
+            c.buf, c.pos = b"", 0
         conn_hdr = headers.get("connection", "").lower()
         c.close = conn_hdr == "close" or (version == "HTTP/1.0" and conn_hdr != "keep-alive")
-        c.began = now if c.buf else None
+        c.began = now if len(c.buf) > c.pos else None
         return body
 
     # --- answering --------------------------------------------------------------------
@@ -204,8 +212,6 @@ class Lane:
             c.out = answer_head(status, len(body), close) + body
             c.close = close
             self._flush(c, now)
-            if c.raw.fileno() in self.conns and c.buf and not c.out:
-                self.again.append(c)
 
     def _flush(self, c: _Conn, now: float) -> None:
         try:
@@ -224,6 +230,8 @@ class Lane:
             self._close(c)
         else:
             self._wait_for(c, self._select.EPOLLIN)
+            if len(c.buf) > c.pos and not c.busy:   # a pipelined request is waiting
+                self.again.append(c)
 
     def _wait_for(self, c: _Conn, mask: int) -> None:
         if c.mask != mask:
@@ -272,4 +280,4 @@ class Lane:
         the bytes read so far (the server then counts and closes it)."""
         import eventlet
         self._forget(c)
-        eventlet.spawn(self.server._connection, c.sock, c.source, c.buf)
+        eventlet.spawn(self.server._connection, c.sock, c.source, c.buf[c.pos:])

@@ -582,6 +582,7 @@ class SCS:
                 t.own_level, t.own_reason = level, why
                 if t.last_report is None:
                     t.last_report, t.last_sci = last, state.get("sci")
+                    t.sci_json = None       # not from a report here: the next one is new
                     self._watch_stale(t)
                 out.append(Count("crs_roam_level_adopted"))
             elif not direct:

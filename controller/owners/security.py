@@ -179,6 +179,7 @@ class Security:
                 t = self.scs.terminals.get(tid)
                 if t is not None:
                     t.decision = None
+                    t.sci_json = None      # its SCI history row was rolled back too
             self._evidence_saved = -1
             self.counters["crsap_message_failed"] += 1
             log.exception("CRSAP message failed; its changes were rolled back")

@@ -116,3 +116,4 @@ class LocalEapol:
                 self.handle(dpid, frames)
             except Exception:   # a bug on one frame must not stop the reader
                 log.exception("switch %016x: EAPOL frame failed", dpid)
+            hub.sleep(0)        # a flood on one switch: the others, OpenFlow, reports go on

@@ -1,6 +1,9 @@
 """The launcher's REST server on real eventlet sockets (no Ryu): the per-source cap holds on
 eventlet's accept path, freed slots come back, idle connections time out, and a failing
 handler gives a 500 without a traceback."""
+import socket as std_socket
+import time
+import types
 import warnings
 from collections import Counter
 
@@ -11,6 +14,8 @@ with warnings.catch_warnings():      # eventlet 0.33 still imports distutils' ve
     import eventlet
     from eventlet.green import socket
 
+from controller import httplane
+from controller import httpserver as hs
 from controller.httpserver import Server
 from controller.restguard import REFUSED_COUNTER, SourceCap
 
@@ -283,3 +288,84 @@ def test_the_lane_batches_every_connections_requests_and_guards_like_the_threads
         assert srv.lane.conns == {}
     finally:
         gt.kill()
+
+
+# --- the CRSAP lane against clients that pipeline (security review findings) -------------
+
+LANE_REQ = b"POST /crsap/v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+
+
+class _LaneServer:
+    cap = types.SimpleNamespace(counters={})
+    timeout, max_body = 60, 64 * 1024
+
+    def closed(self, source):
+        pass
+
+
+def _lane_pair(lane):
+    a, b = std_socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    lane.add(types.SimpleNamespace(fd=a, close=a.close), "x")
+    return a, b
+
+
+def _drain(sock) -> int:
+    got = 0
+    try:
+        while True:
+            d = sock.recv(1 << 20)
+            if not d:
+                return got
+            got += len(d)
+    except BlockingIOError:
+        return got
+
+
+def test_a_client_pipelining_and_reading_cannot_grow_the_lanes_buffer():
+    lane = httplane.Lane(_LaneServer(), "/crsap/v1/messages",
+                         lambda bodies: [(400, b'{"e":1}')] * len(bodies))
+    a, b = _lane_pair(lane)
+    for _ in range(200):
+        try:
+            b.send(LANE_REQ * 1000)
+        except BlockingIOError:
+            pass
+        _drain(b)
+        lane.turn(time.monotonic())
+    (c,) = lane.conns.values()
+    # at most one largest request plus one read, however much the client pipelines
+    assert len(c.buf) - c.pos <= hs.MAX_HEAD + 4 + _LaneServer.max_body + 65536
+
+
+def test_requests_beyond_one_batch_are_served_next_turn_not_left_behind():
+    sizes = []
+
+    def batch(bodies):
+        sizes.append(len(bodies))
+        return [(400, b'{"e":1}')] * len(bodies)
+    lane = httplane.Lane(_LaneServer(), "/crsap/v1/messages", batch)
+    pairs = [_lane_pair(lane) for _ in range(httplane.MAX_BATCH + 44)]
+    for _, b in pairs[:3]:
+        b.send(LANE_REQ * 2)            # pipelined: they stay queued between turns
+    lane.turn(time.monotonic())
+    for _, b in pairs[3:]:
+        b.send(LANE_REQ)
+    for _ in range(5):
+        lane.turn(time.monotonic())
+    assert all(_drain(b) for _, b in pairs[3:])
+    assert max(sizes) <= httplane.MAX_BATCH and not any(len(c.buf) > c.pos
+                                                         for c in lane.conns.values())
+
+
+def test_a_pipelined_request_behind_a_slow_answer_is_answered():
+    lane = httplane.Lane(_LaneServer(), "/crsap/v1/messages",
+                         lambda bodies: [(200, b"x" * 2_000_000)] * len(bodies))
+    a, b = _lane_pair(lane)
+    b.send(LANE_REQ * 2)
+    got = 0
+    for _ in range(2000):
+        got += _drain(b)
+        lane.turn(time.monotonic())
+    assert got >= 2 * 2_000_000
