@@ -187,8 +187,8 @@ def plot_threshold(summary: dict[str, Any], path: Path) -> Path:
                   key=lambda r: r["reaction_time_s"])
     sc, k = summary["scenario"], summary["predicted_k_per_s"]
     V = sc["vulnerable"]
-    fig, ax = _new(f"{sc['name']}: address blacklisting against reaction time "
-                   f"(V={V}, Ω={sc['omega']}, s={sc['scan_rate_per_s']:g}/s)",
+    fig, ax = _new(f"{sc['name']}: blacklisting against R (V={V}, Ω={sc['omega']}, "
+                   f"s={sc['scan_rate_per_s']:g}/s)",
                    "reaction time R, infection to isolation (s)",
                    "final infected fraction of vulnerable (mean)")
     x = np.array([r["reaction_time_s"] for r in rows])
@@ -201,15 +201,19 @@ def plot_threshold(summary: dict[str, Any], path: Path) -> Path:
                     yerr=[np.maximum(m - ci[:, 0], 0), np.maximum(ci[:, 1] - m, 0)],
                     fmt=fmt, color=color, capsize=4, label=f"{label}, 95 % CI")
     xs = np.linspace(0, max(x.max() * 1.1, 1.3 / k), 300)
-    ax.plot(xs, [model.blacklist_mean_final_fraction(V, k, r) for r in xs], "-", color="k",
-            lw=1, label="blacklisting, finite-population mean")
+    # neither approximation holds close to K*R = 1 (the branching total diverges, the final
+    # size is 0): the curve is left out there rather than drawn wrong
+    mean = [np.nan if abs(k * r - 1) < 0.15 else model.blacklist_mean_final_fraction(V, k, r)
+            for r in xs]
+    ax.plot(xs, mean, "-", color="k", lw=1,
+            label="blacklisting: branching mean, final-size mean above (not near K·R = 1)")
     ax.plot(xs, [model.blacklist_expected_fraction(V, k, r) for r in xs], ":", color="k",
             label="blacklisting 1/(1−KR)/V")
     ax.plot(xs, [model.content_filter_final(V, k, r) / V for r in xs], "--", color="grey",
             label="content filtering V/(1+(V−1)e^(−KR))")
     ax.axvline(1 / k, color="r", alpha=0.4, lw=1, label=f"R = Ω/(s·V) = {1 / k:.2f} s")
     ax.set_ylim(-0.02, 1.05)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left")
     return _save(fig, path)
 
 
