@@ -262,13 +262,13 @@ def probe(sources: list[tuple[str, ...]], server_ns: str, server_if: str, dst_ip
     rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     rx.setblocking(False)
     tx = {}
-    syn: dict[str, SynTemplate] = {}
+    templates: dict[str, SynTemplate] = {}
     watch: dict[socket.socket, str] = {}
     for ns, ip, *iface in sources:
         s = _socket_in(ns, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
         s.setblocking(False)
         tx[ip] = s
-        syn[ip] = SynTemplate(ip, dst_ip, sport, dport)
+        templates[ip] = SynTemplate(ip, dst_ip, sport, dport)
         if iface and iface[0]:
             watch[_eapol_watch(ns, iface[0])] = ip
     seen: set[tuple[str, str]] = set()
@@ -293,7 +293,7 @@ def probe(sources: list[tuple[str, ...]], server_ns: str, server_if: str, dst_ip
                 seq = len(sent[ip])
                 wall = time.time()
                 try:
-                    tx[ip].sendto(syn[ip].packet(seq), (dst_ip, 0))
+                    tx[ip].sendto(templates[ip].packet(seq), (dst_ip, 0))
                 except OSError:
                     errors += 1
                 sent[ip].append(wall)
