@@ -280,7 +280,8 @@ def reports_both(work: Path, terminals: int, duration_s: float,
                         str(d / "operator.token"), "--rest-host", "127.0.0.1"]))
             for r in range(rounds):
                 for kind in kinds:
-                    runs[kind].append(reports.load(ctls[kind].rest_port, terms, 4,
+                    # one load process, 4 kept-alive connections (as 4 agents post)
+                    runs[kind].append(reports.load(ctls[kind].rest_port, terms, 1, 4,
                                                    2.0 if r == 0 else 0.5, duration_s))
     finally:
         pg.stop()
