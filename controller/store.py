@@ -30,6 +30,9 @@ class Store:
         self.db = Db(self.path, read_only, deadline_s)
         self._depth = 0          # open batches (nested ones join the outermost)
         self._keys: dict[str, tuple[bytes, float]] = {}   # identity -> (report key, expires)
+        # writes undone so far (a rolled-back batch or savepoint): what a caller remembers
+        # of the rows it wrote is stale once this moves
+        self.undone = 0
         # several controllers: (holder, generation) of the lease this store writes under
         self.fence: tuple[str, int] | None = None
         if not read_only:
@@ -43,6 +46,7 @@ class Store:
                            "tid"),
             "seal": up("seals", ("grp", "sealed", "updated"), "grp"),
             "replay": up("replay", ("sender", "seq"), "sender"),
+            "seen": up("replay", ("sender", "seq", "at"), "sender"),
             "evidence": up("evidence", ("key", "value"), "key"),
         }
 
@@ -134,6 +138,7 @@ class Store:
             self.db.write(f"RELEASE {name}")
             self.db.flush()
         except BaseException:
+            self.undone += 1
             self.db.discard()
             self._keys.clear()      # it may hold a key read inside what is undone
             self.db.execute(f"ROLLBACK TO {name}")
@@ -190,10 +195,26 @@ class Store:
                      decision if isinstance(decision, str) else json.dumps(decision),
                      time.time()))
 
+    def put_seen(self, tid: str, seq: int, at: float) -> None:
+        """A report that changed nothing of the terminal's row but its time and sequence
+        number: only those, in the narrow replay row (`terminals()` reads them back)."""
+        self._write(self._sql["seen"], (tid, seq, at))
+
     def terminals(self) -> list[TerminalRecord]:
-        rows = self.db.execute("SELECT tid, number, state, decision FROM terminals "
-                               "ORDER BY number").fetchall()
-        return [TerminalRecord(t, n, json.loads(s), json.loads(d)) for t, n, s, d in rows]
+        """Each terminal's row, its last report's time taken from the replay row when a
+        steady report (`put_seen`) came after the row was written. A row without a last
+        report (its agent said Leave) keeps none: a time written before cannot return."""
+        rows = self.db.execute("SELECT t.tid, t.number, t.state, t.decision, r.at "
+                               "FROM terminals t LEFT JOIN replay r ON r.sender = t.tid "
+                               "ORDER BY t.number").fetchall()
+        out = []
+        for tid, number, state, decision, at in rows:
+            st = json.loads(state)
+            if at is not None and st.get("last_report") is not None \
+                    and at > st["last_report"]:
+                st["last_report"] = at
+            out.append(TerminalRecord(tid, number, st, json.loads(decision)))
+        return out
 
     def put_seal(self, group: str, sealed: bool) -> None:
         self._write(self._sql["seal"], (group, int(sealed), time.time()))
@@ -252,6 +273,7 @@ class Batch:
         db = self.store.db
         try:
             if exc_type:
+                self.store.undone += 1
                 db.discard()
                 self.store._keys.clear()
                 db.execute("ROLLBACK")
@@ -263,6 +285,7 @@ class Batch:
                 db.flush()
                 metrics.observe("store_commit", time.perf_counter() - t0)
         except BaseException:
+            self.store.undone += 1
             if db.in_transaction:   # a write failed at the commit: nothing of it stays
                 db.discard()
                 self.store._keys.clear()

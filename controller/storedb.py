@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 TYPES = {"sqlite": {"BLOB": "BLOB", "REAL": "REAL", "INT": "INTEGER"},
          "postgresql": {"BLOB": "BYTEA", "REAL": "DOUBLE PRECISION", "INT": "BIGINT"}}
 
@@ -42,6 +42,9 @@ MIGRATIONS: dict[int, list[str]] = {
     3: ["CREATE TABLE IF NOT EXISTS leader (name TEXT PRIMARY KEY, holder TEXT, "
         "generation {INT}, expires {REAL})"],        # several controllers: who leads
     4: ["ALTER TABLE leader ADD COLUMN url TEXT"],   # where operators reach the leader
+    # a steady report's time, beside its sequence number (the terminal row unchanged)
+    5: ["CREATE TABLE IF NOT EXISTS replay (sender TEXT PRIMARY KEY, seq {INT})",
+        "ALTER TABLE replay ADD COLUMN at {REAL}"],
 }
 # the database's clock in seconds since the epoch (leases are timed by it, so controllers
 # on hosts whose clocks differ still agree)

@@ -92,6 +92,10 @@ class Security:
         self._decision_json: dict[int, tuple[Any, str]] = {}  # id -> (Decision, JSON)
         self._persisted: set[str] = set()   # terminal rows written (with their seq) by
         # the message being handled
+        # what each terminal's row holds on disk but its last report's time and seq: a
+        # report that changes nothing else writes only those (Store.put_seen)
+        self._rows: dict[str, tuple[Any, ...]] = {}
+        self._rows_undone = store.undone    # (forgotten when the store undoes writes)
         self._restore()
 
     # --- events from the core ---------------------------------------------------------
@@ -443,10 +447,7 @@ class Security:
         t = self.scs.terminals.get(tid)
         if t is None:
             return
-        # with its highest accepted sequence number: for a report, the row is the replay
-        # record too (restored as the higher of the two), one write instead of two
-        state = {**t.to_state(), "gen": self._gens.get(tid, 0), "held": self.scs.held.get(tid),
-                 "seq": self.scs.replay.last_seq.get(tid)}
+        state = {**t.to_state(), "gen": self._gens.get(tid, 0), "held": self.scs.held.get(tid)}
         d = t.decision
         decision = None
         if d is not None:       # by identity (a decision object is kept while it holds)
@@ -456,22 +457,40 @@ class Security:
                     self._decision_json.clear()
                 got = self._decision_json[id(d)] = (d, json.dumps(nac.decision_to_dict(d)))
             decision = got[1]
+        report = sci_json is not None
+        if sci_json is None and t.last_sci is not None:
+            sci_json = t.sci_json           # its canonical JSON, if the SCS has it
         if sci_json is not None:
             del state["last_sci"]           # (spliced in as it is)
-            state = dumps_with(state, {"last_sci": sci_json})
-        self.store.put_terminal(tid, t.number, state, decision)
+        last, seq = state.pop("last_report"), self.scs.replay.last_seq.get(tid)
+        row = (state, sci_json, decision, last is None)
         self._persisted.add(tid)
+        if self._rows_undone != self.store.undone:    # a rollback: none is known on disk
+            self._rows_undone = self.store.undone
+            self._rows.clear()
+        if report and last is not None and seq is not None and self._rows.get(tid) == row:
+            self.store.put_seen(tid, seq, last)     # a steady report: its time and seq
+            return
+        # with its highest accepted sequence number: for a report, the row is the replay
+        # record too (restored as the higher of the two), one write instead of two
+        full = {**state, "last_report": last, "seq": seq}
+        self.store.put_terminal(tid, t.number, full if sci_json is None else
+                                dumps_with(full, {"last_sci": sci_json}), decision)
+        self._rows[tid] = row
 
     def _restore(self) -> None:
         """After a restart: terminals, decisions, overrides, seals, replay counters and
         correlation evidence, from the store."""
         terminals = []
+        self._rows.clear()
         replay = self.store.replay()
-        for r in self.store.terminals():
+        same: dict[Any, Any] = {}   # equal decisions restored as one object (most terminals
+        for r in self.store.terminals():    # share a few), as the SCS's memo makes them
             if (r.state.get("seq") or 0) > replay.get(r.tid, 0):
                 replay[r.tid] = r.state["seq"]
+            d = nac.decision_from_dict(r.decision) if r.decision else None
             t = Terminal.from_state(r.tid, r.number, r.state,
-                                    nac.decision_from_dict(r.decision) if r.decision else None)
+                                    None if d is None else same.setdefault(d, d))
             terminals.append(t)
             self._gens[r.tid] = r.state.get("gen", 0)
             if t.online:

@@ -188,23 +188,54 @@ def test_admission_is_the_last_flow_sent_restrictions_and_forwarding_come_first(
         "no table-1, 2 or 3 flow of the terminal may follow its admission"
 
 
-def test_a_reports_sequence_number_outlives_a_restart_in_its_terminal_row(boot_on):
-    """A report's accepted sequence number is stored with its terminal's row (one write
-    instead of two); after a restart a replay of it, or of anything older, is refused, and
-    the SCI history keeps each new SCI, not every report."""
+def _row(core, ident):
+    return core.store.db.execute("SELECT state, updated FROM terminals WHERE tid = ?",
+                                 (ident,)).fetchone()
+
+
+def test_a_reports_sequence_number_and_time_outlive_a_restart(boot_on):
+    """A report that changes its terminal's row writes the row with its sequence number
+    (one write instead of two); a steady one (the same SCI, the same decision) writes only
+    its time and sequence number in the narrow replay row. After a restart the terminal
+    has its last report's time, a replay of it or of anything older is refused, and the SCI
+    history keeps each new SCI, not every report."""
+    core, sim = boot_on(crs=True)
+    _, keys = authenticate(core, sim, 2, C1, "c1t1")
+    ident = "c1t1@crs.example"
+    status, _, _ = core.crsap_message(report(keys, ident, 1, T0 + 1, CLEAN), T0 + 1)
+    assert status == 200 and ident not in core.store.replay()   # (in its row)
+    row = _row(core, ident)
+    for seq in (2, 3):                                          # steady
+        status, _, _ = core.crsap_message(report(keys, ident, seq, T0 + seq, CLEAN), T0 + seq)
+        assert status == 200
+    assert _row(core, ident) == row and core.store.replay()[ident] == 3
+    core_b, _ = boot_on(crs=True, now=T0 + 3.5)
+    assert core_b.security.scs.terminals[ident].last_report == T0 + 3
+    status, _, _ = core.crsap_message(report(keys, ident, 4, T0 + 4, INFECTED), T0 + 4)
+    assert status == 200 and _row(core, ident) != row           # a change: the row
+    assert core.store.db.execute("SELECT COUNT(*) FROM sci").fetchone()[0] == 2
+    core2, _ = boot_on(crs=True, now=T0 + 5)
+    assert core2.security.scs.terminals[ident].last_report == T0 + 4
+    for seq in (4, 3):
+        status, _, _ = core2.crsap_message(report(keys, ident, seq, T0 + 5, CLEAN), T0 + 5)
+        assert status == 403
+    status, body, _ = core2.crsap_message(report(keys, ident, 5, T0 + 5, CLEAN), T0 + 5)
+    assert status == 200 and crsap.decode(body).body["level"] == "COMPLIANT"
+
+
+def test_a_steady_reports_time_does_not_outlive_its_agents_leave(boot_on):
+    """Steady reports, then the agent says Leave (its report no longer counts: UNKNOWN at
+    best): after a restart the terminal has no last report, not the steady reports' time."""
     core, sim = boot_on(crs=True)
     _, keys = authenticate(core, sim, 2, C1, "c1t1")
     ident = "c1t1@crs.example"
     for seq in (1, 2, 3):
         status, _, _ = core.crsap_message(report(keys, ident, seq, T0 + seq, CLEAN), T0 + seq)
         assert status == 200
-    assert core.store.replay().get(ident, 0) < 3      # (not in the replay table itself)
-    status, _, _ = core.crsap_message(report(keys, ident, 4, T0 + 4, INFECTED), T0 + 4)
-    assert status == 200
-    assert core.store.db.execute("SELECT COUNT(*) FROM sci").fetchone()[0] == 2
+    leave = crsap.encode("Leave", ident, 4, T0 + 4, {"ms_id": ident, "reason": "SIGTERM"},
+                         keys.crs_report_key)
+    status, _, _ = core.crsap_message(leave, T0 + 4)
+    assert status == 204
     core2, _ = boot_on(crs=True, now=T0 + 5)
-    for seq in (4, 3):
-        status, _, _ = core2.crsap_message(report(keys, ident, seq, T0 + 5, CLEAN), T0 + 5)
-        assert status == 403
-    status, body, _ = core2.crsap_message(report(keys, ident, 5, T0 + 5, CLEAN), T0 + 5)
-    assert status == 200 and crsap.decode(body).body["level"] == "COMPLIANT"
+    t = core2.security.scs.terminals[ident]
+    assert t.last_report is None and t.own_level.value == "UNKNOWN"

@@ -150,6 +150,25 @@ def test_every_record_kind_round_trips_through_a_second_connection(store_target)
     assert r.db.version() == SCHEMA_VERSION
 
 
+def test_a_steady_reports_time_is_read_back_with_its_terminal(store_target):
+    """`put_seen` keeps a report's time and sequence number in the replay row; a terminal
+    read back has the later of its row's last report and that time, and none at all when
+    its row says it has none (its agent left after those reports)."""
+    s = Store(store_target)
+    s.put_terminal("a", 1, {"last_report": 10.0, "seq": 1}, None)
+    s.put_terminal("b", 2, {"last_report": 10.0, "seq": 1}, None)
+    s.put_seen("a", 3, 30.0)
+    s.put_seen("b", 3, 30.0)
+    s.put_terminal("b", 2, {"last_report": None, "seq": 1}, None)
+    s.put_replay("a", 4)                  # a sequence number alone keeps the time
+    r = Store(store_target)
+    assert [(t.tid, t.state["last_report"]) for t in r.terminals()] == [("a", 30.0),
+                                                                         ("b", None)]
+    assert r.replay() == {"a": 4, "b": 3}
+    s.put_terminal("a", 1, {"last_report": 40.0, "seq": 5}, None)   # a newer row wins
+    assert Store(store_target).terminals()[0].state["last_report"] == 40.0
+
+
 def test_an_sqlite_file_of_the_first_schema_is_migrated(tmp_path):
     """A database written before bindings had an address and before versions were
     recorded: opened, it gains the column and the version, and keeps its rows."""
