@@ -14,7 +14,7 @@ import logging
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from controller import metrics, packet
 from controller.admission import authenticator as auth_mod
@@ -295,8 +295,7 @@ class Admission:
     # --- internals -------------------------------------------------------------------
 
     def _flows(self, b: Binding) -> list[Message]:
-        return binding_flows(b.number, b.port, b.mac, b.ip, b.group, self.authz, self.servers,
-                             self.ctl_service)
+        return binding_flows(*_flow_inputs(b), self.authz, self.servers, self.ctl_service)
 
     def _index(self, b: Binding) -> None:
         self.bound[b.location] = b
@@ -413,9 +412,9 @@ class Admission:
         self._index(b)
         if ip:      # forwarding and restrictions first, admission last: the first frame
             out += self.notify(Connected(b, moved), now)   # admitted finds them in place
-        flows = self._flows(b)
-        if moved or prev is None or flows != self._flows(prev):
-            out += [(e.dpid, m) for m in flows]
+        # a binding's flows are a function of these (and the configuration both share)
+        if moved or prev is None or _flow_inputs(b) != _flow_inputs(prev):
+            out += [(e.dpid, m) for m in self._flows(b)]
         else:       # a re-authentication in place: the switch holds these flows already
             self.counters["dot1x_reauth_flows_kept"] += 1
         return out
@@ -433,3 +432,8 @@ class Admission:
                               "port": port, "mac": mac, "reason": reason})
             out += self.notify(Revoked(b, reason), now)
         return out
+
+
+def _flow_inputs(b: Binding) -> tuple[Any, ...]:
+    """What of a binding its flows depend on (`binding_flows`' own arguments)."""
+    return b.number, b.port, b.mac, b.ip, b.group

@@ -33,6 +33,28 @@ def test_purpose_keys_differ_and_are_deterministic():
         purpose_key(b"short", "crs-report")
 
 
+def test_hkdf_is_rfc_5869_and_agrees_with_the_cryptography_package():
+    """The keys' HKDF-SHA256 (on the standard library's HMAC) gives RFC 5869's test
+    vectors and the `cryptography` package's HKDF for random inputs of every length class."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    from controller.admission.keys import hkdf_sha256
+    # RFC 5869 A.1 and A.3 (SHA-256; A.3: no salt, no info)
+    okm = hkdf_sha256(b"\x0b" * 22, bytes(range(13)), bytes(range(0xF0, 0xFA)), 42)
+    assert okm.hex() == ("3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+                         "34007208d5b887185865")
+    assert hkdf_sha256(b"\x0b" * 22, b"", b"", 42).hex() == (
+        "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d"
+        "9d201395faa4b61a96c8")
+    for length in (1, 12, 32, 33, 64, 100, 8160):
+        ikm, salt, info = os.urandom(32), os.urandom(17), os.urandom(9)
+        ref = HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+        assert hkdf_sha256(ikm, salt, info, length) == ref
+    with pytest.raises(ValueError):
+        hkdf_sha256(b"k" * 32, b"s", b"i", 8161)
+
+
 def test_isr_id_and_service_keys():
     i = isr_id(EMSK)
     assert i.startswith("isr-") and i == isr_id(EMSK) and i != isr_id(bytes(64))
