@@ -189,11 +189,14 @@ class Store:
     def put_terminal(self, tid: str, number: int, state: dict[str, Any] | str,
                      decision: dict[str, Any] | str | None) -> None:
         """Commit a terminal's SCS state and current decision (before its flows are sent);
-        either may come as JSON text already."""
+        either may come as JSON text already. A steady report's time kept beside the
+        replay counter (`put_seen`) is older than this row from now on: it is cleared, so
+        that a time read back with the row was always written after it."""
         self._write(self._sql["terminal"],
                     (tid, number, state if isinstance(state, str) else json.dumps(state),
                      decision if isinstance(decision, str) else json.dumps(decision),
                      time.time()))
+        self._write("UPDATE replay SET at = NULL WHERE sender = ? AND at IS NOT NULL", (tid,))
 
     def put_seen(self, tid: str, seq: int, at: float) -> None:
         """A report that changed nothing of the terminal's row but its time and sequence
@@ -202,8 +205,8 @@ class Store:
 
     def terminals(self) -> list[TerminalRecord]:
         """Each terminal's row, its last report's time taken from the replay row when a
-        steady report (`put_seen`) came after the row was written. A row without a last
-        report (its agent said Leave) keeps none: a time written before cannot return."""
+        steady report (`put_seen`) came after the row was written (`put_terminal` clears
+        it). A row without a last report (its agent said Leave) keeps none."""
         rows = self.db.execute("SELECT t.tid, t.number, t.state, t.decision, r.at "
                                "FROM terminals t LEFT JOIN replay r ON r.sender = t.tid "
                                "ORDER BY t.number").fetchall()

@@ -152,8 +152,8 @@ def test_every_record_kind_round_trips_through_a_second_connection(store_target)
 
 def test_a_steady_reports_time_is_read_back_with_its_terminal(store_target):
     """`put_seen` keeps a report's time and sequence number in the replay row; a terminal
-    read back has the later of its row's last report and that time, and none at all when
-    its row says it has none (its agent left after those reports)."""
+    read back has that time when it was written after its row, the row's own otherwise,
+    and none at all when its row says it has none (its agent left after those reports)."""
     s = Store(store_target)
     s.put_terminal("a", 1, {"last_report": 10.0, "seq": 1}, None)
     s.put_terminal("b", 2, {"last_report": 10.0, "seq": 1}, None)
@@ -167,6 +167,12 @@ def test_a_steady_reports_time_is_read_back_with_its_terminal(store_target):
     assert r.replay() == {"a": 4, "b": 3}
     s.put_terminal("a", 1, {"last_report": 40.0, "seq": 5}, None)   # a newer row wins
     assert Store(store_target).terminals()[0].state["last_report"] == 40.0
+    # and so does a row written later with an older time (a roaming transfer adopts a
+    # peer's report time after a Leave): the steady reports' time does not come back
+    s.put_seen("a", 6, 50.0)
+    s.put_terminal("a", 1, {"last_report": 45.0, "seq": 5}, None)
+    s.put_replay("a", 7)
+    assert Store(store_target).terminals()[0].state["last_report"] == 45.0
 
 
 def test_an_sqlite_file_of_the_first_schema_is_migrated(tmp_path):
