@@ -13,7 +13,7 @@ import logging
 import zlib
 from collections import Counter
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from controller import packet
 from controller.audit import AuditLog
@@ -96,6 +96,8 @@ class Security:
         # report that changes nothing else writes only those (Store.put_seen)
         self._rows: dict[str, tuple[Any, ...]] = {}
         self._rows_undone = store.undone    # (forgotten when the store undoes writes)
+        # what the group being committed changed in memory: (terminals, seals, posts)
+        self._group: tuple[list[str], list[s.SealGroup], int] = ([], [], 0)
         self._restore()
 
     # --- events from the core ---------------------------------------------------------
@@ -152,11 +154,35 @@ class Security:
         group's flows or answers leave."""
         self._now = now
         results: list[tuple[int, bytes, Out]] = []
+        self._group = ([], [], len(self.http_out))
         # the group's audit lines are written before its commit, as each was before
-        with self.store.batch(), self.audit.held():
-            for raw in raws:
-                results.append(self._one_message(raw, now))
+        try:
+            with self.store.batch(), self.audit.held():
+                for raw in raws:
+                    results.append(self._one_message(raw, now))
+        except Exception:
+            # the commit failed: nothing of the group is on disk, and none of its flows,
+            # answers or posts leave. Memory went ahead: what the group decided is made
+            # and sent anew (decisions, seals), as for one failed message
+            touched, seals, posts = self._group
+            del self.http_out[posts:]
+            self._forget(touched, seals)
+            self.counters["crsap_group_failed"] += 1
+            raise
         return results
+
+    def _forget(self, touched: Iterable[str], seals: list[s.SealGroup]) -> None:
+        """Changes rolled back in the store: the terminals' decisions are made and sent
+        anew next time (and their SCI history row written again), and a seal changed in
+        memory is changed back, so its next change is seen and its flows sent."""
+        for tid in touched:
+            t = self.scs.terminals.get(tid)
+            if t is not None:
+                t.decision = None
+                t.sci_json = None      # its SCI history row was rolled back too
+        for e in reversed(seals):
+            (self.scs.corr.sealed.discard if e.sealed else self.scs.corr.sealed.add)(e.group)
+        self._evidence_saved = -1
 
     def _one_message(self, raw: bytes, now: float) -> tuple[int, bytes, Out]:
         """One message of a group, in a savepoint: a failure (a bug, a full disk) costs
@@ -172,19 +198,18 @@ class Security:
                     if sender not in self._persisted:   # terminal row written since
                         self.store.put_replay(sender, replay.last_seq[sender])  # has it)
             self.counters[f"crsap_answered_{result[0]}"] += 1
+            touched, seals, _ = self._group     # (undone if the group's commit fails)
+            touched += replay.dirty
+            touched += (e.terminal_id for e in effects if isinstance(e, s.Enforce))
+            seals += (e for e in effects if isinstance(e, s.SealGroup))
             return result
         except Exception:
             del self.http_out[posts:]
             # memory went ahead of the store: the sender's and every changed decision is
             # made and sent anew next time
-            touched = set(replay.dirty) | {e.terminal_id for e in effects
-                                           if isinstance(e, s.Enforce)}
-            for tid in touched:
-                t = self.scs.terminals.get(tid)
-                if t is not None:
-                    t.decision = None
-                    t.sci_json = None      # its SCI history row was rolled back too
-            self._evidence_saved = -1
+            self._forget(set(replay.dirty) | {e.terminal_id for e in effects
+                                              if isinstance(e, s.Enforce)},
+                         [e for e in effects if isinstance(e, s.SealGroup)])
             self.counters["crsap_message_failed"] += 1
             log.exception("CRSAP message failed; its changes were rolled back")
             return 500, b'{"error": "internal error"}', []

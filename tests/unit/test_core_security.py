@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 import tempfile
 
+import pytest
 from corekit import (
     C1,
     C2,
@@ -333,6 +334,38 @@ def test_one_failing_report_in_a_group_costs_only_itself(boot):
     status, _, out = core.crsap_message(report(k2, b, 2, now + 1, INFECTED), now + 1)
     assert status == 200 and out, "the retried report is enforced"
     assert {r.tid: r for r in core.store.terminals()}[b].decision["level"] == "INFECTED"
+
+
+def test_a_group_whose_commit_fails_is_decided_and_enforced_anew(boot):
+    """The group commit itself fails (a full disk): no flows or answers leave, nothing is on
+    disk, and memory, which went ahead, does not keep the decision as if enforced: the
+    terminal's next report isolates it, flows and all."""
+    core, sim = boot(crs=True)
+    _, k1 = authenticate(core, sim, 2, C1, "c1t1")
+    a = "c1t1@crs.example"
+    to_peer = ip_pkt(C1, C2, "10.0.1.1", "10.0.1.2", 5000)
+    status, _, out = core.crsap_message(report(k1, a, 1, T0 + 1, CLEAN), T0 + 1)
+    sim.apply(m for _, m in out)
+    assert status == 200 and not sim.process(to_peer, 2).dropped
+    db = core.store.db
+    real = db.write
+
+    def write(sql, params=()):
+        if sql == "COMMIT":
+            raise OSError("disk full")
+        return real(sql, params)
+    db.write = write
+    now = T0 + 5
+    with pytest.raises(OSError):          # (the shell answers the group 500, sends nothing)
+        core.crsap_messages([report(k1, a, 2, now, INFECTED)], now)
+    assert core.counters["crsap_group_failed"] == 1
+    assert {r.tid: r for r in core.store.terminals()}[a].decision["level"] == "COMPLIANT"
+    db.write = real
+    status, _, out = core.crsap_message(report(k1, a, 3, now + 1, INFECTED), now + 1)
+    assert status == 200 and out, "the next report is enforced"
+    sim.apply(m for _, m in out)
+    assert sim.process(to_peer, 2).dropped
+    assert {r.tid: r for r in core.store.terminals()}[a].decision["level"] == "INFECTED"
 
 
 def test_binding_flows_restrict_first_and_an_early_own_frame_is_not_an_attack(boot):
