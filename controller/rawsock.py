@@ -1,5 +1,6 @@
 """Packet-socket helpers shared by the controller's shell (EAPOL through LOCAL ports) and the
-benchmarks (wire times on a terminal's interface): a kernel filter that keeps one ethertype.
+benchmarks (wire times on a terminal's interface): a kernel filter that keeps one ethertype,
+and a socket opened inside another network namespace.
 
 A socket bound with ETH_P_ALL sees the frames an interface sends as well as those it
 receives (a socket bound to one protocol sees only received ones); the filter keeps the
@@ -8,11 +9,14 @@ Python side from waking up for every other frame.
 from __future__ import annotations
 
 import ctypes
+import os
 import socket
 import struct
 
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def attach_ethertype_filter(sock: socket.socket, ethertype: int) -> None:
@@ -22,3 +26,25 @@ def attach_ethertype_filter(sock: socket.socket, ethertype: int) -> None:
     buf = ctypes.create_string_buffer(code)
     fprog = struct.pack("HL", len(prog), ctypes.addressof(buf))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def socket_in(netns: str, family: int, kind: int, proto: int) -> socket.socket:
+    """A socket created inside the network namespace `netns` (a path such as
+    /var/run/netns/NAME); it stays there, and this thread comes back to its own."""
+    home = os.open("/proc/self/ns/net", os.O_RDONLY)
+    target = os.open(netns, os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            return socket.socket(family, kind, proto)
+        finally:
+            _setns(home)
+    finally:
+        os.close(target)
+        os.close(home)

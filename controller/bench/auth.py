@@ -31,8 +31,6 @@ The probe: ``python -m controller.bench.auth probe --help`` (root, used by ``run
 from __future__ import annotations
 
 import argparse
-import ctypes
-import os
 import select
 import signal
 import socket
@@ -53,11 +51,10 @@ from controller.emulation.processes import (
     controller_config,
     wait_until,
 )
-from controller.rawsock import ETH_P_ALL, attach_ethertype_filter
+from controller.rawsock import ETH_P_ALL, attach_ethertype_filter, socket_in
 
 SERVER = "web"
 SERVER_PORT = 80                  # web/http: entitled for cells 1..3 (authorization.yaml)
-CLONE_NEWNET = 0x40000000
 SO_TIMESTAMPNS = 35               # also SCM_TIMESTAMPNS
 ETH_P_IP = 0x0800
 PACKET_OUTGOING = 4
@@ -183,30 +180,6 @@ def supplicant_start_time(text: str) -> float | None:
 
 # --- the probe process (root namespace; enters others by file descriptor) -------------------
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-def _socket_in(netns: str, family: int, kind: int, proto: int) -> socket.socket:
-    """A socket created inside another network namespace (it stays there)."""
-    home = os.open("/proc/self/ns/net", os.O_RDONLY)
-    target = os.open(netns, os.O_RDONLY)
-    try:
-        _setns(target)
-        try:
-            return socket.socket(family, kind, proto)
-        finally:
-            _setns(home)
-    finally:
-        os.close(target)
-        os.close(home)
-
-
 def _kernel_time(anc: list) -> float:
     for level, kind, value in anc:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
@@ -230,7 +203,7 @@ def eapol_event(frame: bytes, outgoing: bool) -> str | None:
 def _eapol_watch(ns: str, ifname: str) -> socket.socket:
     """A packet socket on a terminal's interface, inside its namespace: its EAPOL both ways
     with kernel timestamps (the wire times of its EAPOL-Start and EAP-Success)."""
-    s = _socket_in(ns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+    s = socket_in(ns, socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     attach_ethertype_filter(s, 0x888E)       # ETH_P_ALL: also the frames it sends
     s.bind((ifname, ETH_P_ALL))
     s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
@@ -257,7 +230,7 @@ def probe(sources: list[tuple[str, ...]], server_ns: str, server_if: str, dst_ip
     first one is seen on the server interface (or ``timeout_s``). Prints SENDING, FIRST and
     DONE lines, and with an interface the wire times of the terminal's first EAPOL-Start
     and EAP-Success (EAPOL lines)."""
-    rx = _socket_in(server_ns, socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
+    rx = socket_in(server_ns, socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
     rx.bind((server_if, ETH_P_IP))
     rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     rx.setblocking(False)
@@ -265,7 +238,7 @@ def probe(sources: list[tuple[str, ...]], server_ns: str, server_if: str, dst_ip
     templates: dict[str, SynTemplate] = {}
     watch: dict[socket.socket, str] = {}
     for ns, ip, *iface in sources:
-        s = _socket_in(ns, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+        s = socket_in(ns, socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
         s.setblocking(False)
         tx[ip] = s
         templates[ip] = SynTemplate(ip, dst_ip, sport, dport)

@@ -149,9 +149,9 @@ class Receiver:
     """B's datagrams with kernel arrival times (a UDP socket inside B's namespace)."""
 
     def __init__(self) -> None:
-        from controller.bench.auth import _socket_in
+        from controller.rawsock import socket_in
         ns = HOSTS["b"][0]
-        self.sock = _socket_in(f"/var/run/netns/{ns}", socket.AF_INET, socket.SOCK_DGRAM, 0)
+        self.sock = socket_in(f"/var/run/netns/{ns}", socket.AF_INET, socket.SOCK_DGRAM, 0)
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.bind((HOSTS["b"][3], UDP_PORT))
         self.sock.setblocking(False)
