@@ -205,16 +205,15 @@ class Store:
 
     def terminals(self) -> list[TerminalRecord]:
         """Each terminal's row, its last report's time taken from the replay row when a
-        steady report (`put_seen`) came after the row was written (`put_terminal` clears
-        it). A row without a last report (its agent said Leave) keeps none."""
+        steady report (`put_seen`) came after the row was written: `put_terminal` clears
+        it, and only a row with a last report is followed by steady ones."""
         rows = self.db.execute("SELECT t.tid, t.number, t.state, t.decision, r.at "
                                "FROM terminals t LEFT JOIN replay r ON r.sender = t.tid "
                                "ORDER BY t.number").fetchall()
         out = []
         for tid, number, state, decision, at in rows:
             st = json.loads(state)
-            if at is not None and st.get("last_report") is not None \
-                    and at > st["last_report"]:
+            if at is not None:
                 st["last_report"] = at
             out.append(TerminalRecord(tid, number, st, json.loads(decision)))
         return out
