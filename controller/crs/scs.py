@@ -166,8 +166,12 @@ class SCS:
     """Terminals, policy, correlation and update pacing of one CRS domain."""
 
     def __init__(self, policy: Policy, key_lookup: KeyLookup,
-                 skew_s: float = crsap.DEFAULT_SKEW_S):
+                 skew_s: float = crsap.DEFAULT_SKEW_S, records: bool = True):
         self.policy = policy
+        # records=False: no Audit or Count effect for a connect, a report or a decision,
+        # and a report's SCI is not encoded (it is what the audit log and the store keep):
+        # for a caller that discards them (the simulation); decisions are the same
+        self.records = records
         self.key_lookup = key_lookup
         self.skew_s = skew_s
         self.terminals: dict[str, Terminal] = {}
@@ -273,7 +277,7 @@ class SCS:
                     "no fresh SCI report"
         out: list[Effect] = [Audit({"event": "connect", "terminal": terminal_id, "ip": ip,
                                     "mac": mac, "dpid": dpid, "port": port, "group": group,
-                                    "at": now}), Count("crs_connect")]
+                                    "at": now}), Count("crs_connect")] if self.records else []
         return out + self._recompute(now, [terminal_id], extra_groups=(old_group,))
 
     def agent_left(self, terminal_id: str, now: float, reason: str) -> list[Effect]:
@@ -350,7 +354,7 @@ class SCS:
         Without `key` no signed Reply is built (nobody waits for one)."""
         sender = msg.sender
         t = self.terminals[sender]
-        out: list[Effect] = [Count(f"crs_msg_{msg.type}")]
+        out: list[Effect] = [Count(f"crs_msg_{msg.type}")] if self.records else []
         if msg.type == "Leave":
             return out + self.agent_left(sender, now, str(msg.body.get("reason", "agent"))[:64])
         was_agentless = t.no_sca
@@ -384,7 +388,9 @@ class SCS:
         sci = msg.body["sci"]
         # encoded once (memo key, stored copy, audit line), and shared by the terminals
         # that report the same SCI
-        if sci is t.last_sci and t.sci_json is not None:
+        if not self.records:
+            sci_json = None
+        elif sci is t.last_sci and t.sci_json is not None:
             sci_json = t.sci_json           # the same body as last time (crsap.Bodies)
         else:
             sci_json = sys.intern(crsap.body_json(sci))
@@ -402,9 +408,10 @@ class SCS:
                 continue
             if self.corr.accuse(t.tid, target, a.get("last_seen"), now):
                 accused.append(target)
-        out.append(Audit({"event": "sci_report", "terminal": t.tid, "seq": msg.seq, "at": now,
-                          "level": t.own_level.value, "reason": t.own_reason, "sci": sci,
-                          "sci_changed": changed}, {"sci": sci_json}))
+        if self.records:
+            out.append(Audit({"event": "sci_report", "terminal": t.tid, "seq": msg.seq,
+                              "at": now, "level": t.own_level.value, "reason": t.own_reason,
+                              "sci": sci, "sci_changed": changed}, {"sci": sci_json}))
         return out, accused
 
     def _memos(self) -> None:
@@ -415,9 +422,12 @@ class SCS:
             self._evaluated.clear()
             self._decided.clear()
 
-    def _evaluate(self, sci: dict[str, Any], sci_json: str) -> tuple[Level, str]:
+    def _evaluate(self, sci: dict[str, Any], sci_json: str | None) -> tuple[Level, str]:
         """evaluate(sci, policy), remembered by the SCI's canonical JSON (which tells
-        true from 1, so equal JSON is an equal SCI for every rule)."""
+        true from 1, so equal JSON is an equal SCI for every rule); without it (no
+        records), evaluated again."""
+        if sci_json is None:
+            return evaluate(sci, self.policy)
         self._memos()
         got = self._evaluated.get(sci_json)
         if got is None:
@@ -700,18 +710,19 @@ class SCS:
         out: list[Effect] = []
         if only is None:
             targets = {t.tid: t for t in self.terminals.values() if t.online}
-        else:
-            targets = {tid: self.terminals[tid] for tid in only
-                       if tid in self.terminals and self.terminals[tid].online}
+            named = {t.group for t in targets.values() if t.group} | set(self.corr.sealed)
+        else:   # also the groups of terminals that just went offline
+            targets, named = {}, {g for g in extra_groups if g}
+            for tid in only:
+                t = self.terminals.get(tid)
+                if t is not None:
+                    if t.group:
+                        named.add(t.group)
+                    if t.online:
+                        targets[tid] = t
         for t in targets.values():
             self._level_of(t, now)
-        if only is None:
-            groups = sorted({t.group for t in targets.values() if t.group} | set(self.corr.sealed))
-        else:   # also the groups of terminals that just went offline
-            groups = sorted({self.terminals[tid].group for tid in only
-                             if tid in self.terminals and self.terminals[tid].group}
-                            | {g for g in extra_groups if g})
-        for g in groups:
+        for g in sorted(named):
             n = len(self._infected.get(g, ()))
             change = self.corr.seal_update(g, n)
             if change is not None:
@@ -731,11 +742,14 @@ class SCS:
             d = self._decide(level, t.group, reason, t.group in self.corr.sealed, t.override,
                              accusers, t.no_sca)
             if d is not t.decision and d != t.decision:
-                was = list(t.decision.actions) if t.decision is not None else None
+                if self.records:
+                    was = list(t.decision.actions) if t.decision is not None else None
+                    out += [Enforce(t.tid, d, t.location),
+                            Audit({"event": "decision", "terminal": t.tid, "at": now,
+                                   **d.summary(), "was": was})]
+                else:
+                    out.append(Enforce(t.tid, d, t.location))
                 t.decision = d
-                out += [Enforce(t.tid, d, t.location),
-                        Audit({"event": "decision", "terminal": t.tid, "at": now,
-                               **d.summary(), "was": was})]
             needs = d.update is not None
             if needs and t.granted is None and t.tid not in self.queue:
                 self.queue[t.tid] = None

@@ -121,7 +121,7 @@ class CrsReactor:
                  scan_rate: float, reaction_s: float, signed_every: int = SIGNED_EVERY):
         self.policy = parse_policy(defences.policy_document(defence, params),
                                    f"config/defences/{defence}.yaml")
-        self.scs = SCS(self.policy, lambda _tid: KEY)
+        self.scs = SCS(self.policy, lambda _tid: KEY, records=False)
         self.pop, self.scan_rate, self.reaction_s = pop, scan_rate, reaction_s
         self.enforcing = enforcing_cells(pop.cells, float(params.get("coverage_fraction", 1.0)))
         scope = int(params.get("scope_cells", 1)) if defence == "cell_seal" else pop.cells

@@ -12,7 +12,7 @@ import yaml
 from controller.crs import messages as crsap
 from controller.crs.agent import sci_from_posture
 from controller.crs.policy import parse_policy
-from controller.crs.scs import SCS, Enforce, Reply, SealGroup, effects_of
+from controller.crs.scs import SCS, Audit, Count, Enforce, Reply, SealGroup, effects_of
 from controller.experiment import defences, outbreak, reactors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,8 +58,8 @@ def script(seed: int, n: int = 12):
     return events
 
 
-def play(pol, events, signed: bool):
-    scs = SCS(pol, key_of)
+def play(pol, events, signed: bool, records: bool = True):
+    scs = SCS(pol, key_of, records=records)
     out, seqs = [], {}
     for ev in events:
         if ev[0] == "connect":
@@ -95,6 +95,31 @@ def test_accept_decides_as_the_signed_path(name, seed):
     assert signed.corr.sealed == direct.corr.sealed
     if name in ("cell_seal", "crs_policy") and seed == 3:     # seals made and lifted
         assert len([e for x in a for e in effects_of(x, SealGroup)]) >= 3
+
+
+@pytest.mark.parametrize("name", ["crs_isolate", "crs_rate_limit", "cell_seal", "crs_policy"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_without_records_the_decisions_are_the_same(name, seed):
+    """records=False (the simulation's SCS) drops the audit records and counters of
+    connects, reports and decisions, and nothing else."""
+    pol = policies()[name]
+    events = script(seed)
+    full, a = play(pol, events, signed=True)
+    lean, b = play(pol, events, signed=True, records=False)
+
+    def decided(effects):
+        return [e for e in effects if not isinstance(e, (Audit, Count))]
+
+    assert [decided(x) for x in a] == [decided(x) for x in b]
+    assert any(effects_of(x, Enforce) for x in b)
+    for attr in ("decision", "own_level", "own_reason", "last_report"):
+        assert {tid: getattr(t, attr) for tid, t in full.terminals.items()} == \
+            {tid: getattr(t, attr) for tid, t in lean.terminals.items()}
+    assert full.corr.sealed == lean.corr.sealed
+    assert full.queue == lean.queue
+    assert not [e for x in b for e in effects_of(x, Audit)
+                if e.record["event"] in ("connect", "sci_report", "decision")]
+    assert sum(map(len, b)) < sum(map(len, a))
 
 
 def test_the_simulated_sci_is_the_agents():
