@@ -741,7 +741,7 @@ class SCS:
                 level, reason = Level.UNKNOWN, self.held[t.tid]    # nothing more, yet
             d = self._decide(level, t.group, reason, t.group in self.corr.sealed, t.override,
                              accusers, t.no_sca)
-            if d is not t.decision and d != t.decision:
+            if d is not t.decision and (t.decision is None or d != t.decision):
                 if self.records:
                     was = list(t.decision.actions) if t.decision is not None else None
                     out += [Enforce(t.tid, d, t.location),

@@ -14,6 +14,9 @@ the simulated time as its clock (fake clock, no Mininet, no store):
   (`crs bench simulation`). It stays exercised: the first report of every run and every
   `signed_every`-th after it is signed (`crsap.encode`) and goes through `SCS.handle` as an
   agent's would (`--signed`: every report), and a report the SCS rejects stops the run;
+  the SCS keeps no records (`records=False`: no audit records or counters of connects,
+  reports and decisions, no encoded SCI; nobody reads them here, and the decisions are the
+  same: test_sim_scs_accept);
 - every `Enforce` effect becomes the host's control the way table 1 would enforce it
   (isolate or scope none: silent; a meter: the probes/s that fit under it; scope group:
   only its group's cells reachable), but only in enforcing cells (partial deployment:
