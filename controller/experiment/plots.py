@@ -87,6 +87,22 @@ def _model_curves(ax: Any, r: RunResult, grid: np.ndarray, med: np.ndarray, colo
                 label=f"model K=s·V/Ω={predicted:.3f}/s")
 
 
+def sweep_series(confs: Sequence[dict[str, Any]], x_key: str,
+                 defences: Sequence[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The configurations drawn against `x_key`, by defence, in x order. A defence that has
+    several configurations at one x varies another parameter (in scope_sweep, cell_seal's
+    four scopes all at coverage 1.0): it is not a line against this one and is left out."""
+    by_defence: dict[str, list[dict[str, Any]]] = {}
+    for c in confs:
+        if c["defence"] == "none" or c.get(x_key) is None:
+            continue
+        if defences and c["defence"] not in defences:
+            continue
+        by_defence.setdefault(c["defence"], []).append(c)
+    return {name: sorted(cs, key=lambda c: c[x_key]) for name, cs in by_defence.items()
+            if len({c[x_key] for c in cs}) == len(cs)}
+
+
 def plot_sweep(summary: dict[str, Any], x_key: str, path: str | Path, xlabel: str | None = None,
                defences: Sequence[str] | None = None, overhead_s: float | None = None,
                title: str | None = None) -> Path:
@@ -99,20 +115,13 @@ def plot_sweep(summary: dict[str, Any], x_key: str, path: str | Path, xlabel: st
         raise ValueError("summary has no runs")
     fig, ax = _new(title or f"Final infected fraction against {x_key}", xlabel or x_key,
                    "final infected fraction of vulnerable")
-    by_defence: dict[str, list[dict[str, Any]]] = {}
     for c in confs:
         if c["defence"] == "none":
             ax.axhline(c["infected_fraction"], color="grey", ls="--", label="no defence")
-            continue
-        if defences and c["defence"] not in defences:
-            continue
-        if c.get(x_key) is None:
-            continue
-        by_defence.setdefault(c["defence"], []).append(c)
+    by_defence = sweep_series(confs, x_key, defences)
     if not by_defence:
         raise ValueError(f"no configuration has a value for {x_key!r}")
     for i, (name, cs) in enumerate(by_defence.items()):
-        cs = sorted(cs, key=lambda c: c[x_key])
         x = np.array([c[x_key] for c in cs], float)
         y = np.array([c["infected_fraction"] for c in cs])
         hi = np.array([c["infected_fraction_p95"] for c in cs])

@@ -40,7 +40,7 @@ from controller.worm.targets import parse_space
 SINK_MAC = "02:00:de:ad:be:ef"
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 TAIL_S = 1.0                    # keep running this long after the last vulnerable host fell
-CONTAIN_MARGIN_S = 2.0          # early stop: quiet for quiet_s + this, all infected enforced
+CONTAIN_MARGIN_S = 2.0          # early stop: quiet for quiet_s + this, all infected silenced
 SETUP_ATTEMPTS = 2              # a run whose setup lost a race with another network is retried
 AUTH_WAVE = 25                  # supplicants started together (one cell of metro)
 AGENT_CMD = [PYTHON, "-m", "controller.crs.agent"]
@@ -91,16 +91,24 @@ def with_duration(argv: list[str], seconds: float) -> list[str]:
     return out
 
 
-def enforced(entry: dict[str, Any]) -> bool:
-    """Whether a GET /crs/v1/terminals entry shows the terminal under a restriction."""
+def silenced(entry: dict[str, Any]) -> bool:
+    """Whether a GET /crs/v1/terminals entry decides the terminal cut off from every other
+    terminal (isolated, or scope none): only then can it infect nobody. A meter slows it;
+    a group scope or a sealed group confines it among terminals it can still infect."""
     d = entry.get("decision")
     if isinstance(d, dict):
-        return bool(d.get("isolate") or d.get("meter_kbps") or d.get("meter_pps")
-                    or d.get("group_sealed")
-                    or d.get("scope") not in (None, "all"))
-    if isinstance(d, str):
-        return d.lower() not in ("", "permit", "none", "compliant")
+        return bool(d.get("isolate") or d.get("scope") == "none")
     return False
+
+
+def enforcing_hosts(sc: scn.Scenario, spec: scn.RunSpec, plan: list[scn.HostPlan]) -> set[str]:
+    """The terminals whose edge enforces decisions: all, or with a partial deployment
+    (`coverage_fraction`) those of the first round(f x cells) cells, as
+    defences.enforced_cells gives them to the controller."""
+    cov = float(spec.params.get("coverage_fraction", 1.0))
+    if cov >= 1.0:
+        return {h.name for h in plan}
+    return {h.name for h in plan if h.cell <= round(cov * sc.cells)}
 
 
 class EventTail:
@@ -206,10 +214,9 @@ def run_one(ctx: RunContext) -> tuple[results.RunResult, dict[str, Any]]:
                 facts["authentication"] = _authentication_facts(plan, tmpd)
             t_seed = _start_worms(emu, sc, spec, plan, postures, events_dir, procs)
             facts["setup_s"] = round(t_seed - t_setup, 2)
-            # a rate limit slows the worm, it does not stop it: such a run goes on to the
-            # end (every infected terminal metered is no containment)
-            facts["stop_reason"] = _watch(ctx, ctl, plan, events_dir, t_seed,
-                                          files.agents and spec.defence != "crs_rate_limit")
+            # it stops early only when every infected terminal is silenced (_all_silenced):
+            # a metered, confined or unenforced one still infects
+            facts["stop_reason"] = _watch(ctx, ctl, plan, events_dir, t_seed, files.agents)
             st = _safe(ctl.status) or {}
             facts["controller_counters"] = st.get("counters", {})
         finally:
@@ -405,7 +412,8 @@ def _watch(ctx: RunContext, ctl: ControllerProcess, plan: list[scn.HostPlan], ev
                 reason = "all infected"
                 break
         if crs and prog.infected and now - max(prog.infected.values()) >= \
-                results.DEFAULT_QUIET_S + CONTAIN_MARGIN_S and _all_enforced(ctl, prog):
+                results.DEFAULT_QUIET_S + CONTAIN_MARGIN_S and \
+                _all_silenced(ctl, prog, enforcing_hosts(sc, ctx.spec, plan)):
             reason = "contained"
             break
         time.sleep(0.25)
@@ -414,11 +422,15 @@ def _watch(ctx: RunContext, ctl: ControllerProcess, plan: list[scn.HostPlan], ev
     return reason
 
 
-def _all_enforced(ctl: ControllerProcess, prog: Progress) -> bool:
+def _all_silenced(ctl: ControllerProcess, prog: Progress, enforcing: set[str]) -> bool:
+    """Every infected terminal is decided silent at an edge that enforces: the outbreak is
+    over (early stop). A confined, metered or unenforced terminal keeps the run going."""
+    if not set(prog.infected) <= enforcing:
+        return False
     ts = _safe(lambda: ctl.get("/crs/v1/terminals"))
     if not isinstance(ts, list):
         return False
-    state = {str(t.get("identity") or t.get("id") or "").split("@")[0]: enforced(t)
+    state = {str(t.get("identity") or t.get("id") or "").split("@")[0]: silenced(t)
              for t in ts if isinstance(t, dict)}
     return all(state.get(h) for h in prog.infected)
 

@@ -48,6 +48,27 @@ def test_scope_sweep_plot(tmp_path):
     assert all(is_png(p) for p in made)
 
 
+def test_a_defence_swept_in_another_parameter_is_not_drawn_against_this_one(tmp_path):
+    """scope_sweep: cell_seal's scopes all run at coverage 1.0, crs_isolate at three
+    coverages; the coverage figure has crs_isolate's line only, the scope figure cell_seal's."""
+    results = [sim_result("none", r, 1.0) for r in range(2)]
+    for scope in (1, 2, 3):
+        results += [sim_result("cell_seal", r, 1.0, "block", f"cell_seal scope_cells={scope}",
+                               scope_cells=scope, coverage_fraction=1.0) for r in range(2)]
+    for cov in (0.5, 0.83, 1.0):
+        results += [sim_result("crs_isolate", r, 1.0, "block",
+                               f"isolate_partial coverage_fraction={cov}",
+                               coverage_fraction=cov) for r in range(2)]
+    confs = res.summarize(results)["runs"]
+    by_cov = plots.sweep_series(confs, "coverage_fraction")
+    assert list(by_cov) == ["crs_isolate"]
+    assert [c["coverage_fraction"] for c in by_cov["crs_isolate"]] == [0.5, 0.83, 1.0]
+    assert list(plots.sweep_series(confs, "scope_cells")) == ["cell_seal"]
+    made = plots.plot_all(res.summarize(results), results, tmp_path)
+    assert [p.name for p in made] == ["timeline.png", "scope_scope_cells.png",
+                                      "scope_coverage_fraction.png"]
+
+
 def test_plot_errors_have_reasons(tmp_path):
     with pytest.raises(ValueError, match="no runs"):
         plots.plot_timeline([], tmp_path / "x.png")
