@@ -11,8 +11,10 @@ rates first (memorylessness makes that exact). A plain heap holds the scheduled 
 Scanning (Staniford et al. 2002; Code Red II style local preference): each probe goes with
 probability p into the scanner's own cell (Omega_c addresses) and otherwise uniformly into
 Omega. A host's control says how fast it scans and where its probes may go:
-scope "all", "group" (only its own cell's hosts are reachable: a sealed scope) or "none"
-(isolated). Rates per cell are kept as sums, so one event costs O(log cells).
+scope "all", "group" (only its group's hosts are reachable: a sealed scope; a group is
+`group_cells` consecutive cells, as the emulated cell_seal groups them) or "none"
+(isolated). Rates per cell are kept as sums, so one event costs O(log cells) (and a
+confined scanner's group of cells).
 
 What decides a host's control is not here: a `Reactor` (no defence, the throttle, or the
 project's own SCS in controller.experiment.simcrs) answers at each infection and at each
@@ -61,7 +63,7 @@ class Population:
 @dataclass(frozen=True)
 class Control:
     """What holds for one infected host: probes/s it sends and where they may go
-    (scope "all", "group": its own cell only, "none": nowhere)."""
+    (scope "all", "group": its own group of cells only, "none": nowhere)."""
 
     rate: float
     scope: str = "all"
@@ -127,10 +129,13 @@ def layout(pop: Population) -> tuple[list[int], list[int], list[list[int]], list
 
 
 def run(pop: Population, worm: Worm, reactor: Reactor, duration_s: float,
-        rng: random.Random) -> Outbreak:
+        rng: random.Random, group_cells: int = 1) -> Outbreak:
     """One outbreak from `worm.seeds` random hosts until `duration_s`, all hosts infected,
     or nothing can infect any more (reports only ever restrict, so the end is decided).
-    The Outbreak's `duration_s` is when it ended: < `duration_s` means it was over."""
+    The Outbreak's `duration_s` is when it ended: < `duration_s` means it was over.
+    A scope-"group" scanner in cell c reaches the cells c // group_cells x group_cells
+    onwards, `group_cells` of them: its local probes its own cell, its uniform probes the
+    addresses of its group's cells (the rest are dropped)."""
     V, C, p = pop.vulnerable, pop.cells, worm.local_preference
     inv_omega, inv_cell = 1.0 / pop.omega, 1.0 / pop.omega_cell
     cell, hosts, csus_0, cpos_0 = layout(pop)   # shared, read-only
@@ -141,20 +146,27 @@ def run(pop: Population, worm: Worm, reactor: Reactor, duration_s: float,
     ctl: dict[int, Control] = {}
     a_all = [0.0] * C                        # probes/s of scope-"all" scanners per cell
     a_grp = [0.0] * C                        # probes/s of scope-"group" scanners per cell
+    g_grp = [0.0] * C                        # the same summed per group (at its first cell)
+    G = max(1, group_cells)
     a_tot = 0.0
     w = [0.0] * C                            # cell-targeted hit rate per cell
     fen = Fenwick(C)
     w_sum = 0.0
     w_live = 0                               # cells with w > 0 (none: w_sum is exactly 0)
     local_w = p * inv_cell                   # hit rate per (probe/s, susceptible) in-cell
-    group_w = (1 - p) * inv_omega + p * inv_cell
+    group_w = (1 - p) * inv_omega + p * inv_cell    # the same for a one-cell group
+    uniform_w = (1 - p) * inv_omega          # a group scanner's, on its group's other cells
     times: list[float] = []
     heap: list[tuple[float, int, int]] = []
     seq = 0
 
     def reweigh(c: int) -> None:
         nonlocal w_sum, w_live
-        new = len(csus[c]) * (a_all[c] * local_w + a_grp[c] * group_w)
+        if G == 1:
+            new = len(csus[c]) * (a_all[c] * local_w + a_grp[c] * group_w)
+        else:
+            new = len(csus[c]) * (a_all[c] * local_w + a_grp[c] * local_w
+                                  + g_grp[c - c % G] * uniform_w)
         if new < 1e-15:
             new = 0.0                        # a rate sum back at 0 up to float residue
         old = w[c]
@@ -167,13 +179,17 @@ def run(pop: Population, worm: Worm, reactor: Reactor, duration_s: float,
     def set_control(h: int, new: Control) -> None:
         nonlocal a_tot
         c = cell[h]
+        g = c - c % G
         old = ctl.get(h)
+        grouped = new.scope == "group"
         if old is not None:
             if old.scope == "all":
                 a_all[c] -= old.rate
                 a_tot -= old.rate
             elif old.scope == "group":
                 a_grp[c] -= old.rate
+                g_grp[g] -= old.rate
+                grouped = True
         ctl[h] = new
         # a sum back at zero must be exactly zero, or the end of an outbreak is missed
         if a_tot <= 1e-9:
@@ -182,12 +198,19 @@ def run(pop: Population, worm: Worm, reactor: Reactor, duration_s: float,
             a_all[c] = 0.0
         if a_grp[c] <= 1e-9:
             a_grp[c] = 0.0
+        if g_grp[g] <= 1e-9:
+            g_grp[g] = 0.0
         if new.scope == "all":
             a_all[c] += new.rate
             a_tot += new.rate
         elif new.scope == "group":
             a_grp[c] += new.rate
-        reweigh(c)
+            g_grp[g] += new.rate
+        if G == 1 or not grouped:
+            reweigh(c)
+        else:                                # its group's every cell sees the change
+            for gc in range(g, min(g + G, C)):
+                reweigh(gc)
 
     def infect(h: int, t: float) -> None:
         nonlocal seq

@@ -129,6 +129,7 @@ class CrsReactor:
         self.enforcing = enforcing_cells(pop.cells, float(params.get("coverage_fraction", 1.0)))
         scope = int(params.get("scope_cells", 1)) if defence == "cell_seal" else pop.cells
         self.groups = defences.cell_groups(pop.cells, scope)   # cell number (1..) -> group
+        self.group_cells = scope           # what a scope-"group" control reaches (outbreak.run)
         self.signed_every = max(1, signed_every)
         self.sci, self.threat = sci_template()
         self._controls: dict[Decision, Control] = {}

@@ -110,7 +110,6 @@ def parse(data: Any, file: str = "<simulation>") -> SimScenario:
         if problem:
             v.problem("population", problem)
     defences = tuple(scn.parse_defences(v, d["defences"] or []))
-    check_defences(v, defences)
     rts = d["reaction_time_s"]
     rts = rts if isinstance(rts, list) else [rts]
     for i, r in enumerate(rts):
@@ -129,19 +128,9 @@ def parse(data: Any, file: str = "<simulation>") -> SimScenario:
         defences, d["duration_s"], d["runs"], d["seed"])
 
 
-def check_defences(v: Validator, defences: Sequence[scn.Defence]) -> None:
-    """What the simulation cannot do: a seal wider than one cell."""
-    for i, dfc in enumerate(defences):
-        if dfc.name == "cell_seal" and dfc.params.get("scope_cells") not in (1, None):
-            v.problem(f"defences[{i}].scope_cells", "the simulation seals one cell (1)")
-
-
 def from_emulation(sc: scn.Scenario, overhead_s: float) -> SimScenario:
     """The emulated scenario's population and worm as a simulation: V, Omega, its cells
     (Omega split evenly), s, p, R = each detection delay + the reaction overhead."""
-    v = Validator(sc.file)
-    check_defences(v, sc.defences)
-    v.raise_if_any()
     pop = outbreak.Population(sc.vulnerable, sc.omega, sc.cells, max(
         -(-sc.vulnerable // sc.cells), sc.omega // sc.cells))
     p = sc.local_preference if sc.strategy == "local" else 0.0
@@ -218,7 +207,8 @@ def one_run(sc: SimScenario, c: Config, run: int) -> dict[str, Any]:
         reactor = make_reactor(sc, c)
         ob = outbreak.run(sc.population, outbreak.Worm(sc.scan_rate, sc.local_preference,
                                                        sc.infected_at_start),
-                          reactor, sc.duration_s, random.Random(sc.seed + run))
+                          reactor, sc.duration_s, random.Random(sc.seed + run),
+                          getattr(reactor, "group_cells", 1))
     grid = np.linspace(0.0, sc.duration_s, TIMELINE_POINTS)
     return {"run": run, "seed": sc.seed + run, "infected": len(ob.infection_times),
             "curve": ob.infected_at(grid).tolist(),

@@ -154,7 +154,7 @@ def test_decisions_become_controls_as_table_1_would_enforce_them():
 def test_scenario_validation_names_file_and_key(tmp_path):
     bad = {"name": "x", "population": {"vulnerable": 10, "omega": 5}, "scan_rate": 1,
            "reaction_time_s": [60, -1], "defences": ["none", {"name": "cell_seal",
-                                                               "scope_cells": 2}]}
+                                                               "scope_cells": 2.5}]}
     with pytest.raises(ConfigError) as e:
         simulate.parse(bad, "sim.yaml")
     text = str(e.value)
@@ -173,8 +173,6 @@ def test_emulated_scenarios_run_as_simulations():
     sc = simulate.load(ROOT / "scenarios" / "demo.yaml", overhead_s=0.05)
     assert (sc.population.vulnerable, sc.population.omega) == (24, 378)
     assert sc.reaction_time_s == (1.05,) and sc.runs >= 10
-    with pytest.raises(ConfigError, match=r"scope_sweep.yaml: defences\[1\].scope_cells"):
-        simulate.load(ROOT / "scenarios" / "scope_sweep.yaml")      # seals of 2..6 cells
 
 
 def test_observed_threshold_interpolates_the_crossing():
@@ -242,3 +240,41 @@ def test_a_run_leaves_no_cyclic_garbage():
         assert gc.isenabled() is False
         assert gc.collect() == 0
     assert gc.isenabled()
+
+
+class ConfinedFromTheStart(Recorder):
+    """Every infected host confined to its group at once (a sealed scope, no reaction)."""
+
+    def infected(self, host, t):
+        self.hosts.append(host)
+        return outbreak.Control(S, "group")
+
+
+@pytest.mark.parametrize("p", [0.0, 0.5])
+def test_a_confined_scanner_reaches_its_group_of_cells_and_nothing_else(p):
+    """A group is `group_cells` consecutive cells (as the emulated cell_seal groups them):
+    a confined worm burns its group out, never a host outside it, then the run is over."""
+    pop = outbreak.Population(400, 4000, 4)               # 100 hosts per cell
+    for group_cells, burnt in ((1, 100), (2, 200), (4, 400)):
+        for seed in (1, 2, 3):
+            r = ConfinedFromTheStart(S)
+            ob = outbreak.run(pop, outbreak.Worm(S, p), r, 86_400.0, random.Random(seed),
+                              group_cells)
+            groups = {pop.cell_of(h) // group_cells for h in r.hosts}
+            assert len(groups) == 1                       # the seed's group only
+            assert len(ob.infection_times) == burnt       # all of it
+            assert ob.duration_s < 86_400.0               # and then nothing can infect
+
+
+def test_scope_sweep_is_simulated_with_its_groups_of_cells():
+    """scenarios/scope_sweep.yaml (cell_seal with 1, 2, 3 and 6 cells per group): the wider
+    the group, the more a seal lets burn; six cells (one group) confine nothing."""
+    sc = simulate.load(ROOT / "scenarios" / "scope_sweep.yaml")
+    confs = {c.label.split(" R=")[0]: c for c in simulate.configurations(sc)}
+    means = {}
+    for scope in (1, 3, 6):
+        c = confs[f"cell_seal scope_cells={scope}"]
+        means[scope] = statistics.mean(simulate.one_run(sc, c, r)["infected"]
+                                       for r in range(40)) / sc.population.vulnerable
+    assert means[1] < means[3] < means[6]
+    assert means[1] < 0.4 and means[6] > 0.95
