@@ -742,13 +742,11 @@ class SCS:
             d = self._decide(level, t.group, reason, t.group in self.corr.sealed, t.override,
                              accusers, t.no_sca)
             if d is not t.decision and (t.decision is None or d != t.decision):
+                out.append(Enforce(t.tid, d, t.location))
                 if self.records:
                     was = list(t.decision.actions) if t.decision is not None else None
-                    out += [Enforce(t.tid, d, t.location),
-                            Audit({"event": "decision", "terminal": t.tid, "at": now,
-                                   **d.summary(), "was": was})]
-                else:
-                    out.append(Enforce(t.tid, d, t.location))
+                    out.append(Audit({"event": "decision", "terminal": t.tid, "at": now,
+                                      **d.summary(), "was": was}))
                 t.decision = d
             needs = d.update is not None
             if needs and t.granted is None and t.tid not in self.queue:

@@ -154,19 +154,14 @@ def run(pop: Population, worm: Worm, reactor: Reactor, duration_s: float,
     w_sum = 0.0
     w_live = 0                               # cells with w > 0 (none: w_sum is exactly 0)
     local_w = p * inv_cell                   # hit rate per (probe/s, susceptible) in-cell
-    group_w = (1 - p) * inv_omega + p * inv_cell    # the same for a one-cell group
-    uniform_w = (1 - p) * inv_omega          # a group scanner's, on its group's other cells
+    uniform_w = (1 - p) * inv_omega          # a group scanner's, on each of its group's cells
     times: list[float] = []
     heap: list[tuple[float, int, int]] = []
     seq = 0
 
     def reweigh(c: int) -> None:
         nonlocal w_sum, w_live
-        if G == 1:
-            new = len(csus[c]) * (a_all[c] * local_w + a_grp[c] * group_w)
-        else:
-            new = len(csus[c]) * (a_all[c] * local_w + a_grp[c] * local_w
-                                  + g_grp[c - c % G] * uniform_w)
+        new = len(csus[c]) * ((a_all[c] + a_grp[c]) * local_w + g_grp[c - c % G] * uniform_w)
         if new < 1e-15:
             new = 0.0                        # a rate sum back at 0 up to float residue
         old = w[c]
@@ -206,11 +201,8 @@ def run(pop: Population, worm: Worm, reactor: Reactor, duration_s: float,
         elif new.scope == "group":
             a_grp[c] += new.rate
             g_grp[g] += new.rate
-        if G == 1 or not grouped:
-            reweigh(c)
-        else:                                # its group's every cell sees the change
-            for gc in range(g, min(g + G, C)):
-                reweigh(gc)
+        for gc in range(g, min(g + G, C)) if grouped else (c,):
+            reweigh(gc)                      # a group scanner: its group's every cell
 
     def infect(h: int, t: float) -> None:
         nonlocal seq

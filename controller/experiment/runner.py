@@ -101,14 +101,13 @@ def silenced(entry: dict[str, Any]) -> bool:
     return False
 
 
-def enforcing_hosts(sc: scn.Scenario, spec: scn.RunSpec, plan: list[scn.HostPlan]) -> set[str]:
-    """The terminals whose edge enforces decisions: all, or with a partial deployment
-    (`coverage_fraction`) those of the first round(f x cells) cells, as
-    defences.enforced_cells gives them to the controller."""
+def enforcing_hosts(topo_file: Path, sc: scn.Scenario, spec: scn.RunSpec,
+                    plan: list[scn.HostPlan]) -> set[str]:
+    """The terminals whose edge enforces decisions: those in the cells that
+    defences.enforced_cells gives the controller (all of them at full coverage)."""
     cov = float(spec.params.get("coverage_fraction", 1.0))
-    if cov >= 1.0:
-        return {h.name for h in plan}
-    return {h.name for h in plan if h.cell <= round(cov * sc.cells)}
+    n = len(dfs.enforced_cells(topo_file, cov, sc.cells))
+    return {h.name for h in plan if h.cell <= n}
 
 
 class EventTail:
@@ -393,6 +392,7 @@ def _watch(ctx: RunContext, ctl: ControllerProcess, plan: list[scn.HostPlan], ev
     reason = "duration"
     all_since: float | None = None
     tty, shown = sys.stdout.isatty(), -1
+    enforcing = enforcing_hosts(ctx.topo_file, sc, ctx.spec, plan) if crs else set()
     while True:
         now = time.time()
         for t in tails:
@@ -413,7 +413,7 @@ def _watch(ctx: RunContext, ctl: ControllerProcess, plan: list[scn.HostPlan], ev
                 break
         if crs and prog.infected and now - max(prog.infected.values()) >= \
                 results.DEFAULT_QUIET_S + CONTAIN_MARGIN_S and \
-                _all_silenced(ctl, prog, enforcing_hosts(sc, ctx.spec, plan)):
+                _all_silenced(ctl, prog, enforcing):
             reason = "contained"
             break
         time.sleep(0.25)

@@ -50,11 +50,12 @@ def scope_sweep_spec(coverage: float) -> tuple[scn.Scenario, scn.RunSpec, list]:
 
 
 def test_partial_deployment_enforces_in_the_first_cells_only():
+    metro = ROOT / "topologies" / "metro.yaml"
     sc, spec, plan = scope_sweep_spec(0.5)
-    hosts = runner.enforcing_hosts(sc, spec, plan)
+    hosts = runner.enforcing_hosts(metro, sc, spec, plan)
     assert {h.cell for h in plan if h.name in hosts} == {1, 2, 3}     # round(0.5 x 6)
     sc, spec, plan = scope_sweep_spec(1.0)
-    assert runner.enforcing_hosts(sc, spec, plan) == {h.name for h in plan}
+    assert runner.enforcing_hosts(metro, sc, spec, plan) == {h.name for h in plan}
 
 
 def test_early_stop_needs_every_infected_terminal_silenced_where_it_is_enforced():
