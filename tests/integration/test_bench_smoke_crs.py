@@ -80,3 +80,6 @@ def test_reaction_benchmark_writes_its_file(tmp_path):
     first, last = data["reaction_first_lost_ms"], data["reaction_last_arrival_ms"]
     assert 0 < first["min"] <= first["max"] and 0 < last["min"]
     assert result["datagrams_received"] < result["datagrams_sent"]
+    # the controller's commit and arrival -> flows sent, from its /metrics
+    means = data["controller_means"]
+    assert means["store_commit_mean_ms"] > 0 and means["arrival_to_flows_sent_mean_ms"] > 0

@@ -65,3 +65,22 @@ def test_every_query_of_the_grafana_dashboard_names_a_metric_that_exists(boot):
     for expr in exprs:
         for name in re.findall(r"\b(crs_[a-z_]+)", expr):
             assert name in exported, f"{name} in {expr!r} is not exported"
+
+
+def test_the_reaction_benchmark_reads_commit_and_reaction_means_from_metrics(boot):
+    """`crs bench reaction` times the parts the audit log cannot (the commit comes after
+    its lines) from two scrapes of GET /metrics: mean ms per observation between them."""
+    from controller.bench.reaction import controller_means, histogram_totals
+    core, sim = boot(crs=True)
+    _, keys = authenticate(core, sim, 2, C1, "c1t1")
+    before = histogram_totals(exposition(core).decode())
+    n0 = before["crs_store_commit_seconds"][1]
+    status, _, out = core.crsap_message(report(keys, "c1t1@crs.example", 1, T0 + 1,
+                                               INFECTED), T0 + 1)
+    assert status == 200 and out
+    after = histogram_totals(exposition(core).decode())
+    assert after["crs_store_commit_seconds"][1] > n0
+    means = controller_means(before, after)
+    assert 0 < means["store_commit_mean_ms"] < 1000
+    # the shell observes arrival -> flows sent; a core alone sends nothing
+    assert means["arrival_to_flows_sent_mean_ms"] is None
