@@ -233,13 +233,38 @@ def _cache_key(sc: SimScenario, c: Config) -> dict[str, Any]:
             "runs": sc.runs, "seed": sc.seed}
 
 
+def _kept_runs(file: Path, key: Any) -> tuple[list[dict[str, Any]], float]:
+    """The runs of an unfinished configuration written so far (`file`: one JSON line each,
+    after a line with the key) and the wall time they took; none if the key differs."""
+    runs: list[dict[str, Any]] = []
+    parts: dict[int, float] = {}
+    try:
+        lines = file.read_text().splitlines()
+    except OSError:
+        return [], 0.0
+    try:
+        if not lines or json.loads(lines[0]).get("key") != key:
+            return [], 0.0
+    except (ValueError, AttributeError):
+        return [], 0.0
+    for line in lines[1:]:
+        try:
+            rec = json.loads(line)
+        except ValueError:      # the line being written when the sweep was stopped
+            continue
+        runs.append(rec["result"])
+        parts[rec["part"]] = max(parts.get(rec["part"], 0.0), rec["part_s"])
+    return runs, sum(parts.values())
+
+
 def run_all(sc: SimScenario, jobs: int | None = None, progress: bool = False,
             cache: Path | None = None
             ) -> tuple[list[Config], dict[str, list[dict[str, Any]]], dict[str, float]]:
     """Every run of every configuration, spread over `jobs` processes (default: cores);
     returns the configurations, their runs (by label) and each configuration's wall time.
     With `cache` (a folder), each finished configuration is kept there and reused by the
-    next call with the same parameters, so an interrupted sweep resumes where it stopped."""
+    next call with the same parameters, and each finished run of an unfinished one
+    (`<label>.partial.jsonl`), so an interrupted sweep resumes where it stopped."""
     from controller.experiment.runner import slug
     confs = configurations(sc)
     jobs = jobs or os.cpu_count() or 1
@@ -249,25 +274,47 @@ def run_all(sc: SimScenario, jobs: int | None = None, progress: bool = False,
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(jobs) as pool:
         for c in confs:      # one configuration at a time: its wall time is measured
-            key, file = _cache_key(sc, c), cache / f"{slug(c.label)}.json" if cache else None
+            key = json.loads(json.dumps(_cache_key(sc, c)))
+            file = cache / f"{slug(c.label)}.json" if cache else None
             kept = json.loads(file.read_text()) if file and file.exists() else {}
-            if kept.get("key") == json.loads(json.dumps(key)):
+            if kept.get("key") == key:
                 by_label[c.label], wall[c.label] = kept["runs"], kept["wall_s"]
                 continue
+            partial = file.with_suffix(".partial.jsonl") if file else None
+            done, before = _kept_runs(partial, key) if partial else ([], 0.0)
+            done = [r for r in done if 0 <= r["run"] < sc.runs]
+            have = {r["run"] for r in done}
+            by_label[c.label] = list({r["run"]: r for r in done}.values())
+            log = None
+            if partial is not None:
+                partial.parent.mkdir(parents=True, exist_ok=True)
+                if not done:
+                    partial.write_text(json.dumps({"key": key}) + "\n")
+                log = open(partial, "a")
+            part = int(time.time() * 1000)
             t0 = time.perf_counter()
-            tasks = [(sc, c, r) for r in range(sc.runs)]
-            for label, res in pool.imap_unordered(_task, tasks, chunksize=1):
-                by_label[label].append(res)
-            wall[c.label] = time.perf_counter() - t0
+            try:
+                tasks = [(sc, c, r) for r in range(sc.runs) if r not in have]
+                for label, res in pool.imap_unordered(_task, tasks, chunksize=1):
+                    by_label[label].append(res)
+                    if log is not None:     # flushed: a stop loses the runs in flight only
+                        log.write(json.dumps({"part": part, "part_s": time.perf_counter()
+                                              - t0, "result": res}) + "\n")
+                        log.flush()
+            finally:
+                if log is not None:
+                    log.close()
+            wall[c.label] = before + time.perf_counter() - t0
             by_label[c.label].sort(key=lambda r: r["run"])
             if file is not None:
-                file.parent.mkdir(parents=True, exist_ok=True)
                 file.write_text(json.dumps({"key": key, "wall_s": wall[c.label],
                                             "runs": by_label[c.label]}))
+                partial.unlink(missing_ok=True)
             if progress:
                 fr = np.mean([r["infected"] for r in by_label[c.label]]) / sc.population.vulnerable
                 print(f"{c.label:40s} {sc.runs} runs  mean infected {fr:8.4%}  "
-                      f"{wall[c.label]:7.1f} s", flush=True)
+                      f"{wall[c.label]:7.1f} s" + (f" (resumed at {len(have)} runs)"
+                                                    if have else ""), flush=True)
     return confs, by_label, wall
 
 

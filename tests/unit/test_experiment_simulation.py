@@ -278,3 +278,44 @@ def test_scope_sweep_is_simulated_with_its_groups_of_cells():
                                        for r in range(40)) / sc.population.vulnerable
     assert means[1] < means[3] < means[6]
     assert means[1] < 0.4 and means[6] > 0.95
+
+
+def test_an_interrupted_configuration_resumes_at_its_next_run(tmp_path):
+    """A configuration stopped part-way (a long point of the Moore design space) keeps its
+    finished runs: the next call runs only the others, and the outcome is the same."""
+    doc = {"name": "tiny", "population": {"vulnerable": 500, "omega": round(S * 500 / K),
+                                          "cells": 5},
+           "scan_rate": S, "reaction_time_s": [3000], "duration_s": 86_400,
+           "defences": ["crs_isolate"], "runs": 4, "seed": 3}
+    f = tmp_path / "tiny.yaml"
+    f.write_text(json.dumps(doc))
+    whole = simulate.simulate(f, tmp_path / "whole", jobs=1)
+    sc = simulate.load(f)
+    (c,) = simulate.configurations(sc)
+    kept = [simulate.one_run(sc, c, r) for r in (0, 2)]
+    for r in kept:
+        r["cpu_s"] = -1.0           # marks a run taken from the file, not run again
+    runs = tmp_path / "out" / "runs"
+    runs.mkdir(parents=True)
+    lines = [json.dumps({"key": json.loads(json.dumps(simulate._cache_key(sc, c)))})]
+    lines += [json.dumps({"part": 1, "part_s": 5.0 + i, "result": r})
+              for i, r in enumerate(kept)]
+    (runs / "crs_isolate_R=50min.partial.jsonl").write_text("\n".join(lines) +
+                                                             '\n{"part": 1, "res')
+    got = simulate.simulate(f, tmp_path / "out", jobs=1)
+    per = json.loads((runs / "crs_isolate_R=50min.json").read_text())["runs"]
+    assert [r["run"] for r in per] == [0, 1, 2, 3]
+    assert [r["cpu_s"] for r in per][0::2] == [-1.0, -1.0]     # not run again
+    assert min(r["cpu_s"] for r in per[1::2]) > 0               # run now
+    assert got["runs"][0]["infected_fraction_per_run"] == \
+        whole["runs"][0]["infected_fraction_per_run"]
+    assert got["runs"][0]["wall_s"] >= 6.0          # the earlier part's time counts
+    assert not (runs / "crs_isolate_R=50min.partial.jsonl").exists()
+    # a partial file of other parameters is not taken
+    doc["seed"] = 4
+    f.write_text(json.dumps(doc))
+    (runs / "crs_isolate_R=50min.partial.jsonl").write_text("\n".join(lines) + "\n")
+    other = simulate.simulate(f, tmp_path / "out", jobs=1)
+    assert other["runs"][0]["seeds"] == [4, 5, 6, 7]
+    assert min(json.loads((runs / "crs_isolate_R=50min.json").read_text())["runs"][i]["cpu_s"]
+               for i in range(4)) > 0
