@@ -304,6 +304,13 @@ def terminal_ip(cell: int, n: int) -> str:
     return f"10.0.{cell}.{n}"
 
 
+def local_space(ip: str) -> str:
+    """What a local-preference worm on `ip` scans when it stays local: the subnet of its
+    interface (a cell's /24), as Code Red II prefers its own network, whether or not the
+    scenario's `space` (Omega) covers all of it."""
+    return str(ipaddress.IPv4Network(f"{ip}/24", strict=False))
+
+
 def expand(sc: Scenario) -> list[RunSpec]:
     """Every run of the scenario: defences x their sweep values x detection delays x runs.
     Run r uses seeds[r], or seeds[-1] + (r - len(seeds) + 1) beyond the list; the same seed
@@ -369,7 +376,7 @@ def worm_argv(sc: Scenario, spec: RunSpec, host: HostPlan, posture: str | Path,
             "--vulnerable" if host.vulnerable else "--not-vulnerable",
             "--scan-rate", _fmt(sc.scan_rate), "--strategy", sc.strategy,
             "--space", ",".join(sc.space),
-            "--local-space", str(ipaddress.IPv4Network(f"{host.ip}/24", strict=False)),
+            "--local-space", local_space(host.ip),
             "--local-preference", _fmt(sc.local_preference),
             "--detection-delay", _fmt(spec.detection_delay), "--seed", str(spec.seed),
             "--duration", _fmt(sc.duration_s), "--probe-size", str(sc.probe_size)]

@@ -32,6 +32,7 @@ import numpy as np
 from controller.config import ConfigError, Field, Validator, in_range, is_name, load_yaml, one_of
 from controller.experiment import model, outbreak, reactors, stats
 from controller.experiment import scenario as scn
+from controller.worm.targets import parse_space
 
 OUTBREAK_FRACTION = 0.10      # a run "took off" when more than this share was infected
 THRESHOLD_MEAN = 0.01         # observed threshold: the mean final fraction crosses 1 %
@@ -129,11 +130,15 @@ def parse(data: Any, file: str = "<simulation>") -> SimScenario:
 
 
 def from_emulation(sc: scn.Scenario, overhead_s: float) -> SimScenario:
-    """The emulated scenario's population and worm as a simulation: V, Omega, its cells
-    (Omega split evenly), s, p, R = each detection delay + the reaction overhead."""
-    pop = outbreak.Population(sc.vulnerable, sc.omega, sc.cells, max(
-        -(-sc.vulnerable // sc.cells), sc.omega // sc.cells))
+    """The emulated scenario's population and worm as a simulation: V, Omega, its cells,
+    s, p, R = each detection delay + the reaction overhead. A cell spans what the emulated
+    worm scans locally (`scenario.local_space`: its /24, of which scope_sweep's Omega holds
+    a /25, so half its local probes find nothing), else Omega split evenly."""
     p = sc.local_preference if sc.strategy == "local" else 0.0
+    per_cell = parse_space(scn.local_space(scn.terminal_ip(1, 1))).size if p else \
+        sc.omega // sc.cells
+    pop = outbreak.Population(sc.vulnerable, sc.omega, sc.cells,
+                              min(sc.omega, max(-(-sc.vulnerable // sc.cells), per_cell)))
     return SimScenario(sc.name, sc.file, pop, sc.scan_rate, p, 1,
                        tuple(d + overhead_s for d in sc.detection_delay), sc.defences,
                        sc.duration_s, max(sc.runs, 10), sc.seeds[0])

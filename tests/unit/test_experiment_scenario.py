@@ -154,6 +154,23 @@ def test_worm_argv_is_accepted_by_the_worm():
         assert cfg.detection_delay == spec.detection_delay and cfg.seed == spec.seed
 
 
+def test_a_simulated_cell_spans_what_the_emulated_worm_scans_locally():
+    """scope_sweep's worm stays local in its /24, of which Omega holds a /25: the
+    simulation of that scenario must give local probes the same odds (half find nothing),
+    or it spreads faster than the emulated worm (t50 24.6 s against 31.4 s before)."""
+    from controller.experiment import simulate
+    sc = load_scenario(ROOT / "scenarios" / "scope_sweep.yaml", check_files=False)
+    spec = expand(sc)[0]
+    h = plan_hosts(sc, spec.seed)[0]
+    cfg = worm_host.config_from_args(worm_host.build_parser().parse_args(
+        worm_argv(sc, spec, h, "/tmp/p.json", "/tmp/e.jsonl")[3:]))
+    assert simulate.from_emulation(sc, 0.0).population.omega_cell == cfg.local_space.size \
+        == 254
+    demo = load_scenario(ROOT / "scenarios" / "demo.yaml", check_files=False)
+    assert demo.strategy == "uniform"     # no local probes: Omega split evenly
+    assert simulate.from_emulation(demo, 0.0).population.omega_cell == demo.omega // demo.cells
+
+
 def test_the_rate_limit_defence_meters_packets_per_second_when_asked():
     from controller.experiment import defences
     pps = defences.policy_document("crs_rate_limit", {"rate_kbps": 2.0, "rate_pps": 1.0})
