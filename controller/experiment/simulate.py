@@ -253,12 +253,15 @@ def _kept_runs(file: Path, key: Any) -> tuple[list[dict[str, Any]], float]:
     except (ValueError, AttributeError):
         return [], 0.0
     for line in lines[1:]:
-        try:
+        try:        # (a line cut short when the sweep was stopped is skipped)
             rec = json.loads(line)
-        except ValueError:      # the line being written when the sweep was stopped
+            run, part, part_s = rec["result"], rec["part"], float(rec["part_s"])
+            if not isinstance(run.get("run"), int):
+                continue
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue
-        runs.append(rec["result"])
-        parts[rec["part"]] = max(parts.get(rec["part"], 0.0), rec["part_s"])
+        runs.append(run)
+        parts[part] = max(parts.get(part, 0.0), part_s)
     return runs, sum(parts.values())
 
 

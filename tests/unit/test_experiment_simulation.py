@@ -301,7 +301,7 @@ def test_an_interrupted_configuration_resumes_at_its_next_run(tmp_path):
     lines += [json.dumps({"part": 1, "part_s": 5.0 + i, "result": r})
               for i, r in enumerate(kept)]
     (runs / "crs_isolate_R=50min.partial.jsonl").write_text("\n".join(lines) +
-                                                             '\n{"part": 1, "res')
+                                                             '\n{}\n[1]\n{"part": 1, "res')
     got = simulate.simulate(f, tmp_path / "out", jobs=1)
     per = json.loads((runs / "crs_isolate_R=50min.json").read_text())["runs"]
     assert [r["run"] for r in per] == [0, 1, 2, 3]
