@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import csv
 import gc
+import gzip
 import json
 import math
 import multiprocessing
@@ -23,6 +24,7 @@ import os
 import random
 import sys
 import time
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -238,6 +240,19 @@ def _cache_key(sc: SimScenario, c: Config) -> dict[str, Any]:
             "runs": sc.runs, "seed": sc.seed}
 
 
+def _kept_configuration(file: Path) -> dict[str, Any]:
+    """A finished configuration's file (`<label>.json.gz`); empty if absent or unreadable
+    (then its runs are made again)."""
+    try:
+        kept = json.loads(gzip.decompress(file.read_bytes()))
+    except FileNotFoundError:
+        return {}
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        print(f"{file}: unreadable ({exc}); its runs are made again", file=sys.stderr)
+        return {}
+    return kept if isinstance(kept, dict) else {}
+
+
 def _kept_runs(file: Path, key: Any) -> tuple[list[dict[str, Any]], float]:
     """The runs of an unfinished configuration written so far (`file`: one JSON line each,
     after a line with the key) and the wall time they took; none if the key differs."""
@@ -283,12 +298,12 @@ def run_all(sc: SimScenario, jobs: int | None = None, progress: bool = False,
     with ctx.Pool(jobs) as pool:
         for c in confs:      # one configuration at a time: its wall time is measured
             key = json.loads(json.dumps(_cache_key(sc, c)))
-            file = cache / f"{slug(c.label)}.json" if cache else None
-            kept = json.loads(file.read_text()) if file and file.exists() else {}
+            file = cache / f"{slug(c.label)}.json.gz" if cache else None
+            kept = _kept_configuration(file) if file else {}
             if kept.get("key") == key:
                 by_label[c.label], wall[c.label] = kept["runs"], kept["wall_s"]
                 continue
-            partial = file.with_suffix(".partial.jsonl") if file else None
+            partial = cache / f"{slug(c.label)}.partial.jsonl" if cache else None
             done, before = _kept_runs(partial, key) if partial else ([], 0.0)
             done = [r for r in done if 0 <= r["run"] < sc.runs]
             have = {r["run"] for r in done}
@@ -315,8 +330,13 @@ def run_all(sc: SimScenario, jobs: int | None = None, progress: bool = False,
             wall[c.label] = before + time.perf_counter() - t0
             by_label[c.label].sort(key=lambda r: r["run"])
             if file is not None:
-                file.write_text(json.dumps({"key": key, "wall_s": wall[c.label],
-                                            "runs": by_label[c.label]}))
+                # compressed, same bytes for the same runs: a long sweep's folder can be
+                # committed and carried to the next machine (`--cache`)
+                tmp = file.with_name(file.name + ".tmp")
+                tmp.write_bytes(gzip.compress(json.dumps(
+                    {"key": key, "wall_s": wall[c.label], "runs": by_label[c.label]}
+                ).encode(), 9, mtime=0))
+                tmp.replace(file)
                 partial.unlink(missing_ok=True)
             if progress:
                 fr = np.mean([r["infected"] for r in by_label[c.label]]) / sc.population.vulnerable
@@ -449,9 +469,11 @@ def machine() -> dict[str, Any]:
 
 def simulate(path: str | Path, out_dir: str | Path, jobs: int | None = None,
              runs: int | None = None, overhead_s: float = 0.05,
-             progress: bool = False, signed: bool = False) -> dict[str, Any]:
+             progress: bool = False, signed: bool = False,
+             cache: str | Path | None = None) -> dict[str, Any]:
     """Run a scenario and write summary.json, timeline.csv and the figures into out_dir.
-    `signed`: every report signed and handled by SCS.handle (else one in SIGNED_EVERY)."""
+    `signed`: every report signed and handled by SCS.handle (else one in SIGNED_EVERY).
+    `cache`: where finished configurations and runs are kept (default out_dir/runs)."""
     sc = load(path, overhead_s)
     if runs:
         sc = replace(sc, runs=runs)
@@ -459,7 +481,8 @@ def simulate(path: str | Path, out_dir: str | Path, jobs: int | None = None,
         sc = replace(sc, signed_every=1)
     t0 = time.perf_counter()
     out = Path(out_dir)
-    confs, by_label, wall = run_all(sc, jobs, progress, cache=out / "runs")
+    confs, by_label, wall = run_all(sc, jobs, progress,
+                                    cache=Path(cache) if cache else out / "runs")
     summaries = [summarize_runs(sc, c, by_label[c.label], wall[c.label]) for c in confs]
     pop = sc.population
     summary = {
@@ -511,6 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overhead-s", type=float, default=0.05,
                    help="emulated scenarios: R = detection delay + this (default 0.05 s, "
                         "the reaction latency measured on mobile_core)")
+    p.add_argument("--cache", help="folder of finished configurations and runs (default: "
+                                   "OUT/runs); a sweep too long for one machine resumes from "
+                                   "a copy of it, e.g. one committed with the results")
     p.add_argument("--signed", action="store_true",
                    help="every report signed, decoded and verified by SCS.handle (default: "
                         f"one in {reactors.SIGNED_EVERY}; the others enter after that "
@@ -527,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         name = load(a.scenario, a.overhead_s).name
         summary = simulate(a.scenario, a.out or f"results/sim-{name}", a.jobs, a.runs,
-                           a.overhead_s, progress=True, signed=a.signed)
+                           a.overhead_s, progress=True, signed=a.signed, cache=a.cache)
     except (ConfigError, OSError) as exc:
         print(exc, file=sys.stderr)
         return 2

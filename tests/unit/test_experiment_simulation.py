@@ -5,8 +5,10 @@ Populations are reduced for speed with K = s*V/Omega of the Code-Red-sized desig
 (V = 360,000 in 2^32 at 10 probes/s), so the threshold R = 1/K stays at 19.9 min."""
 from __future__ import annotations
 
+import gzip
 import json
 import random
+import shutil
 import statistics
 from pathlib import Path
 
@@ -204,10 +206,22 @@ def test_simulate_writes_summary_timeline_and_figures(tmp_path):
     # finished configurations are kept: a second call reuses them (an interrupted sweep
     # resumes), and a changed parameter is not mistaken for them
     kept = sorted(p.name for p in (tmp_path / "out" / "runs").iterdir())
-    assert kept == ["crs_isolate_R=50min.json", "crs_isolate_R=5min.json", "none.json"]
+    assert kept == ["crs_isolate_R=50min.json.gz", "crs_isolate_R=5min.json.gz",
+                    "none.json.gz"]
     again = simulate.simulate(f, tmp_path / "out", jobs=1)
     assert [c["infected_fraction_per_run"] for c in again["runs"]] == \
         [c["infected_fraction_per_run"] for c in summary["runs"]]
+    # carried to another machine: a copy of the folder, given as the cache of another
+    # output folder, is used as it is (the runs' cpu time shows they were not run again);
+    # an unreadable file (cut when copied) is run again instead
+    carried = tmp_path / "carried"
+    shutil.copytree(tmp_path / "out" / "runs", carried)
+    (carried / "none.json.gz").write_bytes((carried / "none.json.gz").read_bytes()[:40])
+    elsewhere = simulate.simulate(f, tmp_path / "elsewhere", jobs=1, cache=carried)
+    assert elsewhere["runs"][1:] == summary["runs"][1:]
+    assert elsewhere["runs"][0]["infected_fraction_per_run"] == \
+        summary["runs"][0]["infected_fraction_per_run"]
+    assert _gz_runs(carried / "none.json.gz") and not (tmp_path / "elsewhere" / "runs").exists()
     doc["seed"] = 4
     f.write_text(json.dumps(doc))
     other = simulate.simulate(f, tmp_path / "out", jobs=1)
@@ -303,7 +317,7 @@ def test_an_interrupted_configuration_resumes_at_its_next_run(tmp_path):
     (runs / "crs_isolate_R=50min.partial.jsonl").write_text("\n".join(lines) +
                                                              '\n{}\n[1]\n{"part": 1, "res')
     got = simulate.simulate(f, tmp_path / "out", jobs=1)
-    per = json.loads((runs / "crs_isolate_R=50min.json").read_text())["runs"]
+    per = _gz_runs(runs / "crs_isolate_R=50min.json.gz")
     assert [r["run"] for r in per] == [0, 1, 2, 3]
     assert [r["cpu_s"] for r in per][0::2] == [-1.0, -1.0]     # not run again
     assert min(r["cpu_s"] for r in per[1::2]) > 0               # run now
@@ -317,5 +331,8 @@ def test_an_interrupted_configuration_resumes_at_its_next_run(tmp_path):
     (runs / "crs_isolate_R=50min.partial.jsonl").write_text("\n".join(lines) + "\n")
     other = simulate.simulate(f, tmp_path / "out", jobs=1)
     assert other["runs"][0]["seeds"] == [4, 5, 6, 7]
-    assert min(json.loads((runs / "crs_isolate_R=50min.json").read_text())["runs"][i]["cpu_s"]
-               for i in range(4)) > 0
+    assert min(r["cpu_s"] for r in _gz_runs(runs / "crs_isolate_R=50min.json.gz")) > 0
+
+
+def _gz_runs(path):
+    return json.loads(gzip.decompress(path.read_bytes()))["runs"]
