@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 log = logging.getLogger("crs.filewatch")
+NO_NOTIFICATIONS = "no file notifications"     # logged when it falls back to polling
 
 
 class FileWatch:
@@ -30,7 +31,7 @@ class FileWatch:
                 self._names[ino.add_watch(str(folder), mask)] = names
             self._ino = ino
         except (ImportError, OSError) as exc:
-            log.info("no file notifications (%s): polling instead", exc)
+            log.info("%s (%s): polling instead", NO_NOTIFICATIONS, exc)
 
     @property
     def notified(self) -> bool:

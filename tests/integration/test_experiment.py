@@ -116,8 +116,13 @@ def test_crs_isolation_contains_the_worm(ci_small):
     why = crs_ready()
     if why:
         pytest.skip(why)
-    confs, _, _ = ci_small
+    confs, _, out = ci_small
     iso, none = confs["crs_isolate"], confs["none"]
+    # every agent woke on its posture file (none fell back to polling every 100 ms)
+    facts = [f for f in jsonfile.read(out / "summary.json")["runner"]["runs"]
+             if f["configuration"] == "crs_isolate"]
+    assert facts and all(f["agents_polling"] == 0 for f in facts), facts
+    assert all(f["inotify"]["max_user_instances"] >= 256 for f in facts)
     assert iso["infected_fraction"] < none["infected_fraction"]
     assert iso["infected_fraction"] <= 0.5, iso
     # the controller's audit log and the worms' events give the reaction: every infected
