@@ -5,7 +5,8 @@ scheduled reactions. Probes that miss (almost all of Omega = 2^32) are never dra
 one: with I infected hosts the hits form a Poisson process whose rate is the sum over
 scanners of rate x susceptible / addresses, so the time to the next hit is one exponential
 draw, redrawn whenever a scheduled event (a host's report reaching the SCS) changes the
-rates first (memorylessness makes that exact). A plain heap holds the scheduled events
+rates first (memorylessness makes that exact). The scheduled events (reports, each a fixed
+reaction time after its infection) come due in the order they were made: a FIFO queue holds them
 (docs/experiments.md, "Simulation": measured against SimPy).
 
 Scanning (Staniford et al. 2002; Code Red II style local preference): each probe goes with
@@ -23,9 +24,9 @@ scheduled report. Pure: the caller passes the random generator.
 from __future__ import annotations
 
 import functools
-import heapq
 import math
 import random
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -156,8 +157,9 @@ def run(pop: Population, worm: Worm, reactor: Reactor, duration_s: float,
     local_w = p * inv_cell                   # hit rate per (probe/s, susceptible) in-cell
     uniform_w = (1 - p) * inv_omega          # a group scanner's, on each of its group's cells
     times: list[float] = []
-    heap: list[tuple[float, int, int]] = []
-    seq = 0
+    # reports due, in order: infections come in time order and every report follows its
+    # infection by the same reaction time, so the earliest is always at the left
+    due: deque[tuple[float, int]] = deque()
 
     def reweigh(c: int) -> None:
         nonlocal w_sum, w_live
@@ -205,7 +207,6 @@ def run(pop: Population, worm: Worm, reactor: Reactor, duration_s: float,
             reweigh(gc)                      # a group scanner: its group's every cell
 
     def infect(h: int, t: float) -> None:
-        nonlocal seq
         last = sus.pop()                     # swap-remove h from both pools
         if last != h:
             sus[pos[h]] = last
@@ -218,8 +219,7 @@ def run(pop: Population, worm: Worm, reactor: Reactor, duration_s: float,
         times.append(t)
         set_control(h, reactor.infected(h, t))
         if reactor.reaction_s is not None:
-            seq += 1
-            heapq.heappush(heap, (t + reactor.reaction_s, seq, h))
+            due.append((t + reactor.reaction_s, h))
 
     for h in rng.sample(range(V), worm.seeds):
         infect(h, 0.0)
@@ -230,13 +230,13 @@ def run(pop: Population, worm: Worm, reactor: Reactor, duration_s: float,
         lam = lam_u + max(w_sum, 0.0)
         if lam == 0:
             break                            # nobody can infect: decided (reports restrict)
-        horizon = heap[0][0] if heap else math.inf
+        horizon = due[0][0] if due else math.inf
         dt = expo(lam)
         if t + dt >= min(horizon, duration_s):
             if horizon > duration_s:
                 t = duration_s               # still spreading at the end
                 break
-            t, _, h = heapq.heappop(heap)
+            t, h = due.popleft()
             for host, new in reactor.report(h, t).items():
                 if host in ctl:
                     set_control(host, new)
