@@ -281,15 +281,24 @@ def _kept_runs(file: Path, key: Any) -> tuple[list[dict[str, Any]], float]:
 
 
 def run_all(sc: SimScenario, jobs: int | None = None, progress: bool = False,
-            cache: Path | None = None
+            cache: Path | None = None, analyze: bool = False
             ) -> tuple[list[Config], dict[str, list[dict[str, Any]]], dict[str, float]]:
     """Every run of every configuration, spread over `jobs` processes (default: cores);
     returns the configurations, their runs (by label) and each configuration's wall time.
     With `cache` (a folder), each finished configuration is kept there and reused by the
     next call with the same parameters, and each finished run of an unfinished one
-    (`<label>.partial.jsonl`), so an interrupted sweep resumes where it stopped."""
+    (`<label>.partial.jsonl`), so an interrupted sweep resumes where it stopped.
+    `analyze`: run nothing; only the configurations finished in `cache` are returned (the
+    runs others have so far are in `unfinished(...)`)."""
     from controller.experiment.runner import slug
     confs = configurations(sc)
+    if analyze:
+        kept = {c.label: _kept_configuration(cache / f"{slug(c.label)}.json.gz")
+                if cache else {} for c in confs}
+        done = [c for c in confs
+                if kept[c.label].get("key") == json.loads(json.dumps(_cache_key(sc, c)))]
+        return done, {c.label: kept[c.label]["runs"] for c in done}, \
+            {c.label: kept[c.label]["wall_s"] for c in done}
     jobs = jobs or os.cpu_count() or 1
     by_label: dict[str, list[dict[str, Any]]] = {c.label: [] for c in confs}
     wall: dict[str, float] = {}
@@ -344,6 +353,18 @@ def run_all(sc: SimScenario, jobs: int | None = None, progress: bool = False,
                       f"{wall[c.label]:7.1f} s" + (f" (resumed at {len(have)} runs)"
                                                     if have else ""), flush=True)
     return confs, by_label, wall
+
+
+def unfinished(sc: SimScenario, cache: Path) -> dict[str, int]:
+    """Configurations not finished in `cache`: label -> runs finished so far."""
+    from controller.experiment.runner import slug
+    out = {}
+    for c in configurations(sc):
+        key = json.loads(json.dumps(_cache_key(sc, c)))
+        if _kept_configuration(cache / f"{slug(c.label)}.json.gz").get("key") != key:
+            runs, _ = _kept_runs(cache / f"{slug(c.label)}.partial.jsonl", key)
+            out[c.label] = len({r["run"] for r in runs if 0 <= r["run"] < sc.runs})
+    return out
 
 
 def predictions(sc: SimScenario) -> dict[str, float]:
@@ -470,10 +491,12 @@ def machine() -> dict[str, Any]:
 def simulate(path: str | Path, out_dir: str | Path, jobs: int | None = None,
              runs: int | None = None, overhead_s: float = 0.05,
              progress: bool = False, signed: bool = False,
-             cache: str | Path | None = None) -> dict[str, Any]:
+             cache: str | Path | None = None, analyze: bool = False) -> dict[str, Any]:
     """Run a scenario and write summary.json, timeline.csv and the figures into out_dir.
     `signed`: every report signed and handled by SCS.handle (else one in SIGNED_EVERY).
-    `cache`: where finished configurations and runs are kept (default out_dir/runs)."""
+    `cache`: where finished configurations and runs are kept (default out_dir/runs).
+    `analyze`: run nothing, summarize the configurations finished in `cache` (a sweep still
+    under way); the others are listed under "unfinished" with their runs so far."""
     sc = load(path, overhead_s)
     if runs:
         sc = replace(sc, runs=runs)
@@ -481,8 +504,10 @@ def simulate(path: str | Path, out_dir: str | Path, jobs: int | None = None,
         sc = replace(sc, signed_every=1)
     t0 = time.perf_counter()
     out = Path(out_dir)
-    confs, by_label, wall = run_all(sc, jobs, progress,
-                                    cache=Path(cache) if cache else out / "runs")
+    cache = Path(cache) if cache else out / "runs"
+    confs, by_label, wall = run_all(sc, jobs, progress, cache=cache, analyze=analyze)
+    if not confs:
+        raise ConfigError([(sc.file, "--analyze", f"no configuration is finished in {cache}")])
     summaries = [summarize_runs(sc, c, by_label[c.label], wall[c.label]) for c in confs]
     pop = sc.population
     summary = {
@@ -498,7 +523,8 @@ def simulate(path: str | Path, out_dir: str | Path, jobs: int | None = None,
         "observed_threshold_s": observed_threshold(summaries),
         "threshold_rule": f"mean final fraction of crs_isolate crosses {THRESHOLD_MEAN:g}",
         "wall_s": round(time.perf_counter() - t0, 1), "jobs": jobs or os.cpu_count(),
-        "machine": machine(), "runs": summaries}
+        "machine": machine(), "runs": summaries,
+        "unfinished": unfinished(sc, cache)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     rows = timeline_rows(sc, confs, by_label)
@@ -537,6 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", help="folder of finished configurations and runs (default: "
                                    "OUT/runs); a sweep too long for one machine resumes from "
                                    "a copy of it, e.g. one committed with the results")
+    p.add_argument("--analyze", action="store_true",
+                   help="run nothing: summarize the configurations finished in the cache "
+                        "(a design space still under way) and list the others")
     p.add_argument("--signed", action="store_true",
                    help="every report signed, decoded and verified by SCS.handle (default: "
                         f"one in {reactors.SIGNED_EVERY}; the others enter after that "
@@ -553,11 +582,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         name = load(a.scenario, a.overhead_s).name
         summary = simulate(a.scenario, a.out or f"results/sim-{name}", a.jobs, a.runs,
-                           a.overhead_s, progress=True, signed=a.signed, cache=a.cache)
+                           a.overhead_s, progress=True, signed=a.signed, cache=a.cache,
+                           analyze=a.analyze)
     except (ConfigError, OSError) as exc:
         print(exc, file=sys.stderr)
         return 2
     print(format_table(summary))
+    if summary["unfinished"]:
+        print(f"not finished ({len(summary['unfinished'])}; runs so far of "
+              f"{summary['scenario']['runs']}): " +
+              ", ".join(f"{label} {n}" for label, n in summary["unfinished"].items()))
     print(f"critical R = Omega/(s*V) = {summary['critical_reaction_s'] / 60:.1f} min; "
           f"observed threshold: {summary['observed_threshold_s']} s; "
           f"total {summary['wall_s']} s on {summary['jobs']} processes")

@@ -336,3 +336,38 @@ def test_an_interrupted_configuration_resumes_at_its_next_run(tmp_path):
 
 def _gz_runs(path):
     return json.loads(gzip.decompress(path.read_bytes()))["runs"]
+
+
+def test_analyze_summarizes_what_is_finished_and_runs_nothing(tmp_path, capsys):
+    """A design space under way: `--analyze` tables the finished configurations and names
+    the others with their runs so far, without running any."""
+    doc = {"name": "tiny", "population": {"vulnerable": 500, "omega": round(S * 500 / K),
+                                          "cells": 5},
+           "scan_rate": S, "reaction_time_s": [3000], "duration_s": 86_400,
+           "defences": ["none", "crs_isolate"], "runs": 4, "seed": 3}
+    f = tmp_path / "tiny.yaml"
+    f.write_text(json.dumps(doc))
+    cache = tmp_path / "cache"
+    whole = simulate.simulate(f, tmp_path / "whole", jobs=1, cache=cache)
+    sc = simulate.load(f)
+    c = simulate.configurations(sc)[1]
+    (cache / "crs_isolate_R=50min.json.gz").unlink()
+    lines = [json.dumps({"key": json.loads(json.dumps(simulate._cache_key(sc, c)))})]
+    lines += [json.dumps({"part": 1, "part_s": 1.0, "result": simulate.one_run(sc, c, r)})
+              for r in (0, 2)]
+    (cache / "crs_isolate_R=50min.partial.jsonl").write_text("\n".join(lines) + "\n")
+    got = simulate.simulate(f, tmp_path / "out", jobs=1, cache=cache, analyze=True)
+    assert [x["configuration"] for x in got["runs"]] == ["none"]
+    assert got["runs"][0] == whole["runs"][0]
+    assert got["unfinished"] == {"crs_isolate R=50min": 2}
+    assert not (cache / "crs_isolate_R=50min.json.gz").exists()          # nothing was run
+    assert len((cache / "crs_isolate_R=50min.partial.jsonl").read_text().splitlines()) == 3
+    assert (tmp_path / "out" / "summary.json").exists()
+    # the command line says what is missing; with nothing finished it is an error
+    assert simulate.main([str(f), "--out", str(tmp_path / "cli"), "--cache", str(cache),
+                          "--analyze"]) == 0
+    assert "not finished (1; runs so far of 4): crs_isolate R=50min 2" in \
+        capsys.readouterr().out
+    assert simulate.main([str(f), "--out", str(tmp_path / "cli"), "--cache",
+                          str(tmp_path / "empty"), "--analyze"]) == 2
+    assert "no configuration is finished" in capsys.readouterr().err
