@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--rest-host", default="0.0.0.0", help="REST API address")
     c.add_argument("--config", help="controller configuration file (YAML)")
     c.add_argument("--topology", help="topology file (cells, servers, inter-switch ports)")
+    c.add_argument("--terminals-per-cell", type=int,
+                   help="terminals in every cell instead of the topology file's (as given to "
+                        "`crs net up --terminals-per-cell`)")
     c.add_argument("--db", "--store", dest="db", default=DEFAULT_DB,
                    help="the store: an SQLite file (default %(default)s) or a PostgreSQL URL "
                         "(postgresql://...; a database several controllers can share)")
@@ -366,6 +369,7 @@ def cmd_controller(a: argparse.Namespace) -> int:
         s = load_settings(a.config, ofp_port=a.ofp_port, rest_port=a.rest_port,
                           rest_host=a.rest_host, db_path=a.db, log_level=a.log_level,
                           topology_file=a.topology, admission_mode=a.admission,
+                          terminals_per_cell=a.terminals_per_cell,
                           token_file=a.token_file, ofp_host=a.ofp_host,
                           ofp_tls_cert=a.ofp_tls_cert, ofp_tls_key=a.ofp_tls_key,
                           ofp_tls_ca=a.ofp_tls_ca)

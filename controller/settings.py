@@ -101,6 +101,10 @@ SCHEMA = {
         "idle_timeout_s": Field(int, default=300, check=in_range(0, 86400)),
     }),
     "topology": Field(str, doc="topology file: cells, servers and inter-switch ports"),
+    "terminals_per_cell": Field(int, check=in_range(1, 250),
+                                doc="terminals in every cell, instead of the topology file's "
+                                    "(the network's `crs net up --terminals-per-cell`): the "
+                                    "controller must know the terminals the network has"),
     "audit_log": Field(str, default="../var/audit.jsonl"),
     "demo": Field(bool, default=False,
                   doc="accept the demo secrets shipped in config/credentials.yaml (public)"),
@@ -182,6 +186,7 @@ KEYS: dict[str, str] = {
     "throttle_new_dest_per_s": "throttle.new_dest_per_s",
     "idle_timeout_s": "forwarding.idle_timeout_s",
     "topology_file": "topology",
+    "terminals_per_cell": "terminals_per_cell",
     "audit_log": "audit_log",
     "demo": "demo",
     "rest_conn_per_source": "rest.conn_per_source",
@@ -235,6 +240,7 @@ class Settings:
     config_file: str | None = None
     # from the configuration file (defaults: SCHEMA)
     topology_file: str | None = _default("topology_file")
+    terminals_per_cell: int | None = _default("terminals_per_cell")
     admission_mode: str = _default("admission_mode")
     eapol_pps: int = _default("eapol_pps")
     eapol_port_pps: int = _default("eapol_port_pps")
@@ -354,7 +360,8 @@ def validate(settings: Settings) -> Loaded:
         except ConfigError as exc:
             problems.extend(exc.problems)
             return None
-    topo = load(topology_mod.load, settings.topology_file) if settings.topology_file else None
+    topo = load(topology_mod.load, settings.topology_file,
+                terminals_per_cell=settings.terminals_per_cell) if settings.topology_file else None
     out: dict[str, Any] = {"topology": topo}
     if settings.admission_mode == "authenticate":
         from controller.admission.authorization import load_authorization

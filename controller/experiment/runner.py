@@ -182,7 +182,8 @@ def run_one(ctx: RunContext) -> tuple[results.RunResult, dict[str, Any]]:
     topo = topology.load(ctx.topo_file, terminals_per_cell=sc.terminals_per_cell)
     files = dfs.write_defence_files(spec.defence, spec.params, sc.cells, ctx.topo_file,
                                     run_dir / "config", authenticate=sc.authenticate,
-                                    audit_log=run_dir / "audit.jsonl")
+                                    audit_log=run_dir / "audit.jsonl",
+                                    terminals_per_cell=sc.terminals_per_cell)
     plan = scn.plan_hosts(sc, spec.seed)
     facts: dict[str, Any] = {"configuration": spec.label, "run": spec.run, "seed": spec.seed,
                              "seed_host": next(h.name for h in plan if h.seed_host)}
@@ -534,7 +535,8 @@ def run_scenario(path: str | Path, out_dir: str | Path, progress: bool = True,
     for spec in {s.label: s for s in specs}.values():     # fail before anything starts
         with tempfile.TemporaryDirectory() as t:
             dfs.write_defence_files(spec.defence, spec.params, sc.cells, topo_file, t,
-                                    authenticate=sc.authenticate)
+                                    authenticate=sc.authenticate,
+                                    terminals_per_cell=sc.terminals_per_cell)
     out = Path(out_dir).resolve()       # the controller gets absolute file names
     out.mkdir(parents=True, exist_ok=True)
     log(f"{sc.name}: {len(specs)} runs ({len({s.label for s in specs})} configurations), "

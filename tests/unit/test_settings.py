@@ -116,3 +116,33 @@ def test_json_readers(tmp_path):
     assert jsonfile.read(tmp_path / "o.json") == {"x": [1]}
     (tmp_path / "l.json").write_text("[1]")
     assert jsonfile.read(tmp_path / "l.json") is None and jsonfile.read(tmp_path / "n") is None
+
+
+def test_the_controller_knows_the_terminals_the_network_has(tmp_path):
+    """scale200 builds metro with 25 terminals a cell where the file says 8: the run's
+    controller config says so too, and the throttle covers all 25 (it had covered the
+    file's 8, so 136 of 200 terminals scanned unthrottled)."""
+    from controller.core import Core
+    from controller.experiment import defences
+    from controller.openflow.tables import Priority
+    metro = ROOT / "topologies/metro.yaml"
+    files = defences.write_defence_files("throttle", {"working_set": 5, "new_dest_per_s": 1},
+                                         8, metro, tmp_path, terminals_per_cell=25)
+    s = load_settings(str(files.controller_config))
+    loaded = validate(s)
+    assert s.terminals_per_cell == 25 and len(loaded.topology.terminals()) == 200
+    core = Core(s, loaded.topology, now=1.0)
+    throttled = {m.match["in_port"] for _, m in core.switch_up(11, set(), 1.0)
+                 if getattr(m, "priority", None) == Priority.SEC_THROTTLE}
+    bs1 = loaded.topology.switch("bs1")
+    assert throttled == {h.port for h in loaded.topology.terminals() if h.switch == bs1.name}
+    assert len(throttled) == 25
+    # without the key the file's count holds; a count the cells cannot hold is refused
+    plain = defences.write_defence_files("throttle", {}, 8, metro, tmp_path / "plain")
+    assert len(validate(load_settings(str(plain.controller_config))).topology.terminals()) == 64
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(f"topology: {metro}\nterminals_per_cell: 0\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: terminals_per_cell: 0 is outside"):
+        load_settings(str(cfg))
+    assert validate(load_settings(None, topology_file=str(metro),
+                                  terminals_per_cell=25)).topology.terminals()[-1].name == "c8t25"
