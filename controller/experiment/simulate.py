@@ -250,7 +250,11 @@ def _kept_configuration(file: Path) -> dict[str, Any]:
     except (OSError, EOFError, ValueError, zlib.error) as exc:
         print(f"{file}: unreadable ({exc}); its runs are made again", file=sys.stderr)
         return {}
-    return kept if isinstance(kept, dict) else {}
+    if not (isinstance(kept, dict) and isinstance(kept.get("runs"), list)
+            and isinstance(kept.get("wall_s"), (int, float))):
+        print(f"{file}: not a finished configuration; its runs are made again", file=sys.stderr)
+        return {}
+    return kept
 
 
 def _kept_runs(file: Path, key: Any) -> tuple[list[dict[str, Any]], float]:

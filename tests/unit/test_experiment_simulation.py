@@ -222,6 +222,12 @@ def test_simulate_writes_summary_timeline_and_figures(tmp_path):
     assert elsewhere["runs"][0]["infected_fraction_per_run"] == \
         summary["runs"][0]["infected_fraction_per_run"]
     assert _gz_runs(carried / "none.json.gz") and not (tmp_path / "elsewhere" / "runs").exists()
+    # a readable file that is not a finished configuration is not taken for one either
+    key = json.loads(gzip.decompress((carried / "none.json.gz").read_bytes()))["key"]
+    (carried / "none.json.gz").write_bytes(gzip.compress(json.dumps({"key": key}).encode()))
+    again = simulate.simulate(f, tmp_path / "elsewhere", jobs=1, cache=carried)
+    assert again["runs"][0]["infected_fraction_per_run"] == \
+        summary["runs"][0]["infected_fraction_per_run"]
     doc["seed"] = 4
     f.write_text(json.dumps(doc))
     other = simulate.simulate(f, tmp_path / "out", jobs=1)
