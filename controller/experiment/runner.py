@@ -225,7 +225,7 @@ def run_one(ctx: RunContext) -> tuple[results.RunResult, dict[str, Any]]:
         finally:
             _stop_procs(procs)
             if files.agents:
-                facts["agents_polling"] = agents_polling(plan, tmpd)
+                facts["agents_polling"] = _safe(lambda: agents_polling(plan, tmpd))
             if emu is not None:
                 emu.stop()
             ctl.stop()

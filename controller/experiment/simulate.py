@@ -528,6 +528,7 @@ def simulate(path: str | Path, out_dir: str | Path, jobs: int | None = None,
         "threshold_rule": f"mean final fraction of crs_isolate crosses {THRESHOLD_MEAN:g}",
         "wall_s": round(time.perf_counter() - t0, 1), "jobs": jobs or os.cpu_count(),
         "machine": machine(), "runs": summaries,
+        "analyzed": analyze,     # True: summarized from the cache (its runs' machine unknown)
         "unfinished": unfinished(sc, cache)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

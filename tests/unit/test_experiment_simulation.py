@@ -365,7 +365,8 @@ def test_analyze_summarizes_what_is_finished_and_runs_nothing(tmp_path, capsys):
     got = simulate.simulate(f, tmp_path / "out", jobs=1, cache=cache, analyze=True)
     assert [x["configuration"] for x in got["runs"]] == ["none"]
     assert got["runs"][0] == whole["runs"][0]
-    assert got["unfinished"] == {"crs_isolate R=50min": 2}
+    assert got["unfinished"] == {"crs_isolate R=50min": 2} and got["analyzed"] is True
+    assert whole["analyzed"] is False and whole["unfinished"] == {}
     assert not (cache / "crs_isolate_R=50min.json.gz").exists()          # nothing was run
     assert len((cache / "crs_isolate_R=50min.partial.jsonl").read_text().splitlines()) == 3
     assert (tmp_path / "out" / "summary.json").exists()

@@ -137,7 +137,7 @@ def test_the_controller_knows_the_terminals_the_network_has(tmp_path):
     bs1 = loaded.topology.switch("bs1")
     assert throttled == {h.port for h in loaded.topology.terminals() if h.switch == bs1.name}
     assert len(throttled) == 25
-    # without the key the file's count holds; a count the cells cannot hold is refused
+    # without the key the file's count holds; a count outside 1-250 is refused
     plain = defences.write_defence_files("throttle", {}, 8, metro, tmp_path / "plain")
     assert len(validate(load_settings(str(plain.controller_config))).topology.terminals()) == 64
     cfg = tmp_path / "bad.yaml"
