@@ -572,6 +572,7 @@ def run_scenario(path: str | Path, out_dir: str | Path, progress: bool = True,
         log(f"  {r.infected}/{r.vulnerable} infected, {f['stop_reason']}, "
             f"{r.probes_sent} probes, packet-ins "
             f"{f.get('controller_counters', {}).get('packet_ins', '?')}")
+        _safe(lambda: jsonfile.write_atomic(run_dir / "facts.json", f))   # for --resume
         done.append(r)
         facts.append(f)
     if not done:
@@ -619,7 +620,9 @@ def finished_run(spec: scn.RunSpec, run_dir: Path
         return None
     r = results.load_run(paths, spec.defence, spec.run, configuration=spec.label,
                          params=spec.params, seed=spec.seed)
-    f: dict[str, Any] = {"configuration": spec.label, "run": spec.run, "seed": spec.seed,
+    kept = jsonfile.read(run_dir / "facts.json")    # what the run itself recorded
+    f: dict[str, Any] = {**(kept if isinstance(kept, dict) else {}),
+                         "configuration": spec.label, "run": spec.run, "seed": spec.seed,
                          "infected": r.infected, "vulnerable": r.vulnerable,
                          "infected_fraction": round(r.infected_fraction, 4),
                          "end_s": round(r.end_s, 2), "from_disk": True}

@@ -98,3 +98,13 @@ def test_resume_keeps_finished_runs_and_runs_only_the_rest(tmp_path, monkeypatch
     assert ran == [("crs_isolate", 1)]
     iso = next(c for c in summary["runs"] if c["defence"] == "crs_isolate")
     assert iso["runs"] == 2 and iso["infected_fraction_per_run"] == [0.25, 0.5]
+    # what a run recorded about itself (stop reason, counters, agents that polled...) is
+    # kept with it, so the next resume's summary still has it
+    def must_not_run(ctx):
+        raise AssertionError(f"{ctx.spec.label} run {ctx.spec.run} ran again")
+    monkeypatch.setattr(runner, "run_one", must_not_run)
+    again = runner.run_scenario(sc_file, out, progress=False, resume=True, log=lambda _: None)
+    mine = [f for f in again["runner"]["runs"]
+            if f["configuration"] == "crs_isolate" and f["run"] == 1]
+    assert mine[0]["stop_reason"] == "contained" and mine[0]["from_disk"] is True
+    assert mine[0]["infected"] == 2
