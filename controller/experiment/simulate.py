@@ -284,25 +284,28 @@ def _kept_runs(file: Path, key: Any) -> tuple[list[dict[str, Any]], float]:
     return runs, sum(parts.values())
 
 
+def _stored(sc: SimScenario, c: Config, cache: Path
+            ) -> tuple[Any, dict[str, Any], Path, Path]:
+    """What `cache` holds of a configuration: its key (as JSON gives it back), its finished
+    file's content when that was made with this key (else {}), and the names of its
+    finished file and of its file of runs so far."""
+    from controller.experiment.runner import slug
+    key = json.loads(json.dumps(_cache_key(sc, c)))
+    file = cache / f"{slug(c.label)}.json.gz"
+    kept = _kept_configuration(file)
+    return key, kept if kept.get("key") == key else {}, file, \
+        cache / f"{slug(c.label)}.partial.jsonl"
+
+
 def run_all(sc: SimScenario, jobs: int | None = None, progress: bool = False,
-            cache: Path | None = None, analyze: bool = False
+            cache: Path | None = None
             ) -> tuple[list[Config], dict[str, list[dict[str, Any]]], dict[str, float]]:
     """Every run of every configuration, spread over `jobs` processes (default: cores);
     returns the configurations, their runs (by label) and each configuration's wall time.
     With `cache` (a folder), each finished configuration is kept there and reused by the
     next call with the same parameters, and each finished run of an unfinished one
-    (`<label>.partial.jsonl`), so an interrupted sweep resumes where it stopped.
-    `analyze`: run nothing; only the configurations finished in `cache` are returned (the
-    runs others have so far are in `unfinished(...)`)."""
-    from controller.experiment.runner import slug
+    (`<label>.partial.jsonl`), so an interrupted sweep resumes where it stopped."""
     confs = configurations(sc)
-    if analyze:
-        kept = {c.label: _kept_configuration(cache / f"{slug(c.label)}.json.gz")
-                if cache else {} for c in confs}
-        done = [c for c in confs
-                if kept[c.label].get("key") == json.loads(json.dumps(_cache_key(sc, c)))]
-        return done, {c.label: kept[c.label]["runs"] for c in done}, \
-            {c.label: kept[c.label]["wall_s"] for c in done}
     jobs = jobs or os.cpu_count() or 1
     by_label: dict[str, list[dict[str, Any]]] = {c.label: [] for c in confs}
     wall: dict[str, float] = {}
@@ -310,13 +313,13 @@ def run_all(sc: SimScenario, jobs: int | None = None, progress: bool = False,
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(jobs) as pool:
         for c in confs:      # one configuration at a time: its wall time is measured
-            key = json.loads(json.dumps(_cache_key(sc, c)))
-            file = cache / f"{slug(c.label)}.json.gz" if cache else None
-            kept = _kept_configuration(file) if file else {}
-            if kept.get("key") == key:
+            if cache is not None:
+                key, kept, file, partial = _stored(sc, c, cache)
+            else:
+                key, kept, file, partial = None, {}, None, None
+            if kept:
                 by_label[c.label], wall[c.label] = kept["runs"], kept["wall_s"]
                 continue
-            partial = cache / f"{slug(c.label)}.partial.jsonl" if cache else None
             done, before = _kept_runs(partial, key) if partial else ([], 0.0)
             done = [r for r in done if 0 <= r["run"] < sc.runs]
             have = {r["run"] for r in done}
@@ -342,7 +345,7 @@ def run_all(sc: SimScenario, jobs: int | None = None, progress: bool = False,
                     log.close()
             wall[c.label] = before + time.perf_counter() - t0
             by_label[c.label].sort(key=lambda r: r["run"])
-            if file is not None:
+            if file is not None and partial is not None:
                 # compressed, same bytes for the same runs: a long sweep's folder can be
                 # committed and carried to the next machine (`--cache`)
                 tmp = file.with_name(file.name + ".tmp")
@@ -359,16 +362,24 @@ def run_all(sc: SimScenario, jobs: int | None = None, progress: bool = False,
     return confs, by_label, wall
 
 
-def unfinished(sc: SimScenario, cache: Path) -> dict[str, int]:
-    """Configurations not finished in `cache`: label -> runs finished so far."""
-    from controller.experiment.runner import slug
-    out = {}
+def analyzed(sc: SimScenario, cache: Path
+             ) -> tuple[list[Config], dict[str, list[dict[str, Any]]], dict[str, float],
+                        dict[str, int]]:
+    """What `cache` holds, running nothing: the finished configurations, their runs and
+    wall times (as `run_all` returns them), and the others with their runs so far."""
+    done: list[Config] = []
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    wall: dict[str, float] = {}
+    left: dict[str, int] = {}
     for c in configurations(sc):
-        key = json.loads(json.dumps(_cache_key(sc, c)))
-        if _kept_configuration(cache / f"{slug(c.label)}.json.gz").get("key") != key:
-            runs, _ = _kept_runs(cache / f"{slug(c.label)}.partial.jsonl", key)
-            out[c.label] = len({r["run"] for r in runs if 0 <= r["run"] < sc.runs})
-    return out
+        key, kept, _, partial = _stored(sc, c, cache)
+        if kept:
+            done.append(c)
+            by_label[c.label], wall[c.label] = kept["runs"], kept["wall_s"]
+        else:
+            runs, _ = _kept_runs(partial, key)
+            left[c.label] = len({r["run"] for r in runs if 0 <= r["run"] < sc.runs})
+    return done, by_label, wall, left
 
 
 def predictions(sc: SimScenario) -> dict[str, float]:
@@ -509,7 +520,10 @@ def simulate(path: str | Path, out_dir: str | Path, jobs: int | None = None,
     t0 = time.perf_counter()
     out = Path(out_dir)
     cache = Path(cache) if cache else out / "runs"
-    confs, by_label, wall = run_all(sc, jobs, progress, cache=cache, analyze=analyze)
+    if analyze:
+        confs, by_label, wall, left = analyzed(sc, cache)
+    else:
+        (confs, by_label, wall), left = run_all(sc, jobs, progress, cache=cache), {}
     if not confs:
         raise ConfigError([(sc.file, "--analyze", f"no configuration is finished in {cache}")])
     summaries = [summarize_runs(sc, c, by_label[c.label], wall[c.label]) for c in confs]
@@ -529,7 +543,7 @@ def simulate(path: str | Path, out_dir: str | Path, jobs: int | None = None,
         "wall_s": round(time.perf_counter() - t0, 1), "jobs": jobs or os.cpu_count(),
         "machine": machine(), "runs": summaries,
         "analyzed": analyze,     # True: summarized from the cache (its runs' machine unknown)
-        "unfinished": unfinished(sc, cache)}
+        "unfinished": left}
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     rows = timeline_rows(sc, confs, by_label)
