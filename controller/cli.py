@@ -547,11 +547,19 @@ BENCHES = {
     "auth_radius": ("controller.bench.auth_radius", lambda a: {}),
 }
 IN_ALL = ("forwarding", "auth", "reaction", "reports", "failover", "simulation", "switch")
+ON_OPENVSWITCH = {"forwarding", "auth", "reaction", "failover", "switch", "auth_radius"}
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
     import importlib
+
+    from controller.emulation.record import openvswitch_problem
     names = list(IN_ALL) if a.name == "all" else [a.name]
+    if set(names) & ON_OPENVSWITCH:
+        problem = openvswitch_problem()
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 1
     for name in names:
         module, params = BENCHES[name]
         print(f"== benchmark: {name}", flush=True)

@@ -127,6 +127,11 @@ def run_demo(topology_file: str = "topologies/mobile_core.yaml", out_dir: str = 
     if os.geteuid() != 0:
         print("crs demo needs root (Mininet): sudo make demo", file=sys.stderr)
         return 1
+    from controller.emulation.record import openvswitch_problem
+    problem = openvswitch_problem()
+    if problem:
+        print(f"demo: {problem}", file=sys.stderr)
+        return 1
     out = Path(out_dir).resolve()
     check = network_check(topology_file)
     print(f"network check: {check['switches']} switches, {check['hosts']} hosts, "

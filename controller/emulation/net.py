@@ -20,7 +20,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.emulation.record import Record, existing_bridges, records, teardown
+from controller.emulation.record import (
+    Record,
+    existing_bridges,
+    openvswitch_problem,
+    records,
+    teardown,
+)
 from controller.topology import Topology
 from mininet.link import Link, TCIntf, TCLink
 from mininet.log import setLogLevel
@@ -107,6 +113,9 @@ class Emulation:
     # --- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> "Emulation":
+        problem = openvswitch_problem()
+        if problem:
+            raise EmulationError(problem)
         self._lock()
         try:
             self._refuse_clobbering()

@@ -70,6 +70,29 @@ def alive(pid: int) -> bool:
     return True
 
 
+def openvswitch_problem(timeout_s: int = 5) -> str | None:
+    """Why Open vSwitch cannot take our bridges now, in a line that says what to do; None
+    when both its database and its switch daemon answer. Checked before a network is
+    built: Mininet's own check prints a hint and exits the whole process."""
+    checks = (["ovs-vsctl", f"--timeout={timeout_s}", "show"],
+              ["ovs-appctl", f"--timeout={timeout_s}", "-t", "ovs-vswitchd", "version"])
+    for cmd in checks:
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                                 timeout=timeout_s + 5)
+        except FileNotFoundError:
+            return f"Open vSwitch is not installed ({cmd[0]} not found): run 'sudo make setup'"
+        except subprocess.TimeoutExpired:
+            return f"Open vSwitch does not answer ({' '.join(cmd)} timed out): " \
+                   "run 'sudo make setup'"
+        if out.returncode != 0:
+            why = (out.stderr.strip() or out.stdout.strip()).splitlines()
+            return (f"Open vSwitch is not running ({cmd[0]}: "
+                    f"{why[0] if why else f'exit status {out.returncode}'}): "
+                    "start it with 'sudo make setup'")
+    return None
+
+
 def existing_bridges() -> set[str]:
     out = subprocess.run(["ovs-vsctl", "--timeout=10", "list-br"], capture_output=True,
                          text=True, check=False)

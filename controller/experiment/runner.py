@@ -33,6 +33,7 @@ from controller import jsonfile
 from controller.config import ConfigError
 from controller.crs.filewatch import NO_NOTIFICATIONS
 from controller.emulation.processes import ROOT, ControllerProcess, Timeout, wait_until
+from controller.emulation.record import openvswitch_problem
 from controller.experiment import defences as dfs
 from controller.experiment import reaction, results
 from controller.experiment import scenario as scn
@@ -537,6 +538,9 @@ def run_scenario(path: str | Path, out_dir: str | Path, progress: bool = True,
             dfs.write_defence_files(spec.defence, spec.params, sc.cells, topo_file, t,
                                     authenticate=sc.authenticate,
                                     terminals_per_cell=sc.terminals_per_cell)
+    problem = openvswitch_problem()     # before any run: every run would fail on it
+    if problem:
+        raise RunnerError(problem)
     out = Path(out_dir).resolve()       # the controller gets absolute file names
     out.mkdir(parents=True, exist_ok=True)
     log(f"{sc.name}: {len(specs)} runs ({len({s.label for s in specs})} configurations), "

@@ -93,6 +93,7 @@ def test_resume_keeps_finished_runs_and_runs_only_the_rest(tmp_path, monkeypatch
         r, f = runner.finished_run(ctx.spec, ctx.run_dir)
         return r, {**f, "stop_reason": "contained"}
     monkeypatch.setattr(runner, "run_one", run_one)
+    monkeypatch.setattr(runner, "openvswitch_problem", lambda: None)   # no network is built
     summary = runner.run_scenario(sc_file, out, progress=False, resume=True,
                                   log=lambda _: None)
     assert ran == [("crs_isolate", 1)]
