@@ -210,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--profile", action="store_true",
                    help="also write a cProfile next to the JSON (<name>.prof): the pure "
                         "core for reports, the controller process for auth and reaction")
+    b.add_argument("--workdir", metavar="DIR",
+                   help="auth and reaction: the controller's store, logs and run files go "
+                        "(and stay) here instead of a temporary directory; on tmpfs "
+                        "(e.g. /dev/shm/crs-bench) the store's disk sync before a "
+                        "decision's flows costs nothing, which shows how much of a latency "
+                        "that sync is (the JSON records the file system)")
     b.set_defaults(func=cmd_bench)
     return p
 
@@ -538,8 +544,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 BENCHES = {
     "forwarding": ("controller.bench.forwarding", lambda a: {"repeat": a.repeat}),
-    "auth": ("controller.bench.auth", lambda a: {"profile": a.profile}),
-    "reaction": ("controller.bench.reaction", lambda a: {"profile": a.profile}),
+    "auth": ("controller.bench.auth", lambda a: {"profile": a.profile, "workdir": a.workdir}),
+    "reaction": ("controller.bench.reaction",
+                 lambda a: {"profile": a.profile, "keep_dir": a.workdir}),
     "reports": ("controller.bench.reports", lambda a: {"profile": a.profile}),
     "failover": ("controller.bench.failover", lambda a: {}),
     "simulation": ("controller.bench.simulation", lambda a: {"repeat": a.repeat}),

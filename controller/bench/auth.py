@@ -715,6 +715,7 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
     with tempfile.TemporaryDirectory(prefix="crs-bench-auth-") as tmp:
         work = Path(workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
+        store_fs = common.filesystem(work)     # the controllers' stores are in `work`
         doc = load_yaml(ROOT / topology_file)
         doc["terminals_per_cell"] = terminals_per_cell
         topo_path = work / "topology.yaml"
@@ -789,6 +790,7 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
         "syn_interval_ms": interval_ms,
         "server": f"{SERVER} {topo.host(SERVER).ip} tcp/{SERVER_PORT}",
         "eapol_pps": eapol_pps, "eapol_transport": eapol_transport,
+        "store_filesystem": store_fs,
         "crs_enabled": False, "link_shaping": False,
         "eap_timing": "wpa_supplicant -t: CTRL-EVENT-EAP-STARTED to CTRL-EVENT-EAP-SUCCESS",
         "first_packet_timing": "our supplicant's EAPOL-START line (wall clock before send) to the "

@@ -24,6 +24,30 @@ def machine() -> dict[str, Any]:
     }
 
 
+def filesystem(path: str | Path) -> str:
+    """The type of the file system that holds `path` (or would: its nearest existing parent),
+    from /proc/self/mounts: a benchmark whose controller keeps its store on tmpfs (where
+    the disk sync before a decision's flows costs nothing) says so in its JSON."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    p = p.resolve()
+    best, kind = "", "unknown"
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return kind
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = str(p) == point or str(p).startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
 def commit() -> str:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
                          capture_output=True, text=True)

@@ -359,6 +359,7 @@ def run(out_dir: str = "results/bench", trials: int = 100, interval_ms: float = 
     tmp = tempfile.TemporaryDirectory(prefix="crs-reaction-") if keep_dir is None else None
     run_dir = Path(keep_dir or tmp.name)
     run_dir.mkdir(parents=True, exist_ok=True)
+    store_fs = common.filesystem(run_dir)      # the controller's store is in run_dir
     py = sys.executable
     records: list[dict[str, Any]] = []
     failures: list[str] = []
@@ -451,6 +452,7 @@ def run(out_dir: str = "results/bench", trials: int = 100, interval_ms: float = 
             tmp.cleanup()
     result["parameters"] = {"topology": topo.name, "trials": trials, "interval_ms": interval_ms,
                             "quiet_ms": quiet_ms, "attacker": ATTACKER, "victim": VICTIM,
+                            "store_filesystem": store_fs,
                             "policy": "config/crs_policy.yaml (stale_after_s 3600)",
                             "report": "SCIReport with an uncleaned threat -> INFECTED -> isolate",
                             "release": "clean SCIReport -> COMPLIANT"}
