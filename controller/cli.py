@@ -422,9 +422,11 @@ def cmd_net_up(a: argparse.Namespace) -> int:
         stop["now"] = True
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    started = False
     try:
         t0 = time.time()
-        emu.start()
+        emu.start()         # cleans up after itself when it fails
+        started = True
         print(f"{topo.name}: {len(topo.switches)} switches, {len(topo.hosts)} hosts up in "
               f"{time.time() - t0:.1f} s; controller "
               f"{', '.join(f'{h}:{p}' for h, p in targets)}")
@@ -448,8 +450,9 @@ def cmd_net_up(a: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        emu.stop()
-        print(f"{topo.name}: removed")
+        if started:
+            emu.stop()
+            print(f"{topo.name}: removed")
     return 0
 
 

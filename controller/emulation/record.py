@@ -74,9 +74,10 @@ def openvswitch_problem(timeout_s: int = 5) -> str | None:
     """Why Open vSwitch cannot take our bridges now, in a line that says what to do; None
     when both its database and its switch daemon answer. Checked before a network is
     built: Mininet's own check prints a hint and exits the whole process."""
-    checks = (["ovs-vsctl", f"--timeout={timeout_s}", "show"],
-              ["ovs-appctl", f"--timeout={timeout_s}", "-t", "ovs-vswitchd", "version"])
-    for cmd in checks:
+    checks = (("ovsdb-server", ["ovs-vsctl", f"--timeout={timeout_s}", "show"]),
+              ("ovs-vswitchd",
+               ["ovs-appctl", f"--timeout={timeout_s}", "-t", "ovs-vswitchd", "version"]))
+    for daemon, cmd in checks:
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, check=False,
                                  timeout=timeout_s + 5)
@@ -86,10 +87,15 @@ def openvswitch_problem(timeout_s: int = 5) -> str | None:
             return f"Open vSwitch does not answer ({' '.join(cmd)} timed out): " \
                    "run 'sudo make setup'"
         if out.returncode != 0:
-            why = (out.stderr.strip() or out.stdout.strip()).splitlines()
-            return (f"Open vSwitch is not running ({cmd[0]}: "
-                    f"{why[0] if why else f'exit status {out.returncode}'}): "
-                    "start it with 'sudo make setup'")
+            lines = (out.stderr.strip() or out.stdout.strip()).splitlines()
+            # "ovs-vsctl: unix:...: database connection failed (...)", or an OVS log line
+            # "time|seq|module|level|text": the text, without the tool's own name
+            why = lines[0].split("|")[-1].strip() if lines else \
+                f"{cmd[0]} exit status {out.returncode}"
+            if why.startswith(cmd[0] + ":"):
+                why = why[len(cmd[0]) + 1:].strip()
+            return f"Open vSwitch is not running ({daemon}: {why}): start it with " \
+                   "'sudo make setup'"
     return None
 
 
