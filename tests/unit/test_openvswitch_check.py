@@ -88,8 +88,9 @@ def test_a_benchmark_on_the_network_says_so(path_of, capsys):
 
 
 def test_net_up_says_so_and_claims_no_removal(path_of, capsys):
-    from controller import cli
     import signal
+
+    from controller import cli
     path_of(ovs_vsctl=f"echo '{REFUSED}' >&2; exit 1", ovs_appctl="exit 0")
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
