@@ -108,11 +108,15 @@ class Server:
                  fast: Fast | None = None, max_body: int = 64 * 1024, server_port: int = 0,
                  max_connections: int = MAX_CONNECTIONS,
                  lane: tuple[str, Callable[[list[bytes]], list[tuple[int, bytes]]]]
-                 | None = None):
+                 | None = None, settle: Callable[[], bool] | None = None):
         """`lane`: (path, batch): POSTs to `path` are served by one green thread for all
         connections, the complete ones handed to `batch` together (controller.httplane);
-        a connection starts there and moves to its own thread at another request."""
+        a connection starts there and moves to its own thread at another request.
+        `settle()`: waits before an answer leaves, until what it may tell of is durable
+        (the controller: its decisions on disk, `ryu_shell.durable`); False: it is not, and
+        503 is answered instead. The lane's `batch` settles its own."""
         self.app, self.cap, self.timeout, self.fast = app, cap, socket_timeout_s, fast
+        self.settle = settle
         self.max_body, self.port = max_body, server_port
         self.max_connections, self.open = max_connections, 0
         self._listener: socket.socket | None = None
@@ -250,6 +254,9 @@ class Server:
         except Exception:
             log.exception("REST %s %r failed", method, path)
             out, close = response(500, [], b"", True), True
+        if self.settle is not None and not self.settle():
+            out, close = response(503, [("Content-Type", "application/json")],
+                                  b'{"error": "the store could not sync"}', True), True
         conn.sendall(out)
         return close
 

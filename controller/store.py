@@ -21,13 +21,16 @@ from controller.storedb import NOW, Db
 
 
 class Store:
-    def __init__(self, path: str | Path, read_only: bool = False, deadline_s: float = 10.0):
+    def __init__(self, path: str | Path, read_only: bool = False, deadline_s: float = 10.0,
+                 pipelined: bool = False):
         """`path`: an SQLite file (created 0600), or a `postgresql://` URL (a database
         several controllers share; see controller.storedb). `read_only`: a standby's copy,
         on a schema someone else brought up to date; the engine refuses its writes.
-        `deadline_s`: longest wait for PostgreSQL to answer one call."""
+        `deadline_s`: longest wait for PostgreSQL to answer one call. `pipelined` (SQLite):
+        commits return before their disk sync, which the caller runs (`db.wal`) and waits
+        for before anything that depends on them leaves the process."""
         self.path, self.read_only = str(path), read_only
-        self.db = Db(self.path, read_only, deadline_s)
+        self.db = Db(self.path, read_only, deadline_s, pipelined)
         self._depth = 0          # open batches (nested ones join the outermost)
         self._keys: dict[str, tuple[bytes, float]] = {}   # identity -> (report key, expires)
         # writes undone so far (a rolled-back batch or savepoint): what a caller remembers
@@ -37,6 +40,8 @@ class Store:
         self.fence: tuple[str, int] | None = None
         if not read_only:
             self.db.migrate()
+            if self.db.wal is not None:
+                self.db.wal.sync_all()
         up = self.db.upsert
         self._sql = {
             "ss": up("ss_sessions", ("isr_id", "identity", "grp", "sp_root", "expires"),

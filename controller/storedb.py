@@ -113,6 +113,98 @@ def _real(module: str) -> Any:
 DEADLINES = _Deadlines()
 
 
+class WalSync:
+    """Makes an SQLite file's commits durable after the fact (synchronous=NORMAL).
+
+    A commit in WAL mode appends its pages to the -wal file; with NORMAL it returns without
+    syncing it. One `fdatasync` of that file that *begins after* a commit has returned makes
+    that commit durable: its pages are either still in the WAL (synced now) or were copied
+    into the database by a checkpoint, which SQLite syncs before it reuses the WAL. So the
+    sync can run in a native thread while the event loop goes on committing; it covers every
+    commit made before it began (`mark`), and a later sync covers the later ones.
+
+    A sync that fails is final (`failed`): after an EIO, Linux marks the pages it could not
+    write clean, so a retry would succeed without them on disk (PostgreSQL stops for the same
+    reason). `mark()` and `synced()` run on the thread that owns the connection, never inside
+    a transaction; `sync_file()` on any thread (it touches no SQLite state), one at a time."""
+
+    def __init__(self, conn: sqlite3.Connection, target: str):
+        self.conn, self.path = conn, target + "-wal"
+        self._fd: int | None = None
+        self._seen = conn.total_changes     # SQLite's counter (a C int: it wraps)
+        self._total = 0                     # rows changed on this connection, never wraps
+        self.done = 0                       # `_total` up to the last sync that ended
+        self.failed: OSError | None = None
+
+    def mark(self) -> int:
+        """Rows changed so far on this connection (a commit's rows are counted by the time
+        it returns; a rolled-back change is counted too, which costs one spare sync)."""
+        seen = self.conn.total_changes
+        if seen != self._seen:
+            self._total += (seen - self._seen) & 0xFFFFFFFF
+            self._seen = seen
+        return self._total
+
+    def unsynced(self) -> bool:
+        """Some commit (or autocommitted write) is not known to be on disk yet."""
+        return self.failed is not None or self.mark() != self.done
+
+    def synced(self, mark: int) -> None:
+        """A sync that began at `mark` has ended."""
+        if mark > self.done and self.failed is None:
+            self.done = mark
+
+    def sync_file(self) -> None:
+        """fdatasync the WAL (blocking; any thread); OSError if it fails, now or before."""
+        if self.failed is not None:
+            raise self.failed
+        try:
+            fd = self._fd
+            if fd is None or os.fstat(fd).st_ino != os.stat(self.path).st_ino:
+                # (a connection keeps the WAL: a new one means every connection closed it)
+                self._fd = None
+                if fd is not None:
+                    os.close(fd)
+                fd = self._fd = os.open(self.path, os.O_RDONLY)
+                _sync_dir(self.path)        # the WAL's name must survive a power cut too
+            os.fdatasync(fd)
+        except OSError as e:
+            self.failed = e
+            raise
+
+    def sync_all(self) -> None:
+        """At open: what any earlier process committed (perhaps never synced: it may have
+        died before its sync) on disk before anything is said about it."""
+        fd = os.open(self.path[:-4], os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if os.path.exists(self.path):       # (none yet: nothing was ever committed to it)
+            self.sync_file()
+        self.synced(self.mark())
+
+    def sync_now(self) -> None:
+        """Every commit so far on disk, on this thread."""
+        mark = self.mark()
+        if mark != self.done:
+            self.sync_file()
+            self.synced(mark)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _sync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def is_postgres(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://"))
 
@@ -126,13 +218,16 @@ class Db:
     SQLite, in process, runs them at once."""
 
     def __init__(self, target: str | Path, read_only: bool = False,
-                 deadline_s: float = 10.0):
+                 deadline_s: float = 10.0, pipelined: bool = False):
         """`read_only`: the engine itself refuses every write on this connection (a
         standby's copy of the shared store must never change it). `deadline_s`: longest
-        wait for PostgreSQL's answer to one call (`_Deadlines`)."""
+        wait for PostgreSQL's answer to one call (`_Deadlines`). `pipelined` (an SQLite
+        file only): a commit returns before it is on disk, and the caller makes it durable
+        durable with `wal` (`WalSync`), away from the thread that goes on committing."""
         target = str(target)
         self.target, self.read_only, self.deadline_s = target, read_only, deadline_s
         self._pipe: Any = None          # PostgreSQL pipeline while deferring writes
+        self.wal: WalSync | None = None
         self.dialect = "postgresql" if is_postgres(target) else "sqlite"
         if self.dialect == "postgresql":
             self.conn: Any = self._connect()
@@ -144,8 +239,14 @@ class Db:
                     os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o600))
             self.conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
-            # a decision is on disk before its flows (PostgreSQL: synchronous_commit=on)
-            self.conn.execute("PRAGMA synchronous=FULL")
+            if pipelined and target != ":memory:" and not read_only:
+                # commits go to the WAL unsynced; what depends on them waits for a
+                # `WalSync.sync_file` begun after them (the controller: `ryu_shell.durable`)
+                self.conn.execute("PRAGMA synchronous=NORMAL")
+                self.wal = WalSync(self.conn, target)
+            else:
+                # a decision is on disk before its flows (PostgreSQL: synchronous_commit=on)
+                self.conn.execute("PRAGMA synchronous=FULL")
             if read_only:
                 self.conn.execute("PRAGMA query_only=ON")
 
@@ -251,6 +352,12 @@ class Db:
                                keepalives_idle=5, keepalives_interval=2, keepalives_count=2)
 
     def close(self) -> None:
+        if self.wal is not None:
+            try:
+                self.wal.sync_now()     # (a process's end keeps them anyway; a close is cheap)
+            except OSError:
+                pass                    # (already reported where the sync failed)
+            self.wal.close()
         self.conn.close()
 
     @property

@@ -121,8 +121,9 @@ class Admission:
         # it are installed (answers to other ports leave as packet-outs)
         self.local: set[int] = set()
         self._mac_bytes = bytes.fromhex(self.auth.mac.replace(":", ""))
-        # set by the shell: sends frames that need no commit at once, without yielding to
-        # anything that could call the core meanwhile; False: it could not (they wait)
+        # set by the shell: sends frames that need no commit at once (ahead of outputs
+        # waiting for a disk sync), without yielding to anything that could call the core
+        # meanwhile; False: it could not (they wait)
         self.early: Callable[[Out], bool] | None = None
         # (dpid, port) -> when answers may take the LOCAL port: the port's return flow goes
         # to the switch over OpenFlow, an answer over the LOCAL interface, and the answer
@@ -169,11 +170,11 @@ class Admission:
         return self._auth(self.auth.port_down(dpid, port, now), now)
 
     def eapol(self, dpid: int, port: int, data: bytes, now: float) -> Out:
-        return self._auth(self.auth.handle_frame(dpid, port, data, now), now)
+        return self._auth(self.auth.handle_frame(dpid, port, data, now), now, exchange=True)
 
     def radius_datagram(self, host: str, port: int, data: bytes, now: float) -> Out:
         """A datagram on the shell's RADIUS socket (admission.backend: radius)."""
-        return self._auth(self.auth.handle_radius(host, port, data, now), now)
+        return self._auth(self.auth.handle_radius(host, port, data, now), now, exchange=True)
 
     def take_radius(self) -> list[SendRadius]:
         out, self.radius_out = self.radius_out, []
@@ -334,11 +335,19 @@ class Admission:
                           "dpid": b.dpid, "port": b.port, "mac": b.mac})
         return self.notify(Connected(b, True), now) + [(b.dpid, m) for m in self._flows(b)]
 
-    def _auth(self, effects: list, now: float) -> Out:
+    def _auth(self, effects: list, now: float, exchange: bool = False) -> Out:
+        """`exchange`: the answer to a terminal's frame (or the RADIUS server's), not frames
+        that must follow flows made with them (a switch's or a port's restore)."""
         first = next((i for i, e in enumerate(effects)
                       if isinstance(e, (auth_mod.Admit, auth_mod.Revoke))), None)
         if first is None:
-            return self._auth_effects(effects, now)
+            out = self._auth_effects(effects, now)
+            # an exchange's own frames (requests, a failure that revokes nothing) grant
+            # nothing and tell of no commit: they need not wait for another decision's
+            # disk sync (`ryu_shell.durable`) either
+            if exchange and out and self.early is not None and self.early(out):
+                return []
+            return out
         head: Out = []
         if self.early is not None and first:
             # the frames before an admission (the EAP Success) grant nothing by themselves:

@@ -7,6 +7,7 @@ and makes the core's outgoing HTTP requests in green threads. No decision is mad
 from __future__ import annotations
 
 import logging
+import os
 import time
 import urllib.parse
 
@@ -22,6 +23,7 @@ from controller.openflow.encode import Unsupported, encode
 from controller.openflow.ofmsg import FlowMod, LocalFrame, MeterMod, PacketOut
 from controller.openflow.reconcile import Installed
 from controller.ryu_shell.confirmations import Confirmations
+from controller.ryu_shell.durable import Outputs
 from controller.ryu_shell.framework import App, hub, ofp_event, ofproto_v1_3
 from controller.ryu_shell.framework import handler as _handler
 from controller.ryu_shell.leadership import Leadership
@@ -58,6 +60,9 @@ class CrsController(App):
         # with domains (roaming), the switches this controller owns: others are refused
         self._owned = topo.domain_dpids(settings.domain) if topo and settings.domain else None
         self._send_lock = hub.BoundedSemaphore(1)
+        # what leaves waits for the disk sync of the decisions before it (pipelined)
+        self.outputs = Outputs(lambda: self.core.store.db.wal, self._emit,
+                               lambda: self.core.counters, _store_failed)
         self.local_eapol = LocalEapol(self._local_frame)
         self._local_ifaces: dict[int, str] = {}
         self._flow_reads: dict[int, tuple[object, list[Installed]]] = {}  # dpid -> (dp, so far)
@@ -98,6 +103,7 @@ class CrsController(App):
         old = getattr(self, "core", None)
         if old is not None:             # counters run on across takeovers and copies
             core.counters.update(old.counters)
+            self.outputs.drain(old.store.db.wal)
             old.store.close()
         if getattr(self, "_cap", None) is not None:
             self._cap.counters = core.counters
@@ -108,7 +114,8 @@ class CrsController(App):
         # one lease: this controller must be free to step down in time
         s = self._settings
         return Core(s, self._loaded.topology, loaded=self._loaded, audit=self._audit,
-                    store=Store(s.db_path, read_only, s.ha_lease_s if s.ha_enabled else 10.0))
+                    store=Store(s.db_path, read_only, s.ha_lease_s if s.ha_enabled else 10.0,
+                                pipelined=True))
 
     def _refresh_copy(self) -> None:
         """A standby's view of the store, re-read (what its REST API shows). Read in a
@@ -132,12 +139,12 @@ class CrsController(App):
         if self.service is not None:
             self.service.make_server = lambda: Server(app, self._cap, s.rest_socket_timeout_s,
                                                       fast, server_port=self.service.port,
-                                                      lane=lane)
+                                                      lane=lane, settle=self.outputs.wait)
         import eventlet
         listener = eventlet.listen((s.rest_host, s.rest_port), reuse_addr=True,
                                    reuse_port=False, backlog=1024)
         server = Server(app, self._cap, s.rest_socket_timeout_s, fast, server_port=s.rest_port,
-                        lane=lane)
+                        lane=lane, settle=self.outputs.wait)
         self._rest_thread = hub.spawn(server.serve, listener)
         log.info("REST API on %s:%d", s.rest_host, s.rest_port)
         return thread
@@ -220,10 +227,23 @@ class CrsController(App):
     # --- sending -----------------------------------------------------------------------
 
     def send(self, out) -> None:
-        """Send what the core returned, in order. One batch at a time: the yield that lets
-        a frame (an EAP Success) leave before the flow-mods behind it are converted must
-        not let a newer batch (a newer decision for the same terminal) overtake them."""
+        """Send what the core returned, with the posts and RADIUS datagrams it left, once
+        the decisions committed before it are on disk (`durable.Outputs`: at once when
+        they are)."""
         if not self.active:        # a standby changes nothing (the switches would refuse)
+            return
+        posts = self.core.take_http()
+        admission = self.core.admission
+        radius = admission.take_radius() if self.radius is not None and admission else []
+        if out or posts or radius:
+            self.outputs.send((out, posts, radius))
+
+    def _emit(self, bundle) -> None:
+        """Send one bundle, in order. One batch at a time: the yield that lets a frame (an
+        EAP Success) leave before the flow-mods behind it are converted must not let a
+        newer batch (a newer decision for the same terminal) overtake them."""
+        out, posts, radius = bundle
+        if not self.active:
             return
         last = len(out) - 1
         with self._send_lock:
@@ -246,16 +266,15 @@ class CrsController(App):
                     run.append((dpid, msg))
             if run:
                 self._send_run(run)
-        for post in self.core.take_http():
+        for post in posts:
             if post.route == "roam":     # a peer SCS (its own URL, any route)
                 hub.spawn(_post, post.url, post.body, self.roam if post.answer_back else None)
             else:                         # an agent: from the service address only
                 hub.spawn(_post, post.url, post.body,
                           self.crsap.submit if post.answer_back else None,
                           self.core.security.svc.controller_ip if self.core.security else None)
-        if self.radius is not None and self.core.admission is not None:
-            for d in self.core.admission.take_radius():
-                self.radius.send(d.host, d.port, d.data)
+        for d in radius:
+            self.radius.send(d.host, d.port, d.data)
 
     def _send_run(self, run: list) -> None:
         """One switch's consecutive messages in one write (one queue entry, one syscall,
@@ -530,16 +549,32 @@ class CrsapGroupCommit:
         cpu1 = time.thread_time()
         counters["time_crsap_core_us"] += int((cpu1 - cpu0) * 1e6)
         counters["crsap_group_commits"] += 1
+        sent = []
         for t0, (_, _, out) in zip(t0s, results):   # committed: flows, then answers
             if not out:
                 continue
             try:
                 self.app.send(out)
-                metrics.observe("reaction", time.perf_counter() - t0)
+                sent.append(t0)
             except Exception:
                 log.exception("sending CRSAP flows failed")
         counters["time_crsap_send_us"] += int((time.thread_time() - cpu1) * 1e6)
+        if not self.app.outputs.wait():     # the group's commit on disk, its flows sent
+            return [(503, b'{"error": "the store could not sync: not decided"}')] * len(raws)
+        for t0 in sent:
+            metrics.observe("reaction", time.perf_counter() - t0)
         return [(status, body) for status, body, _ in results]
+
+
+def _store_failed(error: OSError) -> None:
+    """The store's disk sync failed: which decisions are on disk is unknown, and the kernel
+    will not say again. Stop (as PostgreSQL does); restarted, the controller syncs the store
+    before it says anything, and rebuilds every switch from it. Meanwhile the switches keep
+    their flows: quarantined terminals stay quarantined."""
+    log.critical("stopping: the store's disk sync failed (%s); nothing decided since the "
+                 "last sync was sent", error)
+    logging.shutdown()
+    os._exit(70)
 
 
 def _send(dp, msg) -> int:

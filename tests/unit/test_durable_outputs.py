@@ -1,0 +1,239 @@
+"""Pipelined sync (storedb.WalSync, ryu_shell.durable): a commit returns before its disk
+sync, and nothing produced after it leaves the controller before a sync that *began after*
+it has ended; the event loop runs meanwhile. On a real SQLite file, the sync gated so the
+test decides when it ends."""
+from __future__ import annotations
+
+import os
+import warnings
+
+with warnings.catch_warnings():      # eventlet 0.33 still imports distutils' version classes
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import eventlet
+    from eventlet.patcher import original
+
+from collections import Counter
+
+import pytest
+
+from controller.records import SsRecord
+from controller.ryu_shell.durable import Outputs
+from controller.store import Store
+
+threading = original("threading")
+
+
+def until(cond, timeout=5.0):
+    with eventlet.Timeout(timeout):
+        while not cond():
+            eventlet.sleep(0.005)
+
+
+def commit(store: Store, n: int) -> None:
+    with store.batch():
+        store.put_ss(SsRecord(f"isr-{n}", f"t{n}", "g", b"k", 1e12))
+
+
+class Gate:
+    """Stands in for the WAL's fdatasync (run in a native thread): records the mark each
+    sync began at, and ends a sync only when the test opens it; then syncs for real."""
+
+    def __init__(self, store: Store):
+        self.wal = store.db.wal
+        self.real = self.wal.sync_file
+        self.began: list[int] = []
+        self.opened = threading.Semaphore(0)
+        self.fail = 0
+        self.wal.sync_file = self
+
+    def __call__(self) -> None:
+        self.began.append(self.wal.conn.total_changes)   # (read-only peek from the thread)
+        self.opened.acquire()
+        if self.fail:
+            self.fail -= 1
+            raise OSError(5, "Input/output error")
+        self.real()
+
+    def open(self) -> None:
+        self.opened.release()
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "crs.db", pipelined=True)
+    yield s
+    s.db.wal.__dict__.pop("sync_file", None)    # no Gate at the close's own sync
+    s.close()
+
+
+@pytest.fixture
+def outputs(store):
+    sent: list = []
+    counters: Counter = Counter()
+    failures: list = []         # (the controller stops there: `app._store_failed`)
+    out = Outputs(lambda: store.db.wal, sent.append, lambda: counters, failures.append)
+    out.failures = failures
+    return out, sent, counters
+
+
+def test_a_pipelined_store_commits_without_a_sync_and_a_default_one_with_it(tmp_path):
+    piped = Store(tmp_path / "a.db", pipelined=True)
+    plain = Store(tmp_path / "b.db")
+    try:
+        assert piped.db.execute("PRAGMA synchronous").fetchone()[0] == 1     # NORMAL
+        assert plain.db.execute("PRAGMA synchronous").fetchone()[0] == 2     # FULL
+        assert plain.db.wal is None
+        assert not piped.db.wal.unsynced()          # opened synced
+        commit(piped, 1)
+        assert piped.db.wal.unsynced()
+        piped.db.wal.sync_now()
+        assert not piped.db.wal.unsynced()
+    finally:
+        piped.close()
+        plain.close()
+    ro = Store(tmp_path / "a.db", read_only=True, pipelined=True)
+    try:
+        assert ro.db.wal is None                    # a read-only copy never writes
+    finally:
+        ro.close()
+
+
+def test_the_sync_is_of_the_wal_file(store, monkeypatch):
+    synced = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(os.fstat(fd).st_ino),
+                                                     real(fd)))
+    commit(store, 1)
+    store.db.wal.sync_now()
+    assert synced == [os.stat(store.path + "-wal").st_ino]
+
+
+def test_nothing_waits_when_everything_is_on_disk(store, outputs):
+    out, sent, counters = outputs
+    out.send("flows")
+    assert sent == ["flows"] and counters["store_outputs_held"] == 0
+
+
+def test_an_answer_alone_syncs_at_once(store, outputs):
+    out, _, counters = outputs
+    commit(store, 1)
+    out.wait()          # nothing held, no sync running: synced here, before it returns
+    assert not store.db.wal.unsynced() and counters["store_syncs_inline"] == 1
+
+
+def test_an_output_leaves_only_after_a_sync_begun_after_its_commit(store, outputs):
+    out, sent, counters = outputs
+    gate = Gate(store)
+    commit(store, 1)
+    out.send("a")                   # after commit 1
+    until(lambda: gate.began)       # sync 1 runs (covers commit 1)
+    commit(store, 2)                # during sync 1: the loop goes on committing
+    out.send("b")
+    eventlet.sleep(0.05)
+    assert sent == []               # sync 1 has not ended
+    gate.open()
+    until(lambda: sent == ["a"])
+    eventlet.sleep(0.05)
+    assert sent == ["a"]            # b's commit came after sync 1 began
+    until(lambda: len(gate.began) == 2)
+    assert gate.began[1] > gate.began[0]
+    gate.open()
+    until(lambda: sent == ["a", "b"])
+    assert not store.db.wal.unsynced()
+    assert counters["store_syncs"] == 2 and counters["store_outputs_held"] == 2
+    out.send("c")                   # all on disk again: at once
+    assert sent[-1] == "c"
+
+
+def test_an_answer_waits_for_every_commit_before_it_and_the_flows_held_before_it(
+        store, outputs):
+    out, sent, _ = outputs
+    gate = Gate(store)
+    commit(store, 1)
+    out.send("flows")
+    answered = []
+    eventlet.spawn(lambda: (out.wait(), answered.append(list(sent))))
+    until(lambda: gate.began)
+    eventlet.sleep(0.05)
+    assert answered == []
+    gate.open()
+    until(lambda: answered)
+    assert answered == [["flows"]]      # the flows left before the answer
+
+
+def test_a_failed_sync_is_final_nothing_held_leaves_and_answers_are_refused(store, outputs):
+    out, sent, counters = outputs
+    gate = Gate(store)
+    gate.fail = 1
+    commit(store, 1)
+    out.send("restrict")
+    until(lambda: gate.began)
+    gate.open()                         # this sync fails (EIO): its pages' fate is unknown
+    until(lambda: out.failures)
+    assert counters["store_sync_failed"] == 1 and isinstance(out.failures[0], OSError)
+    eventlet.sleep(0.1)
+    assert sent == [] and len(gate.began) == 1      # never released, never retried
+    assert store.db.wal.unsynced()
+    assert out.wait(timeout_s=0.2) is False         # an answer must not tell of it
+    out.send("more")
+    assert sent == []
+
+
+def test_an_answer_that_waits_too_long_is_refused(store, outputs):
+    out, sent, counters = outputs
+    gate = Gate(store)
+    commit(store, 1)
+    out.send("flows")
+    until(lambda: gate.began)
+    assert out.wait(timeout_s=0.1) is False and counters["store_answers_timed_out"] == 1
+    gate.open()
+    until(lambda: sent == ["flows"])
+    assert out.wait() is True
+
+
+def test_the_mark_survives_sqlite_s_counter_wrapping(store):
+    wal = store.db.wal
+    wal._seen = 2**31 - 1       # SQLite's total_changes is a C int: as if just before wrap
+    wal._total = wal.done = 10**12
+
+    class Conn:                 # the connection's counter, read after it wrapped
+        total_changes = -2**31 + 4
+    wal.conn = Conn()
+    assert wal.unsynced() and wal.mark() == 10**12 + 5
+    wal.synced(wal.mark())
+    assert not wal.unsynced()
+
+
+def test_opening_a_pipelined_store_syncs_what_an_earlier_process_left(tmp_path, monkeypatch):
+    first = Store(tmp_path / "crs.db", pipelined=True)
+    commit(first, 1)            # committed, never synced (the process dies here)
+    synced = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(os.fstat(fd).st_ino),
+                                                     real(fd)))
+    second = Store(tmp_path / "crs.db", pipelined=True)
+    try:
+        assert os.stat(second.path + "-wal").st_ino in synced
+        assert not second.db.wal.unsynced()
+    finally:
+        second.close()
+        first.close()
+
+
+def test_drain_syncs_and_sends_everything_before_the_store_is_replaced(store, outputs):
+    out, sent, _ = outputs
+    gate = Gate(store)
+    commit(store, 1)
+    out.send("a")
+    until(lambda: gate.began)
+    commit(store, 2)
+    out.send("b")
+    drained = []
+    eventlet.spawn(lambda: (out.drain(store.db.wal), drained.append(list(sent))))
+    eventlet.sleep(0.05)
+    assert drained == []                # waits for the sync in flight first
+    gate.open()                         # the sync in flight ends, then drain's own
+    gate.open()
+    until(lambda: drained)
+    assert len(gate.began) == 2 and gate.began[1] > gate.began[0]
+    assert drained == [["a", "b"]] and not store.db.wal.unsynced()
