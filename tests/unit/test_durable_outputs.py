@@ -58,6 +58,15 @@ class Gate:
         self.opened.release()
 
 
+def held_in_a_sync(store: Store, out: Outputs, label: str) -> Gate:
+    """A commit, an output after it (held), and the sync that covers it begun (gated)."""
+    gate = Gate(store)
+    commit(store, 1)
+    out.send(label)
+    until(lambda: gate.began)
+    return gate
+
+
 @pytest.fixture
 def store(tmp_path):
     s = Store(tmp_path / "crs.db", pipelined=True)
@@ -123,10 +132,7 @@ def test_an_answer_alone_syncs_at_once(store, outputs):
 
 def test_an_output_leaves_only_after_a_sync_begun_after_its_commit(store, outputs):
     out, sent, counters = outputs
-    gate = Gate(store)
-    commit(store, 1)
-    out.send("a")                   # after commit 1
-    until(lambda: gate.began)       # sync 1 runs (covers commit 1)
+    gate = held_in_a_sync(store, out, "a")      # sync 1 runs (covers commit 1)
     commit(store, 2)                # during sync 1: the loop goes on committing
     out.send("b")
     eventlet.sleep(0.05)
@@ -163,11 +169,8 @@ def test_an_answer_waits_for_every_commit_before_it_and_the_flows_held_before_it
 
 def test_a_failed_sync_is_final_nothing_held_leaves_and_answers_are_refused(store, outputs):
     out, sent, counters = outputs
-    gate = Gate(store)
+    gate = held_in_a_sync(store, out, "restrict")
     gate.fail = 1
-    commit(store, 1)
-    out.send("restrict")
-    until(lambda: gate.began)
     gate.open()                         # this sync fails (EIO): its pages' fate is unknown
     until(lambda: out.failures)
     assert counters["store_sync_failed"] == 1 and isinstance(out.failures[0], OSError)
@@ -181,10 +184,7 @@ def test_a_failed_sync_is_final_nothing_held_leaves_and_answers_are_refused(stor
 
 def test_an_answer_that_waits_too_long_is_refused(store, outputs):
     out, sent, counters = outputs
-    gate = Gate(store)
-    commit(store, 1)
-    out.send("flows")
-    until(lambda: gate.began)
+    gate = held_in_a_sync(store, out, "flows")
     assert out.wait(timeout_s=0.1) is False and counters["store_answers_timed_out"] == 1
     gate.open()
     until(lambda: sent == ["flows"])
@@ -222,10 +222,7 @@ def test_opening_a_pipelined_store_syncs_what_an_earlier_process_left(tmp_path, 
 
 def test_drain_syncs_and_sends_everything_before_the_store_is_replaced(store, outputs):
     out, sent, _ = outputs
-    gate = Gate(store)
-    commit(store, 1)
-    out.send("a")
-    until(lambda: gate.began)
+    gate = held_in_a_sync(store, out, "a")
     commit(store, 2)
     out.send("b")
     drained = []
