@@ -560,7 +560,7 @@ class CrsapGroupCommit:
                 log.exception("sending CRSAP flows failed")
         counters["time_crsap_send_us"] += int((time.thread_time() - cpu1) * 1e6)
         if not self.app.outputs.wait():     # the group's commit on disk, its flows sent
-            return [(503, b'{"error": "the store could not sync: not decided"}')] * len(raws)
+            return [(503, b'{"error": "the store did not sync in time"}')] * len(raws)
         for t0 in sent:
             metrics.observe("reaction", time.perf_counter() - t0)
         return [(status, body) for status, body, _ in results]
