@@ -25,6 +25,11 @@
     compare directly. The arriving SYN's sequence number is its send index, so the result
     also says how many SYNs were dropped before (``dropped_before_first``).
 
+(c) The same core in this process, no switch and no network (controller/bench/eapcore.py):
+    the core time of each of the supplicant's four frames, warm and with the CPU's caches
+    evicted before each frame (``core_in_process``), which tells the Python work from what
+    running it cold costs on the wire.
+
 Run: ``crs bench auth`` (the lead wires it) or ``python -m controller.bench.auth``.
 The probe: ``python -m controller.bench.auth probe --help`` (root, used by ``run``).
 """
@@ -43,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from controller.bench import common
+from controller.bench import common, eapcore
 from controller.emulation.processes import (
     ROOT,
     ControllerProcess,
@@ -707,6 +712,8 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
     creds = load_credentials(ROOT / "config/credentials.yaml")
     result: dict[str, Any] = {}
     phases: dict[str, float] = {}
+    # the same core in this process, warm and with cold caches (eapcore: ~2 s)
+    result["core_in_process"] = eapcore.measure()
     if reference:
         print(f"reference: hostapd, 1 terminal x {runs}, {n_terminals} terminals x {rounds} "
               "rounds", flush=True)
@@ -805,6 +812,9 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
     b = result["breakdown"]
     if b:
         print(common.table([[k, v] for k, v in b.items()], ["one EAP-PSK exchange", "value"]))
+    print(common.table(eapcore.table(result["core_in_process"]),
+                       ["core per frame, in process (us)", "re-auth warm", "re-auth cold caches",
+                        "first auth warm"]))
     print(f"written: {path}")
     return result
 
