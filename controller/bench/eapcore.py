@@ -88,8 +88,8 @@ def measure(exchanges: int = 60, evict_mib: int = 32) -> dict[str, Any]:
     """Median core microseconds per supplicant frame: re-authentications warm and with the
     caches evicted before each frame, and first authentications (after a logoff) warm. The
     first few exchanges of each series warm the code up and are not counted."""
-    if exchanges < 2 or evict_mib < 1:
-        raise ValueError("exchanges >= 2, evict_mib >= 1")
+    if exchanges < 2 or not 1 <= evict_mib <= 64:
+        raise ValueError("exchanges >= 2, 1 <= evict_mib <= 64")
     skip = min(5, exchanges // 2)
     evict = memoryview(bytearray(evict_mib << 20))[::64]
     out: dict[str, Any] = {"exchanges": exchanges, "evict_mib": evict_mib,

@@ -24,5 +24,6 @@ def test_every_exchange_authenticates_and_each_frame_is_timed():
 def test_a_wrong_size_is_refused():
     with pytest.raises(ValueError):
         eapcore.measure(exchanges=1)
-    with pytest.raises(ValueError):
-        eapcore.measure(evict_mib=0)
+    for mib in (0, 65):
+        with pytest.raises(ValueError):
+            eapcore.measure(evict_mib=mib)
