@@ -382,6 +382,7 @@ class Bench:
         self.emu, self.ctl, self.work, self.creds, self.timeout_s = emu, ctl, work, creds, timeout_s
         self.topo = emu.topo
         self.single_counters: dict[str, int] = {}
+        self.single_sched: dict[str, int] = {}
 
     def psk(self, name: str) -> str:
         return self.creds.demo_psk(f"{name}@crs.example").hex()
@@ -624,15 +625,20 @@ class Bench:
             wait_results(log, 1, to)
             wait_until(ctrl.ready, 10, "wpa_supplicant control interface")
             before = self.ctl.status().get("counters", {})
+            sched0, t_wall = common.sched(self.ctl.proc.pid), time.perf_counter()
             for k in range(runs):
                 time.sleep(START_PACE_S)
                 if ctrl.request("REAUTHENTICATE").strip() != "OK":
                     raise RuntimeError("REAUTHENTICATE refused")
                 wait_results(log, k + 2, to)
             # the controller's timing of the single terminal's re-authentications alone
+            sched1, t_wall = common.sched(self.ctl.proc.pid), time.perf_counter() - t_wall
             after = self.ctl.status().get("counters", {})
             self.single_counters = {k: after[k] - before.get(k, 0) for k in after
                                     if isinstance(after[k], int)}
+            # the event loop's thread over the whole phase (idle between exchanges included)
+            self.single_sched = {**common.delta(sched1, sched0), "wall_ns": int(t_wall * 1e9),
+                                 "exchanges": runs}
         finally:
             stop_process(p)
             for proc, _ in caps:
@@ -748,6 +754,7 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
                 local_if = topo.host(single).switch if eapol_transport == "local" else None
                 result["ours"] = b.eap(single, names, runs, rounds, local_if)
                 result["controller_counters"] = {"eap_single": b.single_counters}
+                result["controller_sched"] = {"eap_single": b.single_sched}
                 phases["ours_eap"], t = time.monotonic() - t, time.monotonic()
                 result["controller_counters"]["eap"] = ctl.status().get("counters", {})
                 if compare_transport:
@@ -837,9 +844,22 @@ def breakdown(res: dict[str, Any]) -> dict[str, Any]:
     exchange_ms = res["ours"]["single"]["p50_ms"]
     controller_ms = EAP_PSK_FRAMES * (core_us + send_us) / 1000
     out = {"eapol_frames": n, "per_message_core_us": core_us,
-           "per_message_send_us": send_us, "frames_per_exchange": EAP_PSK_FRAMES,
+           "per_message_send_us": send_us,
+           # the same in the thread's CPU time: the wall time above it was spent off the CPU
+           "per_message_core_cpu_us": c.get("cpu_eapol_core_us", 0) / n,
+           "per_message_send_cpu_us": c.get("cpu_eapol_send_us", 0) / n,
+           "frames_per_exchange": EAP_PSK_FRAMES,
            "exchange_p50_ms": exchange_ms, "in_controller_ms": controller_ms,
            "legs_and_supplicant_ms": exchange_ms - controller_ms if exchange_ms else None}
+    sched = res.get("controller_sched", {}).get("eap_single") or {}
+    if sched.get("exchanges"):
+        k = sched["exchanges"]
+        # per exchange, the event loop's thread: on a CPU, runnable but waiting for one,
+        # forced off it; and the hypervisor's steal on the whole machine (in clock ticks)
+        out["loop_cpu_per_exchange_ms"] = sched["run_ns"] / k / 1e6
+        out["loop_runqueue_wait_per_exchange_ms"] = sched["wait_ns"] / k / 1e6
+        out["loop_preempted_per_exchange"] = sched.get("nonvoluntary_ctxt_switches", 0) / k
+        out["steal_ms_per_exchange"] = sched.get("steal_ns", 0) / k / 1e6
     trace = res["ours"]["single"].get("trace_us") or {}
     sums = trace.get("sum_of_medians_us")
     if sums:    # measured on the wire: the captures on the terminal and on LOCAL

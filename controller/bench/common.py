@@ -94,3 +94,28 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
     return "-" if v is None else str(v)
+
+
+def sched(pid: int) -> dict[str, int]:
+    """The scheduler's account of a process's main thread (where the controller's event loop
+    runs) and of the machine: ns on a CPU and ns runnable but waiting for one
+    (`/proc/PID/schedstat`), context switches it made and was forced into, and the
+    hypervisor's steal time (all CPUs, `/proc/stat`, counted in clock ticks). Subtract two of
+    these: wall time far above `run_ns` means the thread waited, for a CPU (`wait_ns`) or
+    for its host (`steal_ns`)."""
+    run_ns, wait_ns, slices = (int(x) for x in Path(f"/proc/{pid}/schedstat").read_text().split())
+    out = {"run_ns": run_ns, "wait_ns": wait_ns, "timeslices": slices}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
+            out[key] = int(value)
+    # /proc/PID/stat: after the command's ")" field 3 is state; minflt is field 10
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    out["minor_faults"], out["major_faults"] = int(stat[7]), int(stat[9])
+    cpu = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    out["steal_ns"] = int(cpu[8]) * 1_000_000_000 // os.sysconf("SC_CLK_TCK") if len(cpu) > 8 else 0
+    return out
+
+
+def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    return {k: after[k] - before.get(k, 0) for k in after}

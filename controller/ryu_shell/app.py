@@ -41,9 +41,11 @@ log = logging.getLogger("crs.app")
 TICK_S = 0.1
 MAX_GROUP = 256     # CRSAP messages committed together at most
 FLOW_READ_S = 2.0   # a new leader waits this long for a switch's flow table
-# timing counters of frames from the switches: (core us, send us, count), for EAPOL
-# (packet-ins and the LOCAL-port transport) and for the rest
-_TIMED = {kind == "eapol": (f"time_{kind}_core_us", f"time_{kind}_send_us", f"timed_{kind}")
+# timing counters of frames from the switches: (core us, send us, count, core and send CPU
+# us of the controller's thread), for EAPOL (packet-ins and the LOCAL-port transport) and for
+# the rest. Wall time well above CPU time: the thread was off its vCPU meanwhile.
+_TIMED = {kind == "eapol": (f"time_{kind}_core_us", f"time_{kind}_send_us", f"timed_{kind}",
+                            f"cpu_{kind}_core_us", f"cpu_{kind}_send_us")
           for kind in ("eapol", "other")}
 
 
@@ -411,26 +413,29 @@ class CrsController(App):
         in_port = msg.match.get("in_port")
         if in_port is None or not self.active:
             return
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         out = self.core.packet_in(msg.datapath.id, in_port, msg.table_id, msg.data)
-        self._timed(t0, out, msg.data[12:14] == b"\x88\x8e")
+        self._timed(t0, c0, out, msg.data[12:14] == b"\x88\x8e")
 
     def _local_frame(self, dpid: int, frames: list[bytes]) -> None:
         if not self.active:          # every controller reads LOCAL; only the leader answers
             return
-        t0 = time.perf_counter()
-        self._timed(t0, self.core.eapol_local(dpid, frames), True, len(frames))
+        t0, c0 = time.perf_counter(), time.thread_time()
+        self._timed(t0, c0, self.core.eapol_local(dpid, frames), True, len(frames))
 
-    def _timed(self, t0: float, out, eapol: bool, frames: int = 1) -> None:
+    def _timed(self, t0: float, c0: float, out, eapol: bool, frames: int = 1) -> None:
         """Send what a frame's handling returned; where its time went inside the controller
-        (benchmarks read these): the core's decision, then converting and queueing."""
-        t1 = time.perf_counter()
+        (benchmarks read these): the core's decision, then converting and queueing, in wall
+        time and in the thread's CPU time."""
+        t1, c1 = time.perf_counter(), time.thread_time()
         self.send(out)
-        t2 = time.perf_counter()
-        core_key, send_key, n_key = _TIMED[eapol]
+        t2, c2 = time.perf_counter(), time.thread_time()
+        core_key, send_key, n_key, core_cpu, send_cpu = _TIMED[eapol]
         c = self.core.counters
         c[core_key] += int((t1 - t0) * 1e6)
         c[send_key] += int((t2 - t1) * 1e6)
+        c[core_cpu] += int((c1 - c0) * 1e6)
+        c[send_cpu] += int((c2 - c1) * 1e6)
         c[n_key] += frames
         if eapol and any(isinstance(m, FlowMod) for _, m in out):
             # an admission (or revocation): its commit and flows, apart from the exchange
