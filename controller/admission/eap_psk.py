@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import cmac as _cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .eapol import Eap, EapCode, EapType, MalformedFrame, build_eap, parse_eap
@@ -47,68 +46,138 @@ def aes_block(key: bytes, block: bytes) -> bytes:
     return aes_blocks(key, block)
 
 
-_ECB: dict[bytes, object] = {}
-_ECB_MAX = 1024     # subscribers whose KDK context is kept
+_MASK = (1 << 128) - 1
 
 
-def _ecb(key: bytes):
-    """An AES-128 ECB context for a subscriber's KDK, kept: setting one up costs ~100 us
-    (OpenSSL 3), a block ~7 us, and ECB carries nothing from one call to the next, so one
-    context serves each of the subscriber's authentications. Only long-lived keys come
-    here (never a PSK or a session's TEK); least recently used goes first."""
-    enc = _ECB.pop(key, None)
-    if enc is None:
-        if len(_ECB) >= _ECB_MAX:
-            del _ECB[next(iter(_ECB))]
-        enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-    _ECB[key] = enc
-    return enc
+def _dbl(x: int) -> int:
+    """Doubling in GF(2^128) (RFC 4493's subkey step), without a branch on the secret."""
+    return ((x << 1) & _MASK) ^ (0x87 * (x >> 127))
+
+
+class Aes:
+    """One AES-128 key with its cipher context set up once: E(K, x), AES-CMAC (= OMAC1),
+    EAX's OMAC^t and CTR, all from the same ECB context. Setting up an OpenSSL 3 context
+    costs more than the blocks of a whole EAP-PSK message, and a CMAC or CTR object is one
+    more context each, every time: the server's PSK-2 took five CMACs and a CTR (six
+    contexts), so each key now has one, and the chaining is done here a block at a time.
+    ECB carries nothing from one call to the next, which is what makes that sound."""
+
+    __slots__ = ("_enc", "_k1", "_k2", "_omac0")
+
+    def __init__(self, key: bytes):
+        if len(key) != 16:
+            raise ValueError("AES-128 needs a 16-byte key")
+        self._enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+        # L = E(K, 0) for the subkeys, and EAX's chain after the block [t]_16 for t = 0, 1, 2
+        # ([0]_16 is 0): independent blocks, so one call
+        e = self._enc.update(bytes(2 * BLOCK - 1) + b"\x01" + bytes(BLOCK - 1) + b"\x02")
+        l_, one, two = (int.from_bytes(e[i:i + BLOCK], "big") for i in range(0, 3 * BLOCK, BLOCK))
+        self._k1 = _dbl(l_)
+        self._k2 = _dbl(self._k1)
+        self._omac0 = (l_, one, two)
+
+    def blocks(self, data: bytes) -> bytes:
+        """E(K, x) of each 16-byte block of `data`."""
+        if len(data) % BLOCK:
+            raise ValueError("AES blocks are 16 bytes")
+        return self._enc.update(data)
+
+    def _chain(self, x: int, data: bytes) -> bytes:
+        """CMAC's CBC chain from state `x` over `data` (non-empty, or `x` is 0), last block
+        padded and masked with a subkey (RFC 4493 §2.4)."""
+        n = max(1, -(-len(data) // BLOCK))
+        enc = self._enc.update
+        for i in range(0, (n - 1) * BLOCK, BLOCK):
+            x = int.from_bytes(enc((x ^ int.from_bytes(data[i:i + BLOCK], "big"))
+                                   .to_bytes(BLOCK, "big")), "big")
+        last = data[(n - 1) * BLOCK:]
+        if len(last) == BLOCK:
+            m = int.from_bytes(last, "big") ^ self._k1
+        else:
+            m = int.from_bytes(last + b"\x80" + bytes(BLOCK - 1 - len(last)), "big") ^ self._k2
+        return enc((x ^ m).to_bytes(BLOCK, "big"))
+
+    def cmac(self, data: bytes) -> bytes:
+        """AES-CMAC (RFC 4493) of `data`."""
+        return self._chain(0, data)
+
+    def omac(self, t: int, data: bytes) -> bytes:
+        """EAX's OMAC^t(data) = CMAC([t]_16 || data), t in 0, 1, 2 (the chain after [t]_16
+        is kept)."""
+        if not data:
+            return self._chain(0, bytes(BLOCK - 1) + bytes([t]))
+        return self._chain(self._omac0[t], data)
+
+    def ctr(self, counter: bytes, data: bytes) -> bytes:
+        """AES-CTR from a 16-byte initial counter (incremented as one 128-bit number)."""
+        if not data:
+            return b""
+        c = int.from_bytes(counter, "big")
+        n = -(-len(data) // BLOCK)
+        stream = self._enc.update(b"".join(((c + i) & _MASK).to_bytes(BLOCK, "big")
+                                           for i in range(n)))
+        return _xor(data, stream[:len(data)])
+
+    def eax_encrypt(self, nonce: bytes, header: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
+        """EAX (Bellare-Rogaway-Wagner): (ciphertext, 16-byte tag)."""
+        n = self.omac(0, nonce)
+        h = self.omac(1, header)
+        ct = self.ctr(n, plaintext)
+        return ct, _xor(_xor(n, h), self.omac(2, ct))
+
+    def eax_decrypt(self, nonce: bytes, header: bytes, ciphertext: bytes, tag: bytes) -> bytes:
+        """Verify the EAX tag (constant time) and decrypt; InvalidSignature if it does not."""
+        n = self.omac(0, nonce)
+        expect = _xor(_xor(n, self.omac(1, header)), self.omac(2, ciphertext))
+        if len(tag) != BLOCK or not hmac.compare_digest(expect, tag):
+            raise InvalidSignature("EAX tag mismatch")
+        return self.ctr(n, ciphertext)
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
+
+
+_KEPT: dict[bytes, Aes] = {}
+_KEPT_MAX = 4096    # subscribers' AK and KDK contexts kept
+
+
+def kept(key: bytes) -> Aes:
+    """The context of a subscriber's long-lived key (AK, KDK), kept from one of its
+    authentications to the next (least recently used goes first). Only long-lived keys
+    come here, never a PSK or a session's TEK (those live as long as their exchange)."""
+    aes = _KEPT.pop(key, None)
+    if aes is None:
+        if len(_KEPT) >= _KEPT_MAX:
+            del _KEPT[next(iter(_KEPT))]
+        aes = Aes(key)
+    _KEPT[key] = aes
+    return aes
 
 
 def aes_blocks(key: bytes, *blocks: bytes, keep: bool = False) -> bytes:
-    """E(K, x) of each block, with one cipher context (`keep`: the key's kept one)."""
+    """E(K, x) of each block (`keep`: with the key's kept context)."""
     if len(key) != 16 or any(len(b) != BLOCK for b in blocks):
         raise ValueError("AES-128 needs a 16-byte key and 16-byte blocks")
     if keep:
-        return _ecb(key).update(b"".join(blocks))
+        return kept(key).blocks(b"".join(blocks))
     enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
     return enc.update(b"".join(blocks)) + enc.finalize()
 
 
 def aes_cmac(key: bytes, data: bytes) -> bytes:
     """AES-CMAC (RFC 4493) = OMAC1, the MAC of RFC 4764."""
-    c = _cmac.CMAC(algorithms.AES(key))
-    c.update(data)
-    return c.finalize()
-
-
-def _omac_t(key: bytes, t: int, data: bytes) -> bytes:
-    return aes_cmac(key, bytes(BLOCK - 1) + bytes([t]) + data)
-
-
-def _ctr(key: bytes, counter: bytes, data: bytes) -> bytes:
-    c = Cipher(algorithms.AES(key), modes.CTR(counter)).encryptor()
-    return c.update(data) + c.finalize()
+    return Aes(key).cmac(data)
 
 
 def eax_encrypt(key: bytes, nonce: bytes, header: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
-    """EAX (Bellare-Rogaway-Wagner) from OMAC and CTR; returns (ciphertext, 16-byte tag)."""
-    n = _omac_t(key, 0, nonce)
-    h = _omac_t(key, 1, header)
-    ct = _ctr(key, n, plaintext)
-    c = _omac_t(key, 2, ct)
-    return ct, bytes(a ^ b ^ d for a, b, d in zip(n, h, c))
+    """EAX with a one-off context (`Aes.eax_encrypt`)."""
+    return Aes(key).eax_encrypt(nonce, header, plaintext)
 
 
 def eax_decrypt(key: bytes, nonce: bytes, header: bytes, ciphertext: bytes, tag: bytes) -> bytes:
-    """Verify the EAX tag (constant time) and decrypt; InvalidSignature if it does not verify."""
-    n = _omac_t(key, 0, nonce)
-    h = _omac_t(key, 1, header)
-    c = _omac_t(key, 2, ciphertext)
-    expect = bytes(a ^ b ^ d for a, b, d in zip(n, h, c))
-    if len(tag) != BLOCK or not hmac.compare_digest(expect, tag):
-        raise InvalidSignature("EAX tag mismatch")
-    return _ctr(key, n, ciphertext)
+    """EAX with a one-off context (`Aes.eax_decrypt`); InvalidSignature if it does not verify."""
+    return Aes(key).eax_decrypt(nonce, header, ciphertext, tag)
 
 
 def _xor_last(block: bytes, c: int) -> bytes:
@@ -132,11 +201,11 @@ def derive_keys(kdk: bytes, rand_p: bytes) -> tuple[bytes, bytes, bytes]:
 
 
 def mac_p(ak: bytes, id_p: bytes, id_s: bytes, rand_s: bytes, rand_p: bytes) -> bytes:
-    return aes_cmac(ak, id_p + id_s + rand_s + rand_p)
+    return kept(ak).cmac(id_p + id_s + rand_s + rand_p)
 
 
 def mac_s(ak: bytes, id_s: bytes, rand_p: bytes) -> bytes:
-    return aes_cmac(ak, id_s + rand_p)
+    return kept(ak).cmac(id_s + rand_p)
 
 
 def _nonce16(n: int) -> bytes:
@@ -197,6 +266,7 @@ class PskServer:
     rand_p: bytes = b""
     id_p: bytes = b""
     _keys: tuple[bytes, bytes, bytes] | None = field(default=None, repr=False)
+    _tek: Aes | None = field(default=None, repr=False)      # PSK-3 and PSK-4's channel
 
     def first(self, identifier: int) -> bytes:
         """PSK-1: Flags T=0, RAND_S, ID_S."""
@@ -241,14 +311,14 @@ class PskServer:
             return PskResult(done=True, id_p=id_p, reason="invalid MAC_P")
         self.rand_p, self.id_p = rand_p, id_p
         self._keys = derive_keys(kdk, rand_p)
-        tek = self._keys[0]
+        self._tek = Aes(self._keys[0])
         head = bytes([_flags(2)]) + rand_s + mac_s(ak, self.id_s, rand_p)
         r = R_DONE_SUCCESS if accept else R_DONE_FAILURE
         plain = bytes([r << 6])
         length = 4 + 1 + len(head) + 4 + BLOCK + len(plain)
         ad = bytes([EapCode.REQUEST, ident]) + length.to_bytes(2, "big") + bytes([EapType.PSK]) \
             + head[:17]
-        ct, tag = eax_encrypt(tek, _nonce16(0), ad, plain)
+        ct, tag = self._tek.eax_encrypt(_nonce16(0), ad, plain)
         reply = build_eap(EapCode.REQUEST, ident, EapType.PSK,
                           head + (0).to_bytes(4, "big") + tag + ct)
         self.state = "sent3" if accept else "sent3_reject"
@@ -262,9 +332,9 @@ class PskServer:
         if nonce != 1:
             return PskResult(reason=f"PSK-4 nonce {nonce} is not the server nonce + 1")
         tag, ct = d[21:37], d[37:]
-        assert self._keys is not None
+        assert self._keys is not None and self._tek is not None
         try:
-            plain = eax_decrypt(self._keys[0], _nonce16(nonce), packet[:HDR_AD_LEN], ct, tag)
+            plain = self._tek.eax_decrypt(_nonce16(nonce), packet[:HDR_AD_LEN], ct, tag)
         except InvalidSignature:
             self.state = "failed"
             return PskResult(done=True, id_p=self.id_p, reason="PSK-4 PCHANNEL does not verify")
@@ -316,10 +386,11 @@ class PskPeer:
         if not hmac.compare_digest(ms, mac_s(self.ak, self.id_s, self.rand_p)):
             self.state = "failed"
             return PskResult(done=True, reason="invalid MAC_S: the server does not know our key")
-        tek, msk, emsk = derive_keys(self.kdk, self.rand_p)
+        tek_key, msk, emsk = derive_keys(self.kdk, self.rand_p)
+        tek = Aes(tek_key)
         nonce = int.from_bytes(d[33:37], "big")
         try:
-            plain = eax_decrypt(tek, _nonce16(nonce), packet[:HDR_AD_LEN], d[53:], d[37:53])
+            plain = tek.eax_decrypt(_nonce16(nonce), packet[:HDR_AD_LEN], d[53:], d[37:53])
         except InvalidSignature:
             return PskResult(reason="PSK-3 PCHANNEL does not verify (ignored)")
         r = plain[0] >> 6
@@ -329,7 +400,7 @@ class PskPeer:
         length = 4 + 1 + 1 + BLOCK + 4 + BLOCK + len(out)
         ad = bytes([EapCode.RESPONSE, eap.identifier]) + length.to_bytes(2, "big") \
             + bytes([EapType.PSK, _flags(3)]) + rand_s
-        ct, tag = eax_encrypt(tek, _nonce16(n2), ad, out)
+        ct, tag = tek.eax_encrypt(_nonce16(n2), ad, out)
         reply = build_eap(EapCode.RESPONSE, eap.identifier, EapType.PSK,
                           bytes([_flags(3)]) + rand_s + n2.to_bytes(4, "big") + tag + ct)
         self.state = "success" if ok else "failed"

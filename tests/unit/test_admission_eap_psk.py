@@ -175,4 +175,63 @@ def test_kept_aes_contexts_give_the_library_results():
     for _ in range(3):
         tek, msk, emsk = eap_psk.derive_keys(kdk, rand_p)
         assert tek + msk + emsk == want
-    assert kdk in eap_psk._ECB
+    assert kdk in eap_psk._KEPT
+
+
+def _ref_cmac(key, data):
+    from cryptography.hazmat.primitives import cmac
+    from cryptography.hazmat.primitives.ciphers import algorithms
+    c = cmac.CMAC(algorithms.AES(key))
+    c.update(data)
+    return c.finalize()
+
+
+def _ref_ctr(key, counter, data):
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    e = Cipher(algorithms.AES(key), modes.CTR(counter)).encryptor()
+    return e.update(data) + e.finalize()
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.binary(min_size=16, max_size=16), data=st.binary(max_size=100),
+       counter=st.binary(min_size=16, max_size=16), t=st.integers(0, 2))
+def test_kept_context_matches_openssl_cmac_and_ctr(key, data, counter, t):
+    """One context serves every call, in any order: each result is OpenSSL's own."""
+    aes = p.Aes(key)
+    for _ in range(2):
+        assert aes.cmac(data) == _ref_cmac(key, data)
+        assert aes.omac(t, data) == _ref_cmac(key, bytes(15) + bytes([t]) + data)
+        assert aes.ctr(counter, data) == _ref_ctr(key, counter, data)
+    assert aes.ctr(b"\xff" * 16, data) == _ref_ctr(key, b"\xff" * 16, data)   # wraps
+
+
+@settings(max_examples=100, deadline=None)
+@given(key=st.binary(min_size=16, max_size=16), nonce=st.binary(max_size=20),
+       header=st.binary(max_size=40), msg=st.binary(max_size=40))
+def test_eax_round_trip_and_any_change_refused(key, nonce, header, msg):
+    aes = p.Aes(key)
+    ct, tag = aes.eax_encrypt(nonce, header, msg)
+    n = _ref_cmac(key, bytes(16) + nonce)
+    assert ct == _ref_ctr(key, n, msg)
+    assert p.Aes(key).eax_decrypt(nonce, header, ct, tag) == msg
+    for bad in ((nonce + b"x", header, ct, tag), (nonce, header + b"x", ct, tag),
+                (nonce, header, ct + b"x", tag), (nonce, header, ct, tag[:15]),
+                (nonce, header, ct, bytes([tag[0] ^ 1]) + tag[1:])):
+        with pytest.raises(InvalidSignature):
+            aes.eax_decrypt(*bad)
+
+
+def test_kept_contexts_are_bounded_and_reused(monkeypatch):
+    monkeypatch.setattr(p, "_KEPT", {})
+    monkeypatch.setattr(p, "_KEPT_MAX", 3)
+    keys = [bytes([i]) * 16 for i in range(5)]
+    first = p.kept(keys[0])
+    assert p.kept(keys[0]) is first
+    for k in keys[1:]:
+        p.kept(k)
+    assert len(p._KEPT) == 3 and keys[0] not in p._KEPT     # least recently used went
+    assert p.kept(keys[4]).cmac(b"x") == _ref_cmac(keys[4], b"x")
+    with pytest.raises(ValueError):
+        p.Aes(b"short")
+    with pytest.raises(ValueError):
+        p.Aes(keys[0]).blocks(b"not a block")
