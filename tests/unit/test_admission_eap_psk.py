@@ -235,3 +235,37 @@ def test_kept_contexts_are_bounded_and_reused(monkeypatch):
         p.Aes(b"short")
     with pytest.raises(ValueError):
         p.Aes(keys[0]).blocks(b"not a block")
+
+
+@settings(max_examples=60, deadline=None)
+@given(key=st.binary(min_size=16, max_size=16), data=st.binary(min_size=100, max_size=1500),
+       t=st.integers(0, 2))
+def test_long_messages_chain_in_openssl_and_still_match(key, data, t):
+    """An ID_P of up to MAX_ID_LEN or a forged channel: past _LONG blocks the chain runs as
+    one CBC pass; the MAC is the same."""
+    aes = p.Aes(key)
+    assert aes.cmac(data) == _ref_cmac(key, data)
+    assert aes.omac(t, data) == _ref_cmac(key, bytes(15) + bytes([t]) + data)
+    n = p._LONG * 16
+    for cut in (n - 1, n, n + 1, n + 16, n + 17):
+        assert aes.cmac(data[:cut]) == _ref_cmac(key, data[:cut])
+
+
+def test_forged_psk2_never_keeps_a_key(monkeypatch):
+    """A PSK-2 with a wrong MAC_P (anyone can claim an identity) leaves no trace in the kept
+    contexts; a verified one keeps only the KDK, never the AK."""
+    monkeypatch.setattr(p, "_KEPT", {})
+    psk = os.urandom(16)
+    ak, kdk = p.key_setup(psk)
+    db = {b"me": (ak, kdk)}
+    srv = p.PskServer(id_s=b"crs-eac", lookup=db.get, expected_id_p=b"me")
+    req = srv.first(1)
+    forger = p.PskPeer(id_p=b"me", ak=os.urandom(16), kdk=os.urandom(16))
+    res = srv.process(forger.process(req).reply, 2)
+    assert res.done and not res.success and "MAC_P" in res.reason
+    assert p._KEPT == {}
+    srv = p.PskServer(id_s=b"crs-eac", lookup=db.get, expected_id_p=b"me")
+    peer = p.PskPeer(id_p=b"me", ak=ak, kdk=kdk)
+    m3 = srv.process(peer.process(srv.first(1)).reply, 2).reply
+    assert srv.process(peer.process(m3).reply, 3).success
+    assert set(p._KEPT) == {kdk}
