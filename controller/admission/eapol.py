@@ -190,3 +190,32 @@ def build_eap_frame(dst: str, src: str, eap: bytes | Eap, version: int = 2) -> b
     """Encode an EAP packet inside an EAPOL EAP-Packet frame."""
     raw = eap.encode() if isinstance(eap, Eap) else bytes(eap)
     return build_frame(dst, src, EapolType.EAP_PACKET, raw, version)
+
+
+# what a supplicant's frame is, for per-message timing (`frame_kind`); a fixed set, so an
+# attacker's frames cannot grow the counters' names
+FRAME_KINDS = ("start", "logoff", "identity", "psk2", "psk4", "md5", "nak", "other")
+_PSK_RESPONSE = {1: "psk2", 3: "psk4"}
+
+
+def frame_kind(frame: bytes) -> str:
+    """The kind of an untagged EAPOL frame from a supplicant, from its header bytes alone
+    (no parsing, never raises): EAPOL-Start or -Logoff, or the EAP response's type (an
+    EAP-PSK response by its T flag: PSK-2 or PSK-4). Anything else is "other"."""
+    if len(frame) < ETH_HDR + EAPOL_HDR or frame[12:14] != b"\x88\x8e":
+        return "other"
+    ptype = frame[15]
+    if ptype == EapolType.START:
+        return "start"
+    if ptype == EapolType.LOGOFF:
+        return "logoff"
+    if ptype != EapolType.EAP_PACKET or len(frame) < 23 or frame[18] != EapCode.RESPONSE:
+        return "other"
+    t = frame[22]
+    if t == EapType.IDENTITY:
+        return "identity"
+    if t == EapType.PSK:
+        return _PSK_RESPONSE.get(frame[23] >> 6, "other") if len(frame) > 23 else "other"
+    if t == EapType.MD5_CHALLENGE:
+        return "md5"
+    return "nak" if t == EapType.NAK else "other"

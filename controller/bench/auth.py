@@ -827,6 +827,7 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
 
 
 EAP_PSK_FRAMES = 4     # from the supplicant: EAPOL-Start, Identity, PSK-2, PSK-4
+FRAMES_OF_EXCHANGE = ("start", "identity", "psk2", "psk4")     # (`eapol.frame_kind`)
 
 
 def breakdown(res: dict[str, Any]) -> dict[str, Any]:
@@ -851,6 +852,17 @@ def breakdown(res: dict[str, Any]) -> dict[str, Any]:
            "frames_per_exchange": EAP_PSK_FRAMES,
            "exchange_p50_ms": exchange_ms, "in_controller_ms": controller_ms,
            "legs_and_supplicant_ms": exchange_ms - controller_ms if exchange_ms else None}
+    for kind in FRAMES_OF_EXCHANGE:
+        # each of the supplicant's frames in the controller: the core's call (wall, CPU),
+        # and the time to its answer, which leaves from inside the call (PSK-4's Success
+        # before the admission's commit and flows)
+        k = c.get(f"timed_eapol_{kind}", 0)
+        if k:
+            out[f"{kind}_core_us"] = c.get(f"time_eapol_{kind}_us", 0) / k
+            out[f"{kind}_core_cpu_us"] = c.get(f"cpu_eapol_{kind}_us", 0) / k
+        a = c.get(f"answered_eapol_{kind}", 0)
+        if a:
+            out[f"{kind}_to_answer_us"] = c.get(f"time_eapol_{kind}_answer_us", 0) / a
     sched = res.get("controller_sched", {}).get("eap_single") or {}
     if sched.get("exchanges"):
         k = sched["exchanges"]

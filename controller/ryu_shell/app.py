@@ -15,6 +15,7 @@ from eventlet import tpool
 
 from controller import metrics, restguard
 from controller import settings as settings_mod
+from controller.admission.eapol import FRAME_KINDS, frame_kind
 from controller.audit import AuditLog
 from controller.core import Core
 from controller.crs.messages import HTTP_PATH
@@ -47,6 +48,11 @@ FLOW_READ_S = 2.0   # a new leader waits this long for a switch's flow table
 _TIMED = {kind == "eapol": (f"time_{kind}_core_us", f"time_{kind}_send_us", f"timed_{kind}",
                             f"cpu_{kind}_core_us", f"cpu_{kind}_send_us")
           for kind in ("eapol", "other")}
+# and for a lone EAPOL frame, by what the supplicant sent (`eapol.frame_kind`): count, wall and
+# CPU us of the core, and the time from the frame to its answer when the answer left from
+# inside the core call (`_send_now`: EAP requests, the Success)
+_KIND = {k: (f"timed_eapol_{k}", f"time_eapol_{k}_us", f"cpu_eapol_{k}_us",
+             f"answered_eapol_{k}", f"time_eapol_{k}_answer_us") for k in FRAME_KINDS}
 
 
 class CrsController(App):
@@ -62,6 +68,7 @@ class CrsController(App):
         # with domains (roaming), the switches this controller owns: others are refused
         self._owned = topo.domain_dpids(settings.domain) if topo and settings.domain else None
         self._send_lock = hub.BoundedSemaphore(1)
+        self._answered_at: float | None = None     # an answer left during this core call
         # what leaves waits for the disk sync of the decisions before it (pipelined)
         self.outputs = Outputs(lambda: self.core.store.db.wal, self._emit,
                                lambda: self.core.counters, _store_failed)
@@ -341,6 +348,8 @@ class CrsController(App):
                     self.local_eapol.send(dpid, msg.data)
                 else:
                     _send(self.datapaths[dpid], msg)
+            if self._answered_at is None:
+                self._answered_at = time.perf_counter()
             return True
         finally:
             self._send_lock.release()
@@ -413,17 +422,22 @@ class CrsController(App):
         in_port = msg.match.get("in_port")
         if in_port is None or not self.active:
             return
+        eapol = msg.data[12:14] == b"\x88\x8e"
+        self._answered_at = None
         t0, c0 = time.perf_counter(), time.thread_time()
         out = self.core.packet_in(msg.datapath.id, in_port, msg.table_id, msg.data)
-        self._timed(t0, c0, out, msg.data[12:14] == b"\x88\x8e")
+        self._timed(t0, c0, out, eapol, kind=frame_kind(msg.data) if eapol else None)
 
     def _local_frame(self, dpid: int, frames: list[bytes]) -> None:
         if not self.active:          # every controller reads LOCAL; only the leader answers
             return
+        self._answered_at = None
         t0, c0 = time.perf_counter(), time.thread_time()
-        self._timed(t0, c0, self.core.eapol_local(dpid, frames), True, len(frames))
+        self._timed(t0, c0, self.core.eapol_local(dpid, frames), True, len(frames),
+                    frame_kind(frames[0]) if len(frames) == 1 else None)
 
-    def _timed(self, t0: float, c0: float, out, eapol: bool, frames: int = 1) -> None:
+    def _timed(self, t0: float, c0: float, out, eapol: bool, frames: int = 1,
+               kind: str | None = None) -> None:
         """Send what a frame's handling returned; where its time went inside the controller
         (benchmarks read these): the core's decision, then converting and queueing, in wall
         time and in the thread's CPU time."""
@@ -437,6 +451,14 @@ class CrsController(App):
         c[core_cpu] += int((c1 - c0) * 1e6)
         c[send_cpu] += int((c2 - c1) * 1e6)
         c[n_key] += frames
+        if kind is not None:
+            n, wall, cpu, answered, answer = _KIND[kind]
+            c[n] += 1
+            c[wall] += int((t1 - t0) * 1e6)
+            c[cpu] += int((c1 - c0) * 1e6)
+            if self._answered_at is not None:
+                c[answered] += 1
+                c[answer] += int((self._answered_at - t0) * 1e6)
         if eapol and any(isinstance(m, FlowMod) for _, m in out):
             # an admission (or revocation): its commit and flows, apart from the exchange
             c["time_eapol_flows_core_us"] += int((t1 - t0) * 1e6)
