@@ -83,3 +83,6 @@ def test_reaction_benchmark_writes_its_file(tmp_path):
     # the controller's commit and arrival -> flows sent, from its /metrics
     means = data["controller_means"]
     assert means["store_commit_mean_ms"] > 0 and means["arrival_to_flows_sent_mean_ms"] > 0
+    # and from its counters: each decision's flows waited for a sync of the store
+    assert means["store_sync_mean_ms"] > 0 and means["outputs_held_mean_ms"] > 0
+    assert means["crsap_core_per_group_ms"] > 0

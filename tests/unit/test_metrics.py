@@ -84,3 +84,16 @@ def test_the_reaction_benchmark_reads_commit_and_reaction_means_from_metrics(boo
     assert 0 < means["store_commit_mean_ms"] < 1000
     # the shell observes arrival -> flows sent; a core alone sends nothing
     assert means["arrival_to_flows_sent_mean_ms"] is None
+
+
+def test_the_reaction_benchmark_splits_arrival_to_flows_from_counters():
+    from controller.bench.reaction import counter_means
+    before = {"time_store_sync_us": 1000, "store_syncs": 2, "store_syncs_inline": 0,
+              "time_store_held_us": 0, "store_outputs_held": 0}
+    after = {"time_store_sync_us": 4000, "store_syncs": 6, "store_syncs_inline": 2,
+             "time_store_held_us": 3000, "store_outputs_held": 5,
+             "time_crsap_core_us": 900, "crsap_group_commits": 3}
+    m = counter_means(before, after)
+    assert m == {"store_sync_mean_ms": 0.5, "outputs_held_mean_ms": 0.6,
+                 "crsap_core_per_group_ms": 0.3}
+    assert counter_means({}, {})["store_sync_mean_ms"] is None     # nothing happened
