@@ -175,21 +175,6 @@ def aes_blocks(key: bytes, *blocks: bytes, keep: bool = False) -> bytes:
     return enc.update(b"".join(blocks)) + enc.finalize()
 
 
-def aes_cmac(key: bytes, data: bytes) -> bytes:
-    """AES-CMAC (RFC 4493) = OMAC1, the MAC of RFC 4764."""
-    return Aes(key).cmac(data)
-
-
-def eax_encrypt(key: bytes, nonce: bytes, header: bytes, plaintext: bytes) -> tuple[bytes, bytes]:
-    """EAX with a one-off context (`Aes.eax_encrypt`)."""
-    return Aes(key).eax_encrypt(nonce, header, plaintext)
-
-
-def eax_decrypt(key: bytes, nonce: bytes, header: bytes, ciphertext: bytes, tag: bytes) -> bytes:
-    """EAX with a one-off context (`Aes.eax_decrypt`); InvalidSignature if it does not verify."""
-    return Aes(key).eax_decrypt(nonce, header, ciphertext, tag)
-
-
 def _xor_last(block: bytes, c: int) -> bytes:
     return block[:-1] + bytes([block[-1] ^ c])
 
