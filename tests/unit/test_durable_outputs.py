@@ -10,6 +10,7 @@ import warnings
 with warnings.catch_warnings():      # eventlet 0.33 still imports distutils' version classes
     warnings.simplefilter("ignore", DeprecationWarning)
     import eventlet
+    from eventlet.green import socket as green_socket
     from eventlet.patcher import original
 
 from collections import Counter
@@ -17,7 +18,7 @@ from collections import Counter
 import pytest
 
 from controller.records import SsRecord
-from controller.ryu_shell.durable import Outputs
+from controller.ryu_shell.durable import Outputs, loop_idle
 from controller.store import Store
 
 threading = original("threading")
@@ -75,14 +76,21 @@ def store(tmp_path):
     s.close()
 
 
-@pytest.fixture
-def outputs(store):
+def make_outputs(store: Store, idle: bool) -> tuple[Outputs, list, Counter]:
     sent: list = []
     counters: Counter = Counter()
     failures: list = []         # (the controller stops there: `app._store_failed`)
-    out = Outputs(lambda: store.db.wal, sent.append, lambda: counters, failures.append)
+    out = Outputs(lambda: store.db.wal, sent.append, lambda: counters, failures.append,
+                  idle=lambda: idle)
     out.failures = failures
     return out, sent, counters
+
+
+@pytest.fixture
+def outputs(store):
+    """Outputs whose loop always has other work: every held output's sync runs in a
+    native thread (the Gate decides when it ends)."""
+    return make_outputs(store, idle=False)
 
 
 def test_a_pipelined_store_commits_without_a_sync_and_a_default_one_with_it(tmp_path):
@@ -234,3 +242,50 @@ def test_drain_syncs_and_sends_everything_before_the_store_is_replaced(store, ou
     until(lambda: drained)
     assert len(gate.began) == 2 and gate.began[1] > gate.began[0]
     assert drained == [["a", "b"]] and not store.db.wal.unsynced()
+
+
+def test_on_an_idle_loop_the_sync_runs_on_the_loop_itself_then_the_output_leaves(store):
+    out, sent, counters = make_outputs(store, idle=True)
+    threads = []
+    real = store.db.wal.sync_file
+    store.db.wal.sync_file = lambda: (threads.append(threading.get_ident()), real())
+    commit(store, 1)
+    out.send("isolate")
+    assert sent == []                   # held: its commit is not on disk yet
+    until(lambda: sent == ["isolate"])
+    assert threads == [threading.get_ident()]      # no native thread's hand-off
+    assert counters["store_syncs_inline"] == 1 and counters["store_syncs"] == 0
+    assert not store.db.wal.unsynced()
+    store.db.wal.__dict__.pop("sync_file")
+
+
+def test_a_failed_sync_on_the_loop_is_final_too(store):
+    out, sent, counters = make_outputs(store, idle=True)
+
+    def eio():
+        raise OSError(5, "Input/output error")
+    store.db.wal.sync_file = eio
+    commit(store, 1)
+    out.send("restrict")
+    until(lambda: out.failures)
+    eventlet.sleep(0.05)
+    assert sent == [] and counters["store_sync_failed"] == 1
+    assert out.wait(timeout_s=0.1) is False
+    store.db.wal.__dict__.pop("sync_file")
+
+
+def test_loop_idle_is_false_while_input_waits_for_the_loop():
+    a, b = green_socket.socketpair()
+    got = []
+    reader = eventlet.spawn(lambda: got.append(a.recv(16)))
+    eventlet.sleep(0)                   # the reader waits on its socket
+    assert loop_idle()
+    sleeper = eventlet.spawn(eventlet.sleep, 0)
+    assert loop_idle()                  # a greenlet due is the loop's own work, not input
+    b.sendall(b"frame")
+    assert not loop_idle()              # readable: a frame waits to be handed over
+    reader.wait()
+    sleeper.wait()
+    assert got == [b"frame"] and loop_idle()
+    a.close()
+    b.close()
