@@ -8,10 +8,10 @@ a sync of the WAL that began after that commit, run in a native thread. Before, 
 event loop stood still in every commit's sync, and no other terminal's frame was read
 meanwhile; now the next frames are handled during the sync, and one sync covers every
 commit made before it began. Outputs leave in the order they were produced. When no input
-waits for the loop (no socket readable: a lone report or frame), the sync runs on the loop
-itself: the loop would only wait for it, and the hand-offs to and from a thread (0.2-0.3 ms
-with their wake-ups on this kind of VM, far more when the loop's own work holds the GIL the
-thread needs to return) are saved.
+waits for the loop (no socket readable: a lone report or frame) and syncs are short (under
+`INLINE_MAX_S` on average), the sync runs on the loop itself: the loop would only wait for
+it, and the hand-offs to and from a thread (0.2-0.3 ms with their wake-ups on this kind of
+VM, far more when the loop's own work holds the GIL the thread needs to return) are saved.
 
 What is sent before its commit on purpose (an EAP Success, `admission.early`) does not come
 through here. With a store that syncs in its commit (PostgreSQL, a read-only copy) nothing
@@ -34,6 +34,10 @@ from controller.storedb import WalSync
 log = logging.getLogger("crs.durable")
 RETRY_S = 1.0       # after a bug in releasing, the loop goes on after this
 WAIT_S = 10.0       # an answer waits this long for the disk, then says it could not
+# a held output's sync runs on an idle loop only while syncs take less than this (a moving
+# average): in the disk's slow phases (syncs of milliseconds, spikes of tens) the loop must
+# not stand still in them, and the thread's hand-offs are small beside them anyway
+INLINE_MAX_S = 0.001
 
 
 class Outputs:
@@ -51,6 +55,8 @@ class Outputs:
         self._wal_of, self._emit, self._counters_of = wal_of, emit, counters_of
         self._failed = failed
         self._idle_loop = idle if idle is not None else loop_idle
+        self.sync_avg_s = 0.0       # moving average of the disk syncs' own durations
+        self._last_disk_s = 0.0
         # (mark at production, when held, bundle)
         self._held: deque[tuple[int, float, Any]] = deque()
         self._waiters: list[tuple[int, Any]] = []        # (mark, hub.Event)
@@ -139,13 +145,26 @@ class Outputs:
         wal.synced(mark)
         counters = self._counters_of()
         counters["store_syncs_inline"] += 1
-        counters["time_store_sync_us"] += int((time.perf_counter() - t0) * 1e6)
+        dt = time.perf_counter() - t0
+        counters["time_store_sync_us"] += int(dt * 1e6)
+        self._disk(dt)
         return True
+
+    def _disk(self, dt: float) -> None:
+        """A sync's own duration (the disk's, without any hand-off) into the average."""
+        self.sync_avg_s += (dt - self.sync_avg_s) * 0.2
+
+    def _sync_timed(self, wal: WalSync) -> None:
+        """The sync, in the native thread, timed there."""
+        t0 = time.perf_counter()
+        wal.sync_file()
+        self._last_disk_s = time.perf_counter() - t0
 
     def _step(self) -> None:
         wal = self._wal_of()
         if wal is not None and wal.unsynced():
-            if self._idle_loop():       # nothing else to do meanwhile: no thread's hand-off
+            if self.sync_avg_s < INLINE_MAX_S and self._idle_loop():
+                # nothing else to do meanwhile, and syncs are short: no thread's hand-off
                 if self._sync_here(wal):
                     self._release(wal)
                 return
@@ -155,7 +174,7 @@ class Outputs:
             self._syncing = True
             self._idle.clear()
             try:
-                tpool.execute(wal.sync_file)
+                tpool.execute(self._sync_timed, wal)
             except OSError as e:
                 self._fail(e)
                 return
@@ -167,6 +186,7 @@ class Outputs:
             wal.synced(mark)
             counters["store_syncs"] += 1
             counters["time_store_sync_us"] += int((time.perf_counter() - t0) * 1e6)
+            self._disk(self._last_disk_s)
         self._release(wal)
 
     def _fail(self, error: OSError) -> None:
