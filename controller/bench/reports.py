@@ -40,6 +40,10 @@ CLEAN = {"os": {"name": "bench", "patch_level": 12},
          "agent_version": "1.0.0", "firewall": True, "threats": [], "attackers": []}
 INFECTED = {**CLEAN, "threats": [{"name": "Worm.Bench", "count": 1, "cleaned": False}]}
 TOPOLOGY = "topologies/minimal.yaml"
+# a lone report after the controller sat idle: on the VMs this was measured on, code not run
+# in the last few milliseconds runs 2-4 times slower (50 ms: cold; 0.5-2 ms: still warm)
+IDLE_GAP_S = 0.05
+IDLE_REPORTS = 100
 
 
 @dataclass
@@ -178,14 +182,17 @@ def _core(db_path: Path, cfg: Path) -> Any:
 
 def time_core(db_path: Path, cfg: Path, terms: list[BenchTerminal], reports: int,
               max_s: float, group: int = 1, seed: int = 3,
-              profile: Any = None, stages: dict[str, float] | None = None) -> dict[str, Any]:
+              profile: Any = None, stages: dict[str, float] | None = None,
+              gap_s: float = 0.0) -> dict[str, Any]:
     """Microseconds per report through `Core.crsap_messages` (the pure core with its SQLite
     store), `group` messages per call and commit (1: each on its own), and the CPU time
     (`cpu_us`: the wall time less waiting for the disk). Steady state: the terminals timed
     reported once before, untimed, since the core started (as in a running controller,
     where each reports every interval); their first report after a start also fills the
     key cache and the SCI history. `stages`: filled with the microseconds per report of
-    each stage of STAGES over the timed reports (`stage_timers`)."""
+    each stage of STAGES over the timed reports (`stage_timers`). `gap_s`: the process
+    sleeps this long between timed calls, as a controller waits between lone reports (the
+    CPU's caches and predictors go cold: `IDLE_GAP_S`)."""
     core = _core(db_path, cfg)
     rng = random.Random(seed)
     us: list[float] = []
@@ -221,6 +228,8 @@ def time_core(db_path: Path, cfg: Path, terms: list[BenchTerminal], reports: int
         per_cpu = (time.thread_time() - c1) * 1e6 / len(raws)
         if profile is not None:
             profile.disable()
+        if gap_s:
+            time.sleep(gap_s)
         us += [per] * len(raws)
         cpu += [per_cpu] * len(raws)
         statuses.update(status for status, _, _ in results)
@@ -516,6 +525,11 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
                 if profile:
                     time_core(db, cfg, sub, core_reports, core_max_s, group=1, seed=5,
                               profile=prof)
+                # alone, as a lone report meets a controller idle since the last one
+                idle = time_core(db, cfg, sub, min(core_reports, IDLE_REPORTS), core_max_s,
+                                 group=1, seed=6, gap_s=IDLE_GAP_S)
+                core_by[str(n)]["group_1_after_idle_us"] = common.summary(idle["us"])
+                core_by[str(n)]["group_1_after_idle_cpu_us"] = common.summary(idle["cpu_us"])
             print(f"{n} terminals: pure SCS steady p50 "
                   f"{scs[str(n)]['steady_us']['p50']:.0f} us; pure core p50 "
                   f"{core_by[str(n)]['group_1_us']['p50']:.0f} us alone, "
@@ -579,6 +593,9 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
                        "controller_counters": {k: v for k, v in counters.items()
                                                if k.startswith(("crs_", "crsap_"))}},
         "core_in_process": {"us": core["group_1_us"], "statuses": core["statuses"],
+                            "after_idle_us": core["group_1_after_idle_us"],
+                            "after_idle_cpu_us": core["group_1_after_idle_cpu_us"],
+                            "idle_gap_s": IDLE_GAP_S,
                             f"group_{core_group}_us": core[f"group_{core_group}_us"],
                             "reports_per_s": (1e6 / core["group_1_us"]["p50"])
                             if core["group_1_us"]["p50"] else None},
@@ -615,6 +632,10 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
             c = core_by[str(n)][kind]
             rows.append([f"pure core, {n} terminals", kind.replace("_us", "") + " us/report",
                          None, c["p50"], c["p99"], c["n"]])
+    c = core["group_1_after_idle_us"]
+    rows.append([f"pure core, {terminals} terminals",
+                 f"alone, {IDLE_GAP_S * 1e3:.0f} ms after the last us/report", None, c["p50"],
+                 c["p99"], c["n"]])
     for n in sizes:
         for kind in ("steady_us", "flip_us"):
             c = scs[str(n)][kind]

@@ -38,6 +38,9 @@ def test_reports_benchmark_writes_its_file(tmp_path):
     assert set(e2e["statuses"]) == {"200"}, e2e["statuses"]   # every signed report accepted
     assert e2e["latency_ms"]["n"] > 0 and e2e["latency_ms"]["p50"] > 0
     assert data["core_in_process"]["statuses"] == {"200": data["core_in_process"]["us"]["n"]}
+    idle = data["core_in_process"]["after_idle_us"]     # lone reports, 50 ms apart
+    assert idle["n"] > 0 and idle["p50"] > 0
+    assert data["core_in_process"]["after_idle_cpu_us"]["p50"] > 0
     assert set(data["scs_by_terminals"]) == {"30", "300"}
     for n in ("30", "300"):     # the pure core, alone and in group commits, at each size
         c = data["core_by_terminals"][n]
