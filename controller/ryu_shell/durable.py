@@ -12,6 +12,8 @@ waits for the loop (no socket readable: a lone report or frame) and syncs are sh
 `INLINE_MAX_S` on average), the sync runs on the loop itself: the loop would only wait for
 it, and the hand-offs to and from a thread (0.2-0.3 ms with their wake-ups on this kind of
 VM, far more when the loop's own work holds the GIL the thread needs to return) are saved.
+The price: a sync that stalls (the disk's rare spikes of tens of milliseconds) stalls the
+loop with it, once, before the average sends the next ones to the thread.
 
 What is sent before its commit on purpose (an EAP Success, `admission.early`) does not come
 through here. With a store that syncs in its commit (PostgreSQL, a read-only copy) nothing
@@ -155,10 +157,14 @@ class Outputs:
         self.sync_avg_s += (dt - self.sync_avg_s) * 0.2
 
     def _sync_timed(self, wal: WalSync) -> None:
-        """The sync, in the native thread, timed there."""
+        """The sync, in the native thread, timed there. The time includes waiting for the
+        GIL on the way back (up to the 5 ms switch interval while the loop runs Python), so
+        it counts for at most 2 x INLINE_MAX_S: a busy loop alone does not keep the next
+        idle moments' syncs off the loop, while a slow disk's syncs on the loop count in
+        full (no GIL to wait for there)."""
         t0 = time.perf_counter()
         wal.sync_file()
-        self._last_disk_s = time.perf_counter() - t0
+        self._last_disk_s = min(time.perf_counter() - t0, 2 * INLINE_MAX_S)
 
     def _step(self) -> None:
         wal = self._wal_of()
@@ -228,12 +234,16 @@ class Outputs:
 
 
 def loop_idle() -> bool:
-    """No input waits for the event loop: no file descriptor it watches (OpenFlow
+    """(On the hub's thread only: another thread would see a hub of its own, always idle.)
+    No input waits for the event loop: no file descriptor it watches (OpenFlow
     connections, EAPOL sockets, report connections) is readable or writable, asked of the
     hub's own poller with a zero timeout (level-triggered: nothing is consumed). Greenlets
     already due are not counted: they are the loop's own work, which would hold the GIL a
     native thread needs to finish its sync anyway, and one of them is often the reader that
-    just handed the frame over, yielding before it reads again. A hub without such a poller
+    just handed the frame over, yielding before it reads again. Work already read into the
+    process (events queued for the app) is not counted either: the hub hands ready input
+    over before it runs the greenlet that asks, so under load it is the next input, still
+    in the kernel, that sends the sync to the thread. A hub without such a poller
     (not eventlet's poll or epoll hub) counts as busy: the thread is used."""
     poller = getattr(eventlet.hubs.get_hub(), "poll", None)
     if poller is None or not hasattr(poller, "poll"):
