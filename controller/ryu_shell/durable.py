@@ -153,7 +153,8 @@ class Outputs:
         return True
 
     def _disk(self, dt: float) -> None:
-        """A sync's own duration (the disk's, without any hand-off) into the average."""
+        """A sync's duration into the average: on the loop, the disk's own; from the thread,
+        capped (`_sync_timed`)."""
         self.sync_avg_s += (dt - self.sync_avg_s) * 0.2
 
     def _sync_timed(self, wal: WalSync) -> None:
