@@ -96,6 +96,10 @@ class Security:
         # report that changes nothing else writes only those (Store.put_seen)
         self._rows: dict[str, tuple[Any, ...]] = {}
         self._rows_undone = store.undone    # (forgotten when the store undoes writes)
+        # while effects are handled: terminal -> its report's SCI JSON (or None), written
+        # once when they are done (a report that changes a decision asked twice: its SCI,
+        # then the generation its flows carry)
+        self._deferred: dict[str, str | None] | None = None
         # what the group being committed changed in memory: (terminals, seals, posts)
         self._group: tuple[list[str], list[s.SealGroup], int] = ([], [], 0)
         self._restore()
@@ -316,6 +320,21 @@ class Security:
     # --- internals ----------------------------------------------------------------------
 
     def _effects(self, effects: list, now: float) -> Out:
+        """The flows and writes of the SCS's effects. Each terminal's row is written once,
+        after all of them (still before the commit its flows wait for)."""
+        if self._deferred is not None:          # (within an outer call: it writes them)
+            return self._effects_now(effects, now)
+        self._deferred = {}
+        try:
+            out = self._effects_now(effects, now)
+            rows = self._deferred
+        finally:
+            self._deferred = None
+        for tid, sci_json in rows.items():
+            self._persist(tid, sci_json)
+        return out
+
+    def _effects_now(self, effects: list, now: float) -> Out:
         out: Out = []
         for e in effects:
             if isinstance(e, s.Enforce):
@@ -469,6 +488,10 @@ class Security:
     def _persist(self, tid: str, sci_json: str | None = None) -> None:
         """Its state and decision to the store. `sci_json`: its last SCI, already encoded
         (a report's). A decision's JSON is remembered: most terminals share a few."""
+        if self._deferred is not None:          # written when the effects are done
+            if sci_json is not None or tid not in self._deferred:
+                self._deferred[tid] = sci_json
+            return
         t = self.scs.terminals.get(tid)
         if t is None:
             return
