@@ -36,7 +36,6 @@ The probe: ``python -m controller.bench.auth probe --help`` (root, used by ``run
 from __future__ import annotations
 
 import argparse
-import select
 import signal
 import socket
 import struct
@@ -63,9 +62,12 @@ SERVER_PORT = 80                  # web/http: entitled for cells 1..3 (authoriza
 SO_TIMESTAMPNS = 35               # also SCM_TIMESTAMPNS
 ETH_P_IP = 0x0800
 PACKET_OUTGOING = 4
+SO_RCVBUFFORCE = 33               # (root: above net.core.rmem_max)
+WATCH_RCVBUF = 32 << 20
 # Our authenticator takes EAPOL-Starts from a port through a token bucket (3, then 1 per
 # second: authenticator.Timers); re-authentications are spaced so none is rate-limited.
 START_PACE_S = 1.1
+TRACE_RUNS = 15                   # exchanges captured for the per-message breakdown (a)
 
 
 # --- packets (pure) ------------------------------------------------------------------------
@@ -256,6 +258,8 @@ def probe(sources: list[tuple[str, ...]], server_ns: str, server_if: str, dst_ip
         attach_ethertype_filter(of_watch, 0x0800)
         of_watch.bind(("lo", ETH_P_ALL))
         of_watch.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        # read once a send interval: room for every segment loopback carries meanwhile
+        of_watch.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, WATCH_RCVBUF)
         of_watch.setblocking(False)
     of_times: list[float] = []
     sent: dict[str, list[float]] = {ip: [] for ip in tx}
@@ -281,20 +285,20 @@ def probe(sources: list[tuple[str, ...]], server_ns: str, server_if: str, dst_ip
             next_send += interval_s
             if next_send < now:                      # fell behind: skip, do not burst
                 next_send = now + interval_s
-        r, _, _ = select.select([rx, *watch, *([of_watch] if of_watch else [])], [], [],
-                                max(0.0, next_send - time.monotonic()))
-        for w in r:
-            if w is rx:
-                continue
-            if w is of_watch:
-                while True:
-                    try:
-                        frame, anc, _, addr = w.recvmsg(4096, 64)
-                    except BlockingIOError:
-                        break
-                    if addr[2] == PACKET_OUTGOING and of_segment(frame, of_port):
-                        of_times.append(_kernel_time(anc))
-                continue
+        # no wake-up per frame: the probe shares the two vCPUs with what it measures, so it
+        # sleeps until its next send and reads what arrived meanwhile, each with the
+        # kernel's receive time (the controller's messages and the EAPOL before the
+        # arrivals, so "last message before the arrival" sees them all)
+        time.sleep(max(0.0, next_send - time.monotonic()))
+        if of_watch is not None:
+            while True:
+                try:
+                    frame, anc, _, addr = of_watch.recvmsg(4096, 64)
+                except BlockingIOError:
+                    break
+                if addr[2] == PACKET_OUTGOING and of_segment(frame, of_port):
+                    of_times.append(_kernel_time(anc))
+        for w in watch:
             while True:
                 try:
                     frame, anc, _, addr = w.recvmsg(2048, 64)
@@ -304,7 +308,7 @@ def probe(sources: list[tuple[str, ...]], server_ns: str, server_if: str, dst_ip
                 if what and (watch[w], what) not in seen:
                     seen.add((watch[w], what))
                     out(f"EAPOL {watch[w]} {what} {_kernel_time(anc):.6f}")
-        while rx in r:
+        while True:
             try:
                 data, anc, _, addr = rx.recvmsg(2048, 64)
             except BlockingIOError:
@@ -614,23 +618,28 @@ class Bench:
     def eap(self, single: str, names: list[str], runs: int, rounds: int,
             trace_local: str | None = None) -> dict:
         """(a); `trace_local`: the single terminal's switch's LOCAL interface, captured
-        with the terminal's own for the per-message breakdown (`eaptrace`)."""
+        with the terminal's own for the per-message breakdown (`eaptrace`), over up to
+        `TRACE_RUNS` more exchanges after the measured ones: a capture wakes tcpdump for
+        every frame on the same two vCPUs, so the measured exchanges run without one, as
+        the reference's do."""
         from controller.bench import eaptrace
         from controller.bench.wpa import exchanges, stop_process, wait_results
         to = self.timeout_s
-        caps = ([self.capture(f"{single}-eth0", single), self.capture(trace_local, None)]
-                if trace_local else [])
+        caps: list[tuple[subprocess.Popen, Path]] = []
         p, log, ctrl = self.wpa(single)
+
+        def reauthenticate(k: int) -> None:
+            time.sleep(START_PACE_S)
+            if ctrl.request("REAUTHENTICATE").strip() != "OK":
+                raise RuntimeError("REAUTHENTICATE refused")
+            wait_results(log, k + 2, to)
         try:
             wait_results(log, 1, to)
             wait_until(ctrl.ready, 10, "wpa_supplicant control interface")
             before = self.ctl.status().get("counters", {})
             sched0, t_wall = common.sched(self.ctl.proc.pid), time.perf_counter()
             for k in range(runs):
-                time.sleep(START_PACE_S)
-                if ctrl.request("REAUTHENTICATE").strip() != "OK":
-                    raise RuntimeError("REAUTHENTICATE refused")
-                wait_results(log, k + 2, to)
+                reauthenticate(k)
             # the controller's timing of the single terminal's re-authentications alone
             sched1, t_wall = common.sched(self.ctl.proc.pid), time.perf_counter() - t_wall
             after = self.ctl.status().get("counters", {})
@@ -639,6 +648,10 @@ class Bench:
             # the event loop's thread over the whole phase (idle between exchanges included)
             self.single_sched = {**common.delta(sched1, sched0), "wall_ns": int(t_wall * 1e9),
                                  "exchanges": runs}
+            if trace_local:
+                caps = [self.capture(f"{single}-eth0", single), self.capture(trace_local, None)]
+                for k in range(runs, runs + min(TRACE_RUNS, runs)):
+                    reauthenticate(k)
         finally:
             stop_process(p)
             for proc, _ in caps:
@@ -646,7 +659,10 @@ class Bench:
         trace = eaptrace.summary(eaptrace.legs(*(eaptrace.read_pcap(pc) for _, pc in caps))) \
             if caps else None
         one = exchanges(_text(log))
-        print(f"(a) 1 terminal: {len(one.success_ms)} exchanges", flush=True)
+        traced = one.success_ms[runs + 1:]      # (the captured ones: the breakdown only)
+        one.success_ms[runs + 1:] = []
+        print(f"(a) 1 terminal: {len(one.success_ms)} exchanges "
+              f"(+{len(traced)} captured for the breakdown)", flush=True)
         started = []
         try:
             t0 = time.monotonic()
@@ -676,7 +692,9 @@ class Bench:
         return {
             "single": {"first_ms": one.success_ms[0] if one.success_ms else None, "reauth_ms": s_re,
                        "p50_ms": s_re["p50"], "p99_ms": s_re["p99"],
-                       "failures": len(one.failure_ms), "trace_us": trace},
+                       "failures": len(one.failure_ms), "trace_us": trace,
+                       # the captured exchanges (the trace's), apart: what capturing costs
+                       "traced_reauth_ms": common.summary(traced) if caps else None},
             "concurrent": {"n_terminals": len(names), "first_ms": first, "all_first_done_s": cold_s,
                            "reauth_ms": c_re, "p50_ms": c_re["p50"], "p99_ms": c_re["p99"],
                            "failures": sum(len(e.failure_ms) for e in per),
