@@ -93,11 +93,9 @@ class Outputs:
             return True
         if self.error is not None:
             return False
-        if (not self._held and not self._emitting and not self._syncing and not self._waiters
-                and self.sync_avg_s < INLINE_MAX_S):
+        if not self._held and not self._emitting and not self._syncing and not self._waiters:
             # nothing else waits for the disk: sync here, without a thread's handoff (a
-            # group of reports alone costs what it did when the commit synced); not in
-            # the disk's slow phases, where the loop would stand still in it
+            # group of reports alone costs what it did when the commit synced)
             return self._sync_here(wal)
         done = hub.Event()
         entry = (wal.mark() if wal is not None else 0, done)

@@ -334,23 +334,3 @@ def test_with_the_real_check_a_lone_output_syncs_on_the_loop(store):
     until(lambda: sent == ["lone"])
     assert counters["store_syncs_inline"] == 1 and counters["store_syncs"] == 0
     assert not store.db.wal.unsynced()
-
-
-def test_while_the_disk_is_slow_an_answer_alone_waits_for_the_thread(store, outputs):
-    out, _, counters = outputs
-    where = []
-    slow = [0.01]       # the first answer's sync is slow: the average goes over the limit
-
-    def sync():
-        where.append(threading.get_ident() == MAIN)
-        if slow:
-            original("time").sleep(slow.pop())
-    store.db.wal.sync_file = sync
-    commit(store, 1)
-    assert out.wait() is True           # nothing told it the disk is slow: on the loop
-    assert out.sync_avg_s >= INLINE_MAX_S
-    commit(store, 2)
-    assert out.wait() is True           # now the thread syncs while the loop goes on
-    assert where == [True, False] and not store.db.wal.unsynced()
-    assert counters["store_syncs_inline"] == 1 and counters["store_syncs"] == 1
-    store.db.wal.__dict__.pop("sync_file")
