@@ -240,6 +240,8 @@ def probe(sources: list[tuple[str, ...]], server_ns: str, server_if: str, dst_ip
     rx = socket_in(server_ns, socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
     rx.bind((server_if, ETH_P_IP))
     rx.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    # read once a send interval: room for every SYN of every terminal admitted meanwhile
+    rx.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, WATCH_RCVBUF)
     rx.setblocking(False)
     tx = {}
     templates: dict[str, SynTemplate] = {}
