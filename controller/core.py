@@ -139,13 +139,13 @@ class Core:
         self.audit.write({"event": "switch_down", "dpid": dpid})
 
     def port_status(self, dpid: int, port: int, up: bool, now: float | None = None,
-                    name: str | None = None) -> Out:
+                    name: str | None = None, eapol_direct: bool = False) -> Out:
         now = self._now = time.time() if now is None else now
         if dpid not in self.switches:
             return []
         adm, alone = self.admission, self.standalone
         if up:
-            return (adm.port_up(dpid, port, now) if adm else []) + \
+            return (adm.port_up(dpid, port, now, eapol_direct) if adm else []) + \
                 (alone.port_up(dpid, port, now, name) if alone else [])
         out = [(dpid, m) for m in self.forwarding.port_down(dpid, port)]
         return out + (adm.port_down(dpid, port, now) if adm else []) + \

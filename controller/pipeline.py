@@ -81,11 +81,13 @@ def infra_port_flow(port: int) -> Message:
     return ADMISSION.flow(Priority.ADM_INFRA, {"in_port": port}, [Goto(SECURITY.table_id)])
 
 
-def eapol_port_flows(mode: AdmissionMode, port: int,
-                     local_auth_mac: str | None = None) -> list[Message]:
+def eapol_port_flows(mode: AdmissionMode, port: int, local_auth_mac: str | None = None,
+                     direct: bool | None = None) -> list[Message]:
     """EAPOL from one edge port through that port's own packets/s meter: as packet-ins,
     and with `local_auth_mac` (the authenticator's MAC) the frames to the two EAPOL
-    destinations through the LOCAL port instead (`admission.local_port`). Added, then
+    destinations through the LOCAL port instead (`admission.local_port`); `direct` (True or
+    False with `eapol_transport: port`): whether the controller reads the port's own
+    interface, where the switch then drops them. Added, then
     modified: the meter may or may not survive on a reconnecting switch, and deleting it
     would remove its flows."""
     if mode.open or port > MAX_METERED_PORT:
@@ -99,6 +101,9 @@ def eapol_port_flows(mode: AdmissionMode, port: int,
                            [Meter(meter), Apply((Output(OFPP_CONTROLLER),))])]
     if local_auth_mac is not None:
         msgs += local_port.flows(port, meter, local_auth_mac)
+    if direct is not None:        # `eapol_transport: port`: read on the port or not (any more)
+        msgs.append(local_port.direct_flow(port) if direct else
+                    local_port.direct_flow_delete(port))
     return msgs
 
 

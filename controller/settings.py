@@ -32,12 +32,15 @@ SCHEMA = {
                            doc="EAPOL punt rate per switch (ports not yet seen)"),
         "eapol_port_pps": Field(int, default=20, check=in_range(1, 10000),
                                 doc="EAPOL punt rate per edge port"),
-        "eapol_transport": Field(str, default="packet_in", check=one_of("packet_in", "local"),
+        "eapol_transport": Field(str, default="packet_in",
+                                 check=one_of("packet_in", "local", "port"),
                                  doc="packet_in: EAPOL as OpenFlow packet-ins (any switch); "
                                      "local: through each switch's LOCAL port, read with a "
                                      "raw socket on the interface named like the switch "
                                      "(Open vSwitch on the controller host, docs/"
-                                     "authentication.md)"),
+                                     "authentication.md); port: read on each edge port's "
+                                     "own interface where it is on this host (a software "
+                                     "switch), else as local"),
         "restore_grace_s": Field(float, default=30.0, check=in_range(1, 3600),
                                  doc="after a restart, restored sessions re-authenticate "
                                      "within this time or are revoked"),
@@ -408,11 +411,11 @@ def validate(settings: Settings) -> Loaded:
                 if name not in known:
                     problems.append((where, "crs.enforce", f"{name!r} is neither a cell nor a "
                                      f"switch of {topo.file}"))
-    if settings.eapol_transport == "local" and not (
+    if settings.eapol_transport in ("local", "port") and not (
             settings.topology_file and settings.admission_mode == "authenticate"):
         problems.append((where, "admission.eapol_transport",
-                         "local needs admission.mode: authenticate and a topology file "
-                         "(its switch names are the LOCAL ports' interfaces)"))
+                         f"{settings.eapol_transport} needs admission.mode: authenticate and "
+                         "a topology file (its switch names are the LOCAL ports' interfaces)"))
     if settings.ha_enabled and "://" not in (settings.db_path or ""):
         problems.append((where, "ha.enabled", "several controllers need a shared store: "
                          "--store postgresql://..."))

@@ -12,6 +12,13 @@ is refused there). The controller answers with the port MAC as source; table 0 t
 such frames from LOCAL, puts the authenticator's MAC back and sends each out of the one port
 its source names. Every other frame from LOCAL is dropped.
 
+With `admission.eapol_transport: port` the controller also reads each edge port's own host
+interface (the switch's end of the terminal's link, as hostapd reads its port), which skips
+the switch in both directions: `from_port` turns what it reads there into the frame the
+switch would have written into LOCAL, so the core sees one transport, and `for_port` turns an
+answer back. The switch drops such a port's EAPOL (`direct_flow`) so that it is not read
+twice.
+
 The LOCAL port must not be a flood target (`ovs-ofctl -O OpenFlow10 mod-port BR BR
 no-flood`) and its host interface must not hand frames to the host's IP stack; `crs net up`
 does both (`controller.emulation.net`).
@@ -58,6 +65,18 @@ def flows(port: int, meter: int, auth_mac: str) -> list[Message]:
     return out
 
 
+def direct_flow(port: int) -> Message:
+    """An edge port whose own interface the controller reads: its EAPOL stops at the
+    switch (above `flows`, which stay for the answers a fallback sends through LOCAL)."""
+    return ADMISSION.flow(Priority.ADM_CONTROL + 3,
+                          {"in_port": port, "eth_type": ETH_TYPE_EAPOL}, [])
+
+
+def direct_flow_delete(port: int) -> Message:
+    return ADMISSION.delete_match({"in_port": port, "eth_type": ETH_TYPE_EAPOL},
+                                  Priority.ADM_CONTROL + 3)
+
+
 def base_flows() -> list[Message]:
     """From LOCAL, only the answers of `flows` pass: the rest (the host's own frames on
     that interface, a stale answer for a port gone) is dropped, never seen as EAPOL from
@@ -84,3 +103,31 @@ def to_switch(data: bytes, port: int) -> bytes:
 
 
 _GROUP = bytes.fromhex(PAE_GROUP_ADDR.replace(":", ""))
+
+
+def from_port(data: bytes, port: int, auth_mac: bytes) -> bytes | None:
+    """A frame read on edge port `port`'s own interface, as the switch's `flows` would have
+    written it into LOCAL (the port in its destination); None for what those flows would
+    not forward there: not EAPOL, or not to the PAE group address or the authenticator.
+    `port` is the interface's, never anything in the frame."""
+    if len(data) < 14 or data[12:14] != b"\x88\x8e" or not 0 < port < MAX_PORT:
+        return None
+    dst = data[:6]
+    kind = TO_GROUP if dst == _GROUP else TO_AUTHENTICATOR if dst == auth_mac else None
+    if kind is None:
+        return None
+    return bytes((PREFIX, kind)) + port.to_bytes(4, "big") + data[6:]
+
+
+def answer_port(data: bytes) -> int | None:
+    """The port an answer made for LOCAL (`to_switch`) is for."""
+    if len(data) < 14 or data[6] != PREFIX or data[7] != TO_GROUP:
+        return None
+    port = int.from_bytes(data[8:12], "big")
+    return port if 0 < port < MAX_PORT else None
+
+
+def for_port(data: bytes, auth_mac: bytes) -> bytes:
+    """An answer made for LOCAL as written on the port itself: the authenticator's MAC as
+    its source, as the switch's return flow would have put it."""
+    return data[:6] + auth_mac + data[12:]

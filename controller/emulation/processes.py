@@ -63,10 +63,10 @@ def auth_document(topology: str | Path, *, crs: bool = False,
     """The configuration (config/controller.yaml schema) of a controller that authenticates
     terminals: the shipped credentials and authorization unless others are given, `demo:
     true` (the shipped secrets are public: the controller refuses them without it), the
-    reacting system with `policy` (default: the shipped one) when `crs`, EAPOL through the
-    switches' LOCAL ports (Open vSwitch runs on this host). `extra` adds keys; a mapping in
+    reacting system with `policy` (default: the shipped one) when `crs`, EAPOL read on the
+    edge ports' own interfaces (Open vSwitch runs on this host). `extra` adds keys; a mapping in
     it is merged into the section of the same name."""
-    admission: dict[str, Any] = {"mode": "authenticate", "eapol_transport": "local",
+    admission: dict[str, Any] = {"mode": "authenticate", "eapol_transport": "port",
                                  "credentials": str(credentials or CREDENTIALS),
                                  "authorization": str(authorization or AUTHORIZATION)}
     if session_s is not None:

@@ -156,14 +156,20 @@ class Admission:
                                                     self.settings.restore_grace_s), now)
         return msgs, out
 
-    def port_up(self, dpid: int, port: int, now: float) -> Out:
+    def port_up(self, dpid: int, port: int, now: float, direct: bool = False) -> Out:
+        """`direct`: the shell reads this edge port's own interface (`eapol_transport:
+        port`, `local_port.from_port`); its EAPOL then stops at the switch, and answers
+        leave as LOCAL frames at once (the shell writes them on the port)."""
         out: Out = []
         if port not in self.trusted.get(dpid, ()):
             local = dpid in self.local
-            flows = eapol_port_flows(self.mode, port, self.auth.mac if local else None)
+            direct = direct and local
+            flows = eapol_port_flows(
+                self.mode, port, self.auth.mac if local else None,
+                direct if local and self.settings.eapol_transport == "port" else None)
             out += [(dpid, m) for m in flows]
             if local and flows:     # (no flows for a port beyond the metered range)
-                self._local_ports[(dpid, port)] = now + LOCAL_FLOW_SETTLE_S
+                self._local_ports[(dpid, port)] = now + (0 if direct else LOCAL_FLOW_SETTLE_S)
         return out + self._auth(self.auth.port_up(dpid, port, now), now)
 
     def port_down(self, dpid: int, port: int, now: float) -> Out:
@@ -275,9 +281,10 @@ class Admission:
 
     def local_interfaces(self) -> dict[int, str]:
         """dpid -> the host interface of its LOCAL port (the switch's name), when EAPOL
-        goes that way (`admission.eapol_transport: local`)."""
+        goes that way (`admission.eapol_transport: local`, and `port` for the ports the
+        shell cannot read directly)."""
         t = self.topology
-        if self.settings.eapol_transport != "local" or t is None:
+        if self.settings.eapol_transport not in ("local", "port") or t is None:
             return {}
         return {s.dpid: s.name for s in t.switches}
 

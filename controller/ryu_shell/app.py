@@ -30,6 +30,7 @@ from controller.ryu_shell.framework import handler as _handler
 from controller.ryu_shell.leadership import Leadership
 from controller.ryu_shell.local_eapol import LocalEapol
 from controller.ryu_shell.ofconv import to_ryu
+from controller.ryu_shell.port_eapol import PortEapol
 from controller.ryu_shell.radius_io import RadiusIo
 from controller.ryu_shell.rest import RestApi, _standby_body, wsgi
 from controller.ryu_shell.service_port import ServicePort
@@ -73,7 +74,8 @@ class CrsController(App):
         # what leaves waits for the disk sync of the decisions before it (pipelined)
         self.outputs = Outputs(lambda: self.core.store.db.wal, self._emit,
                                lambda: self.core.counters, _store_failed)
-        self.local_eapol = LocalEapol(self._local_frame)
+        self.local_eapol = LocalEapol(self._local_read)
+        self.port_eapol: PortEapol | None = None     # (admission.eapol_transport: port)
         self._local_ifaces: dict[int, str] = {}
         self._flow_reads: dict[int, tuple[object, list[Installed]]] = {}  # dpid -> (dp, so far)
         self.confirm = Confirmations()      # tagged barriers awaiting the switch's reply
@@ -109,6 +111,10 @@ class CrsController(App):
         core = core or self._load_core(read_only)
         if core.admission is not None:
             self._local_ifaces = core.admission.local_interfaces()
+            if self._settings.eapol_transport == "port" and self.port_eapol is None:
+                self.port_eapol = PortEapol(self._local_frame, core.admission.auth.mac,
+                                            self._settings.eapol_port_pps,
+                                            lambda: self.core.counters)
             core.admission.early = self._send_now   # an EAP Success before the commit
         old = getattr(self, "core", None)
         if old is not None:             # counters run on across takeovers and copies
@@ -263,7 +269,7 @@ class CrsController(App):
                     self._send_run(run)
                     run = []
                 if isinstance(msg, LocalFrame):
-                    self.local_eapol.send(dpid, msg.data)
+                    self._eapol_out(dpid, msg.data)
                     continue
                 dp = self.datapaths.get(dpid)
                 if dp is None:
@@ -346,7 +352,7 @@ class CrsController(App):
                 return False
             for dpid, msg in out:
                 if isinstance(msg, LocalFrame):
-                    self.local_eapol.send(dpid, msg.data)
+                    self._eapol_out(dpid, msg.data)
                 else:
                     _send(self.datapaths[dpid], msg)
             if self._answered_at is None:
@@ -354,6 +360,12 @@ class CrsController(App):
             return True
         finally:
             self._send_lock.release()
+
+    def _eapol_out(self, dpid: int, data: bytes) -> None:
+        """An answer made for LOCAL: on its port's own interface when that is read here
+        (`eapol_transport: port`), else into the switch's LOCAL port."""
+        if self.port_eapol is None or not self.port_eapol.send(dpid, data):
+            self.local_eapol.send(dpid, data)
 
     def _sends_at_once(self, dpid: int, msg) -> bool:
         if isinstance(msg, LocalFrame):
@@ -402,9 +414,19 @@ class CrsController(App):
         ofp = dp.ofproto
         for p in ev.msg.body:
             if p.port_no < ofp.OFPP_MAX:
-                self.send(self.core.port_status(dp.id, p.port_no,
-                                                not p.state & ofp.OFPPS_LINK_DOWN,
-                                                name=_port_name(p.name)))
+                name = _port_name(p.name)
+                self.send(self.core.port_status(
+                    dp.id, p.port_no, not p.state & ofp.OFPPS_LINK_DOWN, name=name,
+                    eapol_direct=self._read_port(dp.id, p.port_no, name, p.hw_addr)))
+
+    def _read_port(self, dpid: int, port: int, name: str, hw_addr: str) -> bool:
+        """With `eapol_transport: port`: whether this edge port's own interface is read
+        from now on (the switch's LOCAL port is, and the interface is on this host)."""
+        adm = self.core.admission
+        if self.port_eapol is None or adm is None or not adm.edge(dpid, port) or \
+                not self.local_eapol.can_send(dpid):
+            return False
+        return self.port_eapol.open(dpid, port, name, hw_addr)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def _state(self, ev):
@@ -413,6 +435,8 @@ class CrsController(App):
             if self.datapaths.get(dp.id) is dp:
                 del self.datapaths[dp.id]
                 self.local_eapol.close(dp.id)
+                if self.port_eapol is not None:
+                    self.port_eapol.close_switch(dp.id)
                 self.confirm.forget(dp.id)
                 self.core.switch_down(dp.id)
                 log.info("switch %016x disconnected", dp.id)
@@ -428,6 +452,16 @@ class CrsController(App):
         t0, c0 = time.perf_counter(), time.thread_time() if eapol else 0.0
         out = self.core.packet_in(msg.datapath.id, in_port, msg.table_id, msg.data)
         self._timed(t0, c0, out, eapol, kind=frame_kind(msg.data) if eapol else None)
+
+    def _local_read(self, dpid: int, frames: list[bytes]) -> None:
+        """Frames from a LOCAL port; those of a port read on its own interface are not
+        taken twice (the switch's flow that drops them there may not be in yet)."""
+        pe = self.port_eapol
+        if pe is not None and pe.ports:
+            frames = [f for f in frames if not pe.reads(dpid, int.from_bytes(f[2:6], "big"))]
+            if not frames:
+                return
+        self._local_frame(dpid, frames)
 
     def _local_frame(self, dpid: int, frames: list[bytes]) -> None:
         if not self.active:          # every controller reads LOCAL; only the leader answers
@@ -476,8 +510,12 @@ class CrsController(App):
         ofp = msg.datapath.ofproto
         desc = msg.desc
         up = msg.reason != ofp.OFPPR_DELETE and not (desc.state & ofp.OFPPS_LINK_DOWN)
-        self.send(self.core.port_status(msg.datapath.id, desc.port_no, up,
-                                        name=_port_name(desc.name)))
+        dpid, name = msg.datapath.id, _port_name(desc.name)
+        if msg.reason == ofp.OFPPR_DELETE and self.port_eapol is not None:
+            self.port_eapol.close(dpid, desc.port_no)
+        direct = up and self._read_port(dpid, desc.port_no, name, desc.hw_addr)
+        self.send(self.core.port_status(dpid, desc.port_no, up, name=name,
+                                        eapol_direct=direct))
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     def _error(self, ev):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from nethelpers import CREDS, PY, ROOT, ping, tcp_ok, web_server
 
 from controller.admission.eapol import EapCode, EapType, MalformedFrame, parse_frame
@@ -202,14 +203,16 @@ def attack(host, *args: str) -> str:
     return out
 
 
+@pytest.mark.parametrize("transport", ["local", "port"])
 def test_through_the_local_port_a_terminal_speaks_only_for_its_own_port(controller, network,
-                                                                        tmp_path):
-    """EAPOL through the switches' LOCAL ports (admission.eapol_transport: local): c1t2
-    forges c1t1's Logoff, addresses frames to c1t1's port MAC, and poses as the controller's
-    answer to c1t1. The switch names c1t2's port on all of them: c1t1 stays in, and c1t1's
-    interface sees nothing of it."""
+                                                                        tmp_path, transport):
+    """EAPOL through the switches' LOCAL ports (admission.eapol_transport: local), or read on
+    each edge port's own interface (port): c1t2 forges c1t1's Logoff, addresses frames to
+    c1t1's port MAC, and poses as the controller's answer to c1t1. The switch (local) or
+    the interface it came in on (port) names c1t2's port on all of them: c1t1 stays in,
+    and c1t1's interface sees nothing of it."""
     _, cfg = controller_config(tmp_path / "controller.yaml", ROOT / "topologies/minimal.yaml",
-                               extra={"admission": {"eapol_transport": "local"}})
+                               extra={"admission": {"eapol_transport": transport}})
     ctl = controller("--config", str(cfg))
     emu = network("topologies/minimal.yaml", ctl)
     web_server(emu, "update", 80)
@@ -220,6 +223,9 @@ def test_through_the_local_port_a_terminal_speaks_only_for_its_own_port(controll
     wait_until(lambda: tcp_ok(victim, UPDATE, 80), 15, "c1t1 reaches the update server")
     counters = ctl.status()["counters"]
     assert counters.get("eapol_local", 0) >= 3 and counters.get("packet_in_eapol", 0) == 0
+    # local: nothing read on the ports; port: all of it
+    assert counters.get("eapol_port_read", 0) == (0 if transport == "local" else
+                                                  counters["eapol_local"])
     cap, pcap = eapol_capture(emu, tmp_path, "c1t1")
     before = len(eap_frames(pcap))
     attacker = emu.host("c1t2")
@@ -230,8 +236,11 @@ def test_through_the_local_port_a_terminal_speaks_only_for_its_own_port(controll
            "--count", "5", "--interval", "0.1")
     attack(attacker, "eapol", "--eapol-type", "0", "--src-mac", port2, "--dst-mac", C1T1_MAC,
            "--body", EAP_SUCCESS, "--count", "5", "--interval", "0.1")
-    wait_until(lambda: ctl.status()["counters"].get("dot1x_wrong_destination", 0) >= 10, 10,
-               "the frames to port MACs refused as packet-ins")
+    refused = "dot1x_wrong_destination" if transport == "local" else "eapol_port_refused"
+    wait_until(lambda: ctl.status()["counters"].get(refused, 0) >= 10, 10,
+               "the frames to port MACs refused (as packet-ins, or read on c1t2's port)")
+    if transport == "port":     # the forged Logoffs were read, as c1t2's
+        assert ctl.status()["counters"]["eapol_port_read"] >= counters["eapol_port_read"] + 5
     assert terminal(ctl, "c1t1") is not None
     assert tcp_ok(victim, UPDATE, 80)
     time.sleep(0.5)         # what the attack could have sent c1t1 has arrived by now

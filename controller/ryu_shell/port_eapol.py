@@ -1,0 +1,224 @@
+"""The shell's side of `admission.eapol_transport: port`: EAPOL read and written on each edge
+port's own host interface (the switch's end of the terminal's link), as hostapd sits on its
+port, so that an EAP exchange does not cross the software switch at all. Only where that
+interface is on this host and carries the MAC the switch reports for the port; every other
+port keeps the LOCAL transport (`local_eapol`).
+
+The port is the interface's, never anything the frame says. What is read goes to the core as
+the frame the switch would have written into LOCAL (`local_port.from_port`), so the core's
+checks are the same; answers are written on the one port they name. The switch's own
+per-port meter no longer sees these frames, so each port has a token bucket of the same rate
+here, and a small kernel buffer of its own: a flooding port's excess is dropped by the kernel
+while its socket is left unread, at no cost to the others.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import re
+import socket
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from eventlet.hubs import trampoline
+from eventlet.patcher import original
+
+from controller.admission import local_port
+from controller.rawsock import ETH_P_ALL, attach_ethertype_filter
+from controller.ryu_shell.framework import hub
+from controller.ryu_shell.local_eapol import (
+    ETH_P_EAPOL,
+    PACKET_IGNORE_OUTGOING,
+    PACKET_OUTGOING,
+    SOL_PACKET,
+)
+
+log = logging.getLogger("crs.port_eapol")
+_select = original("select")
+_socket = original("socket")
+IFNAME = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
+RCVBUF = 16384           # bytes asked of the kernel per port: a few dozen frames at most
+MAX_READ = 8             # frames taken from one port in one round
+
+
+@dataclass
+class _Port:
+    dpid: int
+    port: int
+    ifname: str
+    sock: socket.socket
+    tokens: float
+    stamp: float
+    paused: bool = False
+
+
+class PortEapol:
+    """Sockets by (dpid, port), all waited on through one epoll. `handle(dpid, frames)`
+    gets the frames read in one round from a switch's ports, in the LOCAL form."""
+
+    def __init__(self, handle: Callable[[int, list[bytes]], None], auth_mac: str,
+                 pps: int, counters: Callable[[], dict], sys_net: str = "/sys/class/net"):
+        self.handle = handle
+        self.auth_mac = bytes.fromhex(auth_mac.replace(":", ""))
+        self.rate, self.burst = float(pps), float(max(5, pps // 2))   # as the switch's meter
+        self.counters = counters
+        self.sys_net = Path(sys_net)
+        self.ports: dict[tuple[int, int], _Port] = {}
+        self._by_fd: dict[int, _Port] = {}
+        self._ep = _select.epoll()
+        self._reader = None
+
+    # --- ports -------------------------------------------------------------------------
+
+    def open(self, dpid: int, port: int, ifname: str, hw_addr: str) -> bool:
+        """Read `ifname` as (dpid, port) if it is on this host with the port's MAC; False
+        (the port keeps the LOCAL transport) otherwise."""
+        key = (dpid, port)
+        old = self.ports.get(key)
+        if old is not None and old.ifname == ifname:
+            return True
+        self.close(dpid, port)
+        if not IFNAME.fullmatch(ifname):
+            return False
+        try:
+            mac = (self.sys_net / ifname / "address").read_text().strip().lower()
+        except OSError:
+            return False            # not on this host (a switch elsewhere)
+        if mac != hw_addr.lower():
+            log.warning("switch %016x port %d: interface %s here has MAC %s, the switch's port "
+                        "%s: not read (EAPOL through LOCAL)", dpid, port, ifname, mac, hw_addr)
+            return False
+        try:
+            sock = _socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        except OSError as exc:
+            log.warning("no raw socket for %s (%s): EAPOL through LOCAL", ifname, exc)
+            return False
+        try:
+            attach_ethertype_filter(sock, ETH_P_EAPOL)
+            try:
+                sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            except OSError:     # kernels before 4.20: the reader skips them itself
+                pass
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+            sock.bind((ifname, ETH_P_ALL))
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            log.warning("switch %016x port %d: cannot read %s (%s): EAPOL through LOCAL",
+                        dpid, port, ifname, exc)
+            return False
+        p = _Port(dpid, port, ifname, sock, self.burst, time.monotonic())
+        self.ports[key] = p
+        self._by_fd[sock.fileno()] = p
+        self._ep.register(sock.fileno(), _select.EPOLLIN)
+        self.counters()["eapol_port_opened"] += 1
+        if self._reader is None:
+            self._reader = hub.spawn(self._run)
+        return True
+
+    def close(self, dpid: int, port: int) -> None:
+        p = self.ports.pop((dpid, port), None)
+        if p is None:
+            return
+        fd = p.sock.fileno()
+        self._by_fd.pop(fd, None)
+        if not p.paused:
+            try:
+                self._ep.unregister(fd)
+            except OSError:
+                pass
+        p.sock.close()
+
+    def close_switch(self, dpid: int) -> None:
+        for key in [k for k in self.ports if k[0] == dpid]:
+            self.close(*key)
+
+    def reads(self, dpid: int, port: int) -> bool:
+        return (dpid, port) in self.ports
+
+    # --- frames ------------------------------------------------------------------------
+
+    def send(self, dpid: int, data: bytes) -> bool:
+        """Write an answer made for LOCAL on the port it names, if that port is read here;
+        False: it is not (the caller writes it into LOCAL). Never yields; a full buffer
+        drops it (the authenticator retransmits)."""
+        port = local_port.answer_port(data)
+        p = self.ports.get((dpid, port)) if port is not None else None
+        if p is None:
+            return False
+        try:
+            p.sock.send(local_port.for_port(data, self.auth_mac), socket.MSG_DONTWAIT)
+        except OSError as exc:
+            log.info("switch %016x port %d: EAPOL write failed: %s", dpid, p.port, exc)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            try:
+                trampoline(self._ep.fileno(), read=True)
+                ready = self._ep.poll(0)
+            except Exception:      # a bug here must not end reading for every port
+                log.exception("port EAPOL reader failed")
+                hub.sleep(0.1)
+                continue
+            by_switch: dict[int, list[bytes]] = defaultdict(list)
+            for fd, _ in ready:
+                p = self._by_fd.get(fd)
+                if p is not None:
+                    by_switch[p.dpid] += self._read(p)
+            for dpid, frames in by_switch.items():
+                if frames:
+                    try:
+                        self.handle(dpid, frames)
+                    except Exception:   # a bug on one frame must not stop the reader
+                        log.exception("switch %016x: EAPOL frame failed", dpid)
+            hub.sleep(0)        # a flood: OpenFlow, reports and the rest go on
+
+    def _read(self, p: _Port) -> list[bytes]:
+        """Up to MAX_READ frames of one port within its rate, in the LOCAL form. A port
+        over its rate is left unread until a token is due: the kernel drops the rest."""
+        now = time.monotonic()
+        p.tokens = min(self.burst, p.tokens + (now - p.stamp) * self.rate)
+        p.stamp = now
+        out: list[bytes] = []
+        c = self.counters()
+        for _ in range(MAX_READ):
+            try:
+                data, addr = p.sock.recvfrom(2048, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENETDOWN:     # (down: its frames are gone with it)
+                    log.warning("switch %016x port %d: EAPOL socket failed: %s; EAPOL "
+                                "through LOCAL once the port is listed again", p.dpid,
+                                p.port, exc)
+                    self.close(p.dpid, p.port)
+                break
+            if addr[2] == PACKET_OUTGOING:
+                continue
+            if p.tokens < 1:
+                c["eapol_port_over_rate"] += 1
+                continue
+            p.tokens -= 1
+            frame = local_port.from_port(data, p.port, self.auth_mac)
+            c["eapol_port_read" if frame else "eapol_port_refused"] += 1
+            if frame is not None:
+                out.append(frame)
+        if p.tokens < 1 and self.ports.get((p.dpid, p.port)) is p:
+            self._pause(p, (1 - p.tokens) / self.rate)
+        return out
+
+    def _pause(self, p: _Port, delay: float) -> None:
+        if p.paused:
+            return
+        p.paused = True
+        self._ep.unregister(p.sock.fileno())
+
+        def resume() -> None:
+            if self.ports.get((p.dpid, p.port)) is p and p.paused:
+                p.paused = False
+                self._ep.register(p.sock.fileno(), _select.EPOLLIN)
+        hub.spawn_after(delay, resume)

@@ -1,0 +1,130 @@
+"""The shell's port sockets (admission.eapol_transport: port, controller/ryu_shell/port_eapol.py)
+on a real veth pair: one end is "the switch's port", read by the controller's socket; the
+other plays the terminal. The frame is taken as the port's whatever it says, the answer
+leaves on that port with the authenticator's MAC, the controller's own writes are never
+read back, a port whose interface does not carry the switch's MAC for it is not read, and a
+flooding port is held to its rate without taking the reader down."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from controller.admission import local_port
+from controller.admission.eapol import PAE_GROUP_ADDR
+from controller.admission.supplicant import Supplicant
+from controller.ryu_shell.framework import hub
+from controller.ryu_shell.port_eapol import PortEapol
+
+AUTH_MAC = "02:00:00:00:ff:fe"
+AUTH = bytes.fromhex(AUTH_MAC.replace(":", ""))
+GROUP = bytes.fromhex(PAE_GROUP_ADDR.replace(":", ""))
+TERM_MAC = "02:00:00:00:01:01"
+
+
+@pytest.fixture
+def veth():
+    """(switch end, terminal end): a veth pair of our own in this namespace."""
+    tag = os.urandom(3).hex()
+    a, b = f"pe{tag}a", f"pe{tag}b"
+    subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b], check=True)
+    try:
+        for name in (a, b):
+            subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{name}.disable_ipv6=1"],
+                           check=False, capture_output=True)
+            subprocess.run(["ip", "link", "set", name, "up"], check=True)
+        yield a, b
+    finally:
+        subprocess.run(["ip", "link", "del", a], capture_output=True)
+
+
+def until(cond, deadline_s: float, what: str) -> None:
+    end = time.monotonic() + deadline_s
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"not within {deadline_s} s: {what}")
+        hub.sleep(0.005)            # the reader is a green thread: let it run
+
+
+def terminal_socket(ifname: str) -> socket.socket:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x888E))
+    s.bind((ifname, 0x888E))
+    s.setblocking(False)
+    return s
+
+
+def received(s: socket.socket) -> list[bytes]:
+    out = []
+    while True:
+        try:
+            data, addr = s.recvfrom(2048)
+        except BlockingIOError:
+            return out
+        if addr[2] != 4:             # not its own writes
+            out.append(data)
+
+
+def test_a_port_socket_reads_its_port_answers_on_it_and_holds_a_flood(veth):
+    sw, term = veth
+    sw_mac = Path(f"/sys/class/net/{sw}/address").read_text().strip()
+    got: list[tuple[int, list[bytes]]] = []
+    counters: Counter = Counter()
+    pe = PortEapol(lambda dpid, frames: got.append((dpid, frames)), AUTH_MAC, 20,
+                   lambda: counters)
+    # the switch reports another MAC for the port: this interface is not that port
+    assert not pe.open(1, 5, sw, "02:00:00:00:00:99") and not pe.reads(1, 5)
+    assert not pe.open(1, 5, "no/such", sw_mac)
+    assert pe.open(1, 5, sw, sw_mac) and pe.reads(1, 5)
+    t = terminal_socket(term)
+    try:
+        start = Supplicant("c1t1@crs.example", TERM_MAC, psk=b"\0" * 16).start()
+        assert start[:6] == GROUP
+        t.send(start)
+        until(lambda: got, 5, "the Start read on the port")
+        assert got == [(1, [local_port.from_port(start, 5, AUTH)])]
+        assert local_port.from_switch(got[0][1][0], AUTH) == (5, start)
+
+        # an answer made for LOCAL leaves on port 5 itself, from the authenticator's MAC
+        body = b"\x02\x00\x00\x05\x01\x07\x00\x05\x01"
+        answer = bytes.fromhex(TERM_MAC.replace(":", "")) + AUTH + b"\x88\x8e" + body
+        assert pe.send(1, local_port.to_switch(answer, 5))
+        until(lambda: received(t) == [answer] or got[1:], 5, "the answer on the terminal")
+        assert not pe.send(1, local_port.to_switch(answer, 6))     # port 6 is not read here
+        # its own write was not read back as the port's: the next frame taken is the
+        # terminal's, to the authenticator this time
+        t.send(AUTH + start[6:])
+        until(lambda: len(got) == 2, 5, "the second frame")
+        assert got[1] == (1, [local_port.from_port(AUTH + start[6:], 5, AUTH)])
+        # to a port MAC (as if the switch had written it), or to anyone else: refused
+        for dst in (bytes.fromhex("0e0000000006"), bytes(6)):
+            t.send(dst + start[6:])
+        until(lambda: counters["eapol_port_refused"] == 2, 5, "two frames refused")
+        assert len(got) == 2
+
+        # a flood: the port is held to its rate (20/s, a burst of 10); the rest is dropped
+        # here or by the kernel while the socket is left unread
+        taken_before = counters["eapol_port_read"]
+        t0 = time.monotonic()
+        for _ in range(500):
+            try:
+                t.send(start)
+            except BlockingIOError:
+                pass
+        until(lambda: counters["eapol_port_over_rate"] > 0, 5, "the flood over the rate")
+        taken = counters["eapol_port_read"] - taken_before
+        assert 1 <= taken <= 10 + 20 * (time.monotonic() - t0) + 1
+        # and the port is read again once a token is due
+        n, end = len(got), time.monotonic() + 5
+        while len(got) == n:
+            assert time.monotonic() < end, "no frame taken after the flood"
+            t.send(start)
+            hub.sleep(0.05)
+    finally:
+        t.close()
+        pe.close(1, 5)
+    assert not pe.reads(1, 5) and pe.ports == {}
