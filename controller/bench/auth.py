@@ -539,9 +539,16 @@ class Bench:
         delta = {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], int)}
         n_flows = max(1, delta.get("timed_eapol_flows", 0))
         # the controller's own time for the frame that admits (PSK-4: Success, commit, flows)
+        syncs = delta.get("store_syncs", 0) + delta.get("store_syncs_inline", 0)
+        held = delta.get("store_outputs_held", 0)
         in_controller = {"admissions_and_revocations": delta.get("timed_eapol_flows", 0),
                          "core_us": delta.get("time_eapol_flows_core_us", 0) / n_flows,
-                         "send_us": delta.get("time_eapol_flows_send_us", 0) / n_flows}
+                         "send_us": delta.get("time_eapol_flows_send_us", 0) / n_flows,
+                         # the commit's disk sync its flows wait for: on the loop or in the
+                         # native thread, and how long what it held waited
+                         "syncs": syncs, "syncs_on_loop": delta.get("store_syncs_inline", 0),
+                         "sync_us": delta.get("time_store_sync_us", 0) / max(1, syncs),
+                         "held_us": delta.get("time_store_held_us", 0) / max(1, held)}
         print(f"(b) 1 terminal: {runs} runs (wpa_supplicant)", flush=True)
         ours = []        # the same with our Python supplicant (slower on the terminal's side)
         for i in range(max(1, runs // 2)):

@@ -114,7 +114,7 @@ class CrsController(App):
             if self._settings.eapol_transport == "port" and self.port_eapol is None:
                 self.port_eapol = PortEapol(self._local_frame, core.admission.auth.mac,
                                             self._settings.eapol_port_pps,
-                                            lambda: self.core.counters)
+                                            lambda: self.core.counters, self._port_lost)
             core.admission.early = self._send_now   # an EAP Success before the commit
         old = getattr(self, "core", None)
         if old is not None:             # counters run on across takeovers and copies
@@ -419,6 +419,13 @@ class CrsController(App):
                     dp.id, p.port_no, not p.state & ofp.OFPPS_LINK_DOWN, name=name,
                     eapol_direct=self._read_port(dp.id, p.port_no, name, p.hw_addr)))
 
+    def _port_lost(self, dpid: int, port: int) -> None:
+        """A port's socket failed: the switch lists its ports again, and the port, no
+        longer read here, gets its EAPOL through LOCAL back (`_read_port`)."""
+        dp = self.datapaths.get(dpid)
+        if dp is not None and self.active:
+            dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+
     def _read_port(self, dpid: int, port: int, name: str, hw_addr: str) -> bool:
         """With `eapol_transport: port`: whether this edge port's own interface is read
         from now on (the switch's LOCAL port is, and the interface is on this host)."""
@@ -504,15 +511,15 @@ class CrsController(App):
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _port_status(self, ev):
-        if not self.active:
-            return
         msg = ev.msg
         ofp = msg.datapath.ofproto
         desc = msg.desc
-        up = msg.reason != ofp.OFPPR_DELETE and not (desc.state & ofp.OFPPS_LINK_DOWN)
         dpid, name = msg.datapath.id, _port_name(desc.name)
         if msg.reason == ofp.OFPPR_DELETE and self.port_eapol is not None:
-            self.port_eapol.close(dpid, desc.port_no)
+            self.port_eapol.close(dpid, desc.port_no)      # (a standby's too: it may lead next)
+        if not self.active:
+            return
+        up = msg.reason != ofp.OFPPR_DELETE and not (desc.state & ofp.OFPPS_LINK_DOWN)
         direct = up and self._read_port(dpid, desc.port_no, name, desc.hw_addr)
         self.send(self.core.port_status(dpid, desc.port_no, up, name=name,
                                         eapol_direct=direct))

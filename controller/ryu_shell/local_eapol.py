@@ -54,7 +54,9 @@ class LocalEapol:
         if it cannot be opened (the switch's EAPOL then stays with packet-ins)."""
         self.close(dpid)
         try:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            # no protocol until bound: created with ETH_P_ALL, it would take every
+            # interface's frames until then, and keep them queued
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except OSError as exc:
             log.warning("switch %016x: no raw socket (%s): EAPOL stays with packet-ins",
                         dpid, exc)

@@ -49,6 +49,8 @@ class _Port:
     dpid: int
     port: int
     ifname: str
+    ifindex: int
+    mac: str
     sock: socket.socket
     tokens: float
     stamp: float
@@ -60,8 +62,11 @@ class PortEapol:
     gets the frames read in one round from a switch's ports, in the LOCAL form."""
 
     def __init__(self, handle: Callable[[int, list[bytes]], None], auth_mac: str,
-                 pps: int, counters: Callable[[], dict], sys_net: str = "/sys/class/net"):
+                 pps: int, counters: Callable[[], dict],
+                 lost: Callable[[int, int], None] = lambda dpid, port: None,
+                 sys_net: str = "/sys/class/net"):
         self.handle = handle
+        self.lost = lost        # a port's socket failed: its EAPOL must go by LOCAL again
         self.auth_mac = bytes.fromhex(auth_mac.replace(":", ""))
         self.rate, self.burst = float(pps), float(max(5, pps // 2))   # as the switch's meter
         self.counters = counters
@@ -74,43 +79,29 @@ class PortEapol:
     # --- ports -------------------------------------------------------------------------
 
     def open(self, dpid: int, port: int, ifname: str, hw_addr: str) -> bool:
-        """Read `ifname` as (dpid, port) if it is on this host with the port's MAC; False
-        (the port keeps the LOCAL transport) otherwise."""
+        """Read `ifname` as (dpid, port) if it is on this host, an Ethernet link with the
+        port's MAC (a veth end or a NIC: a tap, such as a switch's internal port, shows a
+        terminal's frames as outgoing); False (the port keeps the LOCAL transport)
+        otherwise. A port already read stays so while its interface is the same one."""
         key = (dpid, port)
+        here = self._interface(ifname)
         old = self.ports.get(key)
-        if old is not None and old.ifname == ifname:
+        if old is not None and here == (old.ifindex, old.mac) and old.mac == hw_addr.lower():
             return True
         self.close(dpid, port)
-        if not IFNAME.fullmatch(ifname):
-            return False
-        try:
-            mac = (self.sys_net / ifname / "address").read_text().strip().lower()
-        except OSError:
-            return False            # not on this host (a switch elsewhere)
+        if here is None:
+            return False            # not on this host (a switch elsewhere), or not a link
+        ifindex, mac = here
         if mac != hw_addr.lower():
             log.warning("switch %016x port %d: interface %s here has MAC %s, the switch's port "
                         "%s: not read (EAPOL through LOCAL)", dpid, port, ifname, mac, hw_addr)
             return False
-        try:
-            sock = _socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
-        except OSError as exc:
-            log.warning("no raw socket for %s (%s): EAPOL through LOCAL", ifname, exc)
+        sock = _packet_socket(ifname)
+        if sock is None:
+            log.warning("switch %016x port %d: cannot read %s: EAPOL through LOCAL", dpid, port,
+                        ifname)
             return False
-        try:
-            attach_ethertype_filter(sock, ETH_P_EAPOL)
-            try:
-                sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            except OSError:     # kernels before 4.20: the reader skips them itself
-                pass
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-            sock.bind((ifname, ETH_P_ALL))
-            sock.setblocking(False)
-        except OSError as exc:
-            sock.close()
-            log.warning("switch %016x port %d: cannot read %s (%s): EAPOL through LOCAL",
-                        dpid, port, ifname, exc)
-            return False
-        p = _Port(dpid, port, ifname, sock, self.burst, time.monotonic())
+        p = _Port(dpid, port, ifname, ifindex, mac, sock, self.burst, time.monotonic())
         self.ports[key] = p
         self._by_fd[sock.fileno()] = p
         self._ep.register(sock.fileno(), _select.EPOLLIN)
@@ -131,6 +122,19 @@ class PortEapol:
             except OSError:
                 pass
         p.sock.close()
+
+    def _interface(self, ifname: str) -> tuple[int, str] | None:
+        """(ifindex, MAC) of an Ethernet interface of this host that is not a tap."""
+        if not IFNAME.fullmatch(ifname) or ifname in (".", ".."):
+            return None
+        d = self.sys_net / ifname
+        try:
+            if (d / "type").read_text().strip() != "1" or (d / "tun_flags").exists():
+                return None
+            return (int((d / "ifindex").read_text()),
+                    (d / "address").read_text().strip().lower())
+        except (OSError, ValueError):
+            return None
 
     def close_switch(self, dpid: int) -> None:
         for key in [k for k in self.ports if k[0] == dpid]:
@@ -153,6 +157,8 @@ class PortEapol:
             p.sock.send(local_port.for_port(data, self.auth_mac), socket.MSG_DONTWAIT)
         except OSError as exc:
             log.info("switch %016x port %d: EAPOL write failed: %s", dpid, p.port, exc)
+            if exc.errno in (errno.ENXIO, errno.ENODEV):     # the interface is gone
+                self._lose(p)
         return True
 
     def _run(self) -> None:
@@ -167,8 +173,13 @@ class PortEapol:
             by_switch: dict[int, list[bytes]] = defaultdict(list)
             for fd, _ in ready:
                 p = self._by_fd.get(fd)
-                if p is not None:
+                if p is None:
+                    continue
+                try:
                     by_switch[p.dpid] += self._read(p)
+                except Exception:   # a bug on one port: that port goes back to LOCAL
+                    log.exception("switch %016x port %d: EAPOL read failed", p.dpid, p.port)
+                    self._lose(p)
             for dpid, frames in by_switch.items():
                 if frames:
                     try:
@@ -193,9 +204,8 @@ class PortEapol:
             except OSError as exc:
                 if exc.errno != errno.ENETDOWN:     # (down: its frames are gone with it)
                     log.warning("switch %016x port %d: EAPOL socket failed: %s; EAPOL "
-                                "through LOCAL once the port is listed again", p.dpid,
-                                p.port, exc)
-                    self.close(p.dpid, p.port)
+                                "through LOCAL", p.dpid, p.port, exc)
+                    self._lose(p)
                 break
             if addr[2] == PACKET_OUTGOING:
                 continue
@@ -207,9 +217,17 @@ class PortEapol:
             c["eapol_port_read" if frame else "eapol_port_refused"] += 1
             if frame is not None:
                 out.append(frame)
+            else:
+                log.debug("switch %016x port %d: EAPOL to %s not taken (%d bytes)", p.dpid,
+                          p.port, data[:6].hex(":"), len(data))
         if p.tokens < 1 and self.ports.get((p.dpid, p.port)) is p:
             self._pause(p, (1 - p.tokens) / self.rate)
         return out
+
+    def _lose(self, p: _Port) -> None:
+        if self.ports.get((p.dpid, p.port)) is p:
+            self.close(p.dpid, p.port)
+            self.lost(p.dpid, p.port)
 
     def _pause(self, p: _Port, delay: float) -> None:
         if p.paused:
@@ -222,3 +240,29 @@ class PortEapol:
                 p.paused = False
                 self._ep.register(p.sock.fileno(), _select.EPOLLIN)
         hub.spawn_after(delay, resume)
+
+
+def _packet_socket(ifname: str) -> socket.socket | None:
+    """A packet socket that receives EAPOL of `ifname` alone: created without a protocol,
+    so that it receives nothing before its filter is set and it is bound (a socket created
+    with ETH_P_ALL takes every interface's frames until then), and emptied once bound."""
+    try:
+        sock = _socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    except OSError:
+        return None
+    try:
+        attach_ethertype_filter(sock, ETH_P_EAPOL)
+        try:
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        except OSError:     # kernels before 4.20: the reader skips them itself
+            pass
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.bind((ifname, ETH_P_ALL))
+        sock.setblocking(False)
+        while True:         # (nothing should be there: belt and braces)
+            sock.recv(2048)
+    except BlockingIOError:
+        return sock
+    except OSError:
+        sock.close()
+        return None

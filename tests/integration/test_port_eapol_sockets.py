@@ -128,3 +128,40 @@ def test_a_port_socket_reads_its_port_answers_on_it_and_holds_a_flood(veth):
         t.close()
         pe.close(1, 5)
     assert not pe.reads(1, 5) and pe.ports == {}
+
+
+def test_a_port_whose_interface_went_is_given_back_and_a_new_one_is_checked_again(veth):
+    sw, term = veth
+    lost: list[tuple[int, int]] = []
+    counters: Counter = Counter()
+    pe = PortEapol(lambda dpid, frames: None, AUTH_MAC, 20, lambda: counters,
+                   lambda dpid, port: lost.append((dpid, port)))
+    mac = Path(f"/sys/class/net/{sw}/address").read_text().strip()
+    assert pe.open(1, 5, sw, mac)
+    first = pe.ports[(1, 5)].ifindex
+    # the link is deleted (the host left): writing to it fails, the port is given back
+    # (the shell has the switch list its ports again: it goes back to LOCAL)
+    subprocess.run(["ip", "link", "del", sw], check=True)
+    answer = bytes(6) + AUTH + b"\x88\x8e" + b"\x02\x00\x00\x04\x03\x07\x00\x04"
+    assert pe.send(1, local_port.to_switch(answer, 5))
+    assert lost == [(1, 5)] and not pe.reads(1, 5)
+    # a new link under the same name: read only as what it is now
+    subprocess.run(["ip", "link", "add", sw, "type", "veth", "peer", "name", term], check=True)
+    subprocess.run(["ip", "link", "set", sw, "up"], check=True)
+    new_mac = Path(f"/sys/class/net/{sw}/address").read_text().strip()
+    assert new_mac != mac
+    assert pe.open(1, 5, sw, new_mac) and pe.ports[(1, 5)].ifindex != first
+    # the switch reporting the old MAC for the port: this interface is not it (any more)
+    assert not pe.open(1, 5, sw, mac) and not pe.reads(1, 5)
+
+
+def test_a_tap_is_not_read_as_a_port():
+    """On a tap (a switch's internal port) a terminal's frames would show as outgoing."""
+    name = f"pe{os.urandom(3).hex()}t"
+    subprocess.run(["ip", "tuntap", "add", "dev", name, "mode", "tap"], check=True)
+    try:
+        mac = Path(f"/sys/class/net/{name}/address").read_text().strip()
+        pe = PortEapol(lambda dpid, frames: None, AUTH_MAC, 20, Counter)
+        assert not pe.open(1, 5, name, mac) and pe.ports == {}
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)

@@ -63,17 +63,18 @@ def test_validate_lists_every_problem_as_file_key_problem(tmp_path):
     assert launcher.check(Settings()) == validate(Settings())    # the launcher uses it
 
 
-def test_the_local_eapol_transport_needs_authentication_and_a_topology(tmp_path):
+def test_the_local_eapol_transports_need_authentication_and_a_topology(tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("admission: {mode: open, eapol_transport: local}\n")
-    with pytest.raises(ConfigError, match=r"c.yaml: admission.eapol_transport: local needs "
-                                          r"admission.mode: authenticate and a topology"):
-        validate(load_settings(str(cfg)))
+    for transport in ("local", "port"):
+        cfg.write_text(f"admission: {{mode: open, eapol_transport: {transport}}}\n")
+        with pytest.raises(ConfigError, match=rf"c.yaml: admission.eapol_transport: {transport} "
+                                              r"needs admission.mode: authenticate and a topology"):
+            validate(load_settings(str(cfg)))
     cfg.write_text("admission: {eapol_transport: socket}\n")
     with pytest.raises(ConfigError, match=r"admission.eapol_transport"):
         load_settings(str(cfg))
     _, ok = controller_config(tmp_path / "d.yaml", ROOT / "topologies/minimal.yaml")
-    assert load_settings(ok).eapol_transport == "local"      # what tests and benches run
+    assert load_settings(ok).eapol_transport == "port"      # what tests and benches run
     validate(load_settings(ok))
 
 
