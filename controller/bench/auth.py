@@ -980,11 +980,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-transport-comparison", action="store_true")
     ap.add_argument("--profile", action="store_true",
                     help="write the controller's cProfile of (a) next to the JSON")
+    ap.add_argument("--workdir", metavar="DIR",
+                    help="the controller's store, logs and run files here (tmpfs: no sync "
+                         "cost; `crs bench --workdir`)")
     a = ap.parse_args(argv)
     try:
         run(a.out, a.terminals, a.runs, a.rounds, a.first_packet_runs, a.first_packet_rounds,
             reference=not a.no_reference, eapol_transport=a.eapol_transport,
-            compare_transport=not a.no_transport_comparison, profile=a.profile)
+            compare_transport=not a.no_transport_comparison, profile=a.profile,
+            workdir=a.workdir)
     except (RuntimeError, ValueError, Timeout) as exc:
         print(f"bench auth: {exc}", file=sys.stderr)
         return 1
