@@ -15,6 +15,9 @@ import struct
 
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
+SOL_PACKET = 263
+PACKET_IGNORE_OUTGOING = 23
+PACKET_OUTGOING = 4       # (a received frame's packet type: one this host sent)
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -26,6 +29,30 @@ def attach_ethertype_filter(sock: socket.socket, ethertype: int) -> None:
     buf = ctypes.create_string_buffer(code)
     fprog = struct.pack("HL", len(prog), ctypes.addressof(buf))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def bound_socket(ifname: str, ethertype: int, new=None,
+                 rcvbuf: int | None = None) -> socket.socket:
+    """A packet socket that receives the `ethertype` frames `ifname` receives and nothing
+    else (never its own writes): created without a protocol, it receives nothing until its
+    filter is set and it is bound (one created with ETH_P_ALL takes every interface's
+    frames until then, and keeps them queued). `new` makes the socket (default: the socket
+    module's class as it is at the call, green under eventlet's patching). OSError if it
+    cannot be made."""
+    sock = (new or socket.socket)(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        attach_ethertype_filter(sock, ethertype)
+        try:
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        except OSError:     # kernels before 4.20: readers skip PACKET_OUTGOING themselves
+            pass
+        if rcvbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.bind((ifname, ETH_P_ALL))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _setns(fd: int) -> None:

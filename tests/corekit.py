@@ -58,6 +58,41 @@ def ip_pkt(src_mac, dst_mac, src_ip, dst_ip, dport=80):
             "ipv4_dst": dst_ip, "ip_proto": 6, "tcp_dst": dport}
 
 
+def boot_eapol(tmp_path, transport, eapol_local=True, direct=()):
+    """A core with `admission.eapol_transport: transport` on the minimal topology's switch
+    and its four ports, and the simulated switch: `eapol_local`, whether the shell could
+    open the switch's LOCAL interface; `direct`, the ports it reads on their own
+    interfaces (`port`)."""
+    from controller import topology
+    from controller.core import Core
+    from controller.openflow.flowsim import FlowSim
+    s = settings(tmp_path)
+    s.eapol_transport = transport
+    core = Core(s, topology.load(TOPO), now=T0)
+    sim = FlowSim()
+    sim.apply(m for _, m in core.switch_up(1, set(), T0, eapol_local=eapol_local))
+    for port in (1, 2, 3, 4):
+        sim.apply(m for _, m in core.port_status(1, port, True, T0,
+                                                 eapol_direct=port in direct))
+    return core, sim
+
+
+def run_exchange(sup, deliver, steps=10):
+    """Drive the supplicant `sup` from its Start until it has nothing more to send:
+    `deliver(frame)` hands one of its frames to the core and returns the answers as the
+    terminal receives them. The supplicant's last step."""
+    frames, step = [sup.start()], None
+    for _ in range(steps):
+        if not frames:
+            break
+        answers = [a for f in frames for a in deliver(f)]
+        frames = []
+        for a in answers:
+            step = sup.handle(a)
+            frames += step.frames
+    return step
+
+
 def authenticate(core, sim, port, mac, host, now=T0, dpid=1):
     ident = f"{host}@crs.example"
     psk = load_credentials(CREDENTIALS).demo_psk(ident)

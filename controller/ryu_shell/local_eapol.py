@@ -13,13 +13,10 @@ import logging
 import socket
 from typing import Callable
 
-from controller.rawsock import ETH_P_ALL, attach_ethertype_filter
+from controller.rawsock import PACKET_OUTGOING, bound_socket
 from controller.ryu_shell.framework import hub
 
 log = logging.getLogger("crs.local_eapol")
-SOL_PACKET = 263
-PACKET_IGNORE_OUTGOING = 23
-PACKET_OUTGOING = 4
 ETH_P_EAPOL = 0x888E
 
 
@@ -54,22 +51,8 @@ class LocalEapol:
         if it cannot be opened (the switch's EAPOL then stays with packet-ins)."""
         self.close(dpid)
         try:
-            # no protocol until bound: created with ETH_P_ALL, it would take every
-            # interface's frames until then, and keep them queued
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            sock = bound_socket(ifname, ETH_P_EAPOL)
         except OSError as exc:
-            log.warning("switch %016x: no raw socket (%s): EAPOL stays with packet-ins",
-                        dpid, exc)
-            return False
-        try:
-            attach_ethertype_filter(sock, ETH_P_EAPOL)
-            try:
-                sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            except OSError:     # kernels before 4.20: the reader skips them itself
-                pass
-            sock.bind((ifname, ETH_P_ALL))
-        except OSError as exc:
-            sock.close()
             log.warning("switch %016x: cannot read interface %r (%s): EAPOL stays with "
                         "packet-ins", dpid, ifname, exc)
             return False

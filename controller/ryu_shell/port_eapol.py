@@ -27,14 +27,9 @@ from eventlet.hubs import trampoline
 from eventlet.patcher import original
 
 from controller.admission import local_port
-from controller.rawsock import ETH_P_ALL, attach_ethertype_filter
+from controller.rawsock import PACKET_OUTGOING, bound_socket
 from controller.ryu_shell.framework import hub
-from controller.ryu_shell.local_eapol import (
-    ETH_P_EAPOL,
-    PACKET_IGNORE_OUTGOING,
-    PACKET_OUTGOING,
-    SOL_PACKET,
-)
+from controller.ryu_shell.local_eapol import ETH_P_EAPOL
 
 log = logging.getLogger("crs.port_eapol")
 _select = original("select")
@@ -243,23 +238,16 @@ class PortEapol:
 
 
 def _packet_socket(ifname: str) -> socket.socket | None:
-    """A packet socket that receives EAPOL of `ifname` alone: created without a protocol,
-    so that it receives nothing before its filter is set and it is bound (a socket created
-    with ETH_P_ALL takes every interface's frames until then), and emptied once bound."""
+    """A non-blocking socket of EAPOL received on `ifname` (`rawsock.bound_socket`),
+    emptied once bound (nothing should be there: belt and braces); None if it cannot be
+    made."""
     try:
-        sock = _socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        sock = bound_socket(ifname, ETH_P_EAPOL, _socket.socket, RCVBUF)
     except OSError:
         return None
+    sock.setblocking(False)
     try:
-        attach_ethertype_filter(sock, ETH_P_EAPOL)
-        try:
-            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-        except OSError:     # kernels before 4.20: the reader skips them itself
-            pass
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-        sock.bind((ifname, ETH_P_ALL))
-        sock.setblocking(False)
-        while True:         # (nothing should be there: belt and braces)
+        while True:
             sock.recv(2048)
     except BlockingIOError:
         return sock

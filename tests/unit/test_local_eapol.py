@@ -6,13 +6,10 @@ from __future__ import annotations
 import corekit
 from corekit import C1, CREDENTIALS, T0
 
-from controller import topology
 from controller.admission import local_port
 from controller.admission.credentials import load_credentials
 from controller.admission.eapol import PAE_GROUP_ADDR
 from controller.admission.supplicant import Supplicant
-from controller.core import Core
-from controller.openflow.flowsim import FlowSim
 from controller.openflow.ofmsg import OFPP_LOCAL, FlowMod, LocalFrame, PacketOut
 
 AUTH_MAC = "02:00:00:00:ff:fe"     # the minimal topology's service MAC
@@ -26,14 +23,7 @@ def mac_bytes(mac: str) -> bytes:
 def boot_local(tmp_path, eapol_local=True):
     """A core configured for the LOCAL transport; `eapol_local`: whether the shell could
     open the switch's LOCAL interface."""
-    s = corekit.settings(tmp_path)
-    s.eapol_transport = "local"
-    core = Core(s, topology.load(corekit.TOPO), now=T0)
-    sim = FlowSim()
-    sim.apply(m for _, m in core.switch_up(1, set(), T0, eapol_local=eapol_local))
-    for port in (1, 2, 3, 4):
-        sim.apply(m for _, m in core.port_status(1, port, True, T0))
-    return core, sim
+    return corekit.boot_eapol(tmp_path, "local", eapol_local)
 
 
 def through_switch(sim, port: int, frame: bytes) -> bytes | None:
@@ -67,26 +57,21 @@ def test_a_whole_exchange_goes_through_local_and_admits(tmp_path):
     T1 = T0 + 1
     psk = load_credentials(CREDENTIALS).demo_psk(IDENT)
     sup = Supplicant(IDENT, C1, psk=psk)
-    frames, step = [sup.start()], None
-    for _ in range(10):
-        if not frames:
-            break
+
+    def deliver(frame: bytes) -> list[bytes]:
+        written = through_switch(sim, 2, frame)
+        assert written is not None and written[0:6] in (
+            mac_bytes(local_port.port_mac(2, kind)) for kind in (0, 1))
+        out = core.eapol_local(1, written, T1)
+        sim.apply(m for _, m in out)
         answers = []
-        for f in frames:
-            written = through_switch(sim, 2, f)
-            assert written is not None and written[0:6] in (
-                mac_bytes(local_port.port_mac(2, kind)) for kind in (0, 1))
-            out = core.eapol_local(1, written, T1)
-            sim.apply(m for _, m in out)
-            for _, m in out:
-                assert not isinstance(m, PacketOut)      # answers go back the same way
-                if isinstance(m, LocalFrame):
-                    assert back_from_local(sim, m.data) == [(2, AUTH_MAC)]
-                    answers.append(mac_bytes(AUTH_MAC).join([m.data[:6], m.data[12:]]))
-        frames = []
-        for a in answers:
-            step = sup.handle(a)
-            frames += step.frames
+        for _, m in out:
+            assert not isinstance(m, PacketOut)      # answers go back the same way
+            if isinstance(m, LocalFrame):
+                assert back_from_local(sim, m.data) == [(2, AUTH_MAC)]
+                answers.append(mac_bytes(AUTH_MAC).join([m.data[:6], m.data[12:]]))
+        return answers
+    step = corekit.run_exchange(sup, deliver)
     assert step is not None and step.status == "success"
     assert core.counters["dot1x_admitted"] == 1 and core.counters["eapol_local"] == 5
     # the binding's flows are in table 0: the terminal's own traffic passes now

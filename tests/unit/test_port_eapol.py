@@ -13,7 +13,6 @@ from controller.admission.credentials import load_credentials
 from controller.admission.eapol import PAE_GROUP_ADDR
 from controller.admission.supplicant import Supplicant
 from controller.core import Core
-from controller.openflow.flowsim import FlowSim
 from controller.openflow.ofmsg import OFPP_LOCAL, FlowMod, LocalFrame, PacketOut
 
 AUTH_MAC = "02:00:00:00:ff:fe"     # the minimal topology's service MAC
@@ -23,15 +22,7 @@ IDENT = "c1t1@crs.example"
 
 def boot_port(tmp_path, direct=(2, 3)):
     """A core with `eapol_transport: port` whose shell reads the ports in `direct`."""
-    s = corekit.settings(tmp_path)
-    s.eapol_transport = "port"
-    core = Core(s, topology.load(corekit.TOPO), now=T0)
-    sim = FlowSim()
-    sim.apply(m for _, m in core.switch_up(1, set(), T0, eapol_local=True))
-    for port in (1, 2, 3, 4):
-        sim.apply(m for _, m in core.port_status(1, port, True, T0,
-                                                 eapol_direct=port in direct))
-    return core, sim
+    return corekit.boot_eapol(tmp_path, "port", direct=direct)
 
 
 def test_a_frame_read_on_a_port_becomes_what_the_switch_would_write():
@@ -93,24 +84,16 @@ def test_with_the_local_transport_no_drop_flow_is_sent(tmp_path):
 def test_an_exchange_read_on_the_port_admits_and_answers_on_the_port_at_once(tmp_path):
     core, sim = boot_port(tmp_path)
     sup = Supplicant(IDENT, C1, psk=load_credentials(CREDENTIALS).demo_psk(IDENT))
-    frames, step = [sup.start()], None
-    for _ in range(10):
-        if not frames:
-            break
-        answers = []
-        for f in frames:
-            out = core.eapol_local(1, local_port.from_port(f, 2, AUTH), T0 + 0.1)
-            sim.apply(m for _, m in out)
-            for _, m in out:
-                # no settling time: nothing waits for a return flow
-                assert not isinstance(m, PacketOut)
-                if isinstance(m, LocalFrame):
-                    assert local_port.answer_port(m.data) == 2
-                    answers.append(local_port.for_port(m.data, AUTH))
-        frames = []
-        for a in answers:
-            step = sup.handle(a)
-            frames += step.frames
+
+    def deliver(frame: bytes) -> list[bytes]:
+        out = core.eapol_local(1, local_port.from_port(frame, 2, AUTH), T0 + 0.1)
+        sim.apply(m for _, m in out)
+        # no settling time: nothing waits for a return flow
+        assert not any(isinstance(m, PacketOut) for _, m in out)
+        answers = [m.data for _, m in out if isinstance(m, LocalFrame)]
+        assert all(local_port.answer_port(a) == 2 for a in answers)
+        return [local_port.for_port(a, AUTH) for a in answers]
+    step = corekit.run_exchange(sup, deliver)
     assert step is not None and step.status == "success"
     assert core.counters["dot1x_admitted"] == 1
     res = sim.process(corekit.ip_pkt(C1, corekit.WEB_MAC, "10.0.1.1", "10.0.100.20"), 2)
