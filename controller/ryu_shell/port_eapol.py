@@ -87,6 +87,11 @@ class PortEapol:
         if here is None:
             return False            # not on this host (a switch elsewhere), or not a link
         ifindex, mac = here
+        other = next((q for q in self.ports.values() if q.ifindex == ifindex), None)
+        if other is not None:       # one interface is one port: a second claim is refused
+            log.warning("switch %016x port %d: interface %s is read as switch %016x port %d "
+                        "already: not read twice", dpid, port, ifname, other.dpid, other.port)
+            return False
         if mac != hw_addr.lower():
             log.warning("switch %016x port %d: interface %s here has MAC %s, the switch's port "
                         "%s: not read (EAPOL through LOCAL)", dpid, port, ifname, mac, hw_addr)

@@ -80,6 +80,8 @@ def test_a_port_socket_reads_its_port_answers_on_it_and_holds_a_flood(veth):
     assert not pe.open(1, 5, sw, "02:00:00:00:00:99") and not pe.reads(1, 5)
     assert not pe.open(1, 5, "no/such", sw_mac)
     assert pe.open(1, 5, sw, sw_mac) and pe.reads(1, 5)
+    # another switch naming the same interface for one of its ports: refused
+    assert not pe.open(2, 5, sw, sw_mac) and not pe.reads(2, 5)
     t = terminal_socket(term)
     try:
         start = Supplicant("c1t1@crs.example", TERM_MAC, psk=b"\0" * 16).start()
