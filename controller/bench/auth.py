@@ -170,6 +170,9 @@ def parse_probe_eapol(text: str) -> dict[str, dict[str, float]]:
             out.setdefault(parts[1], {})[parts[2]] = float(parts[3])
         elif parts[:1] == ["OFLAST"] and len(parts) == 4:
             out.setdefault(parts[1], {})["OFLAST"] = float(parts[2])
+        elif parts[:1] == ["OFSPAN"] and len(parts) == 5:
+            out.setdefault(parts[1], {}).update(OFFIRST=float(parts[2]),
+                                                OFSEGMENTS=float(parts[4]))
     return out
 
 
@@ -254,6 +257,7 @@ def probe(sources: list[tuple[str, ...]], server_ns: str, server_if: str, dst_ip
         if iface and iface[0]:
             watch[_eapol_watch(ns, iface[0])] = ip
     seen: set[tuple[str, str]] = set()
+    success_at: dict[str, float] = {}
     of_watch = None
     if of_port:      # the controller's messages to the switches, on loopback (this namespace)
         of_watch = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
@@ -310,6 +314,8 @@ def probe(sources: list[tuple[str, ...]], server_ns: str, server_if: str, dst_ip
                 if what and (watch[w], what) not in seen:
                     seen.add((watch[w], what))
                     out(f"EAPOL {watch[w]} {what} {_kernel_time(anc):.6f}")
+                    if what == "SUCCESS":
+                        success_at[watch[w]] = _kernel_time(anc)
         while True:
             try:
                 data, anc, _, addr = rx.recvmsg(2048, 64)
@@ -327,6 +333,10 @@ def probe(sources: list[tuple[str, ...]], server_ns: str, server_if: str, dst_ip
                 before = [t for t in of_times if t <= ts]
                 if before:
                     out(f"OFLAST {syn.src_ip} {before[-1]:.6f} {len(before)}")
+                # the controller's messages between the terminal's Success and its arrival
+                since = [t for t in before if t >= success_at.get(syn.src_ip, ts)]
+                if since:
+                    out(f"OFSPAN {syn.src_ip} {since[0]:.6f} {since[-1]:.6f} {len(since)}")
             times = sent[syn.src_ip]
             at = times[syn.seq] if syn.seq < len(times) else float("nan")
             out(f"FIRST {syn.src_ip} {ts:.6f} {syn.seq} {at:.6f} {len(times)}")
@@ -514,6 +524,13 @@ class Bench:
                        if "OFLAST" in w and "SUCCESS" in w]
         from_flows_ms = [(arrivals[n] - w["OFLAST"]) * 1000 for n, w in wire.items()
                          if "OFLAST" in w and n in arrivals]
+        # of which: the Success -> the controller's first message after it (the admission's
+        # work and its sync), that message -> its last before the arrival, and how many
+        to_first_of_ms = [(w["OFFIRST"] - w["SUCCESS"]) * 1000 for w in wire.values()
+                          if "OFFIRST" in w and "SUCCESS" in w]
+        of_span_ms = [(w["OFLAST"] - w["OFFIRST"]) * 1000 for w in wire.values()
+                      if "OFFIRST" in w and "OFLAST" in w]
+        of_segments = [w["OFSEGMENTS"] for w in wire.values() if "OFSEGMENTS" in w]
         missing += [n for n, t in starts.items() if t is None]
         done = _text(out).splitlines()[-1:] or [""]
         interval = next((float(x.split("=")[1]) for x in done[0].split()
@@ -524,7 +541,8 @@ class Bench:
                                        for r in first.values()],
                 "start_to_success_ms": eap_ms, "success_to_first_ms": after_ms,
                 "success_to_last_of_ms": to_flows_ms, "last_of_to_first_ms": from_flows_ms,
-                "mean_send_interval_ms": interval}
+                "success_to_first_of_ms": to_first_of_ms, "of_span_ms": of_span_ms,
+                "of_segments": of_segments, "mean_send_interval_ms": interval}
 
     def first_packet(self, single: str, names: list[str], runs: int, rounds: int,
                      interval_ms: float, concurrent_interval_ms: float) -> dict:
@@ -582,6 +600,12 @@ class Bench:
                         [x for r in rs for x in r["success_to_last_of_ms"]]),
                     "last_of_to_first_ms": common.summary(
                         [x for r in rs for x in r["last_of_to_first_ms"]]),
+                    # (the first of those two legs: Success -> first message, first -> last
+                    # message, messages (TCP segments) between the Success and the arrival)
+                    "success_to_first_of_ms": common.summary(
+                        [x for r in rs for x in r["success_to_first_of_ms"]]),
+                    "of_span_ms": common.summary([x for r in rs for x in r["of_span_ms"]]),
+                    "of_segments": common.summary([x for r in rs for x in r["of_segments"]]),
                     "missing": sum(len(r["missing"]) for r in rs),
                     "syns_dropped_before_first": common.summary(dropped),
                     "send_to_arrival_ms": common.summary(to_arrival),

@@ -48,7 +48,7 @@ def terminal(ctl, name):
     return next((t for t in ctl.get("/crs/v1/terminals") if t["name"] == name), None)
 
 
-@pytest.mark.parametrize("transport", ["local", "packet_in"])
+@pytest.mark.parametrize("transport", ["port", "local", "packet_in"])
 def test_wpa_supplicant_in_with_right_key_out_with_wrong(controller, network, tmp_path,
                                                          transport):
     ctl = controller(*auth_config(tmp_path, extra={"admission": {"eapol_transport":
@@ -79,7 +79,8 @@ def test_wpa_supplicant_in_with_right_key_out_with_wrong(controller, network, tm
     counters = ctl.status()["counters"]
     assert counters["dot1x_failure"] >= 1 and counters["dot1x_success"] >= 1
     # every EAPOL frame took the configured way
-    assert (counters.get("eapol_local", 0) > 0) == (transport == "local")
+    assert (counters.get("eapol_local", 0) > 0) == (transport in ("local", "port"))
+    assert (counters.get("eapol_port_read", 0) > 0) == (transport == "port")
     assert (counters.get("packet_in_eapol", 0) > 0) == (transport == "packet_in")
 
 

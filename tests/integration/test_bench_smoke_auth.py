@@ -58,8 +58,10 @@ def test_wire_events_of_the_probe():
     assert auth.eapol_event(success, outgoing=True) is None
     assert auth.eapol_event(b"\x00" * 12 + b"\x08\x00" + bytes(10), True) is None
     got = auth.parse_probe_eapol("EAPOL 10.0.1.1 START 5.0\nEAPOL 10.0.1.1 SUCCESS 5.004\n"
-                                 "OFLAST 10.0.1.1 5.006 31\nEAPOL bad\n")
-    assert got == {"10.0.1.1": {"START": 5.0, "SUCCESS": 5.004, "OFLAST": 5.006}}
+                                 "OFLAST 10.0.1.1 5.006 31\nOFSPAN 10.0.1.1 5.005 5.006 7\n"
+                                 "EAPOL bad\n")
+    assert got == {"10.0.1.1": {"START": 5.0, "SUCCESS": 5.004, "OFLAST": 5.006,
+                                "OFFIRST": 5.005, "OFSEGMENTS": 7.0}}
     # an OpenFlow segment from the controller's port: IPv4/TCP with a payload
     ip = IP(src="127.0.0.1", dst="127.0.0.1") / TCP(sport=6653, dport=40000) / (b"\x04" * 8)
     frame = bytes(12) + b"\x08\x00" + bytes(ip)
@@ -99,23 +101,28 @@ def test_smoke_benchmark_writes_well_formed_auth_json(tmp_path):
     assert one["start_to_success_ms"]["p50"] + one["success_to_first_ms"]["p50"] == \
         pytest.approx(one["p50_ms"], abs=0.01)
     assert one["last_of_to_first_ms"]["n"] == 1
+    # and the controller's messages between the Success and the arrival
+    assert one["success_to_first_of_ms"]["n"] == 1 and one["of_segments"]["p50"] >= 1
+    assert one["success_to_first_of_ms"]["p50"] + one["of_span_ms"]["p50"] == \
+        pytest.approx(one["success_to_last_of_ms"]["p50"], abs=0.01)
     assert one["admitting_frame_in_controller"]["core_us"] > 0
     assert fp["single_our_supplicant"]["start_to_first_packet_ms"]["n"] == 1
     # the controller timed every EAPOL frame of the single terminal's re-authentications
     b = doc["breakdown"]
     assert b["eapol_frames"] >= 4 * 2 and b["per_message_core_us"] > 0
     assert 0 < b["in_controller_ms"] and b["legs_and_supplicant_ms"] is not None
-    # and the captures on the terminal and on LOCAL split each message (local transport)
+    # and the captures on the terminal and where the controller reads (the switch's end of
+    # the terminal's link: EAPOL read on the port, the default) split each message
     trace = doc["ours"]["single"]["trace_us"]
-    assert doc["parameters"]["eapol_transport"] == "local"
+    assert doc["parameters"]["eapol_transport"] == "port"
     for msg in ("identity", "psk2", "psk4"):
         assert trace[msg]["n"] >= 2 and trace[msg]["controller_us"] > 0, trace
     # captured apart from the measured exchanges (a capture's wake-ups share the CPUs)
     assert doc["ours"]["single"]["traced_reauth_ms"]["n"] == 2
-    assert b["traced_controller_ms"] > 0 and b["traced_to_controller_ms"] > 0
+    assert b["traced_controller_ms"] > 0 and b["traced_to_controller_ms"] is not None
     # the other transport measured in the same run
     other = doc["ours_other_transport"]
-    assert other["eapol_transport"] == "packet_in" and other["single"]["reauth_ms"]["n"] == 2
+    assert other["eapol_transport"] == "local" and other["single"]["reauth_ms"]["n"] == 2
     assert set(doc["ratio"]) >= {"single_p50_ours_over_reference", "single_p99_ours_over_reference",
                                  "concurrent_p50_ours_over_reference",
                                  "concurrent_p99_ours_over_reference"}
