@@ -421,10 +421,14 @@ class CrsController(App):
 
     def _port_lost(self, dpid: int, port: int) -> None:
         """A port's socket failed: the switch lists its ports again, and the port, no
-        longer read here, gets its EAPOL through LOCAL back (`_read_port`)."""
-        dp = self.datapaths.get(dpid)
-        if dp is not None and self.active:
-            dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+        longer read here, gets its EAPOL through LOCAL back (`_read_port`). Later, in a
+        green thread of its own: this may run inside a core call (an answer's write),
+        where nothing may yield."""
+        def ask() -> None:
+            dp = self.datapaths.get(dpid)
+            if dp is not None and self.active:
+                dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
+        hub.spawn(ask)
 
     def _read_port(self, dpid: int, port: int, name: str, hw_addr: str) -> bool:
         """With `eapol_transport: port`: whether this edge port's own interface is read
