@@ -23,6 +23,7 @@ from controller.httpserver import Server
 from controller.openflow.encode import Unsupported, encode
 from controller.openflow.ofmsg import FlowMod, LocalFrame, MeterMod, PacketOut
 from controller.openflow.reconcile import Installed
+from controller.pipeline import MAX_METERED_PORT
 from controller.ryu_shell.confirmations import Confirmations
 from controller.ryu_shell.durable import Outputs
 from controller.ryu_shell.framework import App, hub, ofp_event, ofproto_v1_3
@@ -433,11 +434,14 @@ class CrsController(App):
     def _read_port(self, dpid: int, port: int, name: str, hw_addr: str) -> bool:
         """With `eapol_transport: port`: whether this edge port's own interface is read
         from now on (the switch's LOCAL port is, and the interface is on this host)."""
-        adm = self.core.admission
-        if self.port_eapol is None or adm is None or not adm.edge(dpid, port) or \
-                not self.local_eapol.can_send(dpid):
+        adm, pe = self.core.admission, self.port_eapol
+        if pe is None:
             return False
-        return self.port_eapol.open(dpid, port, name, hw_addr)
+        if adm is None or not adm.edge(dpid, port) or port > MAX_METERED_PORT or \
+                not self.local_eapol.can_send(dpid):
+            pe.close(dpid, port)        # (read before, no longer: not twice, not stale)
+            return False
+        return pe.open(dpid, port, name, hw_addr)
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
     def _state(self, ev):
@@ -459,6 +463,12 @@ class CrsController(App):
         if in_port is None or not self.active:
             return
         eapol = msg.data[12:14] == b"\x88\x8e"
+        if eapol and self.port_eapol is not None and \
+                self.port_eapol.reads(msg.datapath.id, in_port):
+            # read on the port itself (a switch being rebuilt sends it here too for a
+            # moment, before the flow that drops it there is in): not taken twice
+            self.core.counters["eapol_packet_in_of_read_port"] += 1
+            return
         self._answered_at = None
         t0, c0 = time.perf_counter(), time.thread_time() if eapol else 0.0
         out = self.core.packet_in(msg.datapath.id, in_port, msg.table_id, msg.data)
@@ -519,12 +529,13 @@ class CrsController(App):
         ofp = msg.datapath.ofproto
         desc = msg.desc
         dpid, name = msg.datapath.id, _port_name(desc.name)
+        physical = desc.port_no < ofp.OFPP_MAX      # (not LOCAL: never read as a port)
         if msg.reason == ofp.OFPPR_DELETE and self.port_eapol is not None:
             self.port_eapol.close(dpid, desc.port_no)      # (a standby's too: it may lead next)
         if not self.active:
             return
         up = msg.reason != ofp.OFPPR_DELETE and not (desc.state & ofp.OFPPS_LINK_DOWN)
-        direct = up and self._read_port(dpid, desc.port_no, name, desc.hw_addr)
+        direct = up and physical and self._read_port(dpid, desc.port_no, name, desc.hw_addr)
         self.send(self.core.port_status(dpid, desc.port_no, up, name=name,
                                         eapol_direct=direct))
 

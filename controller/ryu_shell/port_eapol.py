@@ -124,15 +124,18 @@ class PortEapol:
         p.sock.close()
 
     def _interface(self, ifname: str) -> tuple[int, str] | None:
-        """(ifindex, MAC) of an Ethernet interface of this host that is not a tap."""
+        """(ifindex, MAC) of an Ethernet link of this host: one end of a veth (its peer is
+        another interface) or a NIC (a device behind it). Not a tap or a switch's internal
+        port: on those a terminal's frames show as sent, not received."""
         if not IFNAME.fullmatch(ifname) or ifname in (".", ".."):
             return None
         d = self.sys_net / ifname
         try:
-            if (d / "type").read_text().strip() != "1" or (d / "tun_flags").exists():
+            ifindex = int((d / "ifindex").read_text())
+            if (d / "type").read_text().strip() != "1" or (d / "tun_flags").exists() or \
+                    not ((d / "device").exists() or int((d / "iflink").read_text()) != ifindex):
                 return None
-            return (int((d / "ifindex").read_text()),
-                    (d / "address").read_text().strip().lower())
+            return ifindex, (d / "address").read_text().strip().lower()
         except (OSError, ValueError):
             return None
 
@@ -202,7 +205,9 @@ class PortEapol:
             except BlockingIOError:
                 break
             except OSError as exc:
-                if exc.errno != errno.ENETDOWN:     # (down: its frames are gone with it)
+                # down: its frames are gone with it; gone or replaced: given back
+                if exc.errno != errno.ENETDOWN or \
+                        self._interface(p.ifname) != (p.ifindex, p.mac):
                     log.warning("switch %016x port %d: EAPOL socket failed: %s; EAPOL "
                                 "through LOCAL", p.dpid, p.port, exc)
                     self._lose(p)
@@ -237,8 +242,14 @@ class PortEapol:
 
         def resume() -> None:
             if self.ports.get((p.dpid, p.port)) is p and p.paused:
+                try:
+                    self._ep.register(p.sock.fileno(), _select.EPOLLIN)
+                except OSError:         # never left unread for good: given back
+                    log.exception("switch %016x port %d: EAPOL socket lost", p.dpid, p.port)
+                    p.paused = True     # (not registered: `close` must not unregister)
+                    self._lose(p)
+                    return
                 p.paused = False
-                self._ep.register(p.sock.fileno(), _select.EPOLLIN)
         hub.spawn_after(delay, resume)
 
 

@@ -155,6 +155,12 @@ def test_a_port_whose_interface_went_is_given_back_and_a_new_one_is_checked_agai
     assert pe.open(1, 5, sw, new_mac) and pe.ports[(1, 5)].ifindex != first
     # the switch reporting the old MAC for the port: this interface is not it (any more)
     assert not pe.open(1, 5, sw, mac) and not pe.reads(1, 5)
+    # deleted while read, nothing written to it: the reader notices and gives it back
+    assert pe.open(1, 5, sw, new_mac)
+    subprocess.run(["ip", "link", "del", sw], check=True)
+    until(lambda: lost == [(1, 5), (1, 5)], 5, "the deleted interface given back")
+    assert not pe.reads(1, 5)
+    subprocess.run(["ip", "link", "add", sw, "type", "veth", "peer", "name", term], check=True)
 
 
 def test_a_tap_is_not_read_as_a_port():
