@@ -63,9 +63,6 @@ def boot_eapol(tmp_path, transport, eapol_local=True, direct=()):
     and its four ports, and the simulated switch: `eapol_local`, whether the shell could
     open the switch's LOCAL interface; `direct`, the ports it reads on their own
     interfaces (`port`)."""
-    from controller import topology
-    from controller.core import Core
-    from controller.openflow.flowsim import FlowSim
     s = settings(tmp_path)
     s.eapol_transport = transport
     core = Core(s, topology.load(TOPO), now=T0)
@@ -97,19 +94,12 @@ def authenticate(core, sim, port, mac, host, now=T0, dpid=1):
     ident = f"{host}@crs.example"
     psk = load_credentials(CREDENTIALS).demo_psk(ident)
     sup = Supplicant(ident, mac, psk=psk)
-    frames, step = [sup.start()], None
-    for _ in range(20):
-        if not frames:
-            break
-        out = []
-        for f in frames:
-            msgs = core.packet_in(dpid, port, 0, f, now)
-            sim.apply(m for _, m in msgs)
-            out += [m.data for _, m in msgs if isinstance(m, PacketOut)]
-        frames = []
-        for data in out:
-            step = sup.handle(data)
-            frames += step.frames
+
+    def deliver(frame: bytes) -> list[bytes]:
+        msgs = core.packet_in(dpid, port, 0, frame, now)
+        sim.apply(m for _, m in msgs)
+        return [m.data for _, m in msgs if isinstance(m, PacketOut)]
+    step = run_exchange(sup, deliver, steps=20)
     assert step is not None and step.status == "success", step
     return sup, step.keys
 

@@ -34,6 +34,7 @@ from controller.ryu_shell.local_eapol import ETH_P_EAPOL
 log = logging.getLogger("crs.port_eapol")
 _select = original("select")
 _socket = original("socket")
+SYS_NET = Path("/sys/class/net")
 IFNAME = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
 RCVBUF = 16384           # bytes asked of the kernel per port: a few dozen frames at most
 MAX_READ = 8             # frames taken from one port in one round
@@ -58,14 +59,12 @@ class PortEapol:
 
     def __init__(self, handle: Callable[[int, list[bytes]], None], auth_mac: str,
                  pps: int, counters: Callable[[], dict],
-                 lost: Callable[[int, int], None] = lambda dpid, port: None,
-                 sys_net: str = "/sys/class/net"):
+                 lost: Callable[[int, int], None] = lambda dpid, port: None):
         self.handle = handle
         self.lost = lost        # a port's socket failed: its EAPOL must go by LOCAL again
         self.auth_mac = bytes.fromhex(auth_mac.replace(":", ""))
         self.rate, self.burst = float(pps), float(max(5, pps // 2))   # as the switch's meter
         self.counters = counters
-        self.sys_net = Path(sys_net)
         self.ports: dict[tuple[int, int], _Port] = {}
         self._by_fd: dict[int, _Port] = {}
         self._ep = _select.epoll()
@@ -96,11 +95,13 @@ class PortEapol:
             log.warning("switch %016x port %d: interface %s here has MAC %s, the switch's port "
                         "%s: not read (EAPOL through LOCAL)", dpid, port, ifname, mac, hw_addr)
             return False
-        sock = _packet_socket(ifname)
-        if sock is None:
-            log.warning("switch %016x port %d: cannot read %s: EAPOL through LOCAL", dpid, port,
-                        ifname)
+        try:
+            sock = bound_socket(ifname, ETH_P_EAPOL, _socket.socket, RCVBUF)
+        except OSError as exc:
+            log.warning("switch %016x port %d: cannot read %s (%s): EAPOL through LOCAL",
+                        dpid, port, ifname, exc)
             return False
+        sock.setblocking(False)
         p = _Port(dpid, port, ifname, ifindex, mac, sock, self.burst, time.monotonic())
         self.ports[key] = p
         self._by_fd[sock.fileno()] = p
@@ -129,7 +130,7 @@ class PortEapol:
         port: on those a terminal's frames show as sent, not received."""
         if not IFNAME.fullmatch(ifname) or ifname in (".", ".."):
             return None
-        d = self.sys_net / ifname
+        d = SYS_NET / ifname
         try:
             ifindex = int((d / "ifindex").read_text())
             if (d / "type").read_text().strip() != "1" or (d / "tun_flags").exists() or \
@@ -252,21 +253,3 @@ class PortEapol:
                 p.paused = False
         hub.spawn_after(delay, resume)
 
-
-def _packet_socket(ifname: str) -> socket.socket | None:
-    """A non-blocking socket of EAPOL received on `ifname` (`rawsock.bound_socket`),
-    emptied once bound (nothing should be there: belt and braces); None if it cannot be
-    made."""
-    try:
-        sock = bound_socket(ifname, ETH_P_EAPOL, _socket.socket, RCVBUF)
-    except OSError:
-        return None
-    sock.setblocking(False)
-    try:
-        while True:
-            sock.recv(2048)
-    except BlockingIOError:
-        return sock
-    except OSError:
-        sock.close()
-        return None
