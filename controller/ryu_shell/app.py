@@ -58,11 +58,22 @@ _KIND = {k: (f"timed_eapol_{k}", f"time_eapol_{k}_us", f"cpu_eapol_{k}_us",
              f"answered_eapol_{k}", f"time_eapol_{k}_answer_us") for k in FRAME_KINDS}
 
 
+def _timestamped_logs() -> None:
+    """The framework's log handlers print the bare message: give every line its time (to
+    the millisecond: a lease, an EAP exchange, a takeover are read on that scale)."""
+    fmt = logging.Formatter("%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s",
+                            "%Y-%m-%d %H:%M:%S")
+    for h in logging.getLogger().handlers:
+        if h.formatter is None:
+            h.setFormatter(fmt)
+
+
 class CrsController(App):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        _timestamped_logs()
         settings = settings_mod.CURRENT or settings_mod.Settings()
         loaded = settings_mod.LOADED or settings_mod.validate(settings)
         topo = loaded.topology

@@ -43,6 +43,11 @@ class Leadership:
         self.leading = False
         self.role = Role(False, 0, None)
         self.changes = 0
+        # renewals' timing, on this controller's clock: when the one in flight (if any) was
+        # asked, how long the last took, the longest so far (a lease lost to a slow store
+        # or a stalled process says which)
+        self._asking: float | None = None
+        self.renew_ms_last = self.renew_ms_max = 0.0
         self._thread = hub.spawn(self._loop)
         self._watch_thread = hub.spawn(self._watch)
 
@@ -56,7 +61,9 @@ class Leadership:
         return {"node": self.node, "holder": self.lease.me,
                 "role": "leader" if self.leading else "standby",
                 "generation": r.generation, "leader": r.holder, "leader_url": r.url,
-                "url": self.url, "lease_s": self.lease_s, "changes": self.changes}
+                "url": self.url, "lease_s": self.lease_s, "changes": self.changes,
+                "renew_ms_last": round(self.renew_ms_last, 2),
+                "renew_ms_max": round(self.renew_ms_max, 2)}
 
     def request_role(self, dp) -> None:
         """Tell one switch who we are now: MASTER (leading) or SLAVE, with the generation."""
@@ -79,14 +86,19 @@ class Leadership:
 
     def _loop(self) -> None:
         while True:
+            self._asking = time.monotonic()
             try:
                 role = tpool.execute(self.lease.step)
             except Exception as exc:       # the store is unreachable
+                self._asking = None
                 log.warning("%s: lease not renewed: %s", self.node, exc)
                 if self.leading and not self.lease.leading():
                     self._lose()
                 hub.sleep(self.lease_s / 3)
                 continue
+            took = (time.monotonic() - self._asking) * 1e3
+            self._asking = None
+            self.renew_ms_last, self.renew_ms_max = took, max(self.renew_ms_max, took)
             self.role = role
             if role.leader and not self.leading:
                 self.leading = True
@@ -115,9 +127,21 @@ class Leadership:
         while True:
             hub.sleep(min(0.05, self.lease_s / 10))
             if self.leading and not self.lease.leading():
-                log.warning("%s: lease not renewed in time (generation %d)", self.node,
-                            self.role.generation)
+                log.warning("%s: lease not renewed in time (generation %d): %s", self.node,
+                            self.role.generation, self._late())
                 self._lose()
+
+    def _late(self) -> str:
+        """Why a lease ran out: the renewal in flight and how long it has waited, or none
+        asked (this process did not run its lease loop: a stall, a long blocking call)."""
+        now = time.monotonic()
+        head = f"a renewal asked {now - self._asking:.3f} s ago is unanswered" \
+            if self._asking is not None else \
+            "no renewal in flight (the lease loop did not run: a stalled process or a call " \
+            "that blocked it)"
+        return (f"{head}; the lease ran out {now - self.lease.role.valid_until:.3f} s ago; "
+                f"renewals took {self.renew_ms_last:.1f} ms last, {self.renew_ms_max:.1f} "
+                "ms at most")
 
     def _give_up(self) -> None:
         """Stop leading and release the lease: the next to ask takes it under a new

@@ -29,7 +29,8 @@ def test_a_failed_takeover_gives_the_lease_up(store_target):
     # a 5 s lease: A asks again only after 1.7 s, B must get it at once (released)
     lead = Leadership(store_target, "A", 6653, 5.0, take_over, lambda: None)
     try:
-        until(lambda: calls)
+        # (the release runs in a native thread: wait for it, not only for the call)
+        until(lambda: calls and not lead.lease.role.leader)
         assert not lead.leading and not lead.acting
         other = Lease(Db(store_target), "B", 5.0)
         assert other.step().leader and other.role.generation > calls[0]
@@ -49,3 +50,24 @@ def test_one_node_name_in_two_processes_makes_one_leader(store_target):
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_lease_lost_to_a_blocked_process_says_so(store_target, caplog):
+    """A take-over that blocks the whole process (a non-green call) past the lease: the
+    leader steps down, and its log says no renewal was even asked, how late the lease ran
+    out, and how long renewals took (what tells a stalled process from a slow store)."""
+    import time
+    lost = []
+
+    def blocking(generation):
+        time.sleep(1.0)         # not eventlet's: nothing else runs, the lease runs out
+    lead = Leadership(store_target, "A", 6653, 0.6, blocking, lambda: lost.append(1))
+    try:
+        with caplog.at_level("WARNING", logger="crs.ha"):
+            until(lambda: lost)
+        line = next(r.getMessage() for r in caplog.records if "in time" in r.getMessage())
+        assert "no renewal in flight" in line and "the lease ran out 0." in line, line
+        st = lead.status()
+        assert st["role"] == "standby" and 0 < st["renew_ms_last"] <= st["renew_ms_max"]
+    finally:
+        lead.stop()
