@@ -21,6 +21,12 @@ management socket. Per trial:
   minus the time the drop was written, 0 if none did (`block_ms`).
 - transit: one-way time of a datagram on the installed path (`transit_ms`).
 
+Then the same again with `idle_ports` more veth ports on the bridge, up and silent (`idle`:
+the benchmark networks put about 60 ports on the one netdev datapath all their bridges share).
+Their cost is not traffic: the datapath's main thread, which also reads OpenFlow, polls every
+port of the datapath each time it wakes (and prepares a batch of receive buffers for each),
+so every flow-mod, barrier and first packet waits behind that round.
+
 Run: ``crs bench switch`` (root; about 1 minute). It makes and removes only its own bridge,
 namespaces and processes.
 """
@@ -40,6 +46,7 @@ from controller.openflow.encode import encode
 from controller.openflow.ofmsg import Apply, Barrier, FlowMod, Output
 
 BRIDGE = "crsflr0"
+IDLE = "crsflri"          # idle ports: crsflri<N>a on the bridge, crsflri<N>b their peers
 HOSTS = {"a": ("crsflr-a", "crsflra0", "crsflra1", "10.77.0.1", "02:77:00:00:00:01", 1),
          "b": ("crsflr-b", "crsflrb0", "crsflrb1", "10.77.0.2", "02:77:00:00:00:02", 2)}
 UDP_PORT = 7777
@@ -92,11 +99,29 @@ def up() -> None:
                     inner, "nud", "permanent")
 
 
+def add_idle_ports(n: int) -> None:
+    """`n` veth pairs, one end on the bridge, both up, nothing sent on them."""
+    for i in range(n):
+        _sh("ip", "link", "add", f"{IDLE}{i}a", "type", "veth", "peer", "name", f"{IDLE}{i}b")
+        _sh("ip", "link", "set", f"{IDLE}{i}a", "up")
+        _sh("ip", "link", "set", f"{IDLE}{i}b", "up")
+        _sh("ovs-vsctl", "add-port", BRIDGE, f"{IDLE}{i}a")
+
+
 def down() -> None:
     _sh("ovs-vsctl", "--if-exists", "del-br", BRIDGE, check=False)
+    for name in _idle_links():
+        _sh("ip", "link", "del", name, check=False)
     for ns, _, outer, _, _, _ in HOSTS.values():
         _sh("ip", "link", "del", outer, check=False)
         _sh("ip", "netns", "del", ns, check=False)
+
+
+def _idle_links() -> list[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    return [ln.split(":")[1].strip().split("@")[0] for ln in out.splitlines()
+            if ln.split(":")[1].strip().startswith(IDLE) and
+            ln.split(":")[1].strip().split("@")[0].endswith("a")]
 
 
 class OpenFlow:
@@ -195,10 +220,58 @@ def first_after(arrivals: list[tuple[float, int, float]], t: float) -> float | N
     return times[i] if i < len(times) else None
 
 
-def run(out_dir: str = "results/bench", trials: int = 30, interval_ms: float = 0.5,
-        batch: int = 32) -> dict[str, Any]:
-    """The measurement (module doc); writes switch.json and prints a table."""
+KEYS = ("allow_ms", "allow_batch_ms", "allow_barrier_ms", "drop_ms", "block_ms", "transit_ms")
+
+
+def _measure(of: OpenFlow, rx: "Receiver", trials: int, batch: int,
+             label: str) -> dict[str, list[float]]:
+    """The trials (module doc) on the bridge as it is now: a list of times per key."""
     allow, allow_batch, barrier, drop, block, transit = [], [], [], [], [], []
+    for k in range(trials):
+        for kind in ("single", "batch"):
+            rx.wait(time.time() + 0.05)       # nothing passes: table 0 drops
+            rx.arrivals.clear()
+            msgs = [allow_flow()] if kind == "single" else \
+                [filler(i) for i in range(batch - 1)] + [allow_flow()]
+            t_sent, _ = of.send(msgs)
+            t_barrier = of.barrier()
+            rx.wait(time.time() + 0.1)
+            first = first_after(rx.arrivals, t_sent)
+            if first is not None:
+                (allow if kind == "single" else allow_batch).append((first - t_sent) * 1e3)
+                transit += [(a - s) * 1e3 for a, _, s in rx.arrivals[-20:]]
+            if kind == "single":
+                barrier.append((t_barrier - t_sent) * 1e3)
+                # block: a higher-priority drop over the allow (what an isolation adds
+                # in table 1): how long does forwarding go on?
+                rx.arrivals.clear()
+                t_blk, _ = of.send([FlowMod(0, "add", 20, {"in_port": HOSTS["a"][5]}, (),
+                                            cookie=0x79)])
+                of.barrier()
+                rx.wait(time.time() + 0.05)
+                # nothing sent after the drop got through: forwarding stopped at once
+                block.append(max([(st - t_blk) * 1e3 for _, _, st in rx.arrivals] + [0.0]))
+                of.send([FlowMod(0, "delete", 0, {}, (), cookie=0x79,
+                                 cookie_mask=0xFFFFFFFFFFFFFFFF)])
+                of.barrier()
+                rx.wait(time.time() + 0.05)
+            # drop: delete the flow while traffic flows; when did forwarding stop?
+            t_del, _ = of.send([FlowMod(0, "delete", 0, {}, (), cookie=0x77,
+                                        cookie_mask=0xFFFFFFFFFFFFFFFF),
+                                FlowMod(0, "delete", 0, {}, (), cookie=0x78,
+                                        cookie_mask=0xFFFFFFFFFFFFFFFF)])
+            of.barrier()
+            rx.wait(time.time() + 0.1)
+            if kind == "single" and rx.arrivals:
+                drop.append((max(st for _, _, st in rx.arrivals) - t_del) * 1e3)
+        print(f"{label}: trial {k + 1}/{trials}", end="\r", flush=True)
+    return dict(zip(KEYS, (allow, allow_batch, barrier, drop, block, transit)))
+
+
+def run(out_dir: str = "results/bench", trials: int = 30, interval_ms: float = 0.5,
+        batch: int = 32, idle_ports: int = 60) -> dict[str, Any]:
+    """The measurement (module doc), without and then with `idle_ports` idle ports; writes
+    switch.json and prints a table."""
     up()
     sender = None
     try:
@@ -211,66 +284,35 @@ def run(out_dir: str = "results/bench", trials: int = 30, interval_ms: float = 0
         sender = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SENDER,
                                    str(interval_ms / 1000), HOSTS["b"][3], str(UDP_PORT)])
         time.sleep(0.3)
-        for k in range(trials):
-            for kind in ("single", "batch"):
-                rx.wait(time.time() + 0.05)       # nothing passes: table 0 drops
-                rx.arrivals.clear()
-                msgs = [allow_flow()] if kind == "single" else \
-                    [filler(i) for i in range(batch - 1)] + [allow_flow()]
-                t_sent, _ = of.send(msgs)
-                t_barrier = of.barrier()
-                rx.wait(time.time() + 0.1)
-                first = first_after(rx.arrivals, t_sent)
-                if first is not None:
-                    (allow if kind == "single" else allow_batch).append((first - t_sent) * 1e3)
-                    transit += [(a - s) * 1e3 for a, _, s in rx.arrivals[-20:]]
-                if kind == "single":
-                    barrier.append((t_barrier - t_sent) * 1e3)
-                if kind == "single":
-                    # block: a higher-priority drop over the allow (what an isolation adds
-                    # in table 1): how long does forwarding go on?
-                    rx.arrivals.clear()
-                    t_blk, _ = of.send([FlowMod(0, "add", 20, {"in_port": HOSTS["a"][5]}, (),
-                                                cookie=0x79)])
-                    of.barrier()
-                    rx.wait(time.time() + 0.05)
-                    # nothing sent after the drop got through: forwarding stopped at once
-                    block.append(max([(st - t_blk) * 1e3 for _, _, st in rx.arrivals] + [0.0]))
-                    of.send([FlowMod(0, "delete", 0, {}, (), cookie=0x79,
-                                     cookie_mask=0xFFFFFFFFFFFFFFFF)])
-                    of.barrier()
-                    rx.wait(time.time() + 0.05)
-                # drop: delete the flow while traffic flows; when did forwarding stop?
-                t_del, _ = of.send([FlowMod(0, "delete", 0, {}, (), cookie=0x77,
-                                            cookie_mask=0xFFFFFFFFFFFFFFFF),
-                                    FlowMod(0, "delete", 0, {}, (), cookie=0x78,
-                                            cookie_mask=0xFFFFFFFFFFFFFFFF)])
-                of.barrier()
-                rx.wait(time.time() + 0.1)
-                if kind == "single" and rx.arrivals:
-                    drop.append((max(st for _, _, st in rx.arrivals) - t_del) * 1e3)
-            print(f"trial {k + 1}/{trials}", end="\r", flush=True)
+        bare = _measure(of, rx, trials, batch, "2 ports")
+        idle: dict[str, list[float]] = {}
+        if idle_ports:
+            add_idle_ports(idle_ports)
+            time.sleep(0.3)
+            idle = _measure(of, rx, trials, batch, f"{idle_ports + 2} ports")
         of.close()
     finally:
         if sender is not None:
             sender.terminate()
             sender.wait(5)
         down()
-    result = {"parameters": {"trials": trials, "interval_ms": interval_ms, "batch": batch,
-                             "bridge": "one netdev bridge, two veth hosts, no controller"},
-              "allow_ms": common.summary(allow), "allow_batch_ms": common.summary(allow_batch),
-              "allow_barrier_ms": common.summary(barrier), "drop_ms": common.summary(drop),
-              "block_ms": common.summary(block),
-              "transit_ms": common.summary(transit)}
+    result: dict[str, Any] = {
+        "parameters": {"trials": trials, "interval_ms": interval_ms, "batch": batch,
+                       "idle_ports": idle_ports,
+                       "bridge": "one netdev bridge, two veth hosts, no controller"},
+        **{k: common.summary(v) for k, v in bare.items()}}
+    if idle_ports:
+        result["with_idle_ports"] = {k: common.summary(v) for k, v in idle.items()}
     path = common.write(out_dir, "switch", result)
-    rows = [[label, result[k]["n"], result[k]["p50"], result[k]["p99"]] for k, label in (
-        ("allow_ms", "flow-mod -> first packet through"),
-        ("allow_batch_ms", f"same, last of {batch} in one write"),
-        ("allow_barrier_ms", "flow-mod -> barrier reply"),
-        ("drop_ms", "delete -> forwarding stopped"),
-        ("block_ms", "higher-priority drop -> forwarding stopped"),
-        ("transit_ms", "one-way transit, installed path"))]
-    print(common.table(rows, ["measurement", "n", "p50 ms", "p99 ms"]))
+    labels = ("flow-mod -> first packet through", f"same, last of {batch} in one write",
+              "flow-mod -> barrier reply", "delete -> forwarding stopped",
+              "higher-priority drop -> forwarding stopped", "one-way transit, installed path")
+    more = result.get("with_idle_ports", {})
+    rows = [[label, result[k]["n"], result[k]["p50"], result[k]["p99"],
+             more.get(k, {}).get("p50", "-"), more.get(k, {}).get("p99", "-")]
+            for k, label in zip(KEYS, labels)]
+    print(common.table(rows, ["measurement", "n", "p50 ms", "p99 ms",
+                              f"p50, {idle_ports} idle ports", "p99"]))
     print(f"written: {path}")
     return result
 
@@ -279,8 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="crs bench switch", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="results/bench")
     ap.add_argument("--trials", type=int, default=30)
+    ap.add_argument("--idle-ports", type=int, default=60,
+                    help="measure again with this many idle ports on the bridge (0: not)")
     a = ap.parse_args(argv)
-    run(a.out, a.trials)
+    run(a.out, a.trials, idle_ports=a.idle_ports)
     return 0
 
 

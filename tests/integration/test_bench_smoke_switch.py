@@ -14,14 +14,18 @@ def test_first_after_picks_the_first_arrival_after_the_flow_mod():
 
 
 def test_smoke_switch_benchmark_measures_and_cleans_up(tmp_path):
-    res = switch.run(str(tmp_path), trials=2)
+    res = switch.run(str(tmp_path), trials=2, idle_ports=3)
     doc = jsonfile.read(tmp_path / "switch.json")
     assert doc["benchmark"] == "switch" and doc["machine"]["cores"]
+    assert doc["parameters"]["idle_ports"] == 3
     for key in ("allow_ms", "allow_batch_ms", "allow_barrier_ms", "drop_ms", "block_ms",
                 "transit_ms"):
         assert doc[key]["n"] >= 1, key
+        assert doc["with_idle_ports"][key]["n"] >= 1, key
     # the flow is what lets the datagrams through: nothing arrives before it
     assert res["allow_ms"]["min"] > 0
     bridges = subprocess.run(["ovs-vsctl", "list-br"], capture_output=True, text=True).stdout
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     assert switch.BRIDGE not in bridges.split() and "crsflr-" not in netns
+    assert switch.IDLE not in links
