@@ -34,22 +34,35 @@ def two_controllers_quarantine(tmp_path, dsn, via=None):
     """A leads, B stands by, both on the switch; c1t1 and c1t2 admitted and clean, then the
     operator quarantines c1t2 on A. Returns (pair, emulation)."""
     pair = Pair(tmp_path, ha_config(tmp_path, 1.0), dsn, via)
-    pair.ctls["a"].start()
-    wait_until(lambda: pair.role("a") == "leader", 10, "A leads")
-    pair.ctls["b"].start()
-    wait_until(lambda: pair.role("b") == "standby", 10, "B is standby")
-    emu = start_network(topology.load(ROOT / "topologies/minimal.yaml"), pair.ctls["a"],
-                        more=(pair.ctls["b"],))
-    web_server(emu, "update", 80)
-    for host in ("c1t1", "c1t2"):      # both report clean: COMPLIANT, they reach peers
-        _, keys = admitted(emu, tmp_path, host)
-        assert clean_report(keys, host, pair.ctls["a"].rest_port) == 200
-    c1, c2 = emu.host("c1t1"), emu.host("c1t2")
-    wait_until(lambda: tcp_ok(c1, UPDATE, 80), 15, "c1t1 reaches the update server")
-    wait_until(lambda: ping(c2, C1T1), 15, "c1t2 reaches c1t1 before its quarantine")
-    row = pair.ctls["a"].request("POST", "/crs/v1/terminals/c1t2/quarantine", {})
-    assert row.get("http_status") is None, row
-    wait_until(lambda: not ping(c2, C1T1), 10, "c1t2 quarantined")
+    emu = None
+    try:
+        pair.ctls["a"].start()
+        wait_until(lambda: pair.role("a") == "leader", 10, "A leads")
+        pair.ctls["b"].start()
+        wait_until(lambda: pair.role("b") == "standby", 10, "B is standby")
+        emu = start_network(topology.load(ROOT / "topologies/minimal.yaml"), pair.ctls["a"],
+                            more=(pair.ctls["b"],))
+        web_server(emu, "update", 80)
+        for host in ("c1t1", "c1t2"):      # both report clean: COMPLIANT, they reach peers
+            _, keys = admitted(emu, tmp_path, host)
+            assert clean_report(keys, host, pair.ctls["a"].rest_port) == 200
+        c1, c2 = emu.host("c1t1"), emu.host("c1t2")
+        wait_until(lambda: tcp_ok(c1, UPDATE, 80), 15, "c1t1 reaches the update server")
+        wait_until(lambda: ping(c2, C1T1), 15, "c1t2 reaches c1t1 before its quarantine")
+        row = pair.ctls["a"].request("POST", "/crs/v1/terminals/c1t2/quarantine", {})
+        assert row.get("http_status") is None, row
+        wait_until(lambda: not ping(c2, C1T1), 10, "c1t2 quarantined")
+    except Exception as exc:
+        # e.g. A lost its lease during the set-up: say why (its own log), end what started
+        log = pair.ctls["a"].log
+        lines = [ln for ln in (log.read_text() if log.exists() else "").splitlines()
+                 if "crs.ha" in ln]
+        roles = f"roles a={pair.role('a')} b={pair.role('b')}"
+        if emu is not None:
+            emu.stop()
+        pair.stop()
+        raise AssertionError(f"set-up failed: {exc}; {roles}; A's leadership log:\n" +
+                             "\n".join(lines[-8:])) from exc
     return pair, emu
 
 
