@@ -160,17 +160,23 @@ class Admission:
         """`direct`: the shell reads this edge port's own interface (`eapol_transport:
         port`, `local_port.from_port`); its EAPOL then stops at the switch, and answers
         leave as LOCAL frames at once (the shell writes them on the port)."""
-        out: Out = []
-        if port not in self.trusted.get(dpid, ()):
-            local = dpid in self.local
-            direct = direct and local
-            flows = eapol_port_flows(
-                self.mode, port, self.auth.mac if local else None,
-                direct if local and self.settings.eapol_transport == "port" else None)
-            out += [(dpid, m) for m in flows]
-            if local and flows:     # (no flows for a port beyond the metered range)
-                self._local_ports[(dpid, port)] = now + (0 if direct else LOCAL_FLOW_SETTLE_S)
-        return out + self._auth(self.auth.port_up(dpid, port, now), now)
+        return self.port_transport(dpid, port, now, direct) + \
+            self._auth(self.auth.port_up(dpid, port, now), now)
+
+    def port_transport(self, dpid: int, port: int, now: float, direct: bool) -> Out:
+        """A port's EAPOL flows for its transport (`port_up`), and nothing else: when the
+        shell stops reading a port (its socket failed) the port's authentication state,
+        its sessions and hold-off, stay as they are."""
+        if port in self.trusted.get(dpid, ()):
+            return []
+        local = dpid in self.local
+        direct = direct and local
+        flows = eapol_port_flows(
+            self.mode, port, self.auth.mac if local else None,
+            direct if local and self.settings.eapol_transport == "port" else None)
+        if local and flows:     # (no flows for a port beyond the metered range)
+            self._local_ports[(dpid, port)] = now + (0 if direct else LOCAL_FLOW_SETTLE_S)
+        return [(dpid, m) for m in flows]
 
     def port_down(self, dpid: int, port: int, now: float) -> Out:
         return self._auth(self.auth.port_down(dpid, port, now), now)

@@ -432,15 +432,15 @@ class CrsController(App):
                     eapol_direct=self._read_port(dp.id, p.port_no, name, p.hw_addr)))
 
     def _port_lost(self, dpid: int, port: int) -> None:
-        """A port's socket failed: the switch lists its ports again, and the port, no
-        longer read here, gets its EAPOL through LOCAL back (`_read_port`). Later, in a
-        green thread of its own: this may run inside a core call (an answer's write),
-        where nothing may yield."""
-        def ask() -> None:
-            dp = self.datapaths.get(dpid)
-            if dp is not None and self.active:
-                dp.send_msg(dp.ofproto_parser.OFPPortDescStatsRequest(dp, 0))
-        hub.spawn(ask)
+        """A port's socket failed: the port, no longer read here, gets its EAPOL through
+        LOCAL back, and nothing else changes (no other port's flows, no port's state: its
+        sessions and hold-off stay; an interface replaced under the port comes back with
+        the switch's port status). Later, in a green thread of its own: this may run
+        inside a core call (an answer's write), where nothing may yield."""
+        def back() -> None:
+            if dpid in self.datapaths and self.active:
+                self.send(self.core.eapol_transport(dpid, port, False))
+        hub.spawn(back)
 
     def _read_port(self, dpid: int, port: int, name: str, hw_addr: str) -> bool:
         """With `eapol_transport: port`: whether this edge port's own interface is read

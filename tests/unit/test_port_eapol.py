@@ -103,3 +103,31 @@ def test_an_exchange_read_on_the_port_admits_and_answers_on_the_port_at_once(tmp
     core.eapol_local(1, logoff, T0 + 1)
     assert core.store.binding(IDENT) is not None
     assert local_port.from_switch(logoff, AUTH)[0] == 3
+
+
+def test_a_lost_port_goes_back_to_local_and_nothing_else_changes(tmp_path):
+    """A read port's socket failed (`eapol_transport`): that port's EAPOL goes through LOCAL
+    again, its admitted terminal keeps its access, and no port's state is reset: a port in
+    hold-off after failed attempts stays held (relisting every port, as before, reset it)."""
+    core, sim = boot_port(tmp_path)
+    sup = Supplicant(IDENT, C1, psk=load_credentials(CREDENTIALS).demo_psk(IDENT))
+
+    def deliver(frame: bytes) -> list[bytes]:
+        out = core.eapol_local(1, local_port.from_port(frame, 2, AUTH), T0 + 0.1)
+        sim.apply(m for _, m in out)
+        return [local_port.for_port(m.data, AUTH) for _, m in out if isinstance(m, LocalFrame)]
+    assert corekit.run_exchange(sup, deliver).status == "success"
+    auth = core.admission.auth
+    auth.ports[(1, 3)].hold_until = T0 + 60          # port 3 held after failures
+    before = dict(auth.ports)
+    out = core.eapol_transport(1, 2, False)
+    assert {d for d, _ in out} == {1}
+    sim.apply(m for _, m in out)
+    res = sim.process({"eth_type": 0x888E, "eth_src": C1, "eth_dst": PAE_GROUP_ADDR}, 2)
+    assert [p for p, _ in res.outputs] == [OFPP_LOCAL]
+    assert all(not (isinstance(m, FlowMod) and m.is_delete and m.table_id != 0)
+               for _, m in out)
+    res = sim.process(corekit.ip_pkt(C1, corekit.WEB_MAC, "10.0.1.1", "10.0.100.20"), 2)
+    assert 1 in res.tables() and core.store.binding(IDENT) is not None
+    assert auth.ports == before and auth.ports[(1, 3)].hold_until == T0 + 60
+    assert core.eapol_transport(99, 2, False) == []      # an unknown switch: nothing
