@@ -21,6 +21,7 @@ ETH_P_EAPOL = 0x888E
 
 
 MAX_READ = 64           # frames taken from a socket in one go (then the others get a turn)
+REOPEN_S = (0.5, 30.0)  # a failed socket is opened again after 0.5 s, doubling up to 30 s
 
 
 def _pending(sock: socket.socket) -> list[bytes]:
@@ -45,26 +46,47 @@ class LocalEapol:
     def __init__(self, handle: Callable[[int, list[bytes]], None]):
         self.handle = handle
         self.socks: dict[int, socket.socket] = {}
+        self.names: dict[int, str] = {}     # the interface each connected switch is read on
 
     def open(self, dpid: int, ifname: str) -> bool:
         """Read `ifname` for switch `dpid` (replacing an earlier socket); False, logged,
         if it cannot be opened (the switch's EAPOL then stays with packet-ins)."""
         self.close(dpid)
         try:
-            sock = bound_socket(ifname, ETH_P_EAPOL)
+            self._start(dpid, ifname)
         except OSError as exc:
             log.warning("switch %016x: cannot read interface %r (%s): EAPOL stays with "
                         "packet-ins", dpid, ifname, exc)
             return False
-        self.socks[dpid] = sock
-        hub.spawn(self._read, dpid, sock)
+        self.names[dpid] = ifname
         log.info("switch %016x: EAPOL through its LOCAL port (%s)", dpid, ifname)
         return True
 
+    def _start(self, dpid: int, ifname: str) -> None:
+        sock = bound_socket(ifname, ETH_P_EAPOL)
+        self.socks[dpid] = sock
+        hub.spawn(self._read, dpid, sock)
+
     def close(self, dpid: int) -> None:
+        self.names.pop(dpid, None)
         sock = self.socks.pop(dpid, None)
         if sock is not None:
             sock.close()
+
+    def _reopen(self, dpid: int, ifname: str, delay: float) -> None:
+        """A socket that failed for good is opened again while its switch is connected
+        (its flows still send EAPOL to LOCAL: unread, nobody could authenticate there)."""
+        if self.names.get(dpid) != ifname or dpid in self.socks:
+            return          # the switch went, or was read anew meanwhile
+        try:
+            self._start(dpid, ifname)
+        except OSError as exc:
+            delay = min(2 * delay, REOPEN_S[1])
+            log.warning("switch %016x: EAPOL socket not opened again (%s): next try in "
+                        "%.1f s", dpid, exc, delay)
+            hub.spawn_after(delay, self._reopen, dpid, ifname, delay)
+            return
+        log.info("switch %016x: EAPOL socket on %s opened again", dpid, ifname)
 
     def can_send(self, dpid: int) -> bool:
         return dpid in self.socks
@@ -90,8 +112,12 @@ class LocalEapol:
                     hub.sleep(0.1)      # the interface is (still) down: wait for it
                     continue
                 if self.socks.get(dpid) is sock:
-                    log.warning("switch %016x: EAPOL socket failed: %s", dpid, exc)
+                    log.warning("switch %016x: EAPOL socket failed: %s; opening it again "
+                                "in %.1f s", dpid, exc, REOPEN_S[0])
                     self.socks.pop(dpid, None)
+                    sock.close()
+                    hub.spawn_after(REOPEN_S[0], self._reopen, dpid, self.names.get(dpid),
+                                    REOPEN_S[0])
                 return
             frames = [] if addr[2] == PACKET_OUTGOING else [data]
             frames += _pending(sock)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from controller import rawsock
 from controller.admission import local_port
 from controller.admission.eapol import PAE_GROUP_ADDR
 from controller.admission.supplicant import Supplicant
@@ -173,3 +174,52 @@ def test_a_tap_is_not_read_as_a_port():
         assert not pe.open(1, 5, name, mac) and pe.ports == {}
     finally:
         subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+def test_a_local_socket_that_fails_for_good_is_opened_again(veth, monkeypatch, caplog):
+    """The LOCAL transport's reader (ryu_shell/local_eapol.py): its socket fails with an error
+    that is not the link going down. The switch's flows still send EAPOL there, so unread
+    nobody could authenticate on that switch: the socket is opened again and frames are read
+    on it. After the switch goes, nothing is reopened."""
+    import errno
+
+    from eventlet.green import socket as green
+
+    from controller.ryu_shell import local_eapol
+    switch_end, terminal_end = veth
+    failing: list = []
+
+    def real(*a):       # green, as in the running controller (eventlet's patching)
+        return rawsock.bound_socket(*a, new=green.socket)
+
+    class Failing:      # the first socket: its next read fails as a broken socket would
+        def __init__(self, sock):
+            self.sock = sock
+            failing.append(self)
+
+        def recvfrom(self, *a):
+            raise OSError(errno.EIO, "input/output error")
+
+        def __getattr__(self, name):
+            return getattr(self.sock, name)
+
+    monkeypatch.setattr(local_eapol, "bound_socket",
+                        lambda *a: Failing(real(*a)) if not failing else real(*a))
+    got: list[bytes] = []
+    le = local_eapol.LocalEapol(lambda dpid, frames: got.extend(frames))
+    term = terminal_socket(terminal_end)
+    start = GROUP + bytes.fromhex(TERM_MAC.replace(":", "")) + \
+        Supplicant("t@x", TERM_MAC, psk=bytes(16)).start()[12:]
+    try:
+        with caplog.at_level("INFO", logger="crs.local_eapol"):
+            assert le.open(1, switch_end)
+            until(lambda: "opened again" in caplog.text, 5, "the failed socket opened again")
+        assert "EAPOL socket failed" in caplog.text and le.can_send(1)
+        until(lambda: term.send(start) and got, 5, "a frame read on the new socket")
+        assert got[0] == start
+        le.close(1)
+        le._reopen(1, switch_end, 0.5)       # a retry due after the switch went: nothing
+        assert not le.can_send(1)
+    finally:
+        le.close(1)
+        term.close()
