@@ -151,12 +151,13 @@ class Core:
         return out + (adm.port_down(dpid, port, now) if adm else []) + \
             (alone.port_down(dpid, port, now) if alone else [])
 
-    def eapol_transport(self, dpid: int, port: int, direct: bool) -> Out:
+    def eapol_transport(self, dpid: int, port: int, direct: bool,
+                        now: float | None = None) -> Out:
         """A port's EAPOL moved (a read port's socket failed: back through LOCAL): its
         EAPOL flows only; no port state is reset."""
+        now = self._now = time.time() if now is None else now
         adm = self.admission
-        return adm.port_transport(dpid, port, self._now, direct) \
-            if adm and dpid in self.switches else []
+        return adm.port_transport(dpid, port, now, direct) if adm and dpid in self.switches else []
 
     # --- packets -----------------------------------------------------------------------
 

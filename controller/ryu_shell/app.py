@@ -438,8 +438,10 @@ class CrsController(App):
         the switch's port status). Later, in a green thread of its own: this may run
         inside a core call (an answer's write), where nothing may yield."""
         def back() -> None:
-            if dpid in self.datapaths and self.active:
-                self.send(self.core.eapol_transport(dpid, port, False))
+            if dpid in self.datapaths and self.active and self.port_eapol is not None:
+                # (read again meanwhile, after a port status: its drop flow stays)
+                self.send(self.core.eapol_transport(
+                    dpid, port, self.port_eapol.reads(dpid, port)))
         hub.spawn(back)
 
     def _read_port(self, dpid: int, port: int, name: str, hw_addr: str) -> bool:
@@ -448,8 +450,10 @@ class CrsController(App):
         adm, pe = self.core.admission, self.port_eapol
         if pe is None:
             return False
+        # (LOCAL read and the switch's flows made for it: a switch rebuilt while its LOCAL
+        # socket was down uses packet-ins until it connects again)
         if adm is None or not adm.edge(dpid, port) or port > MAX_METERED_PORT or \
-                not self.local_eapol.can_send(dpid):
+                not self.local_eapol.can_send(dpid) or dpid not in adm.local:
             pe.close(dpid, port)        # (read before, no longer: not twice, not stale)
             return False
         return pe.open(dpid, port, name, hw_addr)

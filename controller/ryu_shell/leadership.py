@@ -88,7 +88,7 @@ class Leadership:
         while True:
             self._asking = time.monotonic()
             try:
-                role = tpool.execute(self.lease.step)
+                role = tpool.execute(self._step)
             except Exception as exc:       # the store is unreachable
                 self._asking = None
                 log.warning("%s: lease not renewed: %s", self.node, exc)
@@ -96,9 +96,7 @@ class Leadership:
                     self._lose()
                 hub.sleep(self.lease_s / 3)
                 continue
-            took = (time.monotonic() - self._asking) * 1e3
             self._asking = None
-            self.renew_ms_last, self.renew_ms_max = took, max(self.renew_ms_max, took)
             self.role = role
             if role.leader and not self.leading:
                 self.leading = True
@@ -120,28 +118,40 @@ class Leadership:
                     log.warning("%s: standby copy not refreshed: %s", self.node, exc)
             hub.sleep(self.lease_s / 3)
 
+    def _step(self) -> Role:
+        """One renewal (in the native thread), timed there: what the store took, answered
+        or failed, without this process's own scheduling."""
+        t0 = time.monotonic()
+        try:
+            return self.lease.step()
+        finally:
+            took = (time.monotonic() - t0) * 1e3
+            self.renew_ms_last, self.renew_ms_max = took, max(self.renew_ms_max, took)
+
     def _watch(self) -> None:
         """Step down the moment the lease runs out on our own clock, even while a renewal
         hangs (a store cut off without a reset answers nothing: the lease loop may wait
         for TCP keepalives for seconds). Before the lease can pass to anyone else."""
         while True:
             hub.sleep(min(0.05, self.lease_s / 10))
-            if self.leading and not self.lease.leading():
+            role, now = self.lease.role, time.monotonic()   # (one snapshot: the thread
+            if self.leading and not (role.leader and now < role.valid_until):  # renews it)
                 log.warning("%s: lease not renewed in time (generation %d): %s", self.node,
-                            self.role.generation, self._late())
+                            self.role.generation, self._late(role, now))
                 self._lose()
 
-    def _late(self) -> str:
+    def _late(self, role: Role, now: float) -> str:
         """Why a lease ran out: the renewal in flight and how long it has waited, or none
         asked (this process did not run its lease loop: a stall, a long blocking call)."""
-        now = time.monotonic()
-        head = f"a renewal asked {now - self._asking:.3f} s ago is unanswered" \
-            if self._asking is not None else \
+        asking = self._asking
+        head = f"a renewal asked {now - asking:.3f} s ago is unanswered" \
+            if asking is not None else \
             "no renewal in flight (the lease loop did not run: a stalled process or a call " \
             "that blocked it)"
-        return (f"{head}; the lease ran out {now - self.lease.role.valid_until:.3f} s ago; "
-                f"renewals took {self.renew_ms_last:.1f} ms last, {self.renew_ms_max:.1f} "
-                "ms at most")
+        ran_out = f"the lease ran out {now - role.valid_until:.3f} s ago" if role.leader \
+            else "the store's last answer: not the leader"
+        return (f"{head}; {ran_out}; renewals took {self.renew_ms_last:.1f} ms last, "
+                f"{self.renew_ms_max:.1f} ms at most")
 
     def _give_up(self) -> None:
         """Stop leading and release the lease: the next to ask takes it under a new

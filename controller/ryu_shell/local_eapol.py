@@ -47,6 +47,9 @@ class LocalEapol:
         self.handle = handle
         self.socks: dict[int, socket.socket] = {}
         self.names: dict[int, str] = {}     # the interface each connected switch is read on
+        # its reopening: one chain of retries per opening (`open` and `close` end the old
+        # one), the delay doubling with each failure of that opening's sockets
+        self._retry: dict[int, tuple[object, float]] = {}
 
     def open(self, dpid: int, ifname: str) -> bool:
         """Read `ifname` for switch `dpid` (replacing an earlier socket); False, logged,
@@ -59,6 +62,7 @@ class LocalEapol:
                         "packet-ins", dpid, ifname, exc)
             return False
         self.names[dpid] = ifname
+        self._retry[dpid] = (object(), REOPEN_S[0])
         log.info("switch %016x: EAPOL through its LOCAL port (%s)", dpid, ifname)
         return True
 
@@ -69,22 +73,33 @@ class LocalEapol:
 
     def close(self, dpid: int) -> None:
         self.names.pop(dpid, None)
+        self._retry.pop(dpid, None)
         sock = self.socks.pop(dpid, None)
         if sock is not None:
             sock.close()
 
-    def _reopen(self, dpid: int, ifname: str, delay: float) -> None:
+    def _failed(self, dpid: int) -> None:
+        """Its socket failed for good: opened again later, once per failure."""
+        token, delay = self._retry.get(dpid, (None, REOPEN_S[0]))
+        if token is None:
+            return
+        log.warning("switch %016x: EAPOL socket failed; opening it again in %.1f s", dpid,
+                    delay)
+        self._retry[dpid] = (token, min(2 * delay, REOPEN_S[1]))
+        hub.spawn_after(delay, self._reopen, dpid, token)
+
+    def _reopen(self, dpid: int, token: object) -> None:
         """A socket that failed for good is opened again while its switch is connected
         (its flows still send EAPOL to LOCAL: unread, nobody could authenticate there)."""
-        if self.names.get(dpid) != ifname or dpid in self.socks:
+        ifname = self.names.get(dpid)
+        if ifname is None or self._retry.get(dpid, (None,))[0] is not token or \
+                dpid in self.socks:
             return          # the switch went, or was read anew meanwhile
         try:
             self._start(dpid, ifname)
         except OSError as exc:
-            delay = min(2 * delay, REOPEN_S[1])
-            log.warning("switch %016x: EAPOL socket not opened again (%s): next try in "
-                        "%.1f s", dpid, exc, delay)
-            hub.spawn_after(delay, self._reopen, dpid, ifname, delay)
+            log.warning("switch %016x: EAPOL socket not opened again: %s", dpid, exc)
+            self._failed(dpid)
             return
         log.info("switch %016x: EAPOL socket on %s opened again", dpid, ifname)
 
@@ -112,12 +127,10 @@ class LocalEapol:
                     hub.sleep(0.1)      # the interface is (still) down: wait for it
                     continue
                 if self.socks.get(dpid) is sock:
-                    log.warning("switch %016x: EAPOL socket failed: %s; opening it again "
-                                "in %.1f s", dpid, exc, REOPEN_S[0])
+                    log.warning("switch %016x: EAPOL socket failed: %s", dpid, exc)
                     self.socks.pop(dpid, None)
                     sock.close()
-                    hub.spawn_after(REOPEN_S[0], self._reopen, dpid, self.names.get(dpid),
-                                    REOPEN_S[0])
+                    self._failed(dpid)
                 return
             frames = [] if addr[2] == PACKET_OUTGOING else [data]
             frames += _pending(sock)

@@ -217,8 +217,13 @@ def test_a_local_socket_that_fails_for_good_is_opened_again(veth, monkeypatch, c
         assert "EAPOL socket failed" in caplog.text and le.can_send(1)
         until(lambda: term.send(start) and got, 5, "a frame read on the new socket")
         assert got[0] == start
+        token = le._retry[1][0]
         le.close(1)
-        le._reopen(1, switch_end, 0.5)       # a retry due after the switch went: nothing
+        le._reopen(1, token)            # a retry due after the switch went: nothing
+        assert not le.can_send(1)
+        assert le.open(1, switch_end) and le.socks[1].close() is None
+        le.socks.pop(1)
+        le._reopen(1, token)            # an older opening's retry: not this one's
         assert not le.can_send(1)
     finally:
         le.close(1)
