@@ -131,3 +131,15 @@ def test_a_lost_port_goes_back_to_local_and_nothing_else_changes(tmp_path):
     assert 1 in res.tables() and core.store.binding(IDENT) is not None
     assert auth.ports == before and auth.ports[(1, 3)].hold_until == T0 + 60
     assert core.eapol_transport(99, 2, False) == []      # an unknown switch: nothing
+
+
+def test_a_port_of_a_switch_without_local_keeps_packet_ins_whatever_the_shell_says(tmp_path):
+    """`eapol_transport` on a switch whose flows were made without LOCAL (its interface could
+    not be read): a port claimed read directly still sends its EAPOL to the controller as
+    packet-ins (never a drop with nobody reading), and its hold-off stays."""
+    core, sim = corekit.boot_eapol(tmp_path, "port", eapol_local=False)
+    core.admission.auth.ports[(1, 2)].hold_until = T0 + 60
+    sim.apply(m for _, m in core.eapol_transport(1, 2, True, T0 + 1))
+    res = sim.process({"eth_type": 0x888E, "eth_src": C1, "eth_dst": PAE_GROUP_ADDR}, 2)
+    assert res.to_controller and res.outputs == []
+    assert core.admission.auth.ports[(1, 2)].hold_until == T0 + 60
