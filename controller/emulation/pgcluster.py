@@ -1,4 +1,4 @@
-"""A private PostgreSQL cluster for tests and benchmarks: its own directory under /tmp,
+"""A private PostgreSQL cluster for tests and benchmarks: its own temporary directory,
 a Unix socket there and no TCP port, started with pg_ctl and stopped by its data directory
 (pg_ctl reads the postmaster's PID from it). Never touches a system cluster. As root, the
 server runs as the `postgres` user (PostgreSQL refuses root)."""
@@ -22,8 +22,10 @@ def _bin(name: str) -> str:
 
 
 class Cluster:
-    def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="crs-pg-")
+    def __init__(self, root: str | None = None) -> None:
+        """`root`: where its directory goes (default: the system's temporary directory;
+        the tests use tmpfs, see tests/conftest.py)."""
+        self.dir = tempfile.mkdtemp(prefix="crs-pg-", dir=root)
         self.data = os.path.join(self.dir, "data")
         self._as: list[str] = []
         if os.geteuid() == 0:

@@ -162,7 +162,7 @@ def test_without_the_store_nobody_leads_flows_hold_and_it_recovers(tmp_path):
     switches keep what they hold (the quarantine, the other terminal's access); when it is
     back, one controller leads again and authentication works."""
     from controller.emulation.pgcluster import Cluster
-    pg = Cluster().start()
+    pg = Cluster("/dev/shm").start()      # on tmpfs, as the session's (tests/conftest.py)
     pair = emu = None
     try:
         pair, emu = two_controllers_quarantine(tmp_path, pg.new_database())
