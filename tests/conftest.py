@@ -12,14 +12,9 @@ import pytest
 # the helpers' asserts report like the tests' own (rewritten before their first import)
 pytest.register_assert_rewrite("corekit", "nethelpers")
 
-from corekit import ROOT, T0, boot_core  # noqa: E402
+from corekit import PG_ROOT, ROOT, T0, boot_core  # noqa: E402
 
 INTEGRATION = ROOT / "tests" / "integration"
-# The tests' PostgreSQL lives on tmpfs: their several controllers hold 1 s leases (renewed
-# every 1/3 s, each renewal a commit), and a commit's disk sync on this kind of VM stalls for
-# a tenth of a second and more in its slow phases: a test of leadership must not step down
-# for the disk. (The failover benchmark's cluster stays on the disk: what it measures.)
-PG_ROOT = "/dev/shm"
 
 
 def pytest_collection_modifyitems(items):

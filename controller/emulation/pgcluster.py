@@ -24,7 +24,7 @@ def _bin(name: str) -> str:
 class Cluster:
     def __init__(self, root: str | None = None) -> None:
         """`root`: where its directory goes (default: the system's temporary directory;
-        the tests use tmpfs, see tests/conftest.py)."""
+        the tests use tmpfs, see tests/corekit.py)."""
         self.dir = tempfile.mkdtemp(prefix="crs-pg-", dir=root)
         self.data = os.path.join(self.dir, "data")
         self._as: list[str] = []

@@ -161,8 +161,10 @@ def test_without_the_store_nobody_leads_flows_hold_and_it_recovers(tmp_path):
     """PostgreSQL stops: within the lease nobody leads (no split brain, no admissions), the
     switches keep what they hold (the quarantine, the other terminal's access); when it is
     back, one controller leads again and authentication works."""
+    from corekit import PG_ROOT
+
     from controller.emulation.pgcluster import Cluster
-    pg = Cluster("/dev/shm").start()      # on tmpfs, as the session's (tests/conftest.py)
+    pg = Cluster(PG_ROOT).start()         # on tmpfs, as the session's
     pair = emu = None
     try:
         pair, emu = two_controllers_quarantine(tmp_path, pg.new_database())

@@ -81,20 +81,26 @@ def test_with_the_local_transport_no_drop_flow_is_sent(tmp_path):
     assert all(m.priority != 40003 for _, m in out if isinstance(m, FlowMod))
 
 
-def test_an_exchange_read_on_the_port_admits_and_answers_on_the_port_at_once(tmp_path):
-    core, sim = boot_port(tmp_path)
+def admitted_on_port_2(core, sim) -> Supplicant:
+    """c1t1 authenticated by frames read on port 2's interface; every answer leaves at once
+    (no settling time: nothing waits for a return flow) on port 2."""
     sup = Supplicant(IDENT, C1, psk=load_credentials(CREDENTIALS).demo_psk(IDENT))
 
     def deliver(frame: bytes) -> list[bytes]:
         out = core.eapol_local(1, local_port.from_port(frame, 2, AUTH), T0 + 0.1)
         sim.apply(m for _, m in out)
-        # no settling time: nothing waits for a return flow
         assert not any(isinstance(m, PacketOut) for _, m in out)
         answers = [m.data for _, m in out if isinstance(m, LocalFrame)]
         assert all(local_port.answer_port(a) == 2 for a in answers)
         return [local_port.for_port(a, AUTH) for a in answers]
     step = corekit.run_exchange(sup, deliver)
     assert step is not None and step.status == "success"
+    return sup
+
+
+def test_an_exchange_read_on_the_port_admits_and_answers_on_the_port_at_once(tmp_path):
+    core, sim = boot_port(tmp_path)
+    sup = admitted_on_port_2(core, sim)
     assert core.counters["dot1x_admitted"] == 1
     res = sim.process(corekit.ip_pkt(C1, corekit.WEB_MAC, "10.0.1.1", "10.0.100.20"), 2)
     assert 1 in res.tables()
@@ -110,13 +116,7 @@ def test_a_lost_port_goes_back_to_local_and_nothing_else_changes(tmp_path):
     again, its admitted terminal keeps its access, and no port's state is reset: a port in
     hold-off after failed attempts stays held (relisting every port, as before, reset it)."""
     core, sim = boot_port(tmp_path)
-    sup = Supplicant(IDENT, C1, psk=load_credentials(CREDENTIALS).demo_psk(IDENT))
-
-    def deliver(frame: bytes) -> list[bytes]:
-        out = core.eapol_local(1, local_port.from_port(frame, 2, AUTH), T0 + 0.1)
-        sim.apply(m for _, m in out)
-        return [local_port.for_port(m.data, AUTH) for _, m in out if isinstance(m, LocalFrame)]
-    assert corekit.run_exchange(sup, deliver).status == "success"
+    admitted_on_port_2(core, sim)
     auth = core.admission.auth
     auth.ports[(1, 3)].hold_until = T0 + 60          # port 3 held after failures
     before = dict(auth.ports)
