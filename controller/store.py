@@ -254,12 +254,16 @@ class Store:
 
 
 # A leader's transaction commits only while it still holds an unexpired lease under its
-# generation: the row lock (FOR SHARE) holds off a takeover until the commit is done, and a
-# deposed leader whose commit arrives late (a partition that heals) divides by zero and
-# rolls back instead of writing over its successor's decisions.
+# generation: the row lock holds off a takeover until the commit is done, and a deposed
+# leader whose commit arrives late (a partition that heals) divides by zero and rolls back
+# instead of writing over its successor's decisions. The lock is FOR KEY SHARE and the
+# generation is in a unique index (storedb migration 6): a takeover changes a key column
+# and waits for it; the leader's renewal changes none and does not (with FOR SHARE, every
+# renewal waited for the commits in flight, their disk syncs included, and a slow disk
+# could cost a leader its lease).
 FENCE = ("SELECT 1 / (SELECT COUNT(*) FROM (SELECT 1 FROM leader WHERE name = 'network' "
          "AND holder = ? AND generation = ? AND expires > " + NOW["postgresql"] +
-         " FOR SHARE) AS held)::INT")
+         " FOR KEY SHARE) AS held)::INT")
 
 
 class Batch:

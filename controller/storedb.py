@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Iterable
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 TYPES = {"sqlite": {"BLOB": "BLOB", "REAL": "REAL", "INT": "INTEGER"},
          "postgresql": {"BLOB": "BYTEA", "REAL": "DOUBLE PRECISION", "INT": "BIGINT"}}
 
@@ -45,6 +45,9 @@ MIGRATIONS: dict[int, list[str]] = {
     # a steady report's time, beside its sequence number (the terminal row unchanged)
     5: ["CREATE TABLE IF NOT EXISTS replay (sender TEXT PRIMARY KEY, seq {INT})",
         "ALTER TABLE replay ADD COLUMN at {REAL}"],
+    # the generation a key column (PostgreSQL): a takeover, which changes it, waits for a
+    # leader's commit in flight (`store.FENCE`), the leader's own renewal does not
+    6: ["CREATE UNIQUE INDEX IF NOT EXISTS leader_generation ON leader (name, generation)"],
 }
 # the database's clock in seconds since the epoch (leases are timed by it, so controllers
 # on hosts whose clocks differ still agree)

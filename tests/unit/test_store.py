@@ -5,12 +5,13 @@ versions."""
 from __future__ import annotations
 
 import sqlite3
+import time
 
 import pytest
 
 from controller.records import SpRecord, SsRecord
 from controller.store import Store
-from controller.storedb import SCHEMA_VERSION
+from controller.storedb import NOW, SCHEMA_VERSION
 
 
 def test_a_nested_batch_joins_the_outer_transaction_which_commits_once(store_target):
@@ -255,3 +256,34 @@ def test_a_leaders_write_outside_a_batch_is_fenced_too(pg_cluster):
     with pytest.raises(Exception):
         store.put_seal("cell2", True)                # deposed: refused
     assert Store(dsn).sealed_groups() == ["cell1"]
+
+
+def test_a_commit_in_flight_holds_off_a_takeover_but_not_its_leaders_renewal(pg_cluster):
+    """The fence's row lock: while a leader's fenced commit is in flight (its disk sync,
+    say), another controller cannot take the lease over, and the leader itself can still
+    renew it (a renewal that waited for its own commits lost the lease to a slow disk)."""
+    import psycopg
+
+    from controller.lease import Lease
+    from controller.store import FENCE
+    from controller.storedb import Db
+    dsn = pg_cluster.new_database()
+    Store(dsn)                                       # the schema
+    a, b = Lease(Db(dsn), "a/1", 0.5), Lease(Db(dsn), "b/1", 0.5)
+    gen = a.step().generation
+    for lease in (a, b):                             # a lock wait fails instead of hanging
+        lease.db.execute("SET lock_timeout = '300ms'")
+    with psycopg.connect(dsn) as commit:             # a transaction, open until `commit`
+        commit.execute(FENCE.replace("?", "%s"), ("a/1", gen))
+        role = a.step()                              # the leader renews meanwhile
+        assert role.leader and role.generation == gen
+        deadline = time.monotonic() + 5
+        while not b.db.execute("SELECT expires <= " + NOW["postgresql"] +
+                               " FROM leader").fetchone()[0]:
+            assert time.monotonic() < deadline, "the lease did not run out"
+            time.sleep(0.02)
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            b.step()                                 # expired, but the commit is in flight
+        commit.commit()
+    role = b.step()
+    assert role.leader and role.generation == gen + 1
