@@ -74,7 +74,13 @@ def _sh(*argv: str, check: bool = True) -> None:
     subprocess.run(argv, check=check, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def up() -> None:
+PORT_TYPES = {"system": [],
+              # AF_XDP, read by the datapath's main thread (no PMD thread spinning on a core);
+              # generic mode: veth has no native zero-copy
+              "afxdp-nonpmd": ["type=afxdp-nonpmd", "options:xdp-mode=generic"]}
+
+
+def up(port_type: str = "system") -> None:
     """The bridge and the two namespaces (a leftover of an interrupted run is replaced)."""
     down()
     _sh("ovs-vsctl", "add-br", BRIDGE, "--", "set", "bridge", BRIDGE, "datapath_type=netdev",
@@ -91,7 +97,7 @@ def up() -> None:
             check=False)
         _sh("ip", "link", "set", outer, "up")
         _sh("ovs-vsctl", "add-port", BRIDGE, outer, "--", "set", "interface", outer,
-            f"ofport_request={port}")
+            f"ofport_request={port}", *PORT_TYPES[port_type])
     for ns, inner, _, _, _, _ in HOSTS.values():     # no ARP: permanent neighbours
         for other in HOSTS.values():
             if other[0] != ns:
@@ -99,13 +105,15 @@ def up() -> None:
                     inner, "nud", "permanent")
 
 
-def add_idle_ports(n: int) -> None:
+def add_idle_ports(n: int, port_type: str = "system") -> None:
     """`n` veth pairs, one end on the bridge, both up, nothing sent on them."""
     for i in range(n):
         _sh("ip", "link", "add", f"{IDLE}{i}a", "type", "veth", "peer", "name", f"{IDLE}{i}b")
         _sh("ip", "link", "set", f"{IDLE}{i}a", "up")
         _sh("ip", "link", "set", f"{IDLE}{i}b", "up")
-        _sh("ovs-vsctl", "add-port", BRIDGE, f"{IDLE}{i}a")
+        _sh("ovs-vsctl", "add-port", BRIDGE, f"{IDLE}{i}a", *(
+            ["--", "set", "interface", f"{IDLE}{i}a", *PORT_TYPES[port_type]]
+            if PORT_TYPES[port_type] else []))
 
 
 def down() -> None:
@@ -269,10 +277,10 @@ def _measure(of: OpenFlow, rx: "Receiver", trials: int, batch: int,
 
 
 def run(out_dir: str = "results/bench", trials: int = 30, interval_ms: float = 0.5,
-        batch: int = 32, idle_ports: int = 60) -> dict[str, Any]:
+        batch: int = 32, idle_ports: int = 60, port_type: str = "system") -> dict[str, Any]:
     """The measurement (module doc), without and then with `idle_ports` idle ports; writes
-    switch.json and prints a table."""
-    up()
+    switch.json and prints a table. `port_type`: how the bridge reads its ports."""
+    up(port_type)
     sender = None
     try:
         of = OpenFlow()
@@ -287,7 +295,7 @@ def run(out_dir: str = "results/bench", trials: int = 30, interval_ms: float = 0
         bare = _measure(of, rx, trials, batch, "2 ports")
         idle: dict[str, list[float]] = {}
         if idle_ports:
-            add_idle_ports(idle_ports)
+            add_idle_ports(idle_ports, port_type)
             time.sleep(0.3)
             idle = _measure(of, rx, trials, batch, f"{idle_ports + 2} ports")
         of.close()
@@ -298,7 +306,7 @@ def run(out_dir: str = "results/bench", trials: int = 30, interval_ms: float = 0
         down()
     result: dict[str, Any] = {
         "parameters": {"trials": trials, "interval_ms": interval_ms, "batch": batch,
-                       "idle_ports": idle_ports,
+                       "idle_ports": idle_ports, "port_type": port_type,
                        "bridge": "one netdev bridge, two veth hosts, no controller"},
         **{k: common.summary(v) for k, v in bare.items()}}
     if idle_ports:
@@ -323,8 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=30)
     ap.add_argument("--idle-ports", type=int, default=60,
                     help="measure again with this many idle ports on the bridge (0: not)")
+    ap.add_argument("--port-type", choices=sorted(PORT_TYPES), default="system",
+                    help="how the datapath reads its ports: a socket per port polled at every "
+                         "wake-up (system), or AF_XDP rings (afxdp-nonpmd)")
     a = ap.parse_args(argv)
-    run(a.out, a.trials, idle_ports=a.idle_ports)
+    run(a.out, a.trials, idle_ports=a.idle_ports, port_type=a.port_type)
     return 0
 
 
