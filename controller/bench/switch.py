@@ -105,6 +105,16 @@ def up(port_type: str = "system") -> None:
                     inner, "nud", "permanent")
 
 
+def check_ports(names: list[str]) -> None:
+    """Each port as asked, or a clear error (AF_XDP needs kernel and build support): the
+    type in effect is Open vSwitch's, not the request's."""
+    for name in names:
+        got = subprocess.run(["ovs-vsctl", "get", "interface", name, "error"],
+                             capture_output=True, text=True).stdout.strip()
+        if got not in ("[]", ""):
+            raise RuntimeError(f"bench switch: port {name}: {got}")
+
+
 def add_idle_ports(n: int, port_type: str = "system") -> None:
     """`n` veth pairs, one end on the bridge, both up, nothing sent on them."""
     for i in range(n):
@@ -283,6 +293,7 @@ def run(out_dir: str = "results/bench", trials: int = 30, interval_ms: float = 0
     up(port_type)
     sender = None
     try:
+        check_ports([h[2] for h in HOSTS.values()])
         of = OpenFlow()
         of.send([FlowMod(0, "delete", 0, {}, ()),
                  FlowMod(0, "add", 0, {}, ())])           # table 0: drop everything
@@ -296,6 +307,7 @@ def run(out_dir: str = "results/bench", trials: int = 30, interval_ms: float = 0
         idle: dict[str, list[float]] = {}
         if idle_ports:
             add_idle_ports(idle_ports, port_type)
+            check_ports([f"{IDLE}{i}a" for i in range(idle_ports)])
             time.sleep(0.3)
             idle = _measure(of, rx, trials, batch, f"{idle_ports + 2} ports")
         of.close()
@@ -335,7 +347,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="how the datapath reads its ports: a socket per port polled at every "
                          "wake-up (system), or AF_XDP rings (afxdp-nonpmd)")
     a = ap.parse_args(argv)
-    run(a.out, a.trials, idle_ports=a.idle_ports, port_type=a.port_type)
+    try:
+        run(a.out, a.trials, idle_ports=a.idle_ports, port_type=a.port_type)
+    except RuntimeError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     return 0
 
 

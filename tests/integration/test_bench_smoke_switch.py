@@ -3,6 +3,8 @@ seconds) on a real userspace Open vSwitch bridge that checks it measures every q
 leaves nothing behind. No timing is asserted: a benchmark is not a test."""
 import subprocess
 
+import pytest
+
 from controller import jsonfile
 from controller.bench import switch
 
@@ -13,11 +15,13 @@ def test_first_after_picks_the_first_arrival_after_the_flow_mod():
     assert switch.first_after(arrivals, 3.0) is None
 
 
-def test_smoke_switch_benchmark_measures_and_cleans_up(tmp_path):
-    res = switch.run(str(tmp_path), trials=2, idle_ports=3)
+@pytest.mark.parametrize("port_type", ["system", "afxdp-nonpmd"])
+def test_smoke_switch_benchmark_measures_and_cleans_up(tmp_path, port_type):
+    res = switch.run(str(tmp_path), trials=2, idle_ports=3, port_type=port_type)
     doc = jsonfile.read(tmp_path / "switch.json")
     assert doc["benchmark"] == "switch" and doc["machine"]["cores"]
     assert doc["parameters"]["idle_ports"] == 3
+    assert doc["parameters"]["port_type"] == port_type
     for key in ("allow_ms", "allow_batch_ms", "allow_barrier_ms", "drop_ms", "block_ms",
                 "transit_ms"):
         assert doc[key]["n"] >= 1, key
