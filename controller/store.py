@@ -258,9 +258,9 @@ class Store:
 # leader whose commit arrives late (a partition that heals) divides by zero and rolls back
 # instead of writing over its successor's decisions. The lock is FOR KEY SHARE and the
 # generation is in a unique index (storedb migration 6): a takeover changes a key column
-# and waits for it; the leader's renewal changes none and does not (with FOR SHARE, every
-# renewal waited for the commits in flight, their disk syncs included, and a slow disk
-# could cost a leader its lease).
+# and waits for it; the leader's renewal changes none and does not (with FOR SHARE, a
+# renewal queued behind every commit in flight, then flushed the WAL itself; it still needs
+# its own flush, which PostgreSQL may now group with theirs).
 FENCE = ("SELECT 1 / (SELECT COUNT(*) FROM (SELECT 1 FROM leader WHERE name = 'network' "
          "AND holder = ? AND generation = ? AND expires > " + NOW["postgresql"] +
          " FOR KEY SHARE) AS held)::INT")
