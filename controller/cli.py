@@ -501,7 +501,8 @@ def cmd_check(a: argparse.Namespace) -> int:
     return EXIT_CONFIG if bad else 0
 
 
-_KIND_KEYS = [("scenario", {"scan_rate", "defences", "detection_delay"}),
+_KIND_KEYS = [("simulation", {"population"}),     # (before "scenario": both sweep defences)
+              ("scenario", {"scan_rate", "defences", "detection_delay"}),
               ("topology", {"switches", "controller_service"}),
               ("credentials", {"subscribers", "templates", "service_providers"}),
               ("authorization", {"servers", "groups"}),
@@ -534,10 +535,11 @@ def _checkers() -> dict[str, Callable[[str], object]]:
     from controller.admission.authorization import load_authorization
     from controller.admission.credentials import load_credentials
     from controller.crs.policy import load_policy
+    from controller.experiment import simulate
     from controller.experiment.scenario import load_scenario
     return {"topology": topology.load, "controller": settings.load_settings,
             "credentials": load_credentials, "authorization": load_authorization,
-            "policy": load_policy, "scenario": load_scenario}
+            "policy": load_policy, "scenario": load_scenario, "simulation": simulate.load}
 
 
 def cmd_demo(a: argparse.Namespace) -> int:

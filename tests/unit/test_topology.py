@@ -3,6 +3,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from corekit import ROOT
 
 from controller import cli, topology
 from controller.config import ConfigError
@@ -120,3 +121,21 @@ def test_check_command_exit_status(tmp_path, capsys):
     assert cli.main(["check", str(bad)]) == 2
     out = capsys.readouterr().out
     assert "topology_bad.yaml: switches[1].dpid: expected an integer" in out
+
+
+def test_check_without_arguments_passes_every_shipped_file(capsys, monkeypatch):
+    """`crs check` (and `make check`) on a clean checkout: every topology, configuration,
+    defence template and scenario the project ships, each checked as what it is (a
+    simulation scenario is not an emulated one)."""
+    monkeypatch.chdir(ROOT)
+    assert cli.main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "scenarios/moore2003.yaml: ok (simulation)" in out
+    assert "scenarios/demo.yaml: ok (scenario)" in out
+
+
+def test_check_reports_a_broken_simulation_scenario(tmp_path, capsys):
+    bad = write(tmp_path, "name: x\npopulation: {vulnerable: -1, omega: 10}\nscan_rate: 10\n"
+                "reaction_time_s: [60]\ndefences: [none]\n", "sim.yaml")
+    assert cli.main(["check", str(bad)]) == 2
+    assert "population.vulnerable: -1 is outside" in capsys.readouterr().out
