@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         # A program parses its own arguments, --help included: hand them over untouched
         # (argparse's REMAINDER would drop an option that comes first, such as --help).
         return _program(PASS_THROUGH[argv[0]])(argparse.Namespace(args=argv[1:]))
+    if argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in BENCHES:
+        # one benchmark: its own parser takes every option it has (--help included)
+        return _bench_one(argv[1], argv[2:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -200,7 +203,10 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_argument("--clean", action="store_true")
     po.set_defaults(func=cmd_posture)
 
-    b = sub.add_parser("bench", help="benchmarks writing results/bench/<name>.json")
+    b = sub.add_parser("bench", help="benchmarks writing results/bench/<name>.json",
+                       description="`crs bench all` runs every benchmark but auth_radius with "
+                       "the options below; `crs bench NAME [options]` runs one, with every "
+                       "option of its own (`crs bench NAME --help`)")
     b.add_argument("name", choices=["forwarding", "auth", "reaction", "reports", "failover",
                                     "simulation", "switch", "auth_radius", "all"],
                    help="all: every one but auth_radius (EAP-TLS via FreeRADIUS, about "
@@ -562,16 +568,26 @@ IN_ALL = ("forwarding", "auth", "reaction", "reports", "failover", "simulation",
 ON_OPENVSWITCH = {"forwarding", "auth", "reaction", "failover", "switch", "auth_radius"}
 
 
+def _openvswitch_missing(names: list[str]) -> bool:
+    from controller.emulation.record import openvswitch_problem
+    problem = openvswitch_problem() if set(names) & ON_OPENVSWITCH else None
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+    return bool(problem)
+
+
+def _bench_one(name: str, argv: list[str]) -> int:
+    import importlib
+    if "-h" not in argv and "--help" not in argv and _openvswitch_missing([name]):
+        return 1
+    return importlib.import_module(BENCHES[name][0]).main(argv) or 0
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     import importlib
-
-    from controller.emulation.record import openvswitch_problem
     names = list(IN_ALL) if a.name == "all" else [a.name]
-    if set(names) & ON_OPENVSWITCH:
-        problem = openvswitch_problem()
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 1
+    if _openvswitch_missing(names):
+        return 1
     for name in names:
         module, params = BENCHES[name]
         print(f"== benchmark: {name}", flush=True)

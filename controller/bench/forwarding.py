@@ -13,6 +13,7 @@ and with the topology file (admission open), where hosts are placed before they 
 from __future__ import annotations
 
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -155,3 +156,19 @@ def run(out_dir: str = "results/bench", repeat: int = 3, seconds: float = 5.0,
                             "per host", "packet-ins"]))
     print(f"written: {path}")
     return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="crs bench forwarding",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="results/bench")
+    ap.add_argument("--repeat", type=int, default=3, help="alternating runs of each side")
+    ap.add_argument("--seconds", type=float, default=5.0, help="each throughput test")
+    a = ap.parse_args(argv)
+    run(a.out, a.repeat, a.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -525,12 +525,22 @@ def summarise(records: list[dict[str, Any]], sent: array, rx: dict[str, array],
     }
 
 
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["terminal"]:
-        sys.exit(terminal_main(sys.argv[2:]))
-    ap = argparse.ArgumentParser(prog="python -m controller.bench.reaction")
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["terminal"]:
+        return terminal_main(argv[1:])
+    ap = argparse.ArgumentParser(prog="crs bench reaction", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="results/bench")
     ap.add_argument("--trials", type=int, default=100)
-    ap.add_argument("--keep-dir")
-    args = ap.parse_args()
-    run(args.out, trials=args.trials, keep_dir=args.keep_dir)
+    ap.add_argument("--workdir", "--keep-dir", dest="keep_dir", metavar="DIR",
+                    help="the controller's store, logs and the run's records here, kept "
+                         "(tmpfs: no sync cost)")
+    ap.add_argument("--profile", action="store_true",
+                    help="write the controller's cProfile next to the JSON")
+    a = ap.parse_args(argv)
+    run(a.out, trials=a.trials, keep_dir=a.keep_dir, profile=a.profile)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -24,6 +24,7 @@ import hmac
 import multiprocessing as mp
 import random
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -652,17 +653,22 @@ def run(out_dir: str = "results/bench", terminals: int = 10_000, groups: int = 1
     return result
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
     import argparse
-    ap = argparse.ArgumentParser(prog="python -m controller.bench.reports")
+    ap = argparse.ArgumentParser(prog="crs bench reports", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="results/bench")
     ap.add_argument("--terminals", type=int, default=10_000)
     ap.add_argument("--duration-s", type=float, default=20.0)
     ap.add_argument("--clients", type=int, default=1)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--keep-dir")
-    ap.add_argument("--profile", action="store_true")
-    a = ap.parse_args()
+    ap.add_argument("--profile", action="store_true",
+                    help="write the pure core's cProfile next to the JSON")
+    a = ap.parse_args(argv)
     run(a.out, terminals=a.terminals, duration_s=a.duration_s, clients=a.clients,
-        connections=a.connections,
-        keep_dir=a.keep_dir, profile=a.profile)
+        connections=a.connections, keep_dir=a.keep_dir, profile=a.profile)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import random
+import sys
 import time
 from typing import Any
 
@@ -138,5 +139,16 @@ def run(out_dir: str = "results/bench", repeat: int = 3) -> dict[str, Any]:
     return res
 
 
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="crs bench simulation",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="results/bench")
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args(argv)
+    run(a.out, a.repeat)
+    return 0
+
+
 if __name__ == "__main__":
-    run()
+    sys.exit(main())

@@ -52,7 +52,8 @@ def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> list[tuple[
 
 
 def command_paths() -> list[tuple[str, ...]]:
-    return _walk(cli.build_parser(), ()) + EXTRA
+    # (each benchmark parses its own options: `crs bench NAME --help`)
+    return _walk(cli.build_parser(), ()) + EXTRA + [("bench", name) for name in cli.BENCHES]
 
 
 def test_the_tree_holds_every_kind_of_command():
@@ -71,3 +72,29 @@ def test_help(path, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "usage:" in r.stdout, r.stdout + r.stderr
     assert "error" not in r.stderr.lower(), r.stderr
+
+
+def _documented_bench_options() -> list[tuple[str, str]]:
+    """(benchmark, option) for every `crs bench NAME[|NAME...] --option ...` in README and
+    docs/*.md."""
+    import re
+    found = set()
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for names, opts in re.findall(r"crs bench ([a-z_|]+)((?: +--[a-z-]+(?: +[^ `-][^ `]*)?)+)",
+                                      doc.read_text()):
+            for name in names.split("|"):
+                found |= {(name, o) for o in re.findall(r"--[a-z-]+", opts)}
+    return sorted(found)
+
+
+def test_the_docs_mention_benchmark_options():
+    assert ("switch", "--idle-ports") in _documented_bench_options()
+
+
+@pytest.mark.parametrize("name,option", _documented_bench_options(), ids="-".join)
+def test_every_documented_benchmark_option_is_accepted(name, option, capsys):
+    """What README and docs tell a user to type after `crs bench NAME` is an option of it."""
+    with pytest.raises(SystemExit) as done:
+        cli.main(["bench", name, "--help"])
+    assert done.value.code == 0
+    assert option in capsys.readouterr().out
