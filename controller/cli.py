@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         # A program parses its own arguments, --help included: hand them over untouched
         # (argparse's REMAINDER would drop an option that comes first, such as --help).
         return _program(PASS_THROUGH[argv[0]])(argparse.Namespace(args=argv[1:]))
+    if argv[:2] == ["bench", "summary"]:
+        from controller.bench import targets
+        return targets.main(argv[2:])
     if argv[:1] == ["bench"] and len(argv) > 1 and argv[1] in BENCHES:
         # one benchmark: its own parser takes every option it has (--help included)
         return _bench_one(argv[1], argv[2:])
@@ -208,9 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "the options below; `crs bench NAME [options]` runs one, with every "
                        "option of its own (`crs bench NAME --help`)")
     b.add_argument("name", choices=["forwarding", "auth", "reaction", "reports", "failover",
-                                    "simulation", "switch", "auth_radius", "all"],
+                                    "simulation", "switch", "auth_radius", "all", "summary"],
                    help="all: every one but auth_radius (EAP-TLS via FreeRADIUS, about "
-                        "1 min, run on its own)")
+                        "1 min, run on its own), then the summary; summary: the speed "
+                        "targets against the last results (`crs bench summary --help`)")
     b.add_argument("--out", default="results/bench")
     b.add_argument("--repeat", type=int, default=3)
     b.add_argument("--profile", action="store_true",
@@ -592,6 +596,11 @@ def cmd_bench(a: argparse.Namespace) -> int:
         module, params = BENCHES[name]
         print(f"== benchmark: {name}", flush=True)
         importlib.import_module(module).run(out_dir=a.out, **params(a))
+    if a.name == "all":
+        from pathlib import Path
+
+        from controller.bench import targets
+        targets.main(["--results", str(Path(a.out).parent)])
     return 0
 
 

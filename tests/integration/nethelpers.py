@@ -130,3 +130,12 @@ class CrsNet:
 
     def h(self, name):
         return self.emu.host(name)
+
+
+def summary_rows(out_dir, name):
+    """The summary's rows read from a benchmark's file in `out_dir` (as results/bench/)."""
+    from controller.bench import targets
+    root = out_dir / "results"
+    (root / "bench").mkdir(parents=True)
+    (root / "bench" / name).symlink_to(out_dir / name)
+    return {r["target"]: r for r in targets.evaluate(root) if r["source"] == f"bench/{name}"}

@@ -4,6 +4,7 @@ results file. No timing is asserted: a benchmark is not a test."""
 import shutil
 
 import pytest
+from nethelpers import summary_rows
 from scapy.layers.inet import IP, TCP
 
 from controller import jsonfile
@@ -83,6 +84,12 @@ def test_smoke_benchmark_writes_well_formed_auth_json(tmp_path):
                    workdir=str(tmp_path / "work"))
     doc = jsonfile.read(tmp_path / "auth.json")
     assert doc["benchmark"] == "auth" and doc["machine"]["cores"] and doc["commit"]
+    # `crs bench summary` finds its numbers in this file, and does not take 3 for 50
+    rows = summary_rows(tmp_path, "auth.json")
+    assert rows["EAP exchange, 1 terminal, p50"]["values"][0] == doc["ours"]["single"]["p50_ms"]
+    assert rows["EAPOL-Start -> first packet, 1 terminal, p50"]["verdict"] in ("met", "not met")
+    assert rows["EAP, 50 re-authenticating at once, p50 / p99"]["verdict"] == \
+        "not measured at scale"
     for side in ("ours", "reference"):
         for k in ("single", "concurrent"):
             assert {"p50_ms", "p99_ms", "failures"} <= set(doc[side][k]), (side, k)
@@ -127,3 +134,4 @@ def test_smoke_benchmark_writes_well_formed_auth_json(tmp_path):
                                  "concurrent_p50_ours_over_reference",
                                  "concurrent_p99_ours_over_reference"}
     assert res["ratio"] == doc["ratio"]
+

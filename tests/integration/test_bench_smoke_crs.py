@@ -3,7 +3,7 @@ write well-formed result files with the expected keys. They assert no timings (a
 is not a test); the analysis of the raw records is checked on hand-made data."""
 from array import array
 
-from nethelpers import ROOT
+from nethelpers import ROOT, summary_rows
 
 from controller import jsonfile
 from controller.bench import reaction, reports
@@ -32,6 +32,11 @@ def test_reports_benchmark_writes_its_file(tmp_path):
                          core_max_s=2, scaling=(30,))
     data = jsonfile.read(tmp_path / "reports.json")
     assert data["benchmark"] == "reports" and data["parameters"]["terminals"] == 300
+    rate = summary_rows(tmp_path, "reports.json")[
+        "reports end to end (10,000 terminals), rate / p50"]
+    assert rate["values"] == [data["end_to_end"]["accepted_per_s"],
+                              data["end_to_end"]["latency_ms"]["p50"]]
+    assert rate["verdict"] == "not measured at scale"      # 300 terminals, not 10,000
     assert data["terminals_restored"] == 300
     e2e = data["end_to_end"]
     assert e2e["accepted_per_s"] > 0 and e2e["statuses"].get("200", 0) > 0
@@ -76,6 +81,10 @@ def test_reaction_benchmark_writes_its_file(tmp_path):
     result = reaction.run(str(tmp_path), trials=3)
     data = jsonfile.read(tmp_path / "reaction.json")
     assert data["benchmark"] == "reaction" and data["parameters"]["trials"] == 3
+    row = summary_rows(tmp_path, "reaction.json")[
+        "reaction (report sent -> attacker dropped), p50 / p99"]
+    assert row["values"] == [data["reaction_first_lost_ms"]["p50"],
+                             data["reaction_first_lost_ms"]["p99"]]
     assert data["failures"] == [] and data["trials_valid"] == 3
     for key in ("reaction_first_lost_ms", "reaction_last_arrival_ms", "report_http_ms",
                 "report_to_controller_ms", "controller_report_to_flows_ms"):
