@@ -53,7 +53,8 @@ def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> list[tuple[
 
 def command_paths() -> list[tuple[str, ...]]:
     # (each benchmark parses its own options: `crs bench NAME --help`)
-    return _walk(cli.build_parser(), ()) + EXTRA + [("bench", name) for name in cli.BENCHES]
+    return _walk(cli.build_parser(), ()) + EXTRA + [("bench", name) for name in
+                                                     [*cli.BENCHES, "summary"]]
 
 
 def test_the_tree_holds_every_kind_of_command():
