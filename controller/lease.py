@@ -52,7 +52,7 @@ class Lease:
         asked = self.clock()
         try:
             self.db.execute("INSERT INTO leader (name, holder, generation, expires) "
-                            "VALUES (?, NULL, 0, 0) ON CONFLICT (name) DO NOTHING", (NAME,))
+                            "VALUES (?, NULL, 0, 0) ON CONFLICT DO NOTHING", (NAME,))
             row = self.db.execute(self._take, (self.me, self.me, self.lease_s, self.url,
                                                NAME, self.me)).fetchone()
             if row is not None:

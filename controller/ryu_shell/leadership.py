@@ -42,6 +42,7 @@ class Leadership:
         self.refresh, self.refresh_s, self._refreshed = refresh, refresh_s, 0.0
         self.leading = False
         self.role = Role(False, 0, None)
+        self.term = 0           # the generation this controller took over under (leading)
         self.changes = 0
         # renewals' timing, on this controller's clock: when the one in flight (if any) was
         # asked, how long the last took, the longest so far (a lease lost to a slow store
@@ -98,8 +99,18 @@ class Leadership:
                 continue
             self._asking = None
             self.role = role
+            if role.leader and self.leading and role.generation != self.term:
+                # the lease ran out in the store before this renewal reached it, which took
+                # it anew (perhaps after someone else held it): what was loaded and the
+                # store's fence belong to the old term (every commit would be refused), so
+                # this is a new take-over
+                log.warning("%s: the lease ran out in the store before its renewal (generation "
+                            "%d, now %d): taking over again", self.node, self.term,
+                            role.generation)
+                self._lose()
             if role.leader and not self.leading:
                 self.leading = True
+                self.term = role.generation
                 self.changes += 1
                 log.info("%s: leading (generation %d)", self.node, role.generation)
                 try:

@@ -11,6 +11,7 @@ with warnings.catch_warnings():      # eventlet 0.33 still imports distutils' ve
 
 from controller.lease import Lease
 from controller.ryu_shell.leadership import Leadership
+from controller.store import Store
 from controller.storedb import Db
 
 
@@ -69,5 +70,24 @@ def test_a_lease_lost_to_a_blocked_process_says_so(store_target, caplog):
         assert "no renewal in flight" in line and "the lease ran out 0." in line, line
         st = lead.status()
         assert st["role"] == "standby" and 0 < st["renew_ms_last"] <= st["renew_ms_max"]
+    finally:
+        lead.stop()
+
+
+def test_a_renewal_that_finds_the_lease_run_out_is_a_new_take_over(store_target):
+    """The lease ran out in the store before a renewal reached it (a slow store, a stalled
+    loop; here, someone else held it meanwhile) and the renewal took it again under a newer
+    generation: what the leader loaded and its store fence belong to the old term, so it
+    steps down and takes over anew (before, it went on leading with a fence every commit
+    failed)."""
+    terms, downs = [], []
+    lead = Leadership(store_target, "A", 6653, 0.6, terms.append, lambda: downs.append(1))
+    try:
+        until(lambda: terms)
+        Store(store_target).db.execute(
+            "UPDATE leader SET holder = 'B/1', generation = generation + 1, expires = 0")
+        until(lambda: len(terms) == 2)
+        assert terms[1] == terms[0] + 2 and downs == [1]
+        assert lead.leading and lead.term == lead.role.generation == terms[1]
     finally:
         lead.stop()

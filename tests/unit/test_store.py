@@ -269,15 +269,16 @@ def test_a_commit_in_flight_holds_off_a_takeover_but_not_its_leaders_renewal(pg_
     from controller.storedb import Db
     dsn = pg_cluster.new_database()
     Store(dsn)                                       # the schema
-    a, b = Lease(Db(dsn), "a/1", 0.5), Lease(Db(dsn), "b/1", 0.5)
-    gen = a.step().generation
+    # (a 2 s lease: the fence and the renewal below are well within it on a loaded machine)
+    a, b = Lease(Db(dsn), "a/1", 2.0), Lease(Db(dsn), "b/1", 2.0)
     for lease in (a, b):                             # a lock wait fails instead of hanging
         lease.db.execute("SET lock_timeout = '300ms'")
     with psycopg.connect(dsn) as commit:             # a transaction, open until `commit`
+        gen = a.step().generation
         commit.execute(FENCE.replace("?", "%s"), ("a/1", gen))
         role = a.step()                              # the leader renews meanwhile
         assert role.leader and role.generation == gen
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10
         while not b.db.execute("SELECT expires <= " + NOW["postgresql"] +
                                " FROM leader").fetchone()[0]:
             assert time.monotonic() < deadline, "the lease did not run out"
