@@ -4,8 +4,11 @@ The targets are the speed issue's, as README's "Benchmarks" lists them; every va
 from a file a benchmark wrote (`results/bench/<name>.json`; the demo's reaction latency
 from `results/demo/summary.json`), never typed in, so the table is only as current as those
 files: a target whose benchmark has not run says "not measured". Flat (per report, from
-100 to 100,000 terminals) is read here as largest / smallest p50 <= FLAT: within the spread
-between runs of this machine kind, which is what the README means by it.
+100 to 100,000 terminals) is read here as largest / smallest p50 <= FLAT: the sizes' p50s
+of one run on this machine kind differ by up to 1.9 times with no order among them (the SCS
+at 100, 1,000, 10,000 and 100,000 terminals: 31.6, 44.3, 36.1, 27.2 us in one run; 21.9,
+35.4, 34.6, 42.1 in the next), while a cost that grew with the network, even as its
+logarithm, would be 2.5 times and more across these sizes and a linear one 1,000 times.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-FLAT = 1.5
+FLAT = 2.0
 OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, ">=": operator.ge}
 
 
