@@ -597,10 +597,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
         print(f"== benchmark: {name}", flush=True)
         importlib.import_module(module).run(out_dir=a.out, **params(a))
     if a.name == "all":
-        from pathlib import Path
-
         from controller.bench import targets
-        targets.main(["--results", str(Path(a.out).parent)])
+        targets.main(["--bench", a.out])
     return 0
 
 

@@ -25,7 +25,7 @@ OPS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, ">=": opera
 @dataclass(frozen=True)
 class Target:
     what: str
-    source: str                 # under the results directory
+    source: str                 # bench/<name>.json (a benchmark's) or demo/summary.json
     unit: str
     limits: tuple[tuple[str, float], ...]     # one (op, limit) per value read
     read: Callable[[dict[str, Any]], tuple[float | None, ...]]
@@ -148,16 +148,19 @@ TARGETS = (
 
 
 
-def evaluate(results: str | Path) -> list[dict[str, Any]]:
+def evaluate(results: str | Path, bench: str | Path | None = None) -> list[dict[str, Any]]:
     """One row per target: its values, limits and verdict ("met", "not met", "not measured"
     when its file or a value is missing, "not measured at scale" when the run was smaller
     than the target's: a quick run's 2 terminals say nothing of 50), and the file's time
     and commit."""
     root, rows, docs = Path(results), [], {}
+    bench_dir = Path(bench) if bench is not None else root / "bench"
     for t in TARGETS:
         if t.source not in docs:
             try:
-                docs[t.source] = json.loads((root / t.source).read_text())
+                path = bench_dir / t.source[len("bench/"):] \
+                    if t.source.startswith("bench/") else root / t.source
+                docs[t.source] = json.loads(path.read_text())
             except (OSError, ValueError):
                 docs[t.source] = None
         doc = docs[t.source]
@@ -183,7 +186,8 @@ def _fmt(v: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`crs bench summary [--results DIR]`: print the table, write bench/targets.json."""
+    """`crs bench summary [--results DIR] [--bench DIR]`: print the table, write
+    targets.json beside the benchmarks' files."""
     import argparse
 
     from controller.bench import common
@@ -191,12 +195,15 @@ def main(argv: list[str] | None = None) -> int:
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--results", default="results",
                     help="where bench/<name>.json and demo/summary.json are")
+    ap.add_argument("--bench", metavar="DIR",
+                    help="the benchmarks' files are here instead (`crs bench all --out DIR`)")
     a = ap.parse_args(argv)
-    rows = evaluate(a.results)
+    rows = evaluate(a.results, a.bench)
     print(common.table([[r["target"], " / ".join(_fmt(v) for v in r["values"]) + f" {r['unit']}",
                          " / ".join(r["limits"]), r["verdict"], r["commit"] or "-"]
                         for r in rows], ["target", "measured", "target", "", "commit"]))
-    out = Path(a.results) / "bench" / "targets.json"
+    out = Path(a.bench) if a.bench else Path(a.results) / "bench"
+    out = out / "targets.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"flat_means_at_most": FLAT, "targets": rows}, indent=1) + "\n")
     print(f"written: {out}")

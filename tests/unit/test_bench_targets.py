@@ -116,3 +116,14 @@ def test_a_broken_file_is_not_measured_and_the_command_writes_its_table(tmp_path
     assert "EAP exchange, 1 terminal, p50" in out and "not measured" in out
     doc = json.loads((tmp_path / "bench" / "targets.json").read_text())
     assert len(doc["targets"]) == len(targets.TARGETS) and doc["flat_means_at_most"] == 2.0
+
+
+def test_the_benchmarks_files_may_be_elsewhere(tmp_path):
+    """`crs bench all --out DIR` writes them to DIR: the summary reads them there (and the
+    demo's summary from the results directory still)."""
+    write(tmp_path, "mine/auth.json", auth())
+    rows = {r["target"]: r for r in targets.evaluate(tmp_path, tmp_path / "mine")}
+    assert rows["EAP exchange, 1 terminal, p50"]["verdict"] == "met"
+    assert cli.main(["bench", "summary", "--results", str(tmp_path),
+                     "--bench", str(tmp_path / "mine")]) == 0
+    assert (tmp_path / "mine" / "targets.json").exists()
