@@ -49,6 +49,7 @@ MIGRATIONS: dict[int, list[str]] = {
     # leader's commit in flight (`store.FENCE`), the leader's own renewal does not
     6: ["CREATE UNIQUE INDEX IF NOT EXISTS leader_generation ON leader (name, generation)"],
 }
+MIGRATION_LOCK = 0x637273_5343      # PostgreSQL advisory lock key: "crsSC(hema)"
 # the database's clock in seconds since the epoch (leases are timed by it, so controllers
 # on hosts whose clocks differ still agree)
 NOW = {"sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
@@ -383,7 +384,18 @@ class Db:
 
     def migrate(self) -> int:
         """Create or upgrade the schema to SCHEMA_VERSION, one version per transaction.
-        Returns the version found (0: a new database)."""
+        Returns the version found (0: a new database). On PostgreSQL one controller at a
+        time (a session advisory lock): several started together on a new store all created
+        the tables, and all but one failed to start."""
+        if self.dialect != "postgresql":
+            return self._migrate()
+        self.execute("SELECT pg_advisory_lock(?)", (MIGRATION_LOCK,))
+        try:
+            return self._migrate()
+        finally:
+            self.execute("SELECT pg_advisory_unlock(?)", (MIGRATION_LOCK,))
+
+    def _migrate(self) -> int:
         found = 0
         has_meta = self._has_table("meta")
         if has_meta:

@@ -288,3 +288,29 @@ def test_a_commit_in_flight_holds_off_a_takeover_but_not_its_leaders_renewal(pg_
         commit.commit()
     role = b.step()
     assert role.leader and role.generation == gen + 1
+
+
+def test_controllers_started_together_on_a_new_store_all_start(pg_cluster):
+    """Several controllers sharing a new PostgreSQL store migrate it at the same moment (as
+    systemd or an orchestrator starts them): one creates the schema, the others find it;
+    none fails to start (all but one did, on the catalog's unique keys)."""
+    import threading
+
+    from controller.storedb import Db
+    for _ in range(3):
+        dsn = pg_cluster.new_database()
+        dbs = [Db(dsn) for _ in range(3)]
+        start, errors = threading.Barrier(len(dbs)), []
+
+        def migrate(db):
+            start.wait()
+            try:
+                db.migrate()
+            except Exception as exc:         # (collected, asserted below)
+                errors.append(exc)
+        threads = [threading.Thread(target=migrate, args=(db,)) for db in dbs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == [] and all(db.version() == SCHEMA_VERSION for db in dbs)
