@@ -589,6 +589,9 @@ def _bench_one(name: str, argv: list[str]) -> int:
 
 def cmd_bench(a: argparse.Namespace) -> int:
     import importlib
+    if a.name == "summary":             # (`crs bench --out DIR summary`)
+        from controller.bench import targets
+        return targets.main(["--bench", a.out])
     names = list(IN_ALL) if a.name == "all" else [a.name]
     if _openvswitch_missing(names):
         return 1

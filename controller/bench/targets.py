@@ -31,6 +31,9 @@ class Target:
     read: Callable[[dict[str, Any]], tuple[float | None, ...]]
     # the run measured what the target is about (e.g. 50 terminals, not a quick run's 2)
     scale: Callable[[dict[str, Any]], bool] = lambda doc: True
+    # everything measured got through (no terminal failed, no pair unanswered): latencies
+    # of the ones that did say nothing of those that did not
+    whole: Callable[[dict[str, Any]], bool] = lambda doc: True
 
 
 def _get(doc: Any, *path: str) -> Any:
@@ -109,21 +112,30 @@ def _demo_latency(doc: dict[str, Any]) -> tuple[float | None, ...]:
             1000 * max(p95) if None not in p95 else None)
 
 
+def _none(*paths: tuple[str, ...]) -> Callable[[dict[str, Any]], bool]:
+    """Every count at these paths is zero (or absent: older files did not count)."""
+    return lambda doc: all(not _num(_get(doc, *p)) for p in paths)
+
+
 FIFTY = _at_least(50, "ours", "concurrent", "n_terminals")
 FIFTY_FIRST = _at_least(50, "ours_first_packet", "concurrent", "n_terminals")
 TARGETS = (
     Target("EAP exchange, 1 terminal, p50", "bench/auth.json", "ms", (("<=", 2.0),),
-           lambda d: (_at("ours", "single", "p50_ms")(d),)),
+           lambda d: (_at("ours", "single", "p50_ms")(d),),
+           whole=_none(("ours", "single", "failures"))),
     Target("EAP, 50 re-authenticating at once, p50 / p99", "bench/auth.json", "ms",
            (("<=", 20.0), ("<=", 50.0)),
            _pair(_at("ours", "concurrent", "p50_ms"), _at("ours", "concurrent", "p99_ms")),
-           FIFTY),
+           FIFTY, _none(("ours", "concurrent", "failures"),
+                        ("ours", "concurrent", "unfinished"))),
     Target("EAPOL-Start -> first packet, 1 terminal, p50", "bench/auth.json", "ms",
-           (("<=", 5.0),), lambda d: (_at("ours_first_packet", "single", "p50_ms")(d),)),
+           (("<=", 5.0),), lambda d: (_at("ours_first_packet", "single", "p50_ms")(d),),
+           whole=_none(("ours_first_packet", "single", "missing"))),
     Target("EAPOL-Start -> first packet, 50 at once, p50 / p99", "bench/auth.json", "ms",
            (("<=", 200.0), ("<=", 500.0)),
            _pair(_at("ours_first_packet", "concurrent", "p50_ms"),
-                 _at("ours_first_packet", "concurrent", "p99_ms")), FIFTY_FIRST),
+                 _at("ours_first_packet", "concurrent", "p99_ms")), FIFTY_FIRST,
+           _none(("ours_first_packet", "concurrent", "missing"))),
     Target("reports end to end (10,000 terminals), rate / p50", "bench/reports.json",
            "/s, ms", ((">=", 5000.0), ("<=", 5.0)),
            _pair(_at("end_to_end", "accepted_per_s"), _at("end_to_end", "latency_ms", "p50")),
@@ -135,13 +147,18 @@ TARGETS = (
            _flatness(_by_terminals("scs_by_terminals", "steady_us")), _sizes_span),
     Target("reaction (report sent -> attacker dropped), p50 / p99", "bench/reaction.json",
            "ms", (("<=", 3.0), ("<=", 8.0)),
-           _pair(_at("reaction_first_lost_ms", "p50"), _at("reaction_first_lost_ms", "p99"))),
+           _pair(_at("reaction_first_lost_ms", "p50"), _at("reaction_first_lost_ms", "p99")),
+           _at_least(100, "trials_valid")),     # (a p99 of fewer says little)
     Target("demo reaction latency, p50 / p95", "demo/summary.json", "ms",
            (("<=", 10.0), ("<=", 25.0)), _demo_latency),
     Target("all-pairs on metro: flows per switch", "bench/forwarding.json", "x hosts",
-           (("<=", 3.0),), lambda d: (_crs_sides("max_flows_per_host")(d),)),
+           (("<=", 3.0),), lambda d: (_crs_sides("max_flows_per_host")(d),),
+           whole=_none(("all_pairs", "crs", "failed_pairs"),
+                       ("all_pairs", "crs_topology", "failed_pairs"))),
     Target("all-pairs ping on metro", "bench/forwarding.json", "s", (("<=", 10.0),),
-           lambda d: (_crs_sides("seconds")(d),)),
+           lambda d: (_crs_sides("seconds")(d),),
+           whole=_none(("all_pairs", "crs", "failed_pairs"),
+                       ("all_pairs", "crs_topology", "failed_pairs"))),
     Target("forwarding throughput over simple_switch_13", "bench/forwarding.json", "x",
            ((">=", 0.95),), lambda d: (_at("ratio", "throughput_crs_over_reference")(d),)),
 )
@@ -151,8 +168,9 @@ TARGETS = (
 def evaluate(results: str | Path, bench: str | Path | None = None) -> list[dict[str, Any]]:
     """One row per target: its values, limits and verdict ("met", "not met", "not measured"
     when its file or a value is missing, "not measured at scale" when the run was smaller
-    than the target's: a quick run's 2 terminals say nothing of 50), and the file's time
-    and commit."""
+    than the target's: a quick run's 2 terminals say nothing of 50; "not met (some never
+    got through)" when terminals failed or pairs went unanswered, whatever the latencies of
+    the others), and the file's time and commit."""
     root, rows, docs = Path(results), [], {}
     bench_dir = Path(bench) if bench is not None else root / "bench"
     for t in TARGETS:
@@ -164,19 +182,28 @@ def evaluate(results: str | Path, bench: str | Path | None = None) -> list[dict[
             except (OSError, ValueError):
                 docs[t.source] = None
         doc = docs[t.source]
-        values = t.read(doc) if isinstance(doc, dict) else (None,) * len(t.limits)
-        if None in values:
-            verdict = "not measured"
-        elif not t.scale(doc):
-            verdict = "not measured at scale"
-        else:
-            verdict = "met" if all(OPS[op](v, lim) for v, (op, lim) in
-                                   zip(values, t.limits)) else "not met"
+        try:
+            values, verdict = _judge(t, doc)
+        except (TypeError, ValueError, AttributeError, KeyError):   # a file of another shape
+            values, verdict = (None,) * len(t.limits), "not measured"
         rows.append({"target": t.what, "source": t.source, "unit": t.unit,
                      "values": list(values), "limits": [f"{op} {lim:g}" for op, lim in t.limits],
                      "verdict": verdict,
-                     "time": _get(doc, "time"), "commit": _get(doc, "commit")})
+                     "time": _get(doc, "time"),
+                     "commit": _get(doc, "commit") or _get(doc, "runner", "commit")})
     return rows
+
+
+def _judge(t: Target, doc: Any) -> tuple[tuple[float | None, ...], str]:
+    values = t.read(doc) if isinstance(doc, dict) else (None,) * len(t.limits)
+    if None in values:
+        return values, "not measured"
+    if not t.scale(doc):
+        return values, "not measured at scale"
+    if not t.whole(doc):
+        return values, "not met (some never got through)"
+    met = all(OPS[op](v, lim) for v, (op, lim) in zip(values, t.limits))
+    return values, "met" if met else "not met"
 
 
 def _fmt(v: float | None) -> str:

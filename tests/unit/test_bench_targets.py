@@ -87,7 +87,8 @@ def test_reports_rate_latency_and_flatness(tmp_path):
 
 
 def test_reaction_demo_and_forwarding(tmp_path):
-    write(tmp_path, "bench/reaction.json", {"reaction_first_lost_ms": {"p50": 3.26, "p99": 5.3}})
+    write(tmp_path, "bench/reaction.json", {"reaction_first_lost_ms": {"p50": 3.26, "p99": 5.3},
+                                            "trials_valid": 100})
     write(tmp_path, "demo/summary.json", {"runs": [
         {"configuration": "none", "reaction_latency_s": None},
         {"configuration": "crs_isolate", "reaction_latency_s": 0.0051,
@@ -126,4 +127,45 @@ def test_the_benchmarks_files_may_be_elsewhere(tmp_path):
     assert rows["EAP exchange, 1 terminal, p50"]["verdict"] == "met"
     assert cli.main(["bench", "summary", "--results", str(tmp_path),
                      "--bench", str(tmp_path / "mine")]) == 0
+    assert (tmp_path / "mine" / "targets.json").exists()
+
+
+def test_terminals_that_never_got_through_are_not_met_whatever_the_others_took(tmp_path):
+    doc = auth()
+    doc["ours"]["concurrent"]["failures"] = 10          # 40 fast ones, 10 never admitted
+    doc["ours_first_packet"]["single"]["missing"] = 1
+    write(tmp_path, "bench/auth.json", doc)
+    rows = by_target(tmp_path)
+    assert rows["EAP, 50 re-authenticating at once, p50 / p99"]["verdict"] == \
+        "not met (some never got through)"
+    assert rows["EAPOL-Start -> first packet, 1 terminal, p50"]["verdict"] == \
+        "not met (some never got through)"
+    assert rows["EAP exchange, 1 terminal, p50"]["verdict"] == "met"
+    write(tmp_path, "bench/forwarding.json", {"all_pairs": {
+        "crs": {"seconds": 6.0, "max_flows_per_host": 2.4, "failed_pairs": 3}}})
+    assert by_target(tmp_path)["all-pairs ping on metro"]["verdict"] == \
+        "not met (some never got through)"
+
+
+def test_a_file_of_another_shape_is_not_measured_and_few_trials_are_not_a_p99(tmp_path):
+    write(tmp_path, "demo/summary.json", {"runs": None, "runner": {"commit": "d3m0"}})
+    write(tmp_path, "bench/reports.json", {"parameters": {"sizes": ["a", "b"]},
+                                           "core_by_terminals": {"x": 1},
+                                           "scs_by_terminals": {
+                                               "100": {"steady_us": {"p50": 20}},
+                                               "1000": {"steady_us": {"p50": 21}}}})
+    write(tmp_path, "bench/reaction.json", {"reaction_first_lost_ms": {"p50": 2.0, "p99": 3.0},
+                                            "trials_valid": 3})
+    rows = by_target(tmp_path)
+    assert rows["demo reaction latency, p50 / p95"]["verdict"] == "not measured"
+    assert rows["demo reaction latency, p50 / p95"]["commit"] == "d3m0"
+    assert rows["pure SCS per report, flatness"]["verdict"] == "not measured"
+    assert rows["reaction (report sent -> attacker dropped), p50 / p99"]["verdict"] == \
+        "not measured at scale"
+
+
+def test_summary_named_after_options(tmp_path, capsys):
+    write(tmp_path, "mine/auth.json", auth())
+    assert cli.main(["bench", "--out", str(tmp_path / "mine"), "summary"]) == 0
+    assert "EAP exchange, 1 terminal, p50" in capsys.readouterr().out
     assert (tmp_path / "mine" / "targets.json").exists()
