@@ -84,6 +84,12 @@ def test_reports_rate_latency_and_flatness(tmp_path):
     assert rows["pure SCS per report, flatness"]["verdict"] == "not measured at scale"
     assert rows["reports end to end (10,000 terminals), rate / p50"]["verdict"] == \
         "not measured at scale"
+    # nor does a run whose largest size has no samples, whatever sizes it was asked for
+    gap = doc([60, 62, 70, 65], [21, 23, 22, 23])
+    del gap["scs_by_terminals"]["100000"]["steady_us"]["p50"]
+    write(tmp_path, "bench/reports.json", gap)
+    assert by_target(tmp_path)["pure SCS per report, flatness"]["verdict"] == \
+        "not measured at scale"
 
 
 def test_reaction_demo_and_forwarding(tmp_path):
@@ -159,7 +165,7 @@ def test_a_file_of_another_shape_is_not_measured_and_few_trials_are_not_a_p99(tm
     rows = by_target(tmp_path)
     assert rows["demo reaction latency, p50 / p95"]["verdict"] == "not measured"
     assert rows["demo reaction latency, p50 / p95"]["commit"] == "d3m0"
-    assert rows["pure SCS per report, flatness"]["verdict"] == "not measured"
+    assert rows["pure SCS per report, flatness"]["verdict"] == "not measured at scale"
     assert rows["reaction (report sent -> attacker dropped), p50 / p99"]["verdict"] == \
         "not measured at scale"
 
@@ -169,3 +175,31 @@ def test_summary_named_after_options(tmp_path, capsys):
     assert cli.main(["bench", "--out", str(tmp_path / "mine"), "summary"]) == 0
     assert "EAP exchange, 1 terminal, p50" in capsys.readouterr().out
     assert (tmp_path / "mine" / "targets.json").exists()
+
+
+def test_bench_all_goes_on_after_a_benchmark_that_cannot_set_up(tmp_path, monkeypatch, capsys):
+    """One benchmark refusing its set-up (e.g. a switch port type this machine lacks) ends
+    neither `crs bench all` nor its summary; the command's status says something failed."""
+    import sys
+    import types
+    ran = []
+
+    def fake(name, fail):
+        mod = types.ModuleType(f"fake_bench_{name}")
+
+        def run(out_dir, **_):
+            ran.append(name)
+            if fail:
+                raise RuntimeError("port p1: could not set configuration")
+        mod.run = run
+        monkeypatch.setitem(sys.modules, mod.__name__, mod)
+        return mod.__name__, lambda a: {}
+    monkeypatch.setattr(cli, "BENCHES", {"one": fake("one", True), "two": fake("two", False)})
+    monkeypatch.setattr(cli, "IN_ALL", ("one", "two"))
+    monkeypatch.setattr(cli, "_openvswitch_missing", lambda names: False)
+    assert cli.cmd_bench(cli.build_parser().parse_args(
+        ["bench", "all", "--out", str(tmp_path / "bench")])) == 1
+    assert ran == ["one", "two"]
+    captured = capsys.readouterr()
+    assert "bench one: port p1: could not set configuration" in captured.err
+    assert (tmp_path / "bench" / "targets.json").exists()
