@@ -111,8 +111,10 @@ class WormHost:
         self.sock: socket.socket | None = None
 
     # --- files -------------------------------------------------------------------------
-    def event(self, kind: str, **data: Any) -> None:
-        rec = {"t": self.wall(), "event": kind, "host": self.cfg.name, **data}
+    def event(self, kind: str, at: float | None = None, **data: Any) -> None:
+        """One record; `at`: its time if not now (what it tells of happened before)."""
+        rec = {"t": self.wall() if at is None else at, "event": kind, "host": self.cfg.name,
+               **data}
         assert self._events is not None
         self._events.write(json.dumps(rec, sort_keys=True) + "\n")
         self._events.flush()
@@ -195,7 +197,10 @@ class WormHost:
                     pst.add_attacker(doc, data[0], worm, data[1])
         pst.update_posture(self.cfg.posture, change)
         if any(kind == "threat" for kind, _ in due):
-            self.event("threat_detected", worm=worm)
+            # timed before the write, as the threat in the file is: the agent wakes on the
+            # write and the controller may isolate this host before this process runs again
+            # (a reaction latency measured from after the write came out negative)
+            self.event("threat_detected", at=at, worm=worm)
 
     def _flush_second(self) -> None:
         if any(self._second.values()):

@@ -125,7 +125,10 @@ def test_threat_and_attackers_appear_only_after_detection_delay(tmp_path):
     t = end_seed["threats"][0]
     assert 0.8 <= t["detected_at"] - end_seed["infection"]["infected_at"] <= 1.4
     ev = events(seed.events)
-    assert [e for e in ev if e["event"] == "threat_detected"]
+    detected = [e for e in ev if e["event"] == "threat_detected"]
+    # the record carries the time the threat was written with, taken before the write: a
+    # reaction to the file can never precede it
+    assert detected and detected[0]["t"] == t["detected_at"]
     # the vulnerable victim acked every probe it got (scan_rate 0 so it never probes back)
     stop_ev = [e for e in ev if e["event"] == "stop"][0]
     got = len([e for e in events(victim.events) if e["event"] == "probed"])
