@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--cli", action="store_true", help="open the Mininet CLI")
     up.add_argument("--terminals-per-cell", type=int)
     up.add_argument("--no-shaping", action="store_true", help="ignore link bw/delay")
+    up.add_argument("--veth-links", action="store_true",
+                    help="connect switches with veth pairs (interfaces to capture on) "
+                         "instead of Open vSwitch patch ports where a link is not shaped")
     up.add_argument("--services", metavar="URL",
                     help="the controller's HTTP services for the portal (default "
                          "http://<controller service address>:8080)")
@@ -424,7 +427,7 @@ def cmd_net_up(a: argparse.Namespace) -> int:
         return EXIT_CONFIG
     opts = Options(controller_ip=targets[0][0], controller_port=targets[0][1],
                    shaping=not a.no_shaping, more_controllers=[] if domains else targets[1:],
-                   domain_controllers=domains)
+                   domain_controllers=domains, veth_links=a.veth_links)
     emu = Emulation(topo, opts)
     stop = {"now": False}
 

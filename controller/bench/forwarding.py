@@ -131,7 +131,8 @@ def run(out_dir: str = "results/bench", repeat: int = 3, seconds: float = 5.0,
 
     result = {
         "parameters": {"topology": topo.name, "repeat": repeat, "iperf3_seconds": seconds,
-                       "link_shaping": False, "throughput_path": "c1t1 -> web",
+                       "link_shaping": False, "inter_switch_links": "patch ports",
+                       "throughput_path": "c1t1 -> web",
                        "rtt_path": "c1t1 -> c3t8", "new_pairs": NEW_PAIRS},
         "crs": sides["crs"], "simple_switch_13": sides["simple_switch_13"],
         "ratio": {"throughput_crs_over_reference": ratio("throughput_mbps"),

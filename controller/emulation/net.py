@@ -1,7 +1,9 @@
 """Build a topology file into a Mininet network on userspace Open vSwitch, and remove it.
 
 Switches: OVS with the userspace datapath (no kernel module here), OpenFlow 1.3,
-fail-mode secure (no controller, no forwarding beyond the flows it holds). Hosts: one per
+fail-mode secure (no controller, no forwarding beyond the flows it holds). Switches are
+joined by patch ports where a link is not shaped (a veth pair with tc where it is, or all
+with `Options.veth_links`). Hosts: one per
 terminal and server, addresses and MACs from the topology, checksum offloads off (TCP
 through the userspace datapath needs it), IPv6 off. The controller's service address is a
 root-namespace node on its switch, so terminals reach the controller's HTTP services over
@@ -28,7 +30,7 @@ from controller.emulation.record import (
     teardown,
 )
 from controller.topology import Topology
-from mininet.link import Link, TCIntf, TCLink
+from mininet.link import Link, OVSLink, TCIntf, TCLink
 from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import Host, OVSSwitch, RemoteController
@@ -95,6 +97,10 @@ class Options:
     controller_port: int = 6653
     more_controllers: list[tuple[str, int]] = field(default_factory=list)  # (ip, port)
     shaping: bool = True          # apply link bw/delay from the topology (tc)
+    # an unshaped link between two switches is an Open vSwitch patch port pair: a packet
+    # crosses every bridge of its path in one pass of the datapath, and the datapath has no
+    # interface to poll for it; veth pairs instead when True (e.g. to capture on them)
+    veth_links: bool = False
     connect_timeout_s: float = 60.0
     lock_timeout_s: float = 1800.0  # wait this long for another emulated network to finish
     # with topology domains: domain -> (ip, port) of its controller (crs: false: none)
@@ -287,6 +293,9 @@ class Emulation:
             net.addLink(a, b, port1=pa, port2=pb, **params)
 
         for lk in topo.links:
+            if not opts.veth_links and not (opts.shaping and (lk.bw_mbps or lk.delay_ms)):
+                net.addLink(lk.a, lk.b, port1=lk.a_port, port2=lk.b_port, cls=OVSLink)
+                continue
             link(lk.a, lk.b, lk.a_port, lk.b_port, lk.bw_mbps, lk.delay_ms)
         for h in topo.hosts:
             net.addHost(h.name, ip=f"{h.ip}/{prefix}", mac=h.mac)
@@ -345,8 +354,8 @@ def prepare_local_port(bridge: str) -> None:
 def start_network(topo: Topology, ctl: Any, *, shaping: bool = False,
                   connect_timeout_s: float = 60.0, known_timeout_s: float = 30.0,
                   emulation_cls: type[Emulation] = Emulation,
-                  more: tuple[Any, ...] = (), domains: dict[str, Any] | None = None
-                  ) -> Emulation:
+                  more: tuple[Any, ...] = (), domains: dict[str, Any] | None = None,
+                  veth_links: bool = False) -> Emulation:
     """Bring `topo` up under the controller process `ctl` (emulation.processes.
     ControllerProcess) and return it once every switch is connected and the controller
     reports all of them (a Ryu reference app, which has no status, only the former). What
@@ -354,7 +363,8 @@ def start_network(topo: Topology, ctl: Any, *, shaping: bool = False,
     emu = emulation_cls(topo, Options(
         controller_port=ctl.ofp_port, shaping=shaping,
         more_controllers=[("127.0.0.1", c.ofp_port) for c in more],
-        domain_controllers={d: ("127.0.0.1", c.ofp_port) for d, c in (domains or {}).items()}))
+        domain_controllers={d: ("127.0.0.1", c.ofp_port) for d, c in (domains or {}).items()},
+        veth_links=veth_links))
     emu.start()          # waits its turn on the machine-wide lock
     try:
         emu.wait_connected(connect_timeout_s)

@@ -43,8 +43,10 @@ def network():
     from controller.emulation.net import start_network
     emus = []
 
-    def make(topo_file: str, ctl: ControllerProcess, shaping: bool = False, **kw):
-        emu = start_network(topology.load(ROOT / topo_file, **kw), ctl, shaping=shaping)
+    def make(topo_file: str, ctl: ControllerProcess, shaping: bool = False,
+             veth_links: bool = False, **kw):
+        emu = start_network(topology.load(ROOT / topo_file, **kw), ctl, shaping=shaping,
+                            veth_links=veth_links)
         emus.append(emu)
         return emu
     yield make

@@ -1,6 +1,9 @@
 """Forwarding on real Open vSwitch + Mininet + ryu-manager, admission open."""
 import signal
+import subprocess
+from pathlib import Path
 
+import pytest
 from nethelpers import ROOT, framework_args, ping
 
 from controller.emulation.processes import ControllerProcess, wait_until
@@ -73,3 +76,27 @@ def test_users_own_mininet_tree(controller):
         net.stop()
         teardown(rec)
         release_lock(lock)
+
+
+def _link_kinds(emu) -> set[str]:
+    """The Open vSwitch interface type of both ends of every inter-switch link."""
+    names = [f"{s}-eth{p}" for lk in emu.topo.links for s, p in ((lk.a, lk.a_port),
+                                                                 (lk.b, lk.b_port))]
+    return {subprocess.run(["ovs-vsctl", "get", "Interface", n, "type"], capture_output=True,
+                           text=True, check=True).stdout.strip().strip('"') or "system"
+            for n in names}
+
+
+@pytest.mark.parametrize("veth", [False, True])
+def test_unshaped_switch_links_are_patch_ports_veth_on_request(controller, network, veth):
+    """Unshaped inter-switch links are patch ports (one datapath pass per packet, nothing
+    to poll); `veth_links` gives interfaces to capture on. Traffic crosses either way:
+    c1t1 (bs1) -> web (svc) and -> c3t1 (bs3) cross agg1, gw (and agg2)."""
+    ctl = controller("--topology", str(ROOT / "topologies/mobile_core.yaml"))
+    emu = network("topologies/mobile_core.yaml", ctl, veth_links=veth)
+    assert _link_kinds(emu) == ({"system"} if veth else {"patch"})
+    one = f"{emu.topo.links[0].a}-eth{emu.topo.links[0].a_port}"
+    assert Path(f"/sys/class/net/{one}").exists() == veth
+    a = emu.host("c1t1")
+    for peer in ("web", "c3t1"):
+        assert ping(a, emu.host(peer).IP()), f"c1t1 -> {peer}"
