@@ -860,7 +860,7 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
         "server": f"{SERVER} {topo.host(SERVER).ip} tcp/{SERVER_PORT}",
         "eapol_pps": eapol_pps, "eapol_transport": eapol_transport,
         "store_filesystem": store_fs,
-        "crs_enabled": False, "link_shaping": False,
+        "crs_enabled": False, "link_shaping": False, "inter_switch_links": "patch ports",
         "eap_timing": "wpa_supplicant -t: CTRL-EVENT-EAP-STARTED to CTRL-EVENT-EAP-SUCCESS",
         "first_packet_timing": "our supplicant's EAPOL-START line (wall clock before send) to the "
                                "kernel receive timestamp of the terminal's first TCP SYN on the "
@@ -1001,6 +1001,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--terminals-per-cell", type=int, default=17,
                     help="the network's size (mobile_core has 3 cells); its idle ports cost "
                          "every flow change in a userspace datapath")
+    ap.add_argument("--syn-interval-ms", type=float, default=1.0,
+                    help="how often the lone terminal sends its SYN (the first packet is "
+                         "late by up to this; 50 at once send every 1 ms)")
     ap.add_argument("--no-reference", action="store_true")
     ap.add_argument("--eapol-transport", choices=["local", "packet_in", "port"], default="port",
                     help="the transport measured in full (the other: EAP exchanges only)")
@@ -1015,7 +1018,8 @@ def main(argv: list[str] | None = None) -> int:
         run(a.out, a.terminals, a.runs, a.rounds, a.first_packet_runs, a.first_packet_rounds,
             reference=not a.no_reference, eapol_transport=a.eapol_transport,
             compare_transport=not a.no_transport_comparison, profile=a.profile,
-            workdir=a.workdir, terminals_per_cell=a.terminals_per_cell)
+            workdir=a.workdir, terminals_per_cell=a.terminals_per_cell,
+            interval_ms=a.syn_interval_ms)
     except (RuntimeError, ValueError, Timeout) as exc:
         print(f"bench auth: {exc}", file=sys.stderr)
         return 1

@@ -532,13 +532,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="crs bench reaction", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="results/bench")
     ap.add_argument("--trials", type=int, default=100)
+    ap.add_argument("--interval-ms", type=float, default=1.0,
+                    help="the attacker's sending interval: the first lost datagram is late by "
+                         "up to this (0.1..1000)")
     ap.add_argument("--workdir", "--keep-dir", dest="keep_dir", metavar="DIR",
                     help="the controller's store, logs and the run's records here, kept "
                          "(tmpfs: no sync cost)")
     ap.add_argument("--profile", action="store_true",
                     help="write the controller's cProfile next to the JSON")
     a = ap.parse_args(argv)
-    run(a.out, trials=a.trials, keep_dir=a.keep_dir, profile=a.profile)
+    run(a.out, trials=a.trials, interval_ms=a.interval_ms, keep_dir=a.keep_dir,
+        profile=a.profile)
     return 0
 
 
