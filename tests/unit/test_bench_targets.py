@@ -115,6 +115,21 @@ def test_reaction_demo_and_forwarding(tmp_path):
     assert rows["forwarding throughput over simple_switch_13"]["verdict"] == "met"
 
 
+def test_forwarding_that_moved_nothing_is_not_met(tmp_path):
+    """forwarding.json's own ratio is None when our side's throughput was 0: that is a
+    failure, read from the sides' medians, not a missing number."""
+    side = lambda mbps: {"throughput_mbps": {"median": mbps}}      # noqa: E731
+    write(tmp_path, "bench/forwarding.json", {
+        "crs": side(0.0), "simple_switch_13": side(629.0),
+        "ratio": {"throughput_crs_over_reference": None}})
+    row = by_target(tmp_path)["forwarding throughput over simple_switch_13"]
+    assert row["values"] == [0.0] and row["verdict"] == "not met"
+    write(tmp_path, "bench/forwarding.json", {
+        "crs": side(662.0), "simple_switch_13": side(629.0),
+        "ratio": {"throughput_crs_over_reference": 1.05}})
+    assert by_target(tmp_path)["forwarding throughput over simple_switch_13"]["verdict"] == "met"
+
+
 def test_a_broken_file_is_not_measured_and_the_command_writes_its_table(tmp_path, capsys):
     (tmp_path / "bench").mkdir()
     (tmp_path / "bench" / "auth.json").write_text("{not json")
