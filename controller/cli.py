@@ -90,9 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--cli", action="store_true", help="open the Mininet CLI")
     up.add_argument("--terminals-per-cell", type=int)
     up.add_argument("--no-shaping", action="store_true", help="ignore link bw/delay")
-    up.add_argument("--veth-links", action="store_true",
-                    help="connect switches with veth pairs (interfaces to capture on) "
-                         "instead of Open vSwitch patch ports where a link is not shaped")
+    up.add_argument("--patch-links", action="store_true",
+                    help="join switches by Open vSwitch patch ports where a link is not "
+                         "shaped (one datapath pass for a whole path; no link failure to "
+                         "emulate, no interface to capture on)")
     up.add_argument("--services", metavar="URL",
                     help="the controller's HTTP services for the portal (default "
                          "http://<controller service address>:8080)")
@@ -427,7 +428,7 @@ def cmd_net_up(a: argparse.Namespace) -> int:
         return EXIT_CONFIG
     opts = Options(controller_ip=targets[0][0], controller_port=targets[0][1],
                    shaping=not a.no_shaping, more_controllers=[] if domains else targets[1:],
-                   domain_controllers=domains, veth_links=a.veth_links)
+                   domain_controllers=domains, patch_links=a.patch_links)
     emu = Emulation(topo, opts)
     stop = {"now": False}
 

@@ -799,7 +799,7 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         prof = ["--profile", str(Path(out_dir).resolve() / "auth.prof")] if profile else []
         with ControllerProcess(work / "ctl", cfg + prof) as ctl:
-            emu = start_network(topo, ctl)
+            emu = start_network(topo, ctl, patch_links=True)
             try:
                 b = Bench(emu, ctl, work, creds, timeout_s)
                 t = time.monotonic()

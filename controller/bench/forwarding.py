@@ -31,7 +31,8 @@ NEW_PAIRS = [("c1t2", "c2t2"), ("c1t3", "c3t3"), ("c2t4", "c3t4"), ("c1t5", "c2t
 
 def measure(side: str, topo: topology.Topology, workdir: Path, seconds: float) -> dict:
     with ControllerProcess(workdir / side, ryu_app=SIDES[side]) as ctl:
-        with Emulation(topo, Options(controller_port=ctl.ofp_port, shaping=False)) as emu:
+        with Emulation(topo, Options(controller_port=ctl.ofp_port, shaping=False,
+                                         patch_links=True)) as emu:
             emu.wait_connected(60)
             first = []
             for a, b in NEW_PAIRS:
@@ -79,7 +80,8 @@ def measure_all_pairs(side: str, topo: topology.Topology, workdir: Path) -> dict
         extra = ["--config", str(cfg)]
     app = SIDES["simple_switch_13" if side == "simple_switch_13" else "crs"]
     with ControllerProcess(workdir / side, extra, ryu_app=app) as ctl:
-        with Emulation(topo, Options(controller_port=ctl.ofp_port, shaping=False)) as emu:
+        with Emulation(topo, Options(controller_port=ctl.ofp_port, shaping=False,
+                                         patch_links=True)) as emu:
             emu.wait_connected(60)
             t1 = time.perf_counter()
             failed = all_pairs(emu)

@@ -2,8 +2,8 @@
 
 Switches: OVS with the userspace datapath (no kernel module here), OpenFlow 1.3,
 fail-mode secure (no controller, no forwarding beyond the flows it holds). Switches are
-joined by patch ports where a link is not shaped (a veth pair with tc where it is, or all
-with `Options.veth_links`). Hosts: one per
+joined by veth pairs (with tc where a link is shaped), or by Open vSwitch patch ports where a
+link is not shaped with `Options.patch_links` (the benchmarks). Hosts: one per
 terminal and server, addresses and MACs from the topology, checksum offloads off (TCP
 through the userspace datapath needs it), IPv6 off. The controller's service address is a
 root-namespace node on its switch, so terminals reach the controller's HTTP services over
@@ -30,7 +30,7 @@ from controller.emulation.record import (
     teardown,
 )
 from controller.topology import Topology
-from mininet.link import Link, OVSLink, TCIntf, TCLink
+from mininet.link import Link, OVSIntf, OVSLink, TCIntf, TCLink
 from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import Host, OVSSwitch, RemoteController
@@ -97,10 +97,11 @@ class Options:
     controller_port: int = 6653
     more_controllers: list[tuple[str, int]] = field(default_factory=list)  # (ip, port)
     shaping: bool = True          # apply link bw/delay from the topology (tc)
-    # an unshaped link between two switches is an Open vSwitch patch port pair: a packet
+    # an unshaped link between two switches as an Open vSwitch patch port pair: a packet
     # crosses every bridge of its path in one pass of the datapath, and the datapath has no
-    # interface to poll for it; veth pairs instead when True (e.g. to capture on them)
-    veth_links: bool = False
+    # interface to poll for it. But a patch port is always up (no link failure to emulate:
+    # Mininet's `link s1 s2 down` fails on it) and has no interface to capture on
+    patch_links: bool = False
     connect_timeout_s: float = 60.0
     lock_timeout_s: float = 1800.0  # wait this long for another emulated network to finish
     # with topology domains: domain -> (ip, port) of its controller (crs: false: none)
@@ -293,7 +294,7 @@ class Emulation:
             net.addLink(a, b, port1=pa, port2=pb, **params)
 
         for lk in topo.links:
-            if not opts.veth_links and not (opts.shaping and (lk.bw_mbps or lk.delay_ms)):
+            if opts.patch_links and not (opts.shaping and (lk.bw_mbps or lk.delay_ms)):
                 net.addLink(lk.a, lk.b, port1=lk.a_port, port2=lk.b_port, cls=OVSLink)
                 continue
             link(lk.a, lk.b, lk.a_port, lk.b_port, lk.bw_mbps, lk.delay_ms)
@@ -304,9 +305,10 @@ class Emulation:
                     mac=topo.service_mac)
         link(SERVICE_NODE, topo.service_switch, None, topo.service_port, None, None)
 
+        # (a patch port has no interface: an interface of that name is someone else's)
         self.record.interfaces = sorted(
             {i.name for s in topo.switches for i in net.get(s.name).intfList()
-             if i.name != "lo"} | {f"{SERVICE_NODE}-eth0"})
+             if i.name != "lo" and not isinstance(i, OVSIntf)} | {f"{SERVICE_NODE}-eth0"})
         self.record.save()
         net.build()
         self.record.pids = [net.get(h.name).pid for h in topo.hosts] + \
@@ -355,7 +357,7 @@ def start_network(topo: Topology, ctl: Any, *, shaping: bool = False,
                   connect_timeout_s: float = 60.0, known_timeout_s: float = 30.0,
                   emulation_cls: type[Emulation] = Emulation,
                   more: tuple[Any, ...] = (), domains: dict[str, Any] | None = None,
-                  veth_links: bool = False) -> Emulation:
+                  patch_links: bool = False) -> Emulation:
     """Bring `topo` up under the controller process `ctl` (emulation.processes.
     ControllerProcess) and return it once every switch is connected and the controller
     reports all of them (a Ryu reference app, which has no status, only the former). What
@@ -364,7 +366,7 @@ def start_network(topo: Topology, ctl: Any, *, shaping: bool = False,
         controller_port=ctl.ofp_port, shaping=shaping,
         more_controllers=[("127.0.0.1", c.ofp_port) for c in more],
         domain_controllers={d: ("127.0.0.1", c.ofp_port) for d, c in (domains or {}).items()},
-        veth_links=veth_links))
+        patch_links=patch_links))
     emu.start()          # waits its turn on the machine-wide lock
     try:
         emu.wait_connected(connect_timeout_s)

@@ -397,8 +397,6 @@ def describe(sc: Scenario) -> dict[str, Any]:
             "omega": sc.omega, "detection_delay_s": list(sc.detection_delay),
             "duration_s": sc.duration_s, "runs": sc.runs, "seeds": list(sc.seeds),
             "probe_size_bytes": sc.probe_size, "shaping": sc.shaping,
-            "inter_switch_links": "veth with tc where shaped, else patch ports"
-            if sc.shaping else "patch ports",
             "authenticate": sc.authenticate,
             "defences": [{"name": d.name, "label": d.label, **d.params} for d in sc.defences]}
 

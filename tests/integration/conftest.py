@@ -44,9 +44,9 @@ def network():
     emus = []
 
     def make(topo_file: str, ctl: ControllerProcess, shaping: bool = False,
-             veth_links: bool = False, **kw):
+             patch_links: bool = False, **kw):
         emu = start_network(topology.load(ROOT / topo_file, **kw), ctl, shaping=shaping,
-                            veth_links=veth_links)
+                            patch_links=patch_links)
         emus.append(emu)
         return emu
     yield make

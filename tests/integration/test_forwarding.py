@@ -87,16 +87,18 @@ def _link_kinds(emu) -> set[str]:
             for n in names}
 
 
-@pytest.mark.parametrize("veth", [False, True])
-def test_unshaped_switch_links_are_patch_ports_veth_on_request(controller, network, veth):
-    """Unshaped inter-switch links are patch ports (one datapath pass per packet, nothing
-    to poll); `veth_links` gives interfaces to capture on. Traffic crosses either way:
-    c1t1 (bs1) -> web (svc) and -> c3t1 (bs3) cross agg1, gw (and agg2)."""
+@pytest.mark.parametrize("patch", [False, True])
+def test_switch_links_are_veth_pairs_or_patch_ports_on_request(controller, network, patch):
+    """Switches are joined by veth pairs (interfaces to capture on, links that can fail), or
+    by patch ports with `patch_links` (one datapath pass per packet, nothing to poll), and
+    then no interface of a patch port's name is recorded for removal. Traffic crosses
+    either way: c1t1 (bs1) -> web (svc) and -> c3t1 (bs3) cross agg1, gw (and agg2)."""
     ctl = controller("--topology", str(ROOT / "topologies/mobile_core.yaml"))
-    emu = network("topologies/mobile_core.yaml", ctl, veth_links=veth)
-    assert _link_kinds(emu) == ({"system"} if veth else {"patch"})
+    emu = network("topologies/mobile_core.yaml", ctl, patch_links=patch)
+    assert _link_kinds(emu) == ({"patch"} if patch else {"system"})
     one = f"{emu.topo.links[0].a}-eth{emu.topo.links[0].a_port}"
-    assert Path(f"/sys/class/net/{one}").exists() == veth
+    assert Path(f"/sys/class/net/{one}").exists() != patch
+    assert (one in emu.record.interfaces) != patch
     a = emu.host("c1t1")
     for peer in ("web", "c3t1"):
         assert ping(a, emu.host(peer).IP()), f"c1t1 -> {peer}"
