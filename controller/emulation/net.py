@@ -31,7 +31,7 @@ from controller.emulation.record import (
 )
 from controller.topology import Topology
 from mininet.link import Link, OVSIntf, OVSLink, TCIntf, TCLink
-from mininet.log import setLogLevel
+from mininet.log import error, setLogLevel
 from mininet.net import Mininet
 from mininet.node import Host, OVSSwitch, RemoteController
 
@@ -63,6 +63,25 @@ class DomainSwitch(OVSSwitch):
         if wanted is not None:
             controllers = [c for c in controllers if c.name in wanted]
         super().start(controllers)
+
+
+class PatchIntf(OVSIntf):
+    """One end of a patch port pair. It cannot be taken down: say so instead of raising,
+    which in Mininet's CLI (`link s1 s2 down`) ended the CLI and removed the network."""
+
+    def ifconfig(self, *args: str) -> str:
+        if " ".join(args) not in ("", "up"):
+            error(f"{self.name} is a patch port: it cannot be taken down (bring the network "
+                  "up without --patch-links to emulate link failures)\n")
+        return ""
+
+
+class PatchLink(OVSLink):
+    """Mininet's patch link between two switches, with `PatchIntf` ends."""
+
+    def __init__(self, node1: Any, node2: Any, **kwargs: Any):
+        self.isPatchLink = True
+        Link.__init__(self, node1, node2, **{**kwargs, "cls1": PatchIntf, "cls2": PatchIntf})
 
 
 _NETEM: bool | None = None
@@ -295,7 +314,7 @@ class Emulation:
 
         for lk in topo.links:
             if opts.patch_links and not (opts.shaping and (lk.bw_mbps or lk.delay_ms)):
-                net.addLink(lk.a, lk.b, port1=lk.a_port, port2=lk.b_port, cls=OVSLink)
+                net.addLink(lk.a, lk.b, port1=lk.a_port, port2=lk.b_port, cls=PatchLink)
                 continue
             link(lk.a, lk.b, lk.a_port, lk.b_port, lk.bw_mbps, lk.delay_ms)
         for h in topo.hosts:

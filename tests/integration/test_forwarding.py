@@ -102,3 +102,7 @@ def test_switch_links_are_veth_pairs_or_patch_ports_on_request(controller, netwo
     a = emu.host("c1t1")
     for peer in ("web", "c3t1"):
         assert ping(a, emu.host(peer).IP()), f"c1t1 -> {peer}"
+    if patch:   # Mininet's `link gw agg1 down`: refused with a message, the network stays
+        lk = emu.topo.links[0]
+        emu.net.configLinkStatus(lk.a, lk.b, "down")
+        assert ping(a, emu.host("web").IP())
