@@ -67,7 +67,13 @@ class DomainSwitch(OVSSwitch):
 
 class PatchIntf(OVSIntf):
     """One end of a patch port pair. It cannot be taken down: say so instead of raising,
-    which in Mininet's CLI (`link s1 s2 down`) ended the CLI and removed the network."""
+    which in Mininet's CLI (`link s1 s2 down`) ended the CLI and removed the network. It
+    has no interface either: deleting it never runs `ip link del` on its name (an interface
+    of that name would be someone else's; deleting the bridge removes the port)."""
+
+    def delete(self) -> None:
+        self.node.delIntf(self)
+        self.link = None
 
     def ifconfig(self, *args: str) -> str:
         if " ".join(args) not in ("", "up"):
@@ -119,7 +125,7 @@ class Options:
     # an unshaped link between two switches as an Open vSwitch patch port pair: a packet
     # crosses every bridge of its path in one pass of the datapath, and the datapath has no
     # interface to poll for it. But a patch port is always up (no link failure to emulate:
-    # Mininet's `link s1 s2 down` fails on it) and has no interface to capture on
+    # Mininet's `link s1 s2 down` only says so) and has no interface to capture on
     patch_links: bool = False
     connect_timeout_s: float = 60.0
     lock_timeout_s: float = 1800.0  # wait this long for another emulated network to finish

@@ -106,3 +106,25 @@ def test_switch_links_are_veth_pairs_or_patch_ports_on_request(controller, netwo
         lk = emu.topo.links[0]
         emu.net.configLinkStatus(lk.a, lk.b, "down")
         assert ping(a, emu.host("web").IP())
+
+
+def test_patch_links_leave_an_interface_of_a_patch_port_s_name_alone(controller):
+    """A patch port has no interface: an interface that happens to bear its name is
+    someone else's, and stopping the network (Mininet's stop, then the record's teardown)
+    must not delete it."""
+    from controller import topology
+    from controller.emulation.net import start_network
+    topo = topology.load(ROOT / "topologies/mobile_core.yaml")
+    name = f"{topo.links[0].a}-eth{topo.links[0].a_port}"
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", "crsforeign0"],
+                   check=True)
+    try:
+        ctl = controller("--topology", str(ROOT / "topologies/mobile_core.yaml"))
+        emu = start_network(topo, ctl, patch_links=True)
+        try:
+            assert _link_kinds(emu) == {"patch"} and name not in emu.record.interfaces
+        finally:
+            emu.stop()
+        assert Path(f"/sys/class/net/{name}").exists()
+    finally:
+        subprocess.run(["ip", "link", "del", name], check=False)
