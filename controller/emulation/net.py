@@ -306,7 +306,7 @@ class Emulation:
                   "(bandwidth limits are)", flush=True)
 
         def link(a: str, b: str, pa: int | None, pb: int | None,
-                 bw: float | None, delay: float | None) -> None:
+                 bw: float | None, delay: float | None, switches: bool = False) -> None:
             params: dict[str, Any] = {}
             if opts.shaping and (bw or delay):
                 params = {"cls": TCLink, "cls1": QuietTCIntf, "cls2": QuietTCIntf}
@@ -315,14 +315,11 @@ class Emulation:
                 if delay and delays:
                     params["delay"] = f"{delay}ms"
             else:
-                params = {"cls": Link}
+                params = {"cls": PatchLink if switches and opts.patch_links else Link}
             net.addLink(a, b, port1=pa, port2=pb, **params)
 
         for lk in topo.links:
-            if opts.patch_links and not (opts.shaping and (lk.bw_mbps or lk.delay_ms)):
-                net.addLink(lk.a, lk.b, port1=lk.a_port, port2=lk.b_port, cls=PatchLink)
-                continue
-            link(lk.a, lk.b, lk.a_port, lk.b_port, lk.bw_mbps, lk.delay_ms)
+            link(lk.a, lk.b, lk.a_port, lk.b_port, lk.bw_mbps, lk.delay_ms, switches=True)
         for h in topo.hosts:
             net.addHost(h.name, ip=f"{h.ip}/{prefix}", mac=h.mac)
             link(h.name, h.switch, None, h.port, h.bw_mbps, h.delay_ms)
