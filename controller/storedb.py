@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 SCHEMA_VERSION = 6
+# a pipelined store's WAL is given this many bytes of real blocks at open (`WalSync.prefill`):
+# twice what SQLite's automatic checkpoint lets it hold (1000 pages of 4 KiB + headers)
+WAL_PREFILL_BYTES = 8 << 20
 TYPES = {"sqlite": {"BLOB": "BLOB", "REAL": "REAL", "INT": "INTEGER"},
          "postgresql": {"BLOB": "BYTEA", "REAL": "DOUBLE PRECISION", "INT": "BIGINT"}}
 
@@ -178,15 +181,39 @@ class WalSync:
 
     def sync_all(self) -> None:
         """At open: what any earlier process committed (perhaps never synced: it may have
-        died before its sync) on disk before anything is said about it."""
+        died before its sync) on disk before anything is said about it; and the WAL's
+        blocks allocated (`prefill`)."""
         fd = os.open(self.path[:-4], os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
         if os.path.exists(self.path):       # (none yet: nothing was ever committed to it)
+            self.prefill()
             self.sync_file()
         self.synced(self.mark())
+
+    def prefill(self, size: int = WAL_PREFILL_BYTES) -> None:
+        """Zeros appended past the WAL's end, up to `size`, written and synced once: the
+        commits after it then write into blocks the file has, and SQLite rewrites the file
+        from its start after each checkpoint (no journal_size_limit), so a commit's
+        `fdatasync` flushes data alone. Into new blocks, it also commits the filesystem's
+        journal (ext4: the new size and extents), by a kernel thread that on a busy
+        2-vCPU machine waited milliseconds for a CPU: 2.6-2.9 ms a sync against 0.16-0.21
+        with the blocks in place (docs/benchmarks.md, 2026-12-02). Nothing SQLite wrote
+        is touched, and zeros are never a valid frame (its salt and checksum fail), so
+        recovery after a crash stops where the real frames end, as it does anyway."""
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            end = os.fstat(fd).st_size
+            if end >= size:
+                return
+            zeros = bytes(1 << 20)
+            while end < size:
+                end += os.pwrite(fd, zeros[:size - end], end)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def sync_now(self) -> None:
         """Every commit so far on disk, on this thread."""

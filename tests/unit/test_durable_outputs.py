@@ -334,3 +334,38 @@ def test_with_the_real_check_a_lone_output_syncs_on_the_loop(store):
     until(lambda: sent == ["lone"])
     assert counters["store_syncs_inline"] == 1 and counters["store_syncs"] == 0
     assert not store.db.wal.unsynced()
+
+
+def test_a_pipelined_store_s_wal_has_its_blocks_from_the_open_and_keeps_to_them(tmp_path):
+    """`WalSync.prefill`: the WAL is given real blocks at open, past what SQLite wrote and
+    never over it; commits then write inside the file (it does not grow, also across
+    automatic checkpoints, after which SQLite rewrites it from the start), and what was
+    committed is read back, from a live copy too (a crash: recovery stops at the zeros)."""
+    import shutil
+    import sqlite3
+
+    from controller.storedb import WAL_PREFILL_BYTES
+
+    store = Store(tmp_path / "crs.db", pipelined=True)
+    wal = tmp_path / "crs.db-wal"
+    assert wal.stat().st_size == WAL_PREFILL_BYTES
+    for n in range(1500):                # ~3,000 pages: past several automatic checkpoints
+        commit(store, n)
+    store.db.wal.sync_now()
+    assert wal.stat().st_size == WAL_PREFILL_BYTES
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    for name in ("crs.db", "crs.db-wal"):     # (no -shm: the index is rebuilt from the WAL)
+        shutil.copy(tmp_path / name, crash / name)
+    for db in (tmp_path / "crs.db", crash / "crs.db"):
+        conn = sqlite3.connect(db)
+        assert conn.execute("SELECT COUNT(*) FROM ss_sessions").fetchone()[0] == 1500
+        conn.close()
+    # frames SQLite wrote are never overwritten: prefill only appends past the end
+    before = wal.read_bytes()
+    store.db.wal.prefill(WAL_PREFILL_BYTES + 4096)
+    after = wal.read_bytes()
+    assert after[:len(before)] == before and after[len(before):] == bytes(4096)
+    store.db.wal.prefill(1024)                # already larger: nothing written
+    assert wal.read_bytes() == after
+    store.close()
