@@ -24,6 +24,7 @@ from controller.openflow.encode import Unsupported, encode
 from controller.openflow.ofmsg import FlowMod, LocalFrame, MeterMod, PacketOut
 from controller.openflow.reconcile import Installed
 from controller.pipeline import MAX_METERED_PORT
+from controller.ryu_shell import direct_write
 from controller.ryu_shell.confirmations import Confirmations
 from controller.ryu_shell.durable import Outputs
 from controller.ryu_shell.framework import App, hub, ofp_event, ofproto_v1_3
@@ -320,13 +321,13 @@ class CrsController(App):
                 buf.append(encode(msg, xid))
             except Unsupported:
                 if buf:
-                    dp.send(b"".join(buf))
+                    direct_write.write(dp, b"".join(buf))
                     buf = []
                 xid = _send_ryu(dp, msg, xid)
             self._count_sent(msg)
             self.confirm.sent(dpid, xid, msg, now)
         if buf:
-            dp.send(b"".join(buf))
+            direct_write.write(dp, b"".join(buf))
 
     def _radius_datagram(self, host: str, port: int, data: bytes) -> None:
         if self.active and self.core.admission is not None:
@@ -409,6 +410,7 @@ class CrsController(App):
             dp.close()
             return
         self.datapaths[dp.id] = dp
+        direct_write.track(dp)
         log.info("switch %016x connected", dp.id)
         ifname = self._local_ifaces.get(dp.id)
         if ifname is not None:
@@ -688,7 +690,7 @@ def _send(dp, msg) -> int:
     transaction id (read before sending: a full send queue yields, and others send too)."""
     dp.xid = xid = (dp.xid + 1) & dp.ofproto.MAX_XID
     try:
-        dp.send(encode(msg, xid))
+        direct_write.write(dp, encode(msg, xid))
     except Unsupported:
         xid = _send_ryu(dp, msg, xid)
     return xid
