@@ -189,7 +189,15 @@ class WalSync:
         finally:
             os.close(fd)
         if os.path.exists(self.path):       # (none yet: nothing was ever committed to it)
-            self.prefill()
+            try:        # under SQLite's write lock: no other connection appends a frame
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:    # (held elsewhere too long: only speed lost)
+                pass
+            else:
+                try:
+                    self.prefill()
+                finally:
+                    self.conn.execute("COMMIT")
             self.sync_file()
         self.synced(self.mark())
 
