@@ -1001,7 +1001,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--terminals-per-cell", type=int, default=17,
                     help="the network's size (mobile_core has 3 cells); its idle ports cost "
                          "every flow change in a userspace datapath")
-    ap.add_argument("--syn-interval-ms", type=float, default=1.0,
+    ap.add_argument("--syn-interval-ms", type=common.interval_ms, default=1.0,
                     help="how often the lone terminal sends its SYN (the first packet is "
                          "late by up to this; 50 at once send every 1 ms)")
     ap.add_argument("--no-reference", action="store_true")

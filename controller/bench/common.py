@@ -1,6 +1,7 @@
 """What every benchmark result records: the machine, the commit, and a printed table."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -11,6 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from controller.emulation.processes import ROOT
+
+
+def interval_ms(v: str) -> float:
+    """argparse type of a probe's sending interval in milliseconds (0.1 to 1000): a clear
+    error for 0 (a flood, not a probe) or nonsense, before any network is built."""
+    try:
+        f = float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{v!r} is not a number of milliseconds") from None
+    if not 0.1 <= f <= 1000:
+        raise argparse.ArgumentTypeError(f"{v} ms: the interval is 0.1 to 1000 ms")
+    return f
 
 
 def machine() -> dict[str, Any]:

@@ -529,10 +529,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["terminal"]:
         return terminal_main(argv[1:])
+    from controller.bench import common
     ap = argparse.ArgumentParser(prog="crs bench reaction", description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="results/bench")
     ap.add_argument("--trials", type=int, default=100)
-    ap.add_argument("--interval-ms", type=float, default=1.0,
+    ap.add_argument("--interval-ms", type=common.interval_ms, default=1.0,
                     help="the attacker's sending interval: the first lost datagram is late by "
                          "up to this (0.1..1000)")
     ap.add_argument("--workdir", "--keep-dir", dest="keep_dir", metavar="DIR",

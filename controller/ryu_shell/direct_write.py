@@ -71,10 +71,8 @@ def write(dp: Any, data: bytes) -> bool:
         if raw is not None and not isinstance(sock._sock, ssl.SSLSocket):
             try:
                 n = raw.send(data)
-            except (BlockingIOError, InterruptedError):
+            except OSError:     # full (EAGAIN), or broken: Ryu's writer meets it and closes
                 n = 0
-            except OSError:
-                n = 0          # Ryu's writer meets the error on the same socket and closes
             if n == len(data):
                 return True
             data = data[n:]

@@ -99,3 +99,16 @@ def test_every_documented_benchmark_option_is_accepted(name, option, capsys):
         cli.main(["bench", name, "--help"])
     assert done.value.code == 0
     assert option in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cmd", [["reaction", "--interval-ms"], ["auth", "--syn-interval-ms"]])
+@pytest.mark.parametrize("value", ["0", "-1", "5000", "fast"])
+def test_a_probe_interval_out_of_range_is_refused_before_anything_starts(tmp_path, cmd, value):
+    """A sending interval of 0 (a flood, not a probe) or nonsense: one clear line, exit 2,
+    no network built (the benchmark used to run with it, or end in a traceback)."""
+    r = subprocess.run([sys.executable, "-m", "controller.cli", "bench", cmd[0], cmd[1], value,
+                        "--out", str(tmp_path / "out")], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2, r.stderr
+    assert f"argument {cmd[1]}" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out").exists()
