@@ -14,7 +14,7 @@ fi
 chmod 600 config/credentials.yaml
 
 PACKAGES=(openvswitch-switch mininet iperf3 ethtool iputils-ping tcpdump wpasupplicant hostapd
-          python3-venv python3-dev postgresql socat prometheus chromium freeradius)
+          python3-venv python3-dev postgresql socat prometheus chromium freeradius libjemalloc2)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -59,8 +59,20 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; 
 fi
 
 # Open vSwitch: userspace datapath only (no kernel module here); nothing starts it for us.
+# It runs with the jemalloc allocator, as Open vSwitch's install guide suggests for speed
+# ("./configure LIBS=-ljemalloc"; here preloaded into Debian's build): the userspace datapath's
+# main thread allocates and frees a batch of packet buffers for every port at every wake-up:
+# on the benchmark networks (~50 ports) glibc's allocator added ~0.4 ms to the switch's part
+# of a terminal's first packet (docs/benchmarks.md, 2026-12-02). CRS_OVS_JEMALLOC=0 starts it
+# with glibc's allocator. An Open vSwitch already running is left as it is.
 if ! ovs-vsctl --timeout=3 show >/dev/null 2>&1; then
-  echo "setup: starting Open vSwitch"
-  /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >/dev/null 2>&1 || true
+  jemalloc=$(dpkg -L libjemalloc2 2>/dev/null | grep '/libjemalloc\.so\.2$' | head -1 || true)
+  if [ "${CRS_OVS_JEMALLOC:-1}" != 0 ] && [ -n "$jemalloc" ]; then
+    echo "setup: starting Open vSwitch (with jemalloc)"
+    LD_PRELOAD=$jemalloc /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >/dev/null 2>&1 || true
+  else
+    echo "setup: starting Open vSwitch"
+    /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >/dev/null 2>&1 || true
+  fi
   ovs-vsctl --timeout=10 show >/dev/null || { echo "setup: Open vSwitch did not start" >&2; exit 1; }
 fi

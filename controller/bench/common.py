@@ -26,6 +26,26 @@ def interval_ms(v: str) -> float:
     return f
 
 
+OVS_PIDFILE = "/var/run/openvswitch/ovs-vswitchd.pid"
+
+
+def allocator(maps: str) -> str:
+    """The malloc a process runs with, from its /proc/PID/maps: the userspace datapath's
+    speed depends on it (scripts/setup.sh starts Open vSwitch with jemalloc)."""
+    for lib in ("jemalloc", "tcmalloc", "mimalloc"):
+        if f"/lib{lib}" in maps:
+            return lib
+    return "glibc"
+
+
+def ovs_allocator(pidfile: str = OVS_PIDFILE) -> str:
+    try:
+        pid = int(Path(pidfile).read_text().split()[0])
+        return allocator(Path(f"/proc/{pid}/maps").read_text())
+    except (OSError, ValueError, IndexError):
+        return "unknown"
+
+
 def machine() -> dict[str, Any]:
     ovs = subprocess.run(["ovs-vsctl", "--version"], capture_output=True, text=True).stdout
     return {
@@ -33,6 +53,7 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "ovs_version": ovs.split()[3] if ovs.split()[3:] else "unknown",
+        "ovs_allocator": ovs_allocator(),
         "datapath": "userspace (netdev)",
     }
 
