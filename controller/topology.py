@@ -217,6 +217,19 @@ def ports_toward(topo: "Topology") -> dict[tuple[int, int], int]:
     return out
 
 
+def toward_services(topo: "Topology") -> dict[int, frozenset[int]]:
+    """For every switch E: the switches on the tree paths from E to the servers' switches
+    and the controller service's (E among them). A switch x other than the ends lies on the
+    path between E and T exactly when its port toward E is not its port toward T."""
+    toward = ports_toward(topo)
+    ends = {topo.switch(h.switch).dpid for h in topo.servers()}
+    ends.add(topo.switch(topo.service_switch).dpid)
+    dpids = [s.dpid for s in topo.switches]
+    return {e: frozenset(x for x in dpids if x == e or x in ends or any(
+        toward.get((x, e)) != toward.get((x, t)) for t in ends))
+        for e in dpids}
+
+
 def mac_for(ip: str) -> str:
     """Deterministic locally administered MAC from an IPv4 address (02:00:a.b.c.d)."""
     octets = ipaddress.IPv4Address(ip).packed
