@@ -34,7 +34,7 @@ from controller.admission.keys import purpose_key
 from controller.admission.radius import RadiusClient, SendRadius
 from controller.audit import AuditLog
 from controller.effects import COMMON, LogBudget, Out
-from controller.openflow.ofmsg import FlowMod, LocalFrame, Message, Output, PacketOut
+from controller.openflow.ofmsg import Barrier, FlowMod, LocalFrame, Message, Output, PacketOut
 from controller.openflow.tables import ETH_DST, FORWARDING
 from controller.pipeline import MAX_METERED_PORT, AdmissionMode, eapol_port_flows
 from controller.records import Binding
@@ -324,11 +324,14 @@ class Admission:
         near = self._first_hops.get(edge)
         if near is None:
             return out, []
+        # a switch with a confirmation barrier among these keeps them all before it: its
+        # flows after the barrier would count in its next confirmed batch
+        keep = near | {dpid for dpid, m in out if isinstance(m, Barrier)}
         first: Out = []
         later: Out = []
         for dpid, m in out:
             fwd = isinstance(m, FlowMod) and m.table_id in _FORWARDING_TABLES
-            (later if fwd and dpid not in near else first).append((dpid, m))
+            (later if fwd and dpid not in keep else first).append((dpid, m))
         return first, later
 
     def _flows(self, b: Binding) -> list[Message]:
@@ -457,9 +460,9 @@ class Admission:
                     s.method, s.start, s.expires, ip)
         self._index(b)
         later: Out = []
-        if ip:      # forwarding and restrictions first, admission last: the first frame
-            # admitted finds them in place (on the switches toward the servers; the others'
-            # forwarding flows follow table 0's: `_services_first`)
+        if ip:      # restrictions and forwarding first, admission last: the first frame
+            # admitted finds them in place (forwarding: on the switches toward the servers;
+            # the others' forwarding flows follow table 0's, `_services_first`)
             first, later = self._services_first(self.notify(Connected(b, moved), now), e.dpid)
             out += first
         # a binding's flows are a function of these (and the configuration both share)
