@@ -63,16 +63,14 @@ fi
 # ("./configure LIBS=-ljemalloc"; here preloaded into Debian's build): the userspace datapath's
 # main thread allocates and frees a batch of packet buffers for every port at every wake-up:
 # on the benchmark networks (~50 ports) glibc's allocator added ~0.4 ms to the switch's part
-# of a terminal's first packet (docs/benchmarks.md, 2026-12-02). CRS_OVS_JEMALLOC=0 starts it
-# with glibc's allocator. An Open vSwitch already running is left as it is.
+# of a terminal's first packet (docs/benchmarks.md, 2026-12-02). `sudo CRS_OVS_JEMALLOC=0 make
+# setup` starts it with glibc's allocator. An Open vSwitch already running is left as it is.
 if ! ovs-vsctl --timeout=3 show >/dev/null 2>&1; then
-  jemalloc=$(dpkg -L libjemalloc2 2>/dev/null | grep '/libjemalloc\.so\.2$' | head -1 || true)
-  if [ "${CRS_OVS_JEMALLOC:-1}" != 0 ] && [ -n "$jemalloc" ]; then
-    echo "setup: starting Open vSwitch (with jemalloc)"
-    LD_PRELOAD=$jemalloc /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >/dev/null 2>&1 || true
-  else
-    echo "setup: starting Open vSwitch"
-    /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >/dev/null 2>&1 || true
+  jemalloc=
+  if [ "${CRS_OVS_JEMALLOC:-1}" != 0 ]; then
+    jemalloc=$(dpkg -L libjemalloc2 2>/dev/null | grep '/libjemalloc\.so\.2$' | head -1 || true)
   fi
+  echo "setup: starting Open vSwitch${jemalloc:+ (with jemalloc)}"
+  LD_PRELOAD=$jemalloc /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >/dev/null 2>&1 || true
   ovs-vsctl --timeout=10 show >/dev/null || { echo "setup: Open vSwitch did not start" >&2; exit 1; }
 fi
