@@ -308,7 +308,10 @@ def counter_means(before: dict[str, Any], after: dict[str, Any]) -> dict[str, fl
         return d(total) / n * scale if n > 0 else None
     return {"store_sync_mean_ms": per("time_store_sync_us", "store_syncs", "store_syncs_inline"),
             "outputs_held_mean_ms": per("time_store_held_us", "store_outputs_held"),
-            "crsap_core_per_group_ms": per("time_crsap_core_us", "crsap_group_commits")}
+            "crsap_core_per_group_ms": per("time_crsap_core_us", "crsap_group_commits"),
+            # how many of those syncs ran on the event loop itself (no thread's hand-offs)
+            "store_syncs_inline_share": per("store_syncs_inline", "store_syncs",
+                                            "store_syncs_inline", scale=1.0)}
 
 
 # --- the benchmark -------------------------------------------------------------------------
@@ -367,7 +370,7 @@ def run(out_dir: str = "results/bench", trials: int = 100, interval_ms: float = 
                          "10 sending intervals")
     from controller import topology
     from controller.admission.credentials import load_credentials
-    from controller.bench import common
+    from controller.bench import common, floors
     from controller.emulation.net import start_network
 
     topo = topology.load(ROOT / topology_file)
@@ -376,6 +379,7 @@ def run(out_dir: str = "results/bench", trials: int = 100, interval_ms: float = 
     run_dir = Path(keep_dir or tmp.name)
     run_dir.mkdir(parents=True, exist_ok=True)
     store_fs = common.filesystem(run_dir)      # the controller's store is in run_dir
+    machine_floors = floors.measure(run_dir)   # (before anything else runs)
     py = sys.executable
     records: list[dict[str, Any]] = []
     failures: list[str] = []
@@ -477,6 +481,7 @@ def run(out_dir: str = "results/bench", trials: int = 100, interval_ms: float = 
                             "release": "clean SCIReport -> COMPLIANT"}
     result["failures"] = failures
     result["controller_means"] = means
+    result["machine_floors"] = machine_floors
     path = common.write(out_dir, "reaction", result)
     rows = [[k, *(result[k][c] for c in ("p50", "p99", "min", "max", "n"))]
             for k in ("reaction_first_lost_ms", "reaction_last_arrival_ms", "send_gap_ms",
@@ -484,7 +489,8 @@ def run(out_dir: str = "results/bench", trials: int = 100, interval_ms: float = 
                       "report_to_controller_ms", "controller_report_to_flows_ms")]
     print(common.table(rows, ["ms", "p50", "p99", "min", "max", "n"]))
     print(common.table([[k, "-" if v is None else f"{v:.3g}"] for k, v in means.items()],
-                       ["controller, over the trials (/metrics, counters)", "mean ms"]))
+                       ["controller, over the trials (/metrics, counters)", "mean"]))
+    print(common.table(floors.rows(machine_floors), ["this machine (before the run)", "median"]))
     if failures:
         print(f"{len(failures)} failures, first: {failures[0]}")
     print(f"written: {path}")

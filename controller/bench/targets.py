@@ -210,7 +210,9 @@ def evaluate(results: str | Path, bench: str | Path | None = None) -> list[dict[
                      "values": list(values), "limits": [f"{op} {lim:g}" for op, lim in t.limits],
                      "verdict": verdict,
                      "time": _get(doc, "time"),
-                     "commit": _get(doc, "commit") or _get(doc, "runner", "commit")})
+                     "commit": _get(doc, "commit") or _get(doc, "runner", "commit"),
+                     # what the machine charged that run for a sync and for cold Python
+                     "machine_floors": _get(doc, "machine_floors")})
     return rows
 
 
@@ -249,6 +251,15 @@ def main(argv: list[str] | None = None) -> int:
     print(common.table([[r["target"], " / ".join(_fmt(v) for v in r["values"]) + f" {r['unit']}",
                          " / ".join(r["limits"]), r["verdict"], r["commit"] or "-"]
                         for r in rows], ["target", "measured", "target", "", "commit"]))
+    seen = set()
+    for r in rows:
+        f = r["machine_floors"]
+        if isinstance(f, dict) and r["source"] not in seen:
+            seen.add(r["source"])
+            print(f"{r['source']}: the machine before it ran: a disk sync "
+                  f"{_fmt(_num(f.get('disk_sync_idle_ms')))} ms after idle "
+                  f"({_fmt(_num(f.get('disk_sync_back_to_back_ms')))} back to back), its "
+                  f"Python {_fmt(_num(f.get('python_idle_over_hot')))} x slower after idle")
     out = Path(a.bench) if a.bench else Path(a.results) / "bench"
     out = out / "targets.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -218,3 +218,21 @@ def test_bench_all_goes_on_after_a_benchmark_that_cannot_set_up(tmp_path, monkey
     captured = capsys.readouterr()
     assert "bench one: port p1: could not set configuration" in captured.err
     assert (tmp_path / "bench" / "targets.json").exists()
+
+
+def test_the_summary_says_what_the_machine_charged_each_run(tmp_path, capsys):
+    """A run that recorded the machine's floors (`bench.floors`) has them in its rows and
+    in one printed line per file; a run without them (older files) has None and no line."""
+    floors = {"disk_sync_idle_ms": 0.71, "disk_sync_back_to_back_ms": 0.15,
+              "python_idle_ms": 0.5, "python_hot_ms": 0.3, "python_idle_over_hot": 1.67}
+    write(tmp_path, "bench/reaction.json", {"reaction_first_lost_ms": {"p50": 2.9, "p99": 5.3},
+                                            "trials_valid": 100, "machine_floors": floors})
+    write(tmp_path, "bench/auth.json", auth())
+    rows = by_target(tmp_path)
+    assert rows["reaction (report sent -> attacker dropped), p50 / p99"]["machine_floors"] == \
+        floors
+    assert rows["EAP exchange, 1 terminal, p50"]["machine_floors"] is None
+    assert cli.main(["bench", "summary", "--results", str(tmp_path)]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "before it ran" in ln]
+    assert lines == ["bench/reaction.json: the machine before it ran: a disk sync 0.71 ms "
+                     "after idle (0.15 back to back), its Python 1.67 x slower after idle"]
