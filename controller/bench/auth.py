@@ -781,7 +781,7 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
         work = Path(workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
         store_fs = common.filesystem(work)     # the controllers' stores are in `work`
-        result["machine_floors"] = floors.measure(work)     # (before the controllers)
+        result["machine_floors"] = floors.measure_or_error(work)     # (before the controllers)
         doc = load_yaml(ROOT / topology_file)
         doc["terminals_per_cell"] = terminals_per_cell
         topo_path = work / "topology.yaml"
@@ -879,7 +879,7 @@ def run(out_dir: str = "results/bench", n_terminals: int = 50, runs: int = 30, r
                        ["core per frame, in process (us)", "re-auth warm", "re-auth cold caches",
                         "first auth warm"]))
     print(common.table(floors.rows(result["machine_floors"]),
-                       ["this machine (before the run)", "median"]))
+                       ["this machine (before its controllers)", "median"]))
     print(f"written: {path}")
     return result
 

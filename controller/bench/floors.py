@@ -84,7 +84,21 @@ def measure(directory: str | Path, samples: int = 40, idle_s: float = 0.02) -> d
     return out
 
 
+def measure_or_error(directory: str | Path) -> dict[str, Any]:
+    """`measure`, for a benchmark: a directory whose file system cannot sync (or hold the
+    file) costs the run its floors, not the run itself ({"error": why})."""
+    try:
+        return measure(directory)
+    except OSError as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+KEYS = ("disk_sync_idle_ms", "disk_sync_back_to_back_ms", "python_idle_ms", "python_hot_ms",
+        "python_idle_over_hot")
+
+
 def rows(floors: dict[str, Any]) -> list[list[Any]]:
-    """The measured floors as table rows (name, value)."""
-    return [[k, floors[k]] for k in ("disk_sync_idle_ms", "disk_sync_back_to_back_ms",
-                                     "python_idle_ms", "python_hot_ms", "python_idle_over_hot")]
+    """The measured floors as table rows (name, value); the error instead if there is one."""
+    if "error" in floors:
+        return [["not measured", floors["error"]]]
+    return [[k, floors.get(k)] for k in KEYS]

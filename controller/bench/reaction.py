@@ -379,7 +379,7 @@ def run(out_dir: str = "results/bench", trials: int = 100, interval_ms: float = 
     run_dir = Path(keep_dir or tmp.name)
     run_dir.mkdir(parents=True, exist_ok=True)
     store_fs = common.filesystem(run_dir)      # the controller's store is in run_dir
-    machine_floors = floors.measure(run_dir)   # (before anything else runs)
+    machine_floors = floors.measure_or_error(run_dir)   # (before anything else runs)
     py = sys.executable
     records: list[dict[str, Any]] = []
     failures: list[str] = []
@@ -490,7 +490,8 @@ def run(out_dir: str = "results/bench", trials: int = 100, interval_ms: float = 
     print(common.table(rows, ["ms", "p50", "p99", "min", "max", "n"]))
     print(common.table([[k, "-" if v is None else f"{v:.3g}"] for k, v in means.items()],
                        ["controller, over the trials (/metrics, counters)", "mean"]))
-    print(common.table(floors.rows(machine_floors), ["this machine (before the run)", "median"]))
+    print(common.table(floors.rows(machine_floors),
+                       ["this machine (before its controllers)", "median"]))
     if failures:
         print(f"{len(failures)} failures, first: {failures[0]}")
     print(f"written: {path}")

@@ -45,7 +45,12 @@ def _get(doc: Any, *path: str) -> Any:
 
 
 def _num(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return None
+    try:
+        return float(x)
+    except OverflowError:       # an integer beyond any float: no measurement
+        return None
 
 
 def _at(*path: str) -> Callable[[dict[str, Any]], float | None]:
@@ -254,9 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     seen = set()
     for r in rows:
         f = r["machine_floors"]
-        if isinstance(f, dict) and r["source"] not in seen:
+        if isinstance(f, dict) and _num(f.get("disk_sync_idle_ms")) is not None and \
+                r["source"] not in seen:
             seen.add(r["source"])
-            print(f"{r['source']}: the machine before it ran: a disk sync "
+            print(f"{r['source']}: the machine as it ran: a disk sync "
                   f"{_fmt(_num(f.get('disk_sync_idle_ms')))} ms after idle "
                   f"({_fmt(_num(f.get('disk_sync_back_to_back_ms')))} back to back), its "
                   f"Python {_fmt(_num(f.get('python_idle_over_hot')))} x slower after idle")

@@ -77,25 +77,30 @@ _FIELDS: dict[str, tuple[int, Any]] = {
 
 
 # packed OXMs by (field, value): an admission's ~30 messages repeat a few MACs, addresses
-# and ports, and parsing them again was most of the encoding's time. Equal keys pack
-# alike (1, 1.0 and True are one port); a value that fails is never kept. Bounded: cleared
-# when full, as a network's terminals come and go
+# and ports, and parsing them again was most of the encoding's time. Only values of exactly
+# str or int (or tuples of them: value and mask) are kept, so equal keys are the same value
+# of the same type and pack alike (1.0 would equal 1 but is refused as an address); a value
+# that fails is never kept. Bounded: cleared when full, as a network's terminals come and go
 _OXM_CACHE: dict[tuple[str, Any], tuple[int, bytes]] = {}
 OXM_CACHE_MAX = 16384
 
 
+def _plain(value: Any) -> bool:
+    t = type(value)
+    return t is str or t is int or (
+        t is tuple and all(type(x) is str or type(x) is int for x in value))
+
+
 def _oxm(name: str, value: Any) -> tuple[int, bytes]:
-    key = (name, value)
-    try:
-        return _OXM_CACHE[key]
-    except KeyError:
-        pass
-    except TypeError:           # not hashable: packed (or refused) without the cache
+    if not _plain(value):
         return _pack_oxm(name, value)
-    got = _pack_oxm(name, value)
-    if len(_OXM_CACHE) >= OXM_CACHE_MAX:
-        _OXM_CACHE.clear()
-    _OXM_CACHE[key] = got
+    key = (name, value)
+    got = _OXM_CACHE.get(key)
+    if got is None:
+        got = _pack_oxm(name, value)
+        if len(_OXM_CACHE) >= OXM_CACHE_MAX:
+            _OXM_CACHE.clear()
+        _OXM_CACHE[key] = got
     return got
 
 
@@ -150,7 +155,7 @@ def encode(msg: Message, xid: int) -> bytes:
     if a value does not fit its field (the shell then lets Ryu judge it)."""
     try:
         return _encode(msg, xid)
-    except (ValueError, OverflowError, TypeError, struct.error) as exc:
+    except (ValueError, OverflowError, TypeError, IndexError, struct.error) as exc:
         if isinstance(exc, Unsupported):
             raise
         raise Unsupported(f"{msg!r}: {exc}") from None

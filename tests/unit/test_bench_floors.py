@@ -42,5 +42,20 @@ def test_refuses_out_of_range(tmp_path, samples, idle_s):
 
 
 def test_a_directory_that_cannot_hold_the_file(tmp_path):
+    assert "error" in floors.measure_or_error(tmp_path / "missing")
     with pytest.raises(OSError):
         floors.measure(tmp_path / "missing", samples=3, idle_s=0.001)
+
+
+def test_a_sync_that_fails_leaves_nothing_and_costs_the_run_only_its_floors(tmp_path,
+                                                                             monkeypatch):
+    def refuse(fd):
+        raise OSError(22, "Invalid argument")
+    monkeypatch.setattr(floors.os, "fdatasync", refuse)
+    with pytest.raises(OSError):
+        floors.measure(tmp_path, samples=3, idle_s=0.001)
+    assert list(tmp_path.iterdir()) == []
+    got = floors.measure_or_error(tmp_path)
+    assert got == {"error": "OSError: [Errno 22] Invalid argument"}
+    assert list(tmp_path.iterdir()) == []
+    assert floors.rows(got) == [["not measured", got["error"]]]

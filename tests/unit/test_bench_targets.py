@@ -233,6 +233,17 @@ def test_the_summary_says_what_the_machine_charged_each_run(tmp_path, capsys):
         floors
     assert rows["EAP exchange, 1 terminal, p50"]["machine_floors"] is None
     assert cli.main(["bench", "summary", "--results", str(tmp_path)]) == 0
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if "before it ran" in ln]
-    assert lines == ["bench/reaction.json: the machine before it ran: a disk sync 0.71 ms "
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "as it ran" in ln]
+    assert lines == ["bench/reaction.json: the machine as it ran: a disk sync 0.71 ms "
                      "after idle (0.15 back to back), its Python 1.67 x slower after idle"]
+
+
+def test_floors_of_odd_shapes_print_no_line_and_break_nothing(tmp_path, capsys):
+    """Floors not measured (an error), of another shape, or beyond any float: no line."""
+    for odd in ({"error": "OSError: no"}, "fast", {"disk_sync_idle_ms": 10 ** 400}):
+        write(tmp_path, "bench/reaction.json", {"reaction_first_lost_ms": {"p50": 2.9,
+                                                                            "p99": 5.3},
+                                                "trials_valid": 100, "machine_floors": odd})
+        assert cli.main(["bench", "summary", "--results", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert "as it ran" not in out and "EAP exchange, 1 terminal, p50" in out

@@ -95,5 +95,5 @@ def test_the_reaction_benchmark_splits_arrival_to_flows_from_counters():
              "time_crsap_core_us": 900, "crsap_group_commits": 3}
     m = counter_means(before, after)
     assert m == {"store_sync_mean_ms": 0.5, "outputs_held_mean_ms": 0.6,
-                 "crsap_core_per_group_ms": 0.3}
+                 "crsap_core_per_group_ms": 0.3, "store_syncs_inline_share": 2 / 6}
     assert counter_means({}, {})["store_sync_mean_ms"] is None     # nothing happened

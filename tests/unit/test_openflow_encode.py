@@ -124,9 +124,10 @@ def test_what_it_does_not_know_is_refused_not_guessed():
 
 def test_the_packed_fields_kept_for_reuse_change_nothing(monkeypatch):
     """The encoder keeps packed match fields (`_OXM_CACHE`): a repeated field packs as it did
-    the first time and as Ryu packs it; equal values (port 1, 1.0, True) pack alike; a value
-    refused once is refused again (never kept); an unhashable value is packed or refused
-    without the cache; and the cache never holds more than its bound."""
+    the first time and as Ryu packs it; only plain str and int values (and tuples of them)
+    are kept, so a value the encoder refuses stays refused whatever was packed before it
+    (1.0 equals 1, but is no address); a refused value is never kept; other values are
+    packed without the cache; and the cache never holds more than its bound."""
     monkeypatch.setattr(encode, "_OXM_CACHE", {})
     monkeypatch.setattr(encode, "OXM_CACHE_MAX", 8)
     m = FlowMod(table_id=2, priority=9, match={"in_port": 1, "eth_src": "02:00:00:00:00:01",
@@ -135,17 +136,23 @@ def test_the_packed_fields_kept_for_reuse_change_nothing(monkeypatch):
     first = encode.encode(m, 5)
     assert ("eth_src", "02:00:00:00:00:01") in encode._OXM_CACHE
     assert encode.encode(m, 5) == first == ryu_bytes(m, 5)
-    for port in (1.0, True):
-        assert encode.encode(FlowMod(table_id=2, priority=9, match={
-            "in_port": port, "eth_src": "02:00:00:00:00:01",
-            "ipv4_src": ("10.0.1.0", "255.255.255.0")}, instructions=(Goto(3),)), 5) == first
+    for addr, like in ((1, 1.0), (0, -0.0), (("10.0.0.0", 0), ("10.0.0.0", 0.0))):
+        encode.encode(FlowMod(table_id=0, match={"eth_type": 0x800, "ipv4_src": addr}), 1)
+        with pytest.raises(encode.Unsupported):
+            encode.encode(FlowMod(table_id=0, match={"eth_type": 0x800, "ipv4_src": like}), 1)
+    assert encode.encode(FlowMod(table_id=2, priority=9, match={
+        "in_port": True, "eth_src": "02:00:00:00:00:01",
+        "ipv4_src": ("10.0.1.0", "255.255.255.0")}, instructions=(Goto(3),)), 5) == first
     bad = FlowMod(table_id=0, match={"ipv4_src": "010.0.0.1"})
     for _ in range(2):
         with pytest.raises(encode.Unsupported):
             encode.encode(bad, 1)
     assert ("ipv4_src", "010.0.0.1") not in encode._OXM_CACHE
-    with pytest.raises(encode.Unsupported):       # a list: unhashable, and no field value
-        encode.encode(FlowMod(table_id=0, match={"in_port": [1]}), 1)
+    # unhashable, yet a port: packed without the cache
+    assert encode.encode(FlowMod(table_id=0, match={"in_port": bytearray(b"7")}), 3) == \
+        encode.encode(FlowMod(table_id=0, match={"in_port": 7}), 3)
+    with pytest.raises(encode.Unsupported):       # a value and no mask: refused, not a crash
+        encode.encode(FlowMod(table_id=0, match={"in_port": (1,)}), 1)
     for p in range(2, 40):
         mp = FlowMod(table_id=0, match={"in_port": p})
         assert encode.encode(mp, 3) == ryu_bytes(mp, 3)
