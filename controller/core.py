@@ -153,8 +153,8 @@ class Core:
 
     def eapol_transport(self, dpid: int, port: int, direct: bool,
                         now: float | None = None) -> Out:
-        """A port's EAPOL moved (a read port's socket failed: back through LOCAL): its
-        EAPOL flows only; no port state is reset."""
+        """A port's EAPOL moved (a read port's socket failed: back through LOCAL; read
+        again: back to the port): its EAPOL flows only; no port state is reset."""
         now = self._now = time.time() if now is None else now
         adm = self.admission
         return adm.port_transport(dpid, port, now, direct) if adm and dpid in self.switches else []

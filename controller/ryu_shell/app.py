@@ -127,7 +127,8 @@ class CrsController(App):
             if self._settings.eapol_transport == "port" and self.port_eapol is None:
                 self.port_eapol = PortEapol(self._local_frame, core.admission.auth.mac,
                                             self._settings.eapol_port_pps,
-                                            lambda: self.core.counters, self._port_lost)
+                                            lambda: self.core.counters, self._port_lost,
+                                            self._port_regained)
             core.admission.early = self._send_now   # an EAP Success before the commit
         old = getattr(self, "core", None)
         if old is not None:             # counters run on across takeovers and copies
@@ -437,7 +438,8 @@ class CrsController(App):
         """A port's socket failed: the port, no longer read here, gets its EAPOL through
         LOCAL back, and nothing else changes (no other port's flows, no port's state: its
         sessions and hold-off stay; an interface replaced under the port comes back with
-        the switch's port status). Later, in a green thread of its own: this may run
+        the switch's port status, the same interface after a delay: `_port_regained`).
+        Later, in a green thread of its own: this may run
         inside a core call (an answer's write), where nothing may yield."""
         def back() -> None:
             if dpid in self.datapaths and self.active and self.port_eapol is not None:
@@ -445,6 +447,16 @@ class CrsController(App):
                 self.send(self.core.eapol_transport(
                     dpid, port, self.port_eapol.reads(dpid, port)))
         hub.spawn(back)
+
+    def _port_regained(self, dpid: int, port: int, name: str, hw_addr: str) -> bool:
+        """A lost port's interface is still the same one (`PortEapol`'s retry): read it
+        again if the port qualifies as at a port status, and move its EAPOL back to it."""
+        if dpid not in self.datapaths or not self.active:
+            return False
+        if not self._read_port(dpid, port, name, hw_addr):
+            return False
+        self.send(self.core.eapol_transport(dpid, port, True))
+        return True
 
     def _read_port(self, dpid: int, port: int, name: str, hw_addr: str) -> bool:
         """With `eapol_transport: port`: whether this edge port's own interface is read

@@ -38,6 +38,9 @@ SYS_NET = Path("/sys/class/net")
 IFNAME = re.compile(r"[A-Za-z0-9_.:-]{1,15}")
 RCVBUF = 16384           # bytes asked of the kernel per port: a few dozen frames at most
 MAX_READ = 8             # frames taken from one port in one round
+# a port whose socket failed while its interface stayed the same is read again after 0.5 s,
+# the delay doubling up to 30 s while it keeps failing (reset after a minute read)
+REOPEN_S = (0.5, 30.0)
 
 
 @dataclass
@@ -51,6 +54,7 @@ class _Port:
     tokens: float
     stamp: float
     paused: bool = False
+    opened: float = 0.0
 
 
 class PortEapol:
@@ -59,9 +63,16 @@ class PortEapol:
 
     def __init__(self, handle: Callable[[int, list[bytes]], None], auth_mac: str,
                  pps: int, counters: Callable[[], dict],
-                 lost: Callable[[int, int], None] = lambda dpid, port: None):
+                 lost: Callable[[int, int], None] = lambda dpid, port: None,
+                 regained: Callable[[int, int, str, str], bool] | None = None):
         self.handle = handle
         self.lost = lost        # a port's socket failed: its EAPOL must go by LOCAL again
+        # its interface is still there: (dpid, port, ifname, MAC) may be read again (the
+        # shell checks the port as for a port status, opens it and moves its EAPOL back);
+        # True if it is read now. None: a lost port waits for the switch's next port status
+        self.regained = regained
+        self._lost: dict[tuple[int, int], tuple[object, int, str, str]] = {}
+        self._delay: dict[tuple[int, int], float] = {}
         self.auth_mac = bytes.fromhex(auth_mac.replace(":", ""))
         self.rate, self.burst = float(pps), float(max(5, pps // 2))   # as the switch's meter
         self.counters = counters
@@ -82,7 +93,8 @@ class PortEapol:
         old = self.ports.get(key)
         if old is not None and here == (old.ifindex, old.mac) and old.mac == hw_addr.lower():
             return True
-        self.close(dpid, port)
+        self._lost.pop(key, None)       # (opened now: no retry pending)
+        self._drop(dpid, port)
         if here is None:
             return False            # not on this host (a switch elsewhere), or not a link
         ifindex, mac = here
@@ -102,7 +114,8 @@ class PortEapol:
                         dpid, port, ifname, exc)
             return False
         sock.setblocking(False)
-        p = _Port(dpid, port, ifname, ifindex, mac, sock, self.burst, time.monotonic())
+        p = _Port(dpid, port, ifname, ifindex, mac, sock, self.burst, time.monotonic(),
+                  opened=time.monotonic())
         self.ports[key] = p
         self._by_fd[sock.fileno()] = p
         self._ep.register(sock.fileno(), _select.EPOLLIN)
@@ -112,6 +125,13 @@ class PortEapol:
         return True
 
     def close(self, dpid: int, port: int) -> None:
+        """Not read any more (and not read again unless opened): the port went, or the
+        shell no longer reads it."""
+        self._lost.pop((dpid, port), None)
+        self._delay.pop((dpid, port), None)
+        self._drop(dpid, port)
+
+    def _drop(self, dpid: int, port: int) -> None:
         p = self.ports.pop((dpid, port), None)
         if p is None:
             return
@@ -141,7 +161,7 @@ class PortEapol:
             return None
 
     def close_switch(self, dpid: int) -> None:
-        for key in [k for k in self.ports if k[0] == dpid]:
+        for key in [k for k in {*self.ports, *self._lost, *self._delay} if k[0] == dpid]:
             self.close(*key)
 
     def reads(self, dpid: int, port: int) -> bool:
@@ -231,9 +251,45 @@ class PortEapol:
         return out
 
     def _lose(self, p: _Port) -> None:
-        if self.ports.get((p.dpid, p.port)) is p:
-            self.close(p.dpid, p.port)
-            self.lost(p.dpid, p.port)
+        key = (p.dpid, p.port)
+        if self.ports.get(key) is not p:
+            return
+        self._drop(*key)
+        self.lost(*key)
+        if self.regained is not None and self._interface(p.ifname) == (p.ifindex, p.mac):
+            if time.monotonic() - p.opened > 2 * REOPEN_S[1]:
+                self._delay.pop(key, None)      # it was read for a good while: start over
+            self._again(key, p.ifindex, p.ifname, p.mac)
+
+    def _again(self, key: tuple[int, int], ifindex: int, ifname: str, mac: str) -> None:
+        """Read the port again later (its interface is the same one): once per loss."""
+        delay = self._delay.get(key, REOPEN_S[0])
+        self._delay[key] = min(2 * delay, REOPEN_S[1])
+        token = object()
+        self._lost[key] = (token, ifindex, ifname, mac)
+        log.warning("switch %016x port %d: EAPOL through LOCAL; its interface %s is read "
+                    "again in %.1f s", key[0], key[1], ifname, delay)
+        hub.spawn_after(delay, self._reopen, key, token)
+
+    def _reopen(self, key: tuple[int, int], token: object) -> None:
+        got = self._lost.get(key)
+        if got is None or got[0] is not token or key in self.ports:
+            return          # closed (the port or its switch went) or read anew meanwhile
+        del self._lost[key]
+        _, ifindex, ifname, mac = got
+        try:
+            back = bool(self.regained and self.regained(key[0], key[1], ifname, mac))
+        except Exception:       # a bug in the shell must not end the retries
+            log.exception("switch %016x port %d: reading it again failed", *key)
+            back = False
+        if back:
+            self.counters()["eapol_port_reopened"] += 1
+            log.info("switch %016x port %d: EAPOL read on %s again", key[0], key[1], ifname)
+        elif key in self._delay and key not in self.ports and key not in self._lost and \
+                self._interface(ifname) == (ifindex, mac):
+            # not closed by the shell meanwhile (a port it no longer reads), not read: the
+            # same interface failed to open (or the shell could not act yet): later again
+            self._again(key, ifindex, ifname, mac)
 
     def _pause(self, p: _Port, delay: float) -> None:
         if p.paused:

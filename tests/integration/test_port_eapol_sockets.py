@@ -228,3 +228,100 @@ def test_a_local_socket_that_fails_for_good_is_opened_again(veth, monkeypatch, c
     finally:
         le.close(1)
         term.close()
+
+
+def test_a_port_socket_that_fails_with_its_interface_still_there_is_read_again(veth,
+                                                                              monkeypatch):
+    """The socket of a read port fails with an error that is not its link going (the
+    interface stays the same one): the port is given back (EAPOL through LOCAL), then read
+    again after a delay, the shell deciding (`regained`); frames are read on the new socket.
+    Retries back off while they fail and stop when the shell closes the port; an interface
+    that went is never retried (its switch's port status brings the new one)."""
+    import errno
+
+    from controller.ryu_shell import port_eapol
+    monkeypatch.setattr(port_eapol, "REOPEN_S", (0.05, 1.0))
+    sw, term = veth
+    mac = Path(f"/sys/class/net/{sw}/address").read_text().strip()
+    got: list[bytes] = []
+    lost: list[tuple[int, int]] = []
+    asked: list[tuple[int, int, str, str, float]] = []
+    answer = {"open": True}
+    counters: Counter = Counter()
+
+    def regained(dpid, port, ifname, hw):
+        asked.append((dpid, port, ifname, hw, time.monotonic()))
+        if answer["open"] == "close":
+            pe.close(dpid, port)
+            return False
+        return answer["open"] and pe.open(dpid, port, ifname, hw)
+
+    pe = PortEapol(lambda dpid, frames: got.extend(frames), AUTH_MAC, 50, lambda: counters,
+                   lambda dpid, port: lost.append((dpid, port)), regained)
+
+    class Failing:      # the socket's next read fails as a broken socket would
+        def __init__(self, sock):
+            self.sock = sock
+
+        def recvfrom(self, *a):
+            raise OSError(errno.EIO, "input/output error")
+
+        def __getattr__(self, name):
+            return getattr(self.sock, name)
+
+    def break_socket():
+        p = pe.ports[(1, 5)]
+        p.sock = Failing(p.sock)
+
+    t = terminal_socket(term)
+    start = Supplicant("c1t1@crs.example", TERM_MAC, psk=b"\0" * 16).start()
+    try:
+        assert pe.open(1, 5, sw, mac)
+        break_socket()
+        t.send(start)
+        until(lambda: lost == [(1, 5)], 5, "the failed port given back")
+        lost_at = time.monotonic()
+        assert not pe.reads(1, 5) and got == []
+        until(lambda: pe.reads(1, 5), 5, "the port read again")
+        assert asked[0][:4] == (1, 5, sw, mac) and asked[0][4] - lost_at >= 0.04
+        assert counters["eapol_port_reopened"] == 1
+        t.send(start)
+        until(lambda: got, 5, "a frame read on the new socket")
+        assert got == [local_port.from_port(start, 5, AUTH)]
+
+        # the shell declines (the port does not qualify now): asked again, later each time
+        answer["open"] = False
+        asked.clear()
+        break_socket()
+        t.send(start)
+        until(lambda: len(asked) >= 3, 5, "three retries")
+        gaps = [b[4] - a[4] for a, b in zip(asked, asked[1:])]
+        assert gaps[1] > gaps[0] * 1.5 and not pe.reads(1, 5)
+        pe.close(1, 5)                  # the shell closes it: no more retries
+        n = len(asked)
+        hub.sleep(1.2)                  # (the next retry was due 0.8 s after the last)
+        assert len(asked) == n and not pe.reads(1, 5)
+
+        # the shell, asked, closes the port (it no longer qualifies): not asked again
+        answer["open"] = "close"
+        assert pe.open(1, 5, sw, mac)
+        asked.clear()
+        break_socket()
+        t.send(start)
+        until(lambda: asked, 5, "asked once")
+        hub.sleep(1.2)
+        assert len(asked) == 1 and not pe.reads(1, 5)
+
+        # an interface that went: given back, never retried
+        answer["open"] = True
+        assert pe.open(1, 5, sw, mac)
+        asked.clear()
+        subprocess.run(["ip", "link", "del", sw], check=True)
+        until(lambda: lost.count((1, 5)) == 4, 5, "the deleted interface given back")
+        hub.sleep(0.3)
+        assert asked == [] and not pe.reads(1, 5)
+        subprocess.run(["ip", "link", "add", sw, "type", "veth", "peer", "name", term],
+                       check=True)
+    finally:
+        t.close()
+        pe.close(1, 5)

@@ -131,6 +131,14 @@ def test_a_lost_port_goes_back_to_local_and_nothing_else_changes(tmp_path):
     assert 1 in res.tables() and core.store.binding(IDENT) is not None
     assert auth.ports == before and auth.ports[(1, 3)].hold_until == T0 + 60
     assert core.eapol_transport(99, 2, False) == []      # an unknown switch: nothing
+    # read again (`PortEapol`'s retry, the same interface): its EAPOL stops at the switch
+    # once more, and still nothing else changes
+    sim.apply(m for _, m in core.eapol_transport(1, 2, True))
+    res = sim.process({"eth_type": 0x888E, "eth_src": C1, "eth_dst": PAE_GROUP_ADDR}, 2)
+    assert res.outputs == [] and not res.to_controller
+    res = sim.process(corekit.ip_pkt(C1, corekit.WEB_MAC, "10.0.1.1", "10.0.100.20"), 2)
+    assert 1 in res.tables() and core.store.binding(IDENT) is not None
+    assert auth.ports == before
 
 
 def test_a_port_of_a_switch_without_local_keeps_packet_ins_whatever_the_shell_says(tmp_path):
