@@ -451,7 +451,9 @@ class CrsController(App):
     def _port_regained(self, dpid: int, port: int, name: str, hw_addr: str) -> bool:
         """A lost port's interface is still the same one (`PortEapol`'s retry): read it
         again if the port qualifies as at a port status, and move its EAPOL back to it."""
-        if dpid not in self.datapaths or not self.active:
+        if dpid not in self.datapaths or not self.active or self.port_eapol is None:
+            if self.port_eapol is not None:     # (a takeover or reconnection reads it anew)
+                self.port_eapol.close(dpid, port)
             return False
         if not self._read_port(dpid, port, name, hw_addr):
             return False

@@ -109,9 +109,11 @@ class PortEapol:
             return False
         try:
             sock = bound_socket(ifname, ETH_P_EAPOL, _socket.socket, RCVBUF)
-        except OSError as exc:
+        except OSError as exc:      # (out of descriptors, memory: tried again later)
             log.warning("switch %016x port %d: cannot read %s (%s): EAPOL through LOCAL",
                         dpid, port, ifname, exc)
+            if self.regained is not None:
+                self._again(key, ifindex, ifname, mac)
             return False
         sock.setblocking(False)
         p = _Port(dpid, port, ifname, ifindex, mac, sock, self.burst, time.monotonic(),
@@ -267,8 +269,11 @@ class PortEapol:
         self._delay[key] = min(2 * delay, REOPEN_S[1])
         token = object()
         self._lost[key] = (token, ifindex, ifname, mac)
-        log.warning("switch %016x port %d: EAPOL through LOCAL; its interface %s is read "
-                    "again in %.1f s", key[0], key[1], ifname, delay)
+        # (warned the first time; a port that keeps failing, or that another port's
+        # claim keeps from being read, is retried quietly at most every REOPEN_S[1])
+        log.log(logging.WARNING if delay == REOPEN_S[0] else logging.DEBUG,
+                "switch %016x port %d: EAPOL through LOCAL; its interface %s is read "
+                "again in %.1f s", key[0], key[1], ifname, delay)
         hub.spawn_after(delay, self._reopen, key, token)
 
     def _reopen(self, key: tuple[int, int], token: object) -> None:
