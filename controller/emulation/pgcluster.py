@@ -22,9 +22,11 @@ def _bin(name: str) -> str:
 
 
 class Cluster:
-    def __init__(self, root: str | None = None) -> None:
+    def __init__(self, root: str | None = None, tcp: bool = False) -> None:
         """`root`: where its directory goes (default: the system's temporary directory;
-        the tests use tmpfs, see tests/corekit.py)."""
+        the tests use tmpfs, see tests/corekit.py); `tcp`: it listens on 127.0.0.1 too
+        (on the same port number), for clients that must reach it over TCP."""
+        self.tcp = tcp
         self.dir = tempfile.mkdtemp(prefix="crs-pg-", dir=root)
         self.data = os.path.join(self.dir, "data")
         self._as: list[str] = []
@@ -47,6 +49,10 @@ class Cluster:
     def dsn(self, db: str = "postgres") -> str:
         return f"postgresql:///{db}?host={self.dir}&port={self.port}&user=postgres"
 
+    def tcp_dsn(self, db: str = "postgres") -> str:
+        """The same database over TCP (a cluster started with `tcp`)."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
+
     @property
     def socket_path(self) -> str:
         """The server's Unix socket (e.g. for a TCP relay that a test can cut)."""
@@ -65,7 +71,8 @@ class Cluster:
                                    "stop"], check=True, capture_output=True)
 
     def resume(self) -> None:
-        opts = f"-k {self.dir} -c listen_addresses='' -p {self.port}"
+        listen = "127.0.0.1" if self.tcp else ""
+        opts = f"-k {self.dir} -c listen_addresses='{listen}' -p {self.port}"
         subprocess.run(self._as + [_bin("pg_ctl"), "-D", self.data, "-o", opts, "-l",
                                    os.path.join(self.dir, "log"), "-w", "start"],
                        check=True, capture_output=True)

@@ -314,3 +314,24 @@ def test_controllers_started_together_on_a_new_store_all_start(pg_cluster):
         for t in threads:
             t.join(30)
         assert errors == [] and all(db.version() == SCHEMA_VERSION for db in dbs)
+
+
+def test_the_server_finds_a_vanished_controller_within_seconds():
+    """A controller's PostgreSQL session asks the server to probe its TCP peer (5 s idle,
+    then every 2 s, 2 probes), so a session whose client vanished (its host down, cut off)
+    ends in ~9 s and the session locks it held with it (the migration's advisory lock);
+    the system's default is 2 h. Checked on a TCP session as the server sees it."""
+    from corekit import PG_ROOT
+
+    from controller.emulation.pgcluster import Cluster
+    pg = Cluster(PG_ROOT, tcp=True).start()       # (its own: the session's has no TCP)
+    try:
+        s = Store(pg.tcp_dsn())
+        assert s.db.execute("SELECT client_addr IS NOT NULL FROM pg_stat_activity "
+                            "WHERE pid = pg_backend_pid()").fetchone()[0] is True
+        got = {k: s.db.execute(f"SHOW tcp_keepalives_{k}").fetchone()[0]
+               for k in ("idle", "interval", "count")}
+        assert got == {"idle": "5", "interval": "2", "count": "2"}
+        s.close()
+    finally:
+        pg.stop()
