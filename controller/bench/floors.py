@@ -6,7 +6,7 @@ A lone report or EAP message meets an idle machine: its decision's disk sync (th
 commit made durable before its flows leave) and its Python both run cold. On the project's
 2-vCPU VMs a sync of one small write took 0.15 ms back to back but 0.6-0.7 ms after 5 ms or
 more of idle disk (a write and a cache flush, each a round trip to a device that has gone
-quiet), and the same Python took 1.5-1.8 times longer after 20 ms of idle than hot
+quiet), and the same Python took 1.5-2.8 times longer after 20 ms of idle than hot
 (docs/benchmarks.md, 2026-12-02). Both are measured here as a lone event sees them (after
 `idle_s` of sleep) and hot (back to back), next to the store (the same file system).
 """
