@@ -5,6 +5,7 @@ server runs as the `postgres` user (PostgreSQL refuses root)."""
 from __future__ import annotations
 
 import glob
+import ipaddress
 import itertools
 import os
 import pwd
@@ -22,10 +23,11 @@ def _bin(name: str) -> str:
 
 
 class Cluster:
-    def __init__(self, root: str | None = None, tcp: bool = False) -> None:
+    def __init__(self, root: str | None = None, tcp: str | None = None) -> None:
         """`root`: where its directory goes (default: the system's temporary directory;
-        the tests use tmpfs, see tests/corekit.py); `tcp`: it listens on 127.0.0.1 too
-        (on the same port number), for clients that must reach it over TCP."""
+        the tests use tmpfs, see tests/corekit.py); `tcp`: an IPv4 address of this host it
+        listens on too (same port number), trusting clients of that address's /24, for
+        clients that must reach it over TCP (another network namespace)."""
         self.tcp = tcp
         self.dir = tempfile.mkdtemp(prefix="crs-pg-", dir=root)
         self.data = os.path.join(self.dir, "data")
@@ -43,6 +45,10 @@ class Cluster:
         subprocess.run(self._as + [_bin("initdb"), "-D", self.data, "-A", "trust", "-U",
                                    "postgres", "-E", "UTF8"], check=True,
                        capture_output=True)
+        if self.tcp:
+            net = ipaddress.ip_network(f"{self.tcp}/24", strict=False)
+            with open(os.path.join(self.data, "pg_hba.conf"), "a") as f:
+                f.write(f"host all all {net} trust\n")
         self.resume()
         return self
 
@@ -51,7 +57,7 @@ class Cluster:
 
     def tcp_dsn(self, db: str = "postgres") -> str:
         """The same database over TCP (a cluster started with `tcp`)."""
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
+        return f"postgresql://postgres@{self.tcp}:{self.port}/{db}"
 
     @property
     def socket_path(self) -> str:
@@ -71,7 +77,7 @@ class Cluster:
                                    "stop"], check=True, capture_output=True)
 
     def resume(self) -> None:
-        listen = "127.0.0.1" if self.tcp else ""
+        listen = self.tcp or ""
         opts = f"-k {self.dir} -c listen_addresses='{listen}' -p {self.port}"
         subprocess.run(self._as + [_bin("pg_ctl"), "-D", self.data, "-o", opts, "-l",
                                    os.path.join(self.dir, "log"), "-w", "start"],

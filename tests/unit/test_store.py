@@ -324,7 +324,7 @@ def test_the_server_finds_a_vanished_controller_within_seconds():
     from corekit import PG_ROOT
 
     from controller.emulation.pgcluster import Cluster
-    pg = Cluster(PG_ROOT, tcp=True).start()       # (its own: the session's has no TCP)
+    pg = Cluster(PG_ROOT, tcp="127.0.0.1").start()     # (its own: the session's has no TCP)
     try:
         s = Store(pg.tcp_dsn())
         assert s.db.execute("SELECT client_addr IS NOT NULL FROM pg_stat_activity "
